@@ -1,0 +1,106 @@
+"""Integer side of SpikeQuant: the bit-exact reference the RTL must match (SPEC §3).
+
+Two independent formulations that must agree:
+
+* :func:`accumulate` + :func:`fire_count` — the closed form
+  ``n = clamp(floor((2^F·acc + Φ)/Θ), 0, 2^b_out − 1)`` with ``acc = Σ w·m·2^e``;
+* :func:`simulate_ttfs` — a time-stepped TTFS + integrate-and-fire simulation
+  (current ramp, membrane, reset-by-subtraction firing), the algorithm the PE runs.
+
+Plain numpy integer code, vectorized over tokens M and neurons N; no torch and no
+hardware imports, so every other package can use it as the scoreboard.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from spikeacc.config import SpikeConfig
+
+__all__ = ["accumulate", "fire_count", "simulate_ttfs", "spike_times", "check_codes"]
+
+
+def check_codes(cfg: SpikeConfig, w: np.ndarray, mant: np.ndarray, shift: np.ndarray) -> None:
+    """Refuse codes wider than the configuration declares (SPEC §5)."""
+    if w.ndim != 2 or mant.ndim != 2 or shift.shape != mant.shape:
+        raise ValueError(f"expected w [N, K], mant and shift [M, K]; got w {w.shape}, "
+                         f"mant {mant.shape}, shift {shift.shape}")
+    if w.shape[1] != mant.shape[1]:
+        raise ValueError(f"w has K = {w.shape[1]} inputs but mant has K = {mant.shape[1]}")
+    if w.size and np.abs(w.astype(np.int64)).max() > cfg.weight_max:
+        idx = np.unravel_index(np.abs(w.astype(np.int64)).argmax(), w.shape)
+        raise ValueError(f"weight code {int(w[idx])} at {tuple(map(int, idx))} exceeds "
+                         f"±{cfg.weight_max} (w_bits = {cfg.w_bits})")
+    if mant.size and np.abs(mant.astype(np.int64)).max() > cfg.mantissa_max:
+        idx = np.unravel_index(np.abs(mant.astype(np.int64)).argmax(), mant.shape)
+        raise ValueError(f"mantissa {int(mant[idx])} at {tuple(map(int, idx))} exceeds "
+                         f"±{cfg.mantissa_max} (a_bits = {cfg.a_bits})")
+    if shift.size and (shift.astype(np.int64).min() < 0 or shift.astype(np.int64).max() > cfg.shift_max):
+        bad = (shift.astype(np.int64) < 0) | (shift.astype(np.int64) > cfg.shift_max)
+        idx = tuple(int(i) for i in np.argwhere(bad)[0])
+        raise ValueError(f"shift {int(shift[idx])} at {idx} is outside 0..{cfg.shift_max} "
+                         f"(e_max = {cfg.e_max}, salient = {cfg.salient})")
+    if cfg.salient_cap is not None:
+        per_token = (shift > 0).sum(axis=1)
+        if per_token.size and per_token.max() > cfg.salient_cap:
+            raise ValueError(f"token {int(per_token.argmax())} has {int(per_token.max())} shifted "
+                             f"(salient) elements, more than salient_cap = {cfg.salient_cap}")
+
+
+def accumulate(w: np.ndarray, mant: np.ndarray, shift: np.ndarray) -> np.ndarray:
+    """``acc[m, n] = Σ_k w[n, k]·mant[m, k]·2^shift[m, k]`` exactly, as int64.
+
+    Uses a float64 matmul (BLAS speed) only where every partial sum is below
+    2^53, which makes it exact; otherwise exact int64 arithmetic.
+    """
+    v = mant.astype(np.int64) << shift.astype(np.int64)
+    w64 = w.astype(np.int64)
+    bound = np.abs(v).sum(axis=1).max(initial=0) * np.abs(w64).max(initial=0)
+    if bound < 2**53:
+        return np.rint(v.astype(np.float64) @ w64.T.astype(np.float64)).astype(np.int64)
+    return v @ w64.T
+
+
+def fire_count(acc: np.ndarray, theta: np.ndarray, phi: np.ndarray, frac_bits: int,
+               out_bits: int) -> np.ndarray:
+    """Spikes fired after the window: ``clamp(floor((2^F·acc + Φ)/Θ), 0, 2^b_out − 1)``."""
+    theta = np.asarray(theta, dtype=np.int64)
+    if (theta <= 0).any():
+        raise ValueError("threshold Θ must be positive everywhere")
+    potential = (np.asarray(acc, dtype=np.int64) << frac_bits) + np.asarray(phi, dtype=np.int64)
+    return np.clip(np.floor_divide(potential, theta), 0, (1 << out_bits) - 1)
+
+
+def spike_times(mant: np.ndarray, window: int) -> np.ndarray:
+    """TTFS step of each element: ``T − |m|``; ``-1`` (never) where ``m = 0``."""
+    mag = np.abs(mant.astype(np.int64))
+    return np.where(mag > 0, window - mag, -1)
+
+
+def simulate_ttfs(cfg: SpikeConfig, w: np.ndarray, mant: np.ndarray, shift: np.ndarray,
+                  theta: np.ndarray, phi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Time-stepped TTFS ramp and IF neuron; returns ``(integral, counts)``.
+
+    At each step t every spike with ``t_k = t`` does ``I += sign(m)·(w << e)``,
+    then ``V += I``. After the window the neuron starts from ``Φ + 2^F·V`` and
+    fires while the potential is ≥ Θ, subtracting Θ each time, at most
+    ``2^b_out − 1`` times. ``integral`` equals :func:`accumulate` exactly.
+    """
+    times = spike_times(mant, cfg.window)
+    signed_shifted = np.sign(mant).astype(np.int64) << shift.astype(np.int64)  # ±2^e, [M, K]
+    w64 = w.astype(np.int64)
+    m_tokens, n_out = mant.shape[0], w.shape[0]
+    current = np.zeros((m_tokens, n_out), dtype=np.int64)
+    membrane = np.zeros((m_tokens, n_out), dtype=np.int64)
+    for t in range(cfg.window):
+        arriving = np.where(times == t, signed_shifted, 0)
+        current += arriving @ w64.T
+        membrane += current
+    potential = (membrane << cfg.frac_bits) + np.asarray(phi, dtype=np.int64)
+    theta = np.asarray(theta, dtype=np.int64)
+    counts = np.zeros_like(potential)
+    for _ in range(cfg.max_count):
+        fires = potential >= theta
+        potential = potential - np.where(fires, theta, 0)
+        counts += fires
+    return membrane, counts

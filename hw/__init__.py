@@ -1,0 +1,1 @@
+"""Amaranth generators: circuits built from a SpikeConfig; needs no torch."""

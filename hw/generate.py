@@ -1,0 +1,87 @@
+"""Verilog generation: module names carry the configuration; a JSON manifest records it."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from amaranth import Shape
+from amaranth.back import verilog
+
+from spikeacc.config import SpikeConfig
+
+__all__ = ["DESIGNS", "GeneratedDesign", "build_component", "generate", "module_name"]
+
+
+def _pe(cfg):
+    from spikeacc.hw.pe import SpikingPE
+    return SpikingPE(cfg)
+
+
+def _tile(cfg):
+    from spikeacc.hw.tile import SpikingTile
+    return SpikingTile(cfg)
+
+
+# design name -> factory; the factories import lazily so `generate pe` never builds a tile.
+DESIGNS = {"pe": _pe, "tile": _tile}
+
+
+@dataclass(frozen=True)
+class GeneratedDesign:
+    design: str
+    top: str
+    verilog: Path
+    manifest: Path
+
+
+def module_name(design: str, cfg: SpikeConfig) -> str:
+    """Top-level Verilog module name, e.g. ``spikeacc_pe_w4a4o4s7f16_k64n16p4l2``."""
+    return f"spikeacc_{design}_{cfg.tag}"
+
+
+def build_component(design: str, cfg: SpikeConfig):
+    if design not in DESIGNS:
+        raise ValueError(f"unknown design {design!r}; choose one of {sorted(DESIGNS)}")
+    return DESIGNS[design](cfg)
+
+
+def _ports(component) -> list[dict]:
+    ports = []
+    for path, member, _ in component.signature.flatten(component):
+        flow = member.flow.name.lower()
+        ports.append({"name": "__".join(str(p) for p in path), "direction": "input" if flow == "in" else "output",
+                      "width": Shape.cast(member.shape).width})
+    return ports
+
+
+def _write_if_changed(path: Path, text: str) -> None:
+    """Keep the file (and its mtime) when nothing changed, so simulator builds stay incremental."""
+    if not path.is_file() or path.read_text() != text:
+        path.write_text(text)
+
+
+def generate(design: str, cfg: SpikeConfig, out_dir: str | Path) -> GeneratedDesign:
+    """Write ``<top>.v`` and ``<top>.json`` (config, derived widths, ports) into ``out_dir``."""
+    component = build_component(design, cfg)
+    top = module_name(design, cfg)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    text = verilog.convert(component, name=top, emit_src=False)
+    v_path = out_dir / f"{top}.v"
+    _write_if_changed(v_path, text)
+    manifest = {
+        "design": design,
+        "top": top,
+        "config": cfg.to_dict(),
+        "derived": cfg.derived(),
+        "ports": _ports(component),
+        "clock": "clk",
+        "reset": "rst (synchronous, active high)",
+    }
+    if hasattr(component, "timing"):
+        manifest["timing"] = component.timing()
+    j_path = out_dir / f"{top}.json"
+    _write_if_changed(j_path, json.dumps(manifest, indent=2) + "\n")
+    return GeneratedDesign(design, top, v_path, j_path)

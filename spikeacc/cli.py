@@ -1,0 +1,174 @@
+"""The ``spikeacc`` command line: generate RTL, regress it, evaluate and export the golden model."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+from spikeacc.config import PRESETS, SpikeConfig
+
+__all__ = ["main"]
+
+
+def _config_from(args) -> SpikeConfig:
+    if getattr(args, "config", None):
+        return SpikeConfig.from_json(args.config)
+    name = getattr(args, "preset", None) or "default"
+    if name not in PRESETS:
+        raise ValueError(f"unknown preset {name!r}; choose one of {sorted(PRESETS)}")
+    return PRESETS[name]
+
+
+def _add_config_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--config", metavar="FILE", help="JSON file of SpikeConfig fields")
+    g.add_argument("--preset", choices=sorted(PRESETS), help="named configuration (default: default)")
+
+
+def cmd_generate(args) -> int:
+    from spikeacc.hw.generate import generate
+    from spikeacc.verif.toolchain import lint
+
+    cfg = _config_from(args)
+    design = generate(args.design, cfg, args.out)
+    print(f"wrote {design.verilog}")
+    print(f"wrote {design.manifest}")
+    if args.lint:
+        lint([design.verilog], design.top)
+        print(f"verilator --lint-only -Wall: clean (waivers: see spikeacc.verif.toolchain.LINT_WAIVERS)")
+    return 0
+
+
+def _print_run(run, what: str) -> bool:
+    rep = run.report
+    cycles = rep.get("cycles", 0)
+    rate = cycles / rep["wall_seconds"] if rep.get("wall_seconds") else 0.0
+    from spikeacc.verif.scoreboard import Scoreboard
+    board = Scoreboard()
+    board.compared, board.mismatches, board.missing = rep["compared"], rep["mismatches"], rep["missing"]
+    print(f"{what}: {board.summary()}")
+    print(f"  build {run.build_seconds:.1f} s, simulation {run.test_seconds:.1f} s, "
+          f"{cycles} cycles, {rate:,.0f} simulated cycles/s; log {run.log}")
+    return board.passed
+
+
+def cmd_regress(args) -> int:
+    cfg = _config_from(args)
+    if args.design == "pe":
+        from spikeacc.verif.runner import run_pe_regression
+        run = run_pe_regression(cfg, n_random=args.cases, seed=args.seed, build_root=args.build_dir)
+        ok = _print_run(run, f"PE {cfg.tag}")
+    else:
+        from spikeacc.verif.tile_regress import regress_tile
+        if not args.vectors:
+            raise ValueError("--design tile needs --vectors FILE.npz (make one with `spikeacc vectors`)")
+        ok = regress_tile(args.vectors, build_root=args.build_dir, report=args.report,
+                          pes=args.pes, lanes=args.lanes)
+    if args.report and args.design == "pe":
+        Path(args.report).write_text(json.dumps(run.report, indent=2))
+    return 0 if ok else 1
+
+
+def cmd_run(args) -> int:
+    """The main job on the embedded default: the flow end to end."""
+    from spikeacc.hw.generate import generate
+    from spikeacc.verif.runner import run_pe_regression
+    from spikeacc.verif.toolchain import lint
+
+    cfg = PRESETS["default"]
+    out = Path(args.out)
+    design = generate("pe", cfg, out / "rtl")
+    lint([design.verilog], design.top)
+    print(f"generated {design.verilog} (lint clean)")
+    run = run_pe_regression(cfg, n_random=args.cases, build_root=args.build_dir)
+    ok = _print_run(run, f"PE {cfg.tag}")
+    (out / "pe_report.json").write_text(json.dumps(run.report, indent=2))
+    print("PASS" if ok else "FAIL")
+    return 0 if ok else 1
+
+
+def cmd_ppl(args) -> int:
+    from spikeacc.golden.perplexity import run_ppl_table
+    run_ppl_table(model=args.model, text=args.text, out=args.out, tokens=args.tokens,
+                  quick=args.quick)
+    return 0
+
+
+def cmd_vectors(args) -> int:
+    from spikeacc.golden.vectors import export_vectors
+    path = export_vectors(model=args.model, layer=args.layer, tokens=args.tokens, out=args.out,
+                          mode=args.mode, llama2_shape=args.llama2_shape, seed=args.seed)
+    print(f"wrote {path}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="spikeacc", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("generate", help="write Verilog and a JSON manifest for a design")
+    p.add_argument("design", choices=["pe", "tile"])
+    p.add_argument("--out", required=True, help="output directory")
+    p.add_argument("--no-lint", dest="lint", action="store_false", help="skip verilator --lint-only -Wall")
+    _add_config_args(p)
+    p.set_defaults(func=cmd_generate)
+
+    p = sub.add_parser("regress", help="run a bit-exact regression under Verilator")
+    p.add_argument("--design", choices=["pe", "tile"], default="pe")
+    p.add_argument("--vectors", help="layer vector file (.npz) for --design tile")
+    p.add_argument("--cases", type=int, default=2000, help="random PE cases (besides the corners)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--pes", type=int, default=None, help="tile: neurons in parallel (default: from the vectors)")
+    p.add_argument("--lanes", type=int, default=None, help="tile: spike events per cycle")
+    p.add_argument("--report", help="write the JSON report here")
+    p.add_argument("--build-dir", default="sim_build")
+    _add_config_args(p)
+    p.set_defaults(func=cmd_regress)
+
+    p = sub.add_parser("run", help="the main job: generate, lint and verify on the embedded default")
+    p.add_argument("--out", default="out")
+    p.add_argument("--cases", type=int, default=2000)
+    p.add_argument("--build-dir", default="sim_build")
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("ppl", help="perplexity table: FP, RTN and SpikeQuant, with a bit sweep")
+    p.add_argument("--model", help="local HF folder or .gguf file (default: embedded SmolLM2-135M)")
+    p.add_argument("--text", help="UTF-8 text file to evaluate on (default: shipped GPL-3 text)")
+    p.add_argument("--out", default="out/ppl")
+    p.add_argument("--tokens", type=int, default=2048, help="evaluation tokens")
+    p.add_argument("--quick", action="store_true", help="only FP, RTN W4A4 and SpikeQuant W4A4")
+    p.set_defaults(func=cmd_ppl)
+
+    p = sub.add_parser("vectors", help="export one layer's integer vectors for the hardware")
+    p.add_argument("--layer", default="model.layers.0.self_attn.q_proj")
+    p.add_argument("--tokens", type=int, default=8)
+    p.add_argument("--out", required=True, help="output .npz file")
+    p.add_argument("--model", help="local HF folder or .gguf file (default: embedded SmolLM2-135M)")
+    p.add_argument("--mode", choices=["dynamic", "static"], default="dynamic")
+    p.add_argument("--llama2-shape", action="store_true",
+                   help="synthetic Llama-2-7B decoder layer (hidden 4096, intermediate 11008), seeded")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=cmd_vectors)
+    return parser
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (ValueError, FileNotFoundError) as exc:
+        print(f"spikeacc: error: {exc}", file=sys.stderr)
+        return 2
+    except Exception as exc:  # a missing simulator and similar: one clear line, no traceback
+        from spikeacc.verif.toolchain import SimulatorNotFound
+        if isinstance(exc, SimulatorNotFound):
+            print(f"spikeacc: error: {exc}", file=sys.stderr)
+            return 3
+        raise
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,292 @@
+"""The single configuration object shared by golden model, generators and testbenches.
+
+Every register width in the hardware and every range check in the golden model
+and the vector loader is derived here, from the bounds of SPEC §5, so there is
+exactly one place where a width can be wrong. An impossible configuration is
+refused with a ``ValueError`` that names the field and what to change.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+__all__ = ["SpikeConfig", "PRESETS", "signed_bits_for", "unsigned_bits_for"]
+
+ENCODINGS = ("ttfs",)
+
+
+def unsigned_bits_for(bound: int) -> int:
+    """Bits an unsigned register needs to hold every value in ``[0, bound]``."""
+    return max(1, int(bound).bit_length())
+
+
+def signed_bits_for(bound: int) -> int:
+    """Bits a two's-complement register needs to hold every value in ``[-bound, bound]``."""
+    return int(bound).bit_length() + 1
+
+
+@dataclass(frozen=True)
+class SpikeConfig:
+    """Bit widths, tile shape and encoding of one SpikeQuant layer (SPEC §2, §3, §5).
+
+    Parameters
+    ----------
+    w_bits, a_bits, out_bits:
+        Weight, activation and output-code widths (2..8). Output spike counts are
+        the next layer's ``out_bits`` activation codes.
+    salient:
+        Keep MAD-salient activations as ``mantissa << shift`` (SPEC §2). Off means
+        every shift is 0 and ``e_max`` is ignored.
+    kappa:
+        MAD multiplier of the salient rule.
+    e_max:
+        Largest per-element power-of-two shift of a salient mantissa.
+    salient_cap:
+        Most salient elements per token (``None``: no cap, S = K). Narrows the
+        accumulator bound.
+    frac_bits:
+        Fraction bits F of the fixed-point threshold Θ and start potential Φ.
+    in_features, out_features:
+        Layer shape K and N the tile is generated for; K also bounds the PE's
+        accumulator.
+    pes, lanes:
+        Tile shape: P neurons in parallel, L spike events per cycle.
+    max_tokens:
+        Tokens the tile's buffers address.
+    encoding:
+        Spike encoding; ``"ttfs"`` (time to first spike, SPEC §3).
+    """
+
+    w_bits: int = 4
+    a_bits: int = 4
+    out_bits: int = 4
+    salient: bool = True
+    kappa: float = 6.0
+    e_max: int = 7
+    salient_cap: int | None = None
+    frac_bits: int = 16
+    in_features: int = 64
+    out_features: int = 16
+    pes: int = 4
+    lanes: int = 2
+    max_tokens: int = 16
+    encoding: str = "ttfs"
+
+    def __post_init__(self):
+        for name in ("w_bits", "a_bits", "out_bits"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or not 2 <= value <= 8:
+                raise ValueError(f"{name} must be an integer in 2..8, got {value!r}")
+        if not self.kappa > 0:
+            raise ValueError(f"kappa must be positive, got {self.kappa!r}")
+        if not isinstance(self.e_max, int) or not 0 <= self.e_max <= 15:
+            raise ValueError(f"e_max must be an integer in 0..15, got {self.e_max!r}")
+        if not isinstance(self.frac_bits, int) or not 0 <= self.frac_bits <= 32:
+            raise ValueError(f"frac_bits must be an integer in 0..32, got {self.frac_bits!r}")
+        if not isinstance(self.in_features, int) or self.in_features < 1:
+            raise ValueError(f"in_features must be a positive integer, got {self.in_features!r}")
+        if not isinstance(self.out_features, int) or self.out_features < 1:
+            raise ValueError(f"out_features must be a positive integer, got {self.out_features!r}")
+        if self.salient_cap is not None and not 0 <= self.salient_cap <= self.in_features:
+            raise ValueError(
+                f"salient_cap must be in 0..in_features ({self.in_features}) or None, "
+                f"got {self.salient_cap!r}")
+        if not isinstance(self.pes, int) or self.pes < 1:
+            raise ValueError(f"pes must be a positive integer, got {self.pes!r}")
+        if not isinstance(self.lanes, int) or self.lanes < 1 or self.lanes & (self.lanes - 1):
+            raise ValueError(f"lanes must be a power of two (1, 2, 4, ...), got {self.lanes!r}")
+        if self.out_features % self.pes:
+            raise ValueError(
+                f"out_features ({self.out_features}) is not a multiple of pes ({self.pes}): "
+                f"choose pes dividing {self.out_features}")
+        if self.in_features % self.lanes:
+            raise ValueError(
+                f"in_features ({self.in_features}) is not a multiple of lanes ({self.lanes}): "
+                f"choose lanes dividing {self.in_features}")
+        if not isinstance(self.max_tokens, int) or self.max_tokens < 1:
+            raise ValueError(f"max_tokens must be a positive integer, got {self.max_tokens!r}")
+        if self.encoding not in ENCODINGS:
+            raise ValueError(f"encoding must be one of {ENCODINGS}, got {self.encoding!r}")
+        if self.membrane_bits > 64:
+            raise ValueError(
+                f"the membrane needs {self.membrane_bits} bits (> 64, the int64 vector "
+                f"contract): lower frac_bits ({self.frac_bits}), e_max ({self.e_max}) or set "
+                f"salient_cap")
+
+    # --- derived values: every width in golden, hw and verif comes from here ---
+
+    @property
+    def shift_max(self) -> int:
+        """Largest shift an element can carry (0 when salient values are off)."""
+        return self.e_max if self.salient else 0
+
+    @property
+    def weight_max(self) -> int:
+        """Largest |w| of a signed weight code ``Wq − z`` (SPEC §2)."""
+        return (1 << self.w_bits) - 1
+
+    @property
+    def weight_bits(self) -> int:
+        """Signed weight code width, b_w + 1."""
+        return self.w_bits + 1
+
+    @property
+    def mantissa_max(self) -> int:
+        """Largest |m| of an activation mantissa (ordinary value or salient 5-bit sign-magnitude)."""
+        return (1 << self.a_bits) - 1
+
+    @property
+    def mantissa_bits(self) -> int:
+        """Signed mantissa width, b_a + 1."""
+        return self.a_bits + 1
+
+    @property
+    def shift_bits(self) -> int:
+        return unsigned_bits_for(self.shift_max)
+
+    @property
+    def window(self) -> int:
+        """TTFS window T: a mantissa of magnitude |m| spikes at step T − |m| (SPEC §3)."""
+        return self.mantissa_max + 1
+
+    @property
+    def step_bits(self) -> int:
+        return unsigned_bits_for(self.window - 1)
+
+    @property
+    def max_count(self) -> int:
+        """Most output spikes a neuron fires in one window, 2^b_out − 1."""
+        return (1 << self.out_bits) - 1
+
+    @property
+    def count_bits(self) -> int:
+        return self.out_bits
+
+    @property
+    def salient_bound(self) -> int:
+        """S of SPEC §5: the salient elements a token may hold."""
+        if not self.salient:
+            return 0
+        return self.in_features if self.salient_cap is None else self.salient_cap
+
+    @property
+    def current_bound(self) -> int:
+        """Bound on |I|, the sum of |w << e| over all spikes of a window."""
+        s = self.salient_bound
+        return self.weight_max * ((self.in_features - s) + s * (1 << self.shift_max))
+
+    @property
+    def acc_bound(self) -> int:
+        """|acc| ≤ (K − S)·m·w + S·m·w·2^e_max (SPEC §5)."""
+        return self.current_bound * self.mantissa_max
+
+    @property
+    def current_bits(self) -> int:
+        return signed_bits_for(self.current_bound)
+
+    @property
+    def acc_bits(self) -> int:
+        return signed_bits_for(self.acc_bound)
+
+    @property
+    def theta_bits(self) -> int:
+        """Unsigned Θ width: a Θ above 2^F·|acc|max could never be reached by the integral."""
+        return unsigned_bits_for(self.acc_bound << self.frac_bits)
+
+    @property
+    def theta_max(self) -> int:
+        return (1 << self.theta_bits) - 1
+
+    @property
+    def phi_bits(self) -> int:
+        """Signed Φ width: Φ ≈ (z_y + ½)·Θ with z_y < 2^b_out."""
+        return self.theta_bits + self.out_bits + 1
+
+    @property
+    def phi_bound(self) -> int:
+        return (1 << (self.phi_bits - 1)) - 1
+
+    @property
+    def membrane_bits(self) -> int:
+        """Signed membrane width: holds Φ + 2^F·acc at every step (SPEC §5)."""
+        return signed_bits_for((self.acc_bound << self.frac_bits) + self.phi_bound)
+
+    @property
+    def blocks(self) -> int:
+        """Output blocks of P neurons per token."""
+        return self.out_features // self.pes
+
+    @property
+    def k_words(self) -> int:
+        """Activation-buffer words per token (L elements each)."""
+        return self.in_features // self.lanes
+
+    @property
+    def k_bits(self) -> int:
+        return unsigned_bits_for(self.in_features - 1)
+
+    @property
+    def token_bits(self) -> int:
+        return unsigned_bits_for(self.max_tokens - 1)
+
+    # --- naming and serialization ---
+
+    @property
+    def tag(self) -> str:
+        """Short name that carries the configuration; Amaranth Verilog is not parameterized."""
+        sal = f"s{self.shift_max}" + (f"c{self.salient_cap}" if self.salient_cap is not None else "")
+        return (f"w{self.w_bits}a{self.a_bits}o{self.out_bits}{sal}f{self.frac_bits}"
+                f"_k{self.in_features}n{self.out_features}p{self.pes}l{self.lanes}")
+
+    def derived(self) -> dict:
+        """Every derived width and bound, for manifests and reports."""
+        names = ["shift_max", "weight_bits", "mantissa_bits", "shift_bits", "window", "max_count",
+                 "salient_bound", "current_bound", "current_bits", "acc_bound", "acc_bits",
+                 "theta_bits", "phi_bits", "membrane_bits", "blocks", "k_words", "token_bits"]
+        return {name: getattr(self, name) for name in names}
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "SpikeConfig":
+        fields = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(data) - fields
+        if unknown:
+            raise ValueError(f"unknown config field(s) {sorted(unknown)}; known: {sorted(fields)}")
+        return cls(**data)
+
+    @classmethod
+    def from_json(cls, path: str | Path) -> "SpikeConfig":
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"config file {path} does not exist")
+        try:
+            data = json.loads(path.read_text())
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"config file {path} is not valid JSON: {exc}") from None
+        return cls.from_dict(data)
+
+    def replace(self, **changes) -> "SpikeConfig":
+        return dataclasses.replace(self, **changes)
+
+    def for_layer(self, in_features: int, out_features: int) -> "SpikeConfig":
+        """The same arithmetic for another layer shape, keeping P and L where they divide it."""
+        pes = math.gcd(self.pes, out_features)
+        lanes = math.gcd(self.lanes, in_features)
+        return self.replace(in_features=in_features, out_features=out_features, pes=pes, lanes=lanes)
+
+
+PRESETS: dict[str, SpikeConfig] = {
+    # Small enough for fast unit regressions; PE accumulator for 64 inputs.
+    "default": SpikeConfig(),
+    # SmolLM2-135M attention projection shape (hidden 576).
+    "smollm2": SpikeConfig(in_features=576, out_features=576, pes=32, lanes=8),
+    # Llama-2-7B shapes: q_proj 4096x4096, down_proj 11008 -> 4096.
+    "llama2-q": SpikeConfig(in_features=4096, out_features=4096, pes=64, lanes=8, max_tokens=1),
+    "llama2-down": SpikeConfig(in_features=11008, out_features=4096, pes=64, lanes=8, max_tokens=1),
+}

@@ -1,0 +1,67 @@
+import json
+
+import pytest
+
+from spikeacc.config import PRESETS, SpikeConfig
+
+
+@pytest.mark.parametrize("field, value, message", [
+    ("w_bits", 1, "w_bits must be an integer in 2..8, got 1"),
+    ("a_bits", 9, "a_bits must be an integer in 2..8, got 9"),
+    ("out_bits", 0, "out_bits must be an integer in 2..8, got 0"),
+    ("lanes", 3, "lanes must be a power of two (1, 2, 4, ...), got 3"),
+    ("pes", 5, "out_features (16) is not a multiple of pes (5): choose pes dividing 16"),
+    ("e_max", 16, "e_max must be an integer in 0..15, got 16"),
+    ("kappa", 0, "kappa must be positive, got 0"),
+    ("encoding", "rate", "encoding must be one of ('ttfs',), got 'rate'"),
+])
+def test_impossible_config_is_refused_with_the_fix(field, value, message):
+    with pytest.raises(ValueError) as err:
+        SpikeConfig(**{field: value})
+    assert str(err.value) == message
+
+
+def test_k_not_covered_by_lanes():
+    with pytest.raises(ValueError, match="in_features \\(30\\) is not a multiple of lanes \\(4\\)"):
+        SpikeConfig(in_features=30, lanes=4)
+
+
+def test_membrane_beyond_int64_is_refused():
+    with pytest.raises(ValueError, match="membrane needs .* bits .*lower frac_bits"):
+        SpikeConfig(in_features=1 << 20, e_max=15, frac_bits=32, lanes=1)
+
+
+def test_widths_follow_the_spec_bound():
+    cfg = SpikeConfig(in_features=4096, out_features=64)
+    # |acc| <= K * 15 * 15 * 2^7 (uncapped salient)
+    assert cfg.acc_bound == 4096 * 15 * 15 * 128
+    assert -(1 << (cfg.acc_bits - 1)) <= -cfg.acc_bound
+    assert cfg.acc_bound <= (1 << (cfg.acc_bits - 1)) - 1
+    assert cfg.acc_bound >> (cfg.acc_bits - 2) >= 1          # and not wider than needed
+    capped = cfg.replace(salient_cap=40)
+    assert capped.acc_bound == (4096 - 40) * 225 + 40 * 225 * 128
+    assert capped.acc_bits < cfg.acc_bits
+    no_salient = cfg.replace(salient=False)
+    assert no_salient.shift_max == 0 and no_salient.acc_bound == 4096 * 225
+    assert cfg.membrane_bits > cfg.acc_bits + cfg.frac_bits
+
+
+def test_presets_cover_llama2_shapes():
+    assert (PRESETS["llama2-q"].in_features, PRESETS["llama2-q"].out_features) == (4096, 4096)
+    assert (PRESETS["llama2-down"].in_features, PRESETS["llama2-down"].out_features) == (11008, 4096)
+
+
+def test_round_trip_and_unknown_fields(tmp_path):
+    cfg = SpikeConfig(in_features=128, pes=8)
+    path = tmp_path / "c.json"
+    path.write_text(json.dumps(cfg.to_dict()))
+    assert SpikeConfig.from_json(path) == cfg
+    path.write_text(json.dumps({"bogus": 1}))
+    with pytest.raises(ValueError, match="unknown config field"):
+        SpikeConfig.from_json(path)
+    with pytest.raises(FileNotFoundError):
+        SpikeConfig.from_json(tmp_path / "missing.json")
+
+
+def test_tag_names_the_configuration():
+    assert SpikeConfig().tag != SpikeConfig(frac_bits=12).tag

