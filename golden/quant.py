@@ -1,0 +1,123 @@
+"""Quantizers of SPEC §2: per-channel weights, asymmetric activations, MAD-salient in place.
+
+Activations come out in the integer contract the hardware consumes: every
+element is ``v = mantissa · 2^shift`` (|mantissa| ≤ 2^b_a − 1, shift 0 for
+ordinary values), with a step ``s_x`` per token (dynamic) or per tensor (static),
+so ``x ≈ s_x · v``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+__all__ = ["WeightQuant", "ActQuant", "quantize_weight", "mad_salient", "quantize_activation",
+           "asym_params", "rtn_activation"]
+
+
+@dataclass
+class WeightQuant:
+    """Per-output-channel asymmetric weights: ``W ≈ scale[:, None] · code``, code = Wq − z."""
+
+    code: torch.Tensor   # int64 [N, K], |code| ≤ 2^b_w − 1
+    scale: torch.Tensor  # float [N]
+
+    def dequant(self) -> torch.Tensor:
+        return self.code.to(self.scale.dtype) * self.scale[:, None]
+
+
+def quantize_weight(w: torch.Tensor, bits: int) -> WeightQuant:
+    """``s_i = (max_i − min_i)/(2^b − 1)``, ``z_i = round(−min_i/s_i)``, range including 0."""
+    qmax = (1 << bits) - 1
+    lo = w.amin(dim=1).clamp(max=0)
+    hi = w.amax(dim=1).clamp(min=0)
+    scale = ((hi - lo) / qmax).clamp(min=1e-12)
+    zero = torch.round(-lo / scale)
+    wq = torch.clamp(torch.round(w / scale[:, None]) + zero[:, None], 0, qmax)
+    return WeightQuant((wq - zero[:, None]).to(torch.int64), scale)
+
+
+@dataclass
+class ActQuant:
+    """Activations in the hardware contract: ``x ≈ step · mantissa · 2^shift``."""
+
+    mantissa: torch.Tensor  # int64 [..., K]
+    shift: torch.Tensor     # int64 [..., K]
+    step: torch.Tensor      # float [..., 1] (per token) or [] (per tensor)
+    zero: torch.Tensor      # float, like step: the zero point z_x of ordinary codes
+    salient: torch.Tensor   # bool [..., K]
+
+    @property
+    def value(self) -> torch.Tensor:
+        """Value in steps, ``v = m · 2^e`` (exact integer)."""
+        return self.mantissa << self.shift
+
+    def dequant(self) -> torch.Tensor:
+        return self.value.to(self.step.dtype) * self.step
+
+
+def mad_salient(x: torch.Tensor, kappa: float) -> torch.Tensor:
+    """Median-absolute-deviation rule: salient iff ``|x − med| > κ·mad`` (per token)."""
+    med = x.median(dim=-1, keepdim=True).values
+    dev = (x - med).abs()
+    mad = dev.median(dim=-1, keepdim=True).values
+    # A token whose values mostly coincide has mad = 0; fall back to a tiny positive spread.
+    mad = torch.maximum(mad, dev.amax(dim=-1, keepdim=True) * 1e-6 + 1e-12)
+    return dev > kappa * mad
+
+
+def asym_params(lo: torch.Tensor, hi: torch.Tensor, bits: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Step and zero point of a b-bit asymmetric range that always includes 0."""
+    lo = lo.clamp(max=0)
+    hi = hi.clamp(min=0)
+    step = ((hi - lo) / ((1 << bits) - 1)).clamp(min=1e-8)
+    return step, torch.round(-lo / step)
+
+
+def _exponent_code(x_steps: torch.Tensor, mmax: int, e_max: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Smallest e ≤ e_max with ``|round(x/2^e)| ≤ mmax``, and the mantissa at that e (saturated)."""
+    mag = x_steps.abs()
+    e = torch.full_like(mag, e_max, dtype=torch.int64)
+    for cand in range(e_max, -1, -1):
+        fits = torch.round(mag / (1 << cand)) <= mmax
+        e = torch.where(fits, torch.full_like(e, cand), e)
+    mant = torch.clamp(torch.round(x_steps / torch.pow(2.0, e.to(x_steps.dtype))), -mmax, mmax)
+    return mant.to(torch.int64), e
+
+
+def quantize_activation(x: torch.Tensor, bits: int, *, kappa: float | None, e_max: int,
+                        static_range: tuple[torch.Tensor, torch.Tensor] | None = None) -> ActQuant:
+    """SpikeQuant activation quantizer.
+
+    Dynamic (``static_range=None``): per token, salient by the MAD rule with κ,
+    step and zero point over the non-salient values. Static: per-tensor
+    ``(lo, hi)`` calibrated offline; salient = whatever falls outside it.
+    Salient values keep their place as ``mantissa · 2^e`` (e ≤ e_max).
+    ``kappa=None`` (dynamic) disables salient handling: plain per-token RTN.
+    """
+    qmax = (1 << bits) - 1
+    if static_range is None:
+        salient = mad_salient(x, kappa) if kappa is not None else torch.zeros_like(x, dtype=torch.bool)
+        lo = torch.where(salient, torch.full_like(x, float("inf")), x).amin(dim=-1, keepdim=True)
+        hi = torch.where(salient, torch.full_like(x, float("-inf")), x).amax(dim=-1, keepdim=True)
+        lo = torch.where(torch.isfinite(lo), lo, torch.zeros_like(lo))
+        hi = torch.where(torch.isfinite(hi), hi, torch.zeros_like(hi))
+        step, zero = asym_params(lo, hi, bits)
+    else:
+        step, zero = asym_params(static_range[0], static_range[1], bits)
+        code = torch.round(x / step) + zero
+        salient = (code < 0) | (code > qmax)
+    code = torch.clamp(torch.round(x / step) + zero, 0, qmax)
+    ordinary = (code - zero).to(torch.int64)
+    if kappa is None and static_range is None:
+        return ActQuant(ordinary, torch.zeros_like(ordinary), step, zero, salient)
+    s_mant, s_exp = _exponent_code(x / step, qmax, e_max)
+    mantissa = torch.where(salient, s_mant, ordinary)
+    shift = torch.where(salient, s_exp, torch.zeros_like(s_exp))
+    return ActQuant(mantissa, shift, step, zero, salient)
+
+
+def rtn_activation(x: torch.Tensor, bits: int) -> ActQuant:
+    """Round-to-nearest per-token asymmetric activations, no salient handling (the baseline)."""
+    return quantize_activation(x, bits, kappa=None, e_max=0)

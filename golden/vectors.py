@@ -1,0 +1,270 @@
+"""Layer vectors: the contract between the golden model and the hardware.
+
+One ``.npz`` file per layer with exactly these arrays:
+
+========== ======== ======= ==================================================
+name       dtype    shape   meaning
+========== ======== ======= ==================================================
+w          int8     [N, K]  signed weight codes ``Wq − z_w``
+mant       int8     [M, K]  signed activation mantissas, |mant| ≤ 2^b_a − 1
+shift      uint8    [M, K]  per-element exponent (0 for ordinary values)
+theta      int64    [M, N]  fixed-point thresholds Θ (F fraction bits)
+phi        int64    [M, N]  fixed-point start potentials Φ
+frac_bits  int      []      F
+out_bits   int      []      b_out
+acc        int64    [M, N]  expected accumulators ``Σ w·mant·2^shift``
+expected   int64    [M, N]  expected output spike counts
+meta       str      []      JSON: model, layer, token positions, config, scales
+========== ======== ======= ==================================================
+
+:func:`load_vectors` checks every one of these and explains a violation.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from spikeacc.config import PRESETS, SpikeConfig
+from spikeacc.golden.integer import accumulate, check_codes, fire_count
+
+__all__ = ["LayerVectors", "load_vectors", "save_vectors", "export_vectors", "VectorFileError"]
+
+SCHEMA = {
+    "w": (np.int8, 2), "mant": (np.int8, 2), "shift": (np.uint8, 2), "theta": (np.int64, 2),
+    "phi": (np.int64, 2), "frac_bits": (None, 0), "out_bits": (None, 0), "acc": (np.int64, 2),
+    "expected": (np.int64, 2), "meta": (None, 0),
+}
+
+
+class VectorFileError(ValueError):
+    """A vector file breaks the contract; the message says which array and how."""
+
+
+@dataclass
+class LayerVectors:
+    w: np.ndarray
+    mant: np.ndarray
+    shift: np.ndarray
+    theta: np.ndarray
+    phi: np.ndarray
+    frac_bits: int
+    out_bits: int
+    acc: np.ndarray
+    expected: np.ndarray
+    meta: dict
+
+    @property
+    def config(self) -> SpikeConfig:
+        return SpikeConfig.from_dict(self.meta["config"])
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        """(M tokens, K inputs, N outputs)."""
+        return self.mant.shape[0], self.mant.shape[1], self.w.shape[0]
+
+
+def save_vectors(path: str | Path, v: LayerVectors) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    np.savez_compressed(path, w=v.w.astype(np.int8), mant=v.mant.astype(np.int8),
+                        shift=v.shift.astype(np.uint8), theta=v.theta.astype(np.int64),
+                        phi=v.phi.astype(np.int64), frac_bits=np.int64(v.frac_bits),
+                        out_bits=np.int64(v.out_bits), acc=v.acc.astype(np.int64),
+                        expected=v.expected.astype(np.int64), meta=np.array(json.dumps(v.meta)))
+    return path
+
+
+def load_vectors(path: str | Path) -> LayerVectors:
+    """Load and validate a vector file: names, dtypes, shapes and ranges."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"vector file {path} does not exist")
+    try:
+        f = np.load(path, allow_pickle=False)
+    except Exception as exc:
+        raise VectorFileError(f"{path} is not a readable .npz file: {exc}") from None
+    with f:
+        missing = sorted(set(SCHEMA) - set(f.files))
+        if missing:
+            raise VectorFileError(f"{path}: missing array(s) {missing}")
+        arrays = {}
+        for name, (dtype, ndim) in SCHEMA.items():
+            a = f[name]
+            if a.ndim != ndim:
+                raise VectorFileError(f"{path}: '{name}' must have {ndim} dimensions, has shape {a.shape}")
+            if dtype is not None and a.dtype != dtype:
+                raise VectorFileError(f"{path}: '{name}' must be {np.dtype(dtype).name}, is {a.dtype}")
+            arrays[name] = a
+    try:
+        meta = json.loads(str(arrays.pop("meta")))
+        cfg = SpikeConfig.from_dict(meta["config"])
+    except (ValueError, KeyError, TypeError) as exc:
+        raise VectorFileError(f"{path}: 'meta' must be JSON holding a valid 'config': {exc}") from None
+    v = LayerVectors(meta=meta, frac_bits=int(arrays.pop("frac_bits")), out_bits=int(arrays.pop("out_bits")),
+                     **arrays)
+    _validate(path, v, cfg)
+    return v
+
+
+def _validate(path, v: LayerVectors, cfg: SpikeConfig) -> None:
+    m, k = v.mant.shape
+    n = v.w.shape[0]
+    checks = [
+        (v.w.shape[1] == k, f"'w' has K = {v.w.shape[1]} but 'mant' has K = {k}"),
+        (v.shift.shape == (m, k), f"'shift' has shape {v.shift.shape}, expected {(m, k)}"),
+        *[(getattr(v, a).shape == (m, n), f"'{a}' has shape {getattr(v, a).shape}, expected {(m, n)}")
+          for a in ("theta", "phi", "acc", "expected")],
+        ((k, n) == (cfg.in_features, cfg.out_features),
+         f"config is for K = {cfg.in_features}, N = {cfg.out_features} but the arrays are K = {k}, N = {n}"),
+        (m <= cfg.max_tokens, f"{m} tokens exceed the config's max_tokens = {cfg.max_tokens}"),
+        (v.frac_bits == cfg.frac_bits, f"frac_bits {v.frac_bits} differs from the config's {cfg.frac_bits}"),
+        (v.out_bits == cfg.out_bits, f"out_bits {v.out_bits} differs from the config's {cfg.out_bits}"),
+    ]
+    for ok, message in checks:
+        if not ok:
+            raise VectorFileError(f"{path}: {message}")
+    try:
+        check_codes(cfg, v.w, v.mant, v.shift)
+    except ValueError as exc:
+        raise VectorFileError(f"{path}: {exc}") from None
+    ranges = [("theta", v.theta, 1, cfg.theta_max), ("phi", v.phi, -cfg.phi_bound, cfg.phi_bound),
+              ("acc", v.acc, -cfg.acc_bound, cfg.acc_bound), ("expected", v.expected, 0, cfg.max_count)]
+    for name, a, lo, hi in ranges:
+        bad = np.argwhere((a < lo) | (a > hi))
+        if len(bad):
+            idx = tuple(int(i) for i in bad[0])
+            raise VectorFileError(f"{path}: '{name}' value {int(a[idx])} at {idx} is outside {lo}..{hi} "
+                                  f"({len(bad)} such values)")
+
+
+def _pick_positions(available: int, tokens: int) -> list[int]:
+    if tokens > available:
+        raise ValueError(f"asked for {tokens} tokens but only {available} are available")
+    return [int(i) for i in np.linspace(0, available - 1, tokens).round()]
+
+
+def _layer_inputs(model, tokenizer, layer_name: str, windows) -> tuple[object, list]:
+    """The named projection and its inputs on each window, captured by a forward hook."""
+    import torch
+
+    modules = dict(model.named_modules())
+    if layer_name not in modules:
+        options = [n for n in modules if n.endswith(("_proj",))][:7]
+        raise ValueError(f"no layer {layer_name!r} in the model; e.g. {options}")
+    linear = modules[layer_name]
+    if not isinstance(linear, torch.nn.Linear):
+        raise ValueError(f"{layer_name} is a {type(linear).__name__}, not a Linear projection")
+    captured = []
+    handle = linear.register_forward_hook(lambda mod, args, out: captured.append(args[0].detach()[0].float()))
+    try:
+        with torch.no_grad():
+            for ids in windows:
+                model(ids.reshape(1, -1))
+    finally:
+        handle.remove()
+    return linear, captured
+
+
+def _synthetic_inputs(layer_name: str, tokens: int, seed: int):
+    """Inputs of one projection of the synthetic Llama-2-7B layer, through its norms and MLP."""
+    import torch
+
+    from spikeacc.golden.model import synthetic_activations, synthetic_llama2_layer
+
+    layer, cfg = synthetic_llama2_layer(seed)
+    part = layer_name.split(".")[-1]
+    modules = {"q_proj": layer.self_attn.q_proj, "k_proj": layer.self_attn.k_proj,
+               "v_proj": layer.self_attn.v_proj, "o_proj": layer.self_attn.o_proj,
+               "gate_proj": layer.mlp.gate_proj, "up_proj": layer.mlp.up_proj, "down_proj": layer.mlp.down_proj}
+    if part not in modules:
+        raise ValueError(f"--llama2-shape takes a projection name ending in one of {sorted(modules)}")
+
+    def inputs(n, s):
+        hidden = synthetic_activations(n, cfg.hidden_size, seed=s)
+        with torch.no_grad():
+            if part in ("q_proj", "k_proj", "v_proj", "o_proj"):
+                return layer.input_layernorm(hidden)
+            normed = layer.post_attention_layernorm(hidden)
+            if part == "down_proj":
+                return layer.mlp.act_fn(layer.mlp.gate_proj(normed)) * layer.mlp.up_proj(normed)
+            return normed
+
+    return modules[part], inputs(tokens, seed + 1), inputs(64, seed + 2)
+
+
+def export_vectors(*, layer: str, tokens: int, out: str | Path, model: str | None = None,
+                   mode: str = "dynamic", llama2_shape: bool = False, seed: int = 0,
+                   base: SpikeConfig | None = None) -> Path:
+    """Quantize one layer on real (or synthetic 7B-shaped) activations and write its vectors."""
+    import torch
+
+    from spikeacc.golden.quant import asym_params
+    from spikeacc.golden.spiking_linear import QuantSpec, SpikeQuantLinear, thresholds
+
+    base = base or PRESETS["smollm2"]
+    if tokens < 1:
+        raise ValueError("--tokens must be at least 1")
+    if llama2_shape:
+        linear, x, calib_x = _synthetic_inputs(layer, tokens, seed)
+        positions = list(range(tokens))
+        source = f"synthetic Llama-2-7B decoder layer (seed {seed})"
+        calib = [calib_x]
+    else:
+        from spikeacc.golden.model import load_model
+        from spikeacc.golden.perplexity import default_text, token_splits
+
+        net, tokenizer, source = load_model(model)
+        calib_windows, eval_windows = token_splits(tokenizer, default_text(), 512)
+        linear, (xs,) = _layer_inputs(net, tokenizer, layer, eval_windows[:1])
+        _, calib = _layer_inputs(net, tokenizer, layer, calib_windows)
+        positions = _pick_positions(xs.shape[0], tokens)
+        x = xs[positions]
+    if linear.bias is not None:
+        raise ValueError(f"{layer} has a bias; the vector contract covers bias-free Llama projections")
+    n_out, k_in = linear.weight.shape
+    cfg = base.replace(max_tokens=max(tokens, 1)).for_layer(k_in, n_out)
+    spec = QuantSpec(method="spikequant", w_bits=cfg.w_bits, a_bits=cfg.a_bits, mode=mode,
+                     kappa=cfg.kappa, e_max=cfg.e_max)
+    q = SpikeQuantLinear(linear, spec)
+    with torch.no_grad():
+        if mode == "static":
+            q.calibrating = True
+            for c in calib:
+                q(c)
+            q.finish_calibration()
+        aq, acc = q.integer_forward(x)
+    w_scale = q.w_scale.numpy().astype(np.float64)
+    x_step = aq.step.numpy().astype(np.float64).reshape(-1, 1) if aq.step.dim() else float(aq.step)
+    y = acc * w_scale[None, :] * x_step
+    if mode == "static":  # output range calibrated on the calibration tokens, per tensor
+        with torch.no_grad():
+            cal_aq, cal_acc = q.integer_forward(torch.cat(calib))
+        y_cal = cal_acc * w_scale[None, :] * float(cal_aq.step)
+        lo, hi = torch.tensor(y_cal.min(axis=1).mean()), torch.tensor(y_cal.max(axis=1).mean())
+    else:
+        lo, hi = torch.tensor(y.min(axis=1, keepdims=True)), torch.tensor(y.max(axis=1, keepdims=True))
+    out_step, out_zero = (t.numpy().astype(np.float64) for t in asym_params(lo, hi, cfg.out_bits))
+    theta, phi = thresholds(w_scale, x_step, out_step, out_zero, cfg.frac_bits)
+    if theta.max() > cfg.theta_max:
+        raise ValueError(f"threshold Θ = {int(theta.max())} exceeds {cfg.theta_bits} bits: lower frac_bits")
+    w = q.w_code.numpy()
+    mant, shift = aq.mantissa.numpy(), aq.shift.numpy()
+    assert np.array_equal(acc, accumulate(w, mant, shift))
+    expected = fire_count(acc, theta, phi, cfg.frac_bits, cfg.out_bits)
+    meta = {
+        "model": source, "layer": layer, "token_positions": positions, "mode": mode,
+        "config": cfg.to_dict(), "salient_ratio": float(aq.salient.float().mean()),
+        "zero_ratio": float((aq.mantissa == 0).float().mean()),
+        "scales": {"w_scale": w_scale.tolist(), "x_step": np.ravel(x_step).tolist(),
+                   "out_step": np.ravel(out_step).tolist(), "out_zero": np.ravel(out_zero).tolist()},
+    }
+    v = LayerVectors(w=w.astype(np.int8), mant=mant.astype(np.int8), shift=shift.astype(np.uint8),
+                     theta=theta, phi=phi, frac_bits=cfg.frac_bits, out_bits=cfg.out_bits, acc=acc,
+                     expected=expected, meta=meta)
+    path = save_vectors(out, v)
+    load_vectors(path)  # what we write must pass our own contract
+    return path

@@ -1,0 +1,199 @@
+"""Golden SpikeQuant model: quantizers, spiking linear layer, conversion, vectors."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from spikeacc.config import SpikeConfig
+from spikeacc.golden.integer import fire_count, simulate_ttfs
+from spikeacc.golden.model import PROJECTIONS, calibrate, convert_model, load_model, quantized_layers
+from spikeacc.golden.quant import mad_salient, quantize_activation, quantize_weight
+from spikeacc.golden.spiking_linear import QuantSpec, SpikeQuantLinear, ideal_counts, thresholds
+from spikeacc.golden.vectors import LayerVectors, VectorFileError, load_vectors, save_vectors
+
+
+def tiny_llama(seed=0):
+    from transformers import LlamaConfig, LlamaForCausalLM
+    torch.manual_seed(seed)
+    cfg = LlamaConfig(hidden_size=64, intermediate_size=128, num_attention_heads=4, num_key_value_heads=2,
+                      num_hidden_layers=2, vocab_size=100)
+    return LlamaForCausalLM(cfg).eval()
+
+
+def activations(seed=0, m=16, k=256):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(m, k, generator=g)
+    x[:, 5] = 40 + x[:, 5]       # outlier channels, as in LLMs: large and persistent
+    x[:, 77] = -60 + x[:, 77]
+    return x
+
+
+def test_weight_codes_are_signed_and_bounded():
+    w = torch.randn(32, 64)
+    q = quantize_weight(w, 4)
+    assert q.code.abs().max() <= 15
+    assert (q.dequant() - w).abs().max() <= q.scale.max() * 0.51 + 1e-6
+
+
+def test_mad_rule_flags_outlier_channels():
+    x = activations()
+    sal = mad_salient(x, 6.0)
+    assert sal[:, 5].all() and sal[:, 77].all()
+    assert sal.float().mean() < 0.05
+
+
+def test_salient_values_kept_in_place_with_exponent():
+    x = activations()
+    aq = quantize_activation(x, 4, kappa=6.0, e_max=7)
+    assert aq.mantissa.abs().max() <= 15 and aq.shift.max() <= 7
+    assert (aq.shift[~aq.salient] == 0).all()
+    err = (aq.dequant() - x).abs()
+    # salient elements: relative error of a 4-bit mantissa, far below the ordinary range clamp
+    rel = err[aq.salient] / x[aq.salient].abs()
+    assert rel.max() < 0.07
+    rtn = quantize_activation(x, 4, kappa=None, e_max=0)
+    assert (rtn.dequant() - x).abs()[:, 5].mean() > 5 * err[:, 5].mean()
+
+
+@pytest.mark.parametrize("mode", ["dynamic", "static"])
+def test_integer_path_equals_float_path(mode):
+    torch.manual_seed(0)
+    lin = torch.nn.Linear(256, 48, bias=False)
+    q = SpikeQuantLinear(lin, QuantSpec(mode=mode))
+    x = activations(1)
+    if mode == "static":
+        q.calibrating = True
+        q(activations(2))
+        q.finish_calibration()
+    aq, acc = q.integer_forward(x)
+    # exact: the integer accumulator is the quantized product
+    exact = (aq.value @ q.w_code.to(torch.int64).T).numpy()
+    assert np.array_equal(acc, exact)
+    # and the float path is s_i * s_x * acc
+    y = q(x).double().numpy()
+    step = aq.step.double().numpy().reshape(-1, 1) if aq.step.dim() else float(aq.step)
+    np.testing.assert_allclose(y, acc * q.w_scale.double().numpy()[None, :] * step, rtol=1e-4, atol=1e-4)
+
+
+def test_fixed_point_threshold_rounding_vs_ideal():
+    """How often floor((2^F acc + Φ)/Θ) differs from ideal rounding, for F = 8, 12, 16."""
+    torch.manual_seed(0)
+    lin = torch.nn.Linear(256, 64, bias=False)
+    q = SpikeQuantLinear(lin, QuantSpec())
+    aq, acc = q.integer_forward(activations(3, m=64))
+    y = acc * q.w_scale.numpy()[None, :] * aq.step.numpy()
+    lo, hi = y.min(axis=1, keepdims=True), y.max(axis=1, keepdims=True)
+    out_step, out_zero = (hi - lo) / 15, np.round(-lo / ((hi - lo) / 15))
+    rates = {}
+    for f in (8, 12, 16):
+        theta, phi = thresholds(q.w_scale.numpy(), aq.step.numpy(), out_step, out_zero, f)
+        got = fire_count(acc, theta, phi, f, 4)
+        ideal = ideal_counts(acc, q.w_scale.numpy(), aq.step.numpy(), out_step, out_zero, 4)
+        rates[f] = float((got != ideal).mean())
+    print("fixed-point vs ideal rounding differ rate:", rates)
+    assert rates[16] <= rates[8]
+    assert rates[16] < 1e-3
+    _, stepped = simulate_ttfs(SpikeConfig(in_features=256), q.w_code.numpy(), aq.mantissa.numpy(),
+                               aq.shift.numpy(), theta, phi)
+    assert np.array_equal(stepped, got)
+
+
+def test_thresholds_refuse_too_few_fraction_bits():
+    with pytest.raises(ValueError, match="F = 0 fraction bits are too few .* raise frac_bits"):
+        thresholds(np.array([10.0]), np.array([[10.0]]), np.array([[1.0]]), np.array([[0.0]]), 0)
+
+
+def test_convert_tiny_llama_all_projections_and_static_calibration():
+    model = tiny_llama()
+    ids = torch.randint(0, 100, (1, 32))
+    with torch.no_grad():
+        ref = model(ids).logits
+    convert_model(model, QuantSpec(mode="static"))
+    layers = quantized_layers(model)
+    assert len(layers) == 2 * len(PROJECTIONS)
+    calibrate(model, [ids[0]])
+    with torch.no_grad():
+        out = model(ids).logits
+    assert out.shape == ref.shape and torch.isfinite(out).all()
+    with pytest.raises(ValueError, match="already converted"):
+        convert_model(model, QuantSpec())
+
+
+def test_missing_model_path_is_a_clear_error(tmp_path):
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        load_model(tmp_path / "nope")
+    with pytest.raises(FileNotFoundError, match="no config.json"):
+        load_model(tmp_path)
+
+
+def test_non_llama_architecture_is_refused(tmp_path):
+    (tmp_path / "config.json").write_text(json.dumps({"model_type": "gpt2"}))
+    with pytest.raises(ValueError, match="is a 'gpt2' model; spikeacc converts Llama"):
+        load_model(tmp_path)
+
+
+def small_vectors(rng):
+    cfg = SpikeConfig(in_features=32, out_features=8, pes=4, lanes=2, max_tokens=4)
+    w = rng.integers(-15, 16, size=(8, 32))
+    mant = rng.integers(-15, 16, size=(3, 32))
+    shift = np.where(rng.random((3, 32)) < 0.1, 3, 0)
+    acc = (mant << shift) @ w.T
+    theta = np.full((3, 8), 1 << 20)
+    phi = np.full((3, 8), 1 << 19)
+    expected = fire_count(acc, theta, phi, cfg.frac_bits, cfg.out_bits)
+    return LayerVectors(w=w, mant=mant, shift=shift, theta=theta, phi=phi, frac_bits=16, out_bits=4,
+                        acc=acc, expected=expected, meta={"config": cfg.to_dict(), "layer": "test"})
+
+
+def test_vector_file_round_trip(tmp_path, rng):
+    v = small_vectors(rng)
+    path = save_vectors(tmp_path / "v.npz", v)
+    back = load_vectors(path)
+    assert np.array_equal(back.expected, v.expected) and back.config.in_features == 32
+    assert back.w.dtype == np.int8 and back.shift.dtype == np.uint8
+
+
+@pytest.mark.parametrize("corrupt, message", [
+    (lambda d: d.pop("acc"), r"missing array\(s\) \['acc'\]"),
+    (lambda d: d.update(w=d["w"].astype(np.int16)), "'w' must be int8, is int16"),
+    (lambda d: d.update(mant=np.where(np.arange(32) == 4, 16, d["mant"]).astype(np.int8)),
+     r"mantissa 16 at \(0, 4\) exceeds ±15"),
+    (lambda d: d.update(theta=np.zeros_like(d["theta"])), r"'theta' value 0 at \(0, 0\) is outside 1\.\."),
+    (lambda d: d.update(expected=d["expected"][:, :4]), r"'expected' has shape \(3, 4\), expected \(3, 8\)"),
+    (lambda d: d.update(meta=np.array("not json")), "'meta' must be JSON"),
+])
+def test_bad_vector_files_are_explained(tmp_path, rng, corrupt, message):
+    path = save_vectors(tmp_path / "v.npz", small_vectors(rng))
+    with np.load(path) as f:
+        arrays = dict(f)
+    corrupt(arrays)
+    np.savez(tmp_path / "bad.npz", **arrays)
+    with pytest.raises(VectorFileError, match=message):
+        load_vectors(tmp_path / "bad.npz")
+
+
+def test_missing_vector_file(tmp_path):
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        load_vectors(tmp_path / "none.npz")
+
+
+def test_synthetic_llama2_down_proj_vectors(tmp_path):
+    """The synthetic Llama-2-7B layer at full shape (11008 -> 4096), one token."""
+    from spikeacc.golden.vectors import export_vectors
+    path = export_vectors(layer="mlp.down_proj", tokens=1, out=tmp_path / "d.npz", llama2_shape=True)
+    v = load_vectors(path)
+    assert v.shape == (1, 11008, 4096)
+    assert 0 < v.meta["salient_ratio"] < 0.2
+    assert len(np.unique(v.expected)) > 8  # thresholds spread the outputs over the code range
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("mode", ["dynamic", "static"])
+def test_smollm2_vectors_all_projections(tmp_path, mode):
+    from spikeacc.golden.vectors import export_vectors
+    for proj in PROJECTIONS:
+        path = export_vectors(layer=f"model.layers.0.{proj}", tokens=8, out=tmp_path / f"{proj}.npz", mode=mode)
+        v = load_vectors(path)
+        assert v.shape[0] == 8 and v.meta["mode"] == mode
