@@ -54,7 +54,9 @@ def test_salient_values_kept_in_place_with_exponent():
     rel = err[aq.salient] / x[aq.salient].abs()
     assert rel.max() < 0.07
     rtn = quantize_activation(x, 4, kappa=None, e_max=0)
-    assert (rtn.dequant() - x).abs()[:, 5].mean() > 5 * err[:, 5].mean()
+    # the outliers no longer stretch the range: ordinary values are far more precise than RTN's
+    ordinary = ~aq.salient
+    assert (rtn.dequant() - x).abs()[ordinary].mean() > 5 * err[ordinary].mean()
 
 
 @pytest.mark.parametrize("mode", ["dynamic", "static"])
