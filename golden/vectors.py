@@ -268,3 +268,27 @@ def export_vectors(*, layer: str, tokens: int, out: str | Path, model: str | Non
     path = save_vectors(out, v)
     load_vectors(path)  # what we write must pass our own contract
     return path
+
+
+def random_vectors(cfg: SpikeConfig, tokens: int, seed: int = 0, zero_fraction: float = 0.22,
+                   salient_fraction: float = 0.025) -> LayerVectors:
+    """Seeded random layer vectors in the contract, with SmolLM2-like zero and salient ratios."""
+    rng = np.random.default_rng(seed)
+    k, n = cfg.in_features, cfg.out_features
+    w = rng.integers(-cfg.weight_max, cfg.weight_max + 1, size=(n, k))
+    mant = rng.integers(-cfg.mantissa_max, cfg.mantissa_max + 1, size=(tokens, k))
+    mant[rng.random((tokens, k)) < zero_fraction] = 0
+    shift = np.where(rng.random((tokens, k)) < salient_fraction,
+                     rng.integers(1, cfg.shift_max + 1, size=(tokens, k)) if cfg.shift_max else 0, 0)
+    acc = accumulate(w, mant, shift)
+    spread = np.maximum(acc.max(axis=1, keepdims=True) - acc.min(axis=1, keepdims=True), 1)
+    ratio = spread / cfg.max_count                                   # Δ/(s_w·s_x), per token
+    zero = np.round(-acc.min(axis=1, keepdims=True) / ratio)
+    theta = np.maximum(np.rint(ratio * 2.0**cfg.frac_bits), 1).astype(np.int64) * np.ones((1, n), np.int64)
+    phi = np.rint((zero + 0.5) * ratio * 2.0**cfg.frac_bits).astype(np.int64) * np.ones((1, n), np.int64)
+    expected = fire_count(acc, theta, phi, cfg.frac_bits, cfg.out_bits)
+    meta = {"model": f"random (seed {seed})", "layer": "random", "token_positions": list(range(tokens)),
+            "mode": "dynamic", "config": cfg.replace(max_tokens=max(cfg.max_tokens, tokens)).to_dict()}
+    return LayerVectors(w=w.astype(np.int8), mant=mant.astype(np.int8), shift=shift.astype(np.uint8),
+                        theta=theta, phi=phi, frac_bits=cfg.frac_bits, out_bits=cfg.out_bits, acc=acc,
+                        expected=expected, meta=meta)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,11 +23,14 @@ class BenchRun:
 
 
 def run_bench(*, top: str, sources: list[Path], test_module: str, build_dir: Path, env: dict[str, str],
-              build_args: tuple[str, ...] = (), report_name: str = "report.json") -> BenchRun:
+              build_args: tuple[str, ...] = (), plusargs: tuple[str, ...] = (),
+              report_name: str = "report.json", on_progress=None, ports_only: bool = False) -> BenchRun:
     """Build (incrementally) and run one bench; return the report the bench wrote.
 
     The bench communicates through a JSON report, not through cocotb's exit
     status alone, so a failure comes back with its mismatches listed.
+    ``ports_only`` hides internal nets from VPI, which lets Verilator optimize
+    across the whole design: for benches that touch top-level ports only.
     """
     use_verilator()
     from cocotb_tools.runner import get_runner
@@ -40,19 +44,53 @@ def run_bench(*, top: str, sources: list[Path], test_module: str, build_dir: Pat
     runner = get_runner("verilator")
     t0 = time.perf_counter()
     runner.build(sources=[str(s) for s in sources], hdl_toplevel=top, build_dir=str(build_dir),
-                 build_args=[*BUILD_WAIVERS, "-O3", *build_args], timescale=("1ns", "1ps"),
+                 build_args=[*BUILD_WAIVERS, "-O3", *(PORTS_ONLY if ports_only else ()), *build_args], timescale=("1ns", "1ps"),
                  log_file=str(build_dir / "build.log"))
     t1 = time.perf_counter()
+    progress_path = build_dir / "progress"
+    progress_path.unlink(missing_ok=True)
+    stop = threading.Event()
+    watcher = None
+    if on_progress is not None:
+        watcher = threading.Thread(target=_watch_progress, args=(progress_path, on_progress, stop), daemon=True)
+        watcher.start()
     try:
         runner.test(hdl_toplevel=top, test_module=test_module, build_dir=str(build_dir),
-                    test_dir=str(build_dir), extra_env={**env, "SPIKEACC_REPORT": str(report_path)},
+                    test_dir=str(build_dir), plusargs=list(plusargs),
+                    extra_env={**env, "SPIKEACC_REPORT": str(report_path),
+                               "SPIKEACC_PROGRESS": str(progress_path)},
                     log_file=str(log))
     except SystemExit:
         pass  # under pytest the runner exits on a failed test; the report says why
+    finally:
+        stop.set()
+        if watcher is not None:
+            watcher.join()
     t2 = time.perf_counter()
     if not report_path.is_file():
         raise RuntimeError(f"the bench {test_module} wrote no report; see {log}")
     return BenchRun(json.loads(report_path.read_text()), t1 - t0, t2 - t1, log)
+
+
+# cocotb's runner passes --public-flat-rw (every net visible to VPI); keep only the top level.
+PORTS_ONLY = ("--no-public-flat-rw", "--public-depth", "1")
+
+
+def _watch_progress(path: Path, on_progress, stop: threading.Event) -> None:
+    """Relay the bench's ``done total`` progress file to a callback until told to stop."""
+    last = None
+    while True:
+        finished = stop.wait(0.2)
+        try:
+            text = path.read_text().split()
+            state = (int(text[0]), int(text[1]))
+        except (OSError, ValueError, IndexError):
+            state = None
+        if state is not None and state != last:
+            on_progress(*state)
+            last = state
+        if finished:
+            return
 
 
 def run_pe_regression(cfg: SpikeConfig, *, n_random: int = 2000, seed: int = 0,

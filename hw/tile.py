@@ -1,0 +1,319 @@
+"""A tile of spiking PEs computing a whole quantized linear layer (SPEC §3)."""
+
+from __future__ import annotations
+
+from amaranth import Array, Cat, Module, Mux, Signal, signed, unsigned
+from amaranth.lib import data, memory, wiring
+from amaranth.lib.wiring import In, Out
+
+from spikeacc.config import SpikeConfig, unsigned_bits_for
+from spikeacc.hw.pe import SpikingPE
+
+__all__ = ["SpikingTile", "address_bits", "activation_lane_layout", "threshold_layout", "event_layout", "tile_cycles"]
+
+
+def activation_lane_layout(cfg: SpikeConfig) -> data.StructLayout:
+    """One activation element as stored in the activation buffer: ``v = mantissa · 2^shift``."""
+    return data.StructLayout({"mantissa": signed(cfg.mantissa_bits), "shift": unsigned(cfg.shift_bits)})
+
+
+def threshold_layout(cfg: SpikeConfig) -> data.StructLayout:
+    """One neuron's threshold Θ and start potential Φ."""
+    return data.StructLayout({"theta": unsigned(cfg.theta_bits), "phi": signed(cfg.phi_bits)})
+
+
+def event_layout(cfg: SpikeConfig) -> data.StructLayout:
+    """A queued TTFS spike: which input fired, its polarity and its shift."""
+    return data.StructLayout({"index": unsigned(cfg.k_bits), "negative": unsigned(1),
+                              "shift": unsigned(cfg.shift_bits)})
+
+
+def address_bits(cfg: SpikeConfig) -> dict[str, int]:
+    """Buffer address widths of the tile's ports, derived from the configuration."""
+    return {"act": unsigned_bits_for(cfg.max_tokens * cfg.k_words - 1),
+            "weight": unsigned_bits_for(cfg.blocks * cfg.in_features - 1),
+            "block": unsigned_bits_for(cfg.max_tokens * cfg.blocks - 1),
+            "block_index": unsigned_bits_for(cfg.blocks)}
+
+
+def tile_cycles(cfg: SpikeConfig, nonzero_per_magnitude) -> dict:
+    """Cycle model of one token-layer, for the docstring's claim and the benchmark.
+
+    ``nonzero_per_magnitude[j]`` is the number of elements with |m| = j (j = 1..2^b_a − 1).
+    """
+    per_step = [max(1, -(-int(nonzero_per_magnitude[m]) // cfg.lanes)) for m in range(1, cfg.window)]
+    block = max(1 + sum(per_step), cfg.max_count + 3)
+    nonzero = sum(int(nonzero_per_magnitude[m]) for m in range(1, cfg.window))
+    return {
+        "encode": cfg.k_words + 1,
+        "block": block,
+        "total": cfg.k_words + 1 + cfg.blocks * block + SpikingTile.PIPELINE + cfg.max_count + 4,
+        "ideal": cfg.blocks * -(-nonzero // cfg.lanes),
+        "dense_bound": cfg.in_features * cfg.out_features // (cfg.lanes * cfg.pes) + cfg.window * cfg.blocks,
+    }
+
+
+class SpikingTile(wiring.Component):
+    """P spiking PEs sharing a broadcast of L spike events per cycle: one linear layer.
+
+    Per token the tile first **encodes**: it reads the token's (mantissa,
+    shift) pairs, L per cycle, and sorts every nonzero mantissa into one of
+    2^b_a − 1 event queues by magnitude |m| (its TTFS step is ``T − |m|``).
+    Zero mantissas are dropped here: they cost no weight read and no add. Each
+    queue has L banks filled round-robin, so L events of one magnitude are
+    written and later read in one cycle without conflicts.
+
+    Then, for each block of P output neurons, it **replays** the queues in time
+    order: step t broadcasts the events of magnitude ``T − t``, L per cycle;
+    each PE reads its weights (one read port per lane), adds ``±(w << e)`` to
+    its current, and the last cycle of each step adds the current to the
+    membrane. The cycle that opens a block is step 0 (when no spike can arrive),
+    loads Θ/Φ and fires the previous block, whose counts are written to the
+    output buffer a fixed ``max_count + 2`` cycles later.
+
+    Cycles per token-layer (see :func:`tile_cycles`)::
+
+        K/L + 1                                   encode
+        + (N/P) · max(1 + Σ_t max(1, ⌈n_t/L⌉), 2^b_out + 2)   blocks
+        + pipeline + 2^b_out + 3                  drain
+
+    against the ideal ``(N/P)·⌈K_nz/L⌉`` (K_nz nonzero mantissas), and the
+    dense bound ``K·N/(L·P) + T·N/P``. The overhead is at most T − 1 partly
+    filled cycles per block plus the open cycle, so utilization approaches 1
+    as K grows.
+
+    Buffers sit outside the tile as synchronous-read memories (one cycle of
+    latency, as SRAM macros and FPGA block RAM behave). Word layouts:
+
+    - activations: address ``token·K/L + word``, L × :func:`activation_lane_layout`;
+    - weights: address ``block·K + k``, P × signed(b_w + 1), one read port per lane;
+    - thresholds: address ``token·N/P + block``, P × :func:`threshold_layout`;
+    - output counts: address ``token·N/P + block``, P × unsigned(b_out).
+
+    Members
+    -------
+    start : In(1)
+        Begin computing token ``token`` (ignored while busy).
+    token : In(token_bits)
+    busy : Out(1)
+    done : Out(1)
+        Strobes when the token's last output word has been written.
+    cycles : Out(32)
+        Cycles since the last ``start``, frozen at ``done``.
+    block : Out
+        Block being replayed (progress).
+    act_addr, act_data, weight_addr, weight_data, thresh_addr, thresh_data, out_addr, out_data, out_en
+        Buffer ports as above.
+    """
+
+    PIPELINE = 2  # sequencer -> queue read -> weight read -> PE
+
+    def __init__(self, config: SpikeConfig):
+        if not isinstance(config, SpikeConfig):
+            raise TypeError(f"config must be a SpikeConfig, got {config!r}")
+        cfg = config
+        self._config = cfg
+        widths = address_bits(cfg)
+        self.act_addr_bits = widths["act"]
+        self.weight_addr_bits = widths["weight"]
+        self.block_addr_bits = widths["block"]
+        super().__init__({
+            "start": In(1),
+            "token": In(unsigned(cfg.token_bits)),
+            "busy": Out(1),
+            "done": Out(1),
+            "cycles": Out(32),
+            "block": Out(unsigned(widths["block_index"])),
+            "act_addr": Out(unsigned(self.act_addr_bits)),
+            "act_data": In(data.ArrayLayout(activation_lane_layout(cfg), cfg.lanes)),
+            "weight_addr": Out(data.ArrayLayout(unsigned(self.weight_addr_bits), cfg.lanes)),
+            "weight_data": In(data.ArrayLayout(data.ArrayLayout(signed(cfg.weight_bits), cfg.pes), cfg.lanes)),
+            "thresh_addr": Out(unsigned(self.block_addr_bits)),
+            "thresh_data": In(data.ArrayLayout(threshold_layout(cfg), cfg.pes)),
+            "out_addr": Out(unsigned(self.block_addr_bits)),
+            "out_data": Out(data.ArrayLayout(unsigned(cfg.count_bits), cfg.pes)),
+            "out_en": Out(1),
+        })
+
+    @property
+    def config(self) -> SpikeConfig:
+        return self._config
+
+    @property
+    def fire_gap(self) -> int:
+        """Fewest cycles between two fires, so a block's counts are captured before the next fire."""
+        return self._config.max_count + 3
+
+    def timing(self) -> dict:
+        cfg = self._config
+        return {"pipeline": self.PIPELINE, "fire_capture_delay": cfg.max_count + 2, "fire_gap": self.fire_gap,
+                "encode_cycles": cfg.k_words + 1, "lanes": cfg.lanes, "pes": cfg.pes}
+
+    def elaborate(self, platform):
+        cfg = self._config
+        L, P, T = cfg.lanes, cfg.pes, cfg.window
+        lane_bits = unsigned_bits_for(L - 1) if L > 1 else 0
+        queue_depth = cfg.k_words  # worst case: every element of the token has the same magnitude
+        mags = range(1, T)
+        m = Module()
+
+        # ---- event queues: one per magnitude, L banks each ----
+        count = Array(Signal(unsigned(cfg.k_bits + 1), name=f"queued{mag}") for mag in range(T))
+        banks = {}
+        for mag in mags:
+            for bank in range(L):
+                mem = memory.Memory(shape=event_layout(cfg), depth=queue_depth, init=[])
+                m.submodules[f"queue{mag}_{bank}"] = mem
+                banks[mag, bank] = (mem.write_port(), mem.read_port())
+
+        # ---- control state ----
+        token = Signal(unsigned(cfg.token_bits))
+        word = Signal(unsigned(unsigned_bits_for(cfg.k_words)))
+        act_valid = Signal()
+        blk = Signal(unsigned(unsigned_bits_for(cfg.blocks)))
+        step = Signal(unsigned(cfg.step_bits + 1))
+        row = Signal(unsigned(unsigned_bits_for(queue_depth)))
+        since_fire = Signal(unsigned(unsigned_bits_for(self.fire_gap)), init=self.fire_gap)
+        m.d.comb += self.block.eq(blk)
+
+        # ---- encode: sort nonzero mantissas into the queues (round-robin banks per magnitude) ----
+        lanes_in = [self.act_data[j] for j in range(L)]
+        magnitude = [Signal(unsigned(cfg.a_bits), name=f"mag{j}") for j in range(L)]
+        position = [Signal(unsigned(cfg.k_bits + 1), name=f"pos{j}") for j in range(L)]
+        for j, lane in enumerate(lanes_in):
+            mant = lane.mantissa
+            m.d.comb += magnitude[j].eq(Mux(mant < 0, -mant, mant))
+            rank = sum((magnitude[i] == magnitude[j]) for i in range(j)) if j else 0
+            m.d.comb += position[j].eq(count[magnitude[j]] + rank)
+        k_base = Signal(unsigned(cfg.k_bits + 1))
+        m.d.comb += k_base.eq((word - 1) << lane_bits)  # the word whose data arrives this cycle
+        for (mag, bank), (wp, _) in banks.items():
+            for j in reversed(range(L)):  # at most one lane matches; the loop just builds the mux
+                hit = act_valid & (magnitude[j] == mag)
+                if L > 1:
+                    hit &= position[j][:lane_bits] == bank
+                with m.If(hit):
+                    m.d.comb += [
+                        wp.en.eq(1),
+                        wp.addr.eq(position[j] >> lane_bits),
+                        wp.data.index.eq(k_base + j),
+                        wp.data.negative.eq(lanes_in[j].mantissa < 0),
+                        wp.data.shift.eq(lanes_in[j].shift),
+                    ]
+        with m.If(act_valid):
+            for mag in mags:
+                m.d.sync += count[mag].eq(count[mag] + sum(magnitude[j] == mag for j in range(L)))
+
+        # ---- sequencer (stage 0) ----
+        delay = cfg.max_count + 2  # fire -> every PE has finished firing
+        capture = [Signal(name=f"capture{i}") for i in range(delay)]
+        cmd_open, cmd_fire, cmd_step = Signal(), Signal(), Signal()
+        cmd_lanes = Signal(L)   # lanes holding an event of the current step's row
+        cmd_spikes = Signal(L)  # the same, only while replaying a step
+        cur_count = Signal(unsigned(cfg.k_bits + 1))
+        m.d.comb += cur_count.eq(count[(T - step)[:cfg.a_bits]])
+        last_row = Signal()
+        m.d.comb += last_row.eq(((row + 1) << lane_bits) >= cur_count)
+        for j in range(L):
+            m.d.comb += cmd_lanes[j].eq(((row << lane_bits) + j) < cur_count)
+        for (mag, bank), (_, rp) in banks.items():
+            m.d.comb += rp.addr.eq(row)
+        m.d.comb += self.act_addr.eq(token * cfg.k_words + word)
+        m.d.comb += self.thresh_addr.eq(token * cfg.blocks + blk)
+        m.d.sync += since_fire.eq(Mux(since_fire == self.fire_gap, since_fire, since_fire + 1))
+        m.d.sync += act_valid.eq(0)
+
+        m.d.sync += self.done.eq(0)
+        with m.FSM(name="control") as fsm:
+            with m.State("IDLE"):
+                with m.If(self.start):
+                    m.d.sync += [token.eq(self.token), word.eq(0), self.cycles.eq(0), blk.eq(0)]
+                    m.d.sync += [count[mag].eq(0) for mag in mags]
+                    m.next = "ENCODE"
+            with m.State("ENCODE"):
+                m.d.sync += self.cycles.eq(self.cycles + 1)
+                with m.If(word != cfg.k_words):
+                    m.d.sync += [word.eq(word + 1), act_valid.eq(1)]
+                with m.Elif(~act_valid):
+                    m.next = "OPEN"
+            with m.State("OPEN"):  # step 0 of block blk: load Θ/Φ, fire the previous block
+                m.d.sync += self.cycles.eq(self.cycles + 1)
+                with m.If((blk == 0) | (since_fire == self.fire_gap)):
+                    m.d.comb += [cmd_open.eq(1), cmd_fire.eq(blk != 0)]
+                    with m.If(blk != 0):
+                        m.d.sync += since_fire.eq(1)
+                    m.d.sync += [step.eq(1), row.eq(0)]
+                    m.next = "STEP"
+            with m.State("STEP"):  # steps 1..T-1: magnitude T - step, L events per cycle
+                m.d.sync += self.cycles.eq(self.cycles + 1)
+                m.d.comb += [cmd_step.eq(last_row), cmd_spikes.eq(cmd_lanes)]
+                with m.If(last_row):
+                    m.d.sync += [row.eq(0), step.eq(step + 1)]
+                    with m.If(step == T - 1):
+                        with m.If(blk == cfg.blocks - 1):
+                            m.next = "LAST_FIRE"
+                        with m.Else():
+                            m.d.sync += blk.eq(blk + 1)
+                            m.next = "OPEN"
+                with m.Else():
+                    m.d.sync += row.eq(row + 1)
+            with m.State("LAST_FIRE"):
+                m.d.sync += self.cycles.eq(self.cycles + 1)
+                with m.If(since_fire == self.fire_gap):
+                    m.d.comb += cmd_fire.eq(1)
+                    m.d.sync += since_fire.eq(1)
+                    m.next = "DRAIN"
+            with m.State("DRAIN"):
+                m.d.sync += self.cycles.eq(self.cycles + 1)
+                with m.If((since_fire == self.fire_gap) & (Cat(*capture) == 0)):
+                    m.d.sync += self.done.eq(1)
+                    m.next = "IDLE"
+        m.d.comb += self.busy.eq(~fsm.ongoing("IDLE"))
+
+        # ---- stage 1: queue data -> events; issue weight reads ----
+        s1_open, s1_fire, s1_step = Signal(), Signal(), Signal()
+        s1_lanes = Signal(L)
+        s1_mag = Signal(unsigned(cfg.a_bits + 1))
+        s1_blk = Signal.like(blk)
+        m.d.sync += [s1_open.eq(cmd_open), s1_fire.eq(cmd_fire), s1_step.eq(cmd_step),
+                     s1_lanes.eq(cmd_spikes), s1_mag.eq(T - step), s1_blk.eq(blk)]
+        events = []
+        for j in range(L):
+            ev = Signal(event_layout(cfg), name=f"event{j}")
+            with m.Switch(s1_mag):
+                for mag in mags:
+                    with m.Case(mag):
+                        m.d.comb += ev.eq(banks[mag, j][1].data)
+            events.append(ev)
+            m.d.comb += self.weight_addr[j].eq(s1_blk * cfg.in_features + ev.index)
+
+        # ---- stage 2: weights arrive; drive the PEs ----
+        s2_open, s2_fire, s2_step = Signal(), Signal(), Signal()
+        s2_lanes = Signal(L)
+        s2_events = [Signal(event_layout(cfg), name=f"s2_event{j}") for j in range(L)]
+        s2_thresh = Signal(data.ArrayLayout(threshold_layout(cfg), P))
+        m.d.sync += [s2_open.eq(s1_open), s2_fire.eq(s1_fire), s2_step.eq(s1_step), s2_lanes.eq(s1_lanes),
+                     s2_thresh.eq(self.thresh_data)]
+        m.d.sync += [s2_events[j].eq(events[j]) for j in range(L)]
+
+        for p in range(P):
+            pe = SpikingPE(cfg)
+            m.submodules[f"pe{p}"] = pe
+            m.d.comb += [pe.start.eq(s2_open), pe.fire.eq(s2_fire), pe.step.eq(s2_step),
+                         pe.theta.eq(s2_thresh[p].theta), pe.phi.eq(s2_thresh[p].phi),
+                         self.out_data[p].eq(pe.count)]
+            for j in range(L):
+                m.d.comb += [pe.spikes[j].valid.eq(s2_lanes[j]), pe.spikes[j].negative.eq(s2_events[j].negative),
+                             pe.spikes[j].shift.eq(s2_events[j].shift),
+                             pe.spikes[j].weight.eq(self.weight_data[j][p])]
+
+        # ---- capture each fired block's counts once every PE has finished firing ----
+        capture_blk = [Signal(unsigned(unsigned_bits_for(cfg.blocks)), name=f"capture_blk{i}") for i in range(delay)]
+        fired_blk = Signal.like(blk)
+        # the block fired by s2_fire: the one before the opened block, or the last one
+        m.d.sync += fired_blk.eq(Mux(s1_open, s1_blk - 1, s1_blk))
+        m.d.sync += [capture[0].eq(s2_fire), capture_blk[0].eq(fired_blk)]
+        for i in range(1, delay):
+            m.d.sync += [capture[i].eq(capture[i - 1]), capture_blk[i].eq(capture_blk[i - 1])]
+        m.d.comb += [self.out_en.eq(capture[-1]), self.out_addr.eq(token * cfg.blocks + capture_blk[-1])]
+        return m
