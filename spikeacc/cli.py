@@ -29,15 +29,15 @@ def _add_config_args(p: argparse.ArgumentParser) -> None:
 
 
 def cmd_generate(args) -> int:
-    from spikeacc.hw.generate import generate
+    from spikeacc.hw.package import write_package
     from spikeacc.verif.toolchain import lint
 
     cfg = _config_from(args)
-    design = generate(args.design, cfg, args.out)
-    print(f"wrote {design.verilog}")
-    print(f"wrote {design.manifest}")
+    files = write_package(args.design, cfg, args.out)
+    for kind, path in files.items():
+        print(f"wrote {path}  ({kind})")
     if args.lint:
-        lint([design.verilog], design.top)
+        lint([files["verilog"]], files["verilog"].stem)
         print(f"verilator --lint-only -Wall: clean (waivers: see spikeacc.verif.toolchain.LINT_WAIVERS)")
     return 0
 
@@ -86,8 +86,43 @@ def cmd_run(args) -> int:
     run = run_pe_regression(cfg, n_random=args.cases, build_root=args.build_dir)
     ok = _print_run(run, f"PE {cfg.tag}")
     (out / "pe_report.json").write_text(json.dumps(run.report, indent=2))
+    if ok and not args.pe_only:
+        from spikeacc.flow import run_flow
+        ok = run_flow(out, build_root=args.build_dir)
     print("PASS" if ok else "FAIL")
     return 0 if ok else 1
+
+
+def cmd_synth(args) -> int:
+    from spikeacc.hw.package import write_package
+    from spikeacc.hw.synth import synthesize
+
+    cfg = _config_from(args)
+    out = Path(args.out)
+    rows = []
+    for design in args.designs.split(","):
+        files = write_package(design, cfg, out / design / "rtl")
+        print(f"synthesizing {design} ({files['verilog'].stem}) ...", flush=True)
+        result = synthesize(files["verilog"], files["verilog"].stem, out / design / "work",
+                            place_and_route=not args.no_pnr)
+        rows.append({"design": design, **result.to_dict()})
+    (out / "synth.json").write_text(json.dumps(rows, indent=2) + "\n")
+    lines = [f"# Synthesis, {cfg.tag}", "",
+             "| design | generic cells | iCE40 LUT4 | FF | BRAM | device | fits | Fmax (MHz) | time (s) |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r['design']} | {sum(r['generic_cells'].values())} | {r['luts']} | {r['flip_flops']} | "
+                     f"{r['brams']} | {r['device']} | {r['fits']} | {r['fmax_mhz']} | {r['seconds']} |")
+    lines += ["", "Generic cells by type:", ""]
+    for r in rows:
+        lines.append(f"- {r['design']}: " + ", ".join(f"{k} {v}" for k, v in r["generic_cells"].items()))
+    (out / "synth.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines[2:2 + len(rows) + 2]))
+    for r in rows:
+        if r["note"]:
+            print(f"{r['design']}: {r['note']}")
+    print(f"wrote {out / 'synth.json'} and {out / 'synth.md'}")
+    return 0
 
 
 def cmd_ppl(args) -> int:
@@ -132,7 +167,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="out")
     p.add_argument("--cases", type=int, default=2000)
     p.add_argument("--build-dir", default="sim_build")
+    p.add_argument("--pe-only", action="store_true", help="stop after the PE regression")
     p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("synth", help="Yosys cell counts, iCE40 LUT/FF and Fmax for each design")
+    p.add_argument("--designs", default="pe,tile", help="comma-separated: pe, tile")
+    p.add_argument("--out", default="out/synth")
+    p.add_argument("--no-pnr", action="store_true", help="skip nextpnr place and route (no Fmax)")
+    _add_config_args(p)
+    p.set_defaults(func=cmd_synth)
 
     p = sub.add_parser("ppl", help="perplexity table: FP, RTN and SpikeQuant, with a bit sweep")
     p.add_argument("--model", help="local HF folder or .gguf file (default: embedded SmolLM2-135M)")

@@ -116,7 +116,7 @@ async def pe_matches_golden(dut):
 
     board = Scoreboard(names=cases.names)
     board.compare(expected=cases.expected, got=monitor.counts)
-    report = board.report(cycles=driver.cycles, wall_seconds=wall)
+    report = board.report(cycles=driver.cycles, wall_seconds=wall, outputs=monitor.counts)
     with open(report_path, "w") as f:
         json.dump(report, f, indent=2)
     board.assert_clean()

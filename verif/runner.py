@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from spikeacc.config import SpikeConfig
-from spikeacc.verif.toolchain import BUILD_WAIVERS, use_verilator
+from spikeacc.verif.toolchain import BUILD_WAIVERS, use_icarus, use_verilator
 
 __all__ = ["BenchRun", "run_bench", "run_pe_regression"]
 
@@ -24,7 +24,8 @@ class BenchRun:
 
 def run_bench(*, top: str, sources: list[Path], test_module: str, build_dir: Path, env: dict[str, str],
               build_args: tuple[str, ...] = (), plusargs: tuple[str, ...] = (),
-              report_name: str = "report.json", on_progress=None, ports_only: bool = False) -> BenchRun:
+              report_name: str = "report.json", on_progress=None, ports_only: bool = False,
+              simulator: str = "verilator") -> BenchRun:
     """Build (incrementally) and run one bench; return the report the bench wrote.
 
     The bench communicates through a JSON report, not through cocotb's exit
@@ -32,8 +33,16 @@ def run_bench(*, top: str, sources: list[Path], test_module: str, build_dir: Pat
     ``ports_only`` hides internal nets from VPI, which lets Verilator optimize
     across the whole design: for benches that touch top-level ports only.
     """
-    use_verilator()
     from cocotb_tools.runner import get_runner
+
+    if simulator == "verilator":
+        use_verilator()
+        args = [*BUILD_WAIVERS, "-O3", *(PORTS_ONLY if ports_only else ()), *build_args]
+    elif simulator == "icarus":
+        use_icarus()
+        args = list(build_args)
+    else:
+        raise ValueError(f"simulator must be 'verilator' or 'icarus', got {simulator!r}")
 
     build_dir = Path(build_dir).resolve()
     build_dir.mkdir(parents=True, exist_ok=True)
@@ -41,10 +50,10 @@ def run_bench(*, top: str, sources: list[Path], test_module: str, build_dir: Pat
     report_path.unlink(missing_ok=True)
     log = build_dir / "sim.log"
 
-    runner = get_runner("verilator")
+    runner = get_runner(simulator)
     t0 = time.perf_counter()
     runner.build(sources=[str(s) for s in sources], hdl_toplevel=top, build_dir=str(build_dir),
-                 build_args=[*BUILD_WAIVERS, "-O3", *(PORTS_ONLY if ports_only else ()), *build_args], timescale=("1ns", "1ps"),
+                 build_args=args, timescale=("1ns", "1ps"),
                  log_file=str(build_dir / "build.log"))
     t1 = time.perf_counter()
     progress_path = build_dir / "progress"
@@ -94,7 +103,8 @@ def _watch_progress(path: Path, on_progress, stop: threading.Event) -> None:
 
 
 def run_pe_regression(cfg: SpikeConfig, *, n_random: int = 2000, seed: int = 0,
-                      build_root: str | Path = "sim_build", corrupt: int | None = None) -> BenchRun:
+                      build_root: str | Path = "sim_build", corrupt: int | None = None,
+                      simulator: str = "verilator") -> BenchRun:
     """Generate the PE, make golden cases and compare every spike count.
 
     ``corrupt`` flips the expected count of that case index before the run, to
@@ -103,7 +113,7 @@ def run_pe_regression(cfg: SpikeConfig, *, n_random: int = 2000, seed: int = 0,
     from spikeacc.hw.generate import generate
     from spikeacc.verif.pe_cases import make_cases
 
-    build_dir = Path(build_root) / f"pe_{cfg.tag}"
+    build_dir = Path(build_root) / f"pe_{cfg.tag}" / simulator
     design = generate("pe", cfg, build_dir / "rtl")
     cases = make_cases(cfg, n_random=n_random, seed=seed)
     if corrupt is not None:
@@ -114,4 +124,5 @@ def run_pe_regression(cfg: SpikeConfig, *, n_random: int = 2000, seed: int = 0,
     config_path.write_text(json.dumps(cfg.to_dict()))
     return run_bench(top=design.top, sources=[design.verilog], test_module="spikeacc.verif.pe_bench",
                      build_dir=build_dir, env={"SPIKEACC_CONFIG": str(config_path.resolve()),
-                                               "SPIKEACC_CASES": str(cases_path.resolve())})
+                                               "SPIKEACC_CASES": str(cases_path.resolve())},
+                     simulator=simulator)

@@ -75,6 +75,7 @@ def run_tile_regression(vectors_path, *, build_root="sim_build", pes=None, lanes
         "predicted_cycles": sum(c["total"] for c in model),
         "utilization": ideal / rep["cycles"] if rep.get("cycles") else 0.0,
         "zero_fraction": float((mags == 0).mean()),
+        "salient_ratio": float(vectors.meta.get("salient_ratio", (vectors.shift > 0).mean())),
         "cycles_per_second": rep["cycles"] / rep["wall_seconds"] if rep.get("wall_seconds") else 0.0,
         "prepare_seconds": prepare, "build_seconds": run.build_seconds, "test_seconds": run.test_seconds,
     })

@@ -8,7 +8,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
-__all__ = ["SimulatorNotFound", "LINT_WAIVERS", "BUILD_WAIVERS", "PCH_FIX", "find_verilator", "use_verilator", "lint"]
+__all__ = ["SimulatorNotFound", "LINT_WAIVERS", "BUILD_WAIVERS", "PCH_FIX", "find_verilator", "use_verilator", "use_icarus", "lint"]
 
 # Warnings Amaranth's Verilog produces by design, each waived for a stated reason:
 LINT_WAIVERS = (
@@ -96,6 +96,15 @@ def use_verilator() -> Path:
             makeflags = f"{makeflags} {flag}".strip()
     os.environ["MAKEFLAGS"] = makeflags
     return bin_dir
+
+
+def use_icarus() -> Path:
+    """Icarus Verilog (Debian's ``iverilog``), the second simulator."""
+    exe = shutil.which("iverilog")
+    if exe is None:
+        raise SimulatorNotFound("Icarus Verilog not found: `apt-get install -y iverilog` "
+                                "(`make setup` does this when run as root)")
+    return Path(exe).parent
 
 
 def lint(verilog_files, top: str) -> str:

@@ -1,0 +1,35 @@
+"""The main job on the embedded default: real SmolLM2 layer vectors through the tile."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from spikeacc.golden.model import PROJECTIONS
+
+__all__ = ["run_flow"]
+
+
+def run_flow(out: Path, *, build_root="sim_build", block: int = 0, tokens: int = 8) -> bool:
+    """Export every projection of one SmolLM2 decoder block and verify the tile on each."""
+    from spikeacc.golden.vectors import export_vectors
+    from spikeacc.verif.tile_regress import run_tile_regression
+
+    out = Path(out)
+    rows, ok = [], True
+    for proj in PROJECTIONS:
+        layer = f"model.layers.{block}.{proj}"
+        path = export_vectors(layer=layer, tokens=tokens, out=out / "vectors" / f"{layer}.npz")
+        _, rep = run_tile_regression(path, build_root=build_root)
+        m, k, n = rep["shape"]
+        verdict = "PASS" if rep["passed"] else f"FAIL ({rep['mismatch_count']} mismatches)"
+        print(f"tile {layer:<34} {m}x{k}x{n}: {verdict}, {rep['compared']} outputs, "
+              f"{rep['cycles']:,} cycles, utilization {rep['utilization']:.1%}, "
+              f"salient {rep.get('salient_ratio', 0):.1%}", flush=True)
+        rows.append({k: v for k, v in rep.items() if k != "mismatches"} | {"mismatches": rep["mismatches"][:50]})
+        ok &= rep["passed"]
+    (out / "tile_reports.json").write_text(json.dumps(rows, indent=2) + "\n")
+    total = sum(r["compared"] for r in rows)
+    print(f"tile: {len(rows)} layers, {total} output counts compared, "
+          f"{sum(r['mismatch_count'] for r in rows)} mismatches")
+    return ok
