@@ -62,6 +62,9 @@ def table_rows(quick: bool) -> list[dict]:
             dict(method="rtn", w_bits=4, a_bits=4, mode="dynamic"),
             dict(method="spikequant", w_bits=4, a_bits=4, mode="static"),
             dict(method="spikequant", w_bits=4, a_bits=4, mode="dynamic")]
+    rows += [dict(method="rtn", w_bits=4, a_bits=16, mode="none", w_group=64),
+             dict(method="spikequant", w_bits=4, a_bits=4, mode="static", w_group=64),
+             dict(method="spikequant", w_bits=4, a_bits=4, mode="dynamic", w_group=64)]
     if not quick:
         rows += [dict(method="spikequant", w_bits=b, a_bits=b, mode="dynamic") for b in (2, 3, 5, 6, 8)]
     return rows
@@ -70,7 +73,7 @@ def table_rows(quick: bool) -> list[dict]:
 def _spec(row) -> QuantSpec:
     return QuantSpec(method=row["method"], w_bits=min(row["w_bits"], 8),
                      a_bits=None if row["a_bits"] == 16 else row["a_bits"],
-                     mode="dynamic" if row["mode"] == "none" else row["mode"])
+                     mode="dynamic" if row["mode"] == "none" else row["mode"], w_group=row.get("w_group"))
 
 
 def run_ppl_table(model: str | None = None, text: str | None = None, out: str | Path = "out/ppl",
@@ -100,7 +103,7 @@ def run_ppl_table(model: str | None = None, text: str | None = None, out: str | 
         elements = sum(m.element_count for m in layers)
         salient = sum(m.salient_count for m in layers) / elements if elements else 0.0
         zeros = sum(m.zero_count for m in layers) / elements if elements else 0.0
-        results.append({**row, "ppl": round(ppl, 3), "tokens": int(windows.numel()),
+        results.append({"w_group": None, **row, "ppl": round(ppl, 3), "tokens": int(windows.numel()),
                         "salient_ratio": round(salient, 5), "zero_ratio": round(zeros, 5),
                         "seconds": round(time.perf_counter() - t0, 1)})
         del net
@@ -115,9 +118,10 @@ def run_ppl_table(model: str | None = None, text: str | None = None, out: str | 
 
 def _print_table(results, meta) -> None:
     print(f"\nperplexity: {meta['model']} on {meta['text']}, {results[0]['tokens']} held-out tokens")
-    print(f"{'method':<11}{'W':>3}{'A':>4}  {'mode':<8}{'PPL':>11}{'salient':>9}{'zeros':>8}{'s':>7}")
+    print(f"{'method':<11}{'W':>3}{'A':>4}  {'mode':<8}{'w groups':<10}{'PPL':>11}{'salient':>9}{'zeros':>8}{'s':>7}")
     for r in results:
-        print(f"{r['method']:<11}{r['w_bits']:>3}{r['a_bits']:>4}  {r['mode']:<8}{r['ppl']:>11.2f}"
+        groups = f"pow2/{r['w_group']}" if r.get("w_group") else "channel"
+        print(f"{r['method']:<11}{r['w_bits']:>3}{r['a_bits']:>4}  {r['mode']:<8}{groups:<10}{r['ppl']:>11.2f}"
               f"{100 * r['salient_ratio']:>8.2f}%{100 * r['zero_ratio']:>7.1f}%{r['seconds']:>7.1f}")
 
 

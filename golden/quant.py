@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import torch
 
-__all__ = ["WeightQuant", "ActQuant", "quantize_weight", "mad_salient", "quantize_activation",
+__all__ = ["WeightQuant", "ActQuant", "quantize_weight", "quantize_weight_pow2_groups", "mad_salient", "quantize_activation",
            "asym_params", "rtn_activation"]
 
 
@@ -36,6 +36,32 @@ def quantize_weight(w: torch.Tensor, bits: int) -> WeightQuant:
     zero = torch.round(-lo / scale)
     wq = torch.clamp(torch.round(w / scale[:, None]) + zero[:, None], 0, qmax)
     return WeightQuant((wq - zero[:, None]).to(torch.int64), scale)
+
+
+def quantize_weight_pow2_groups(w: torch.Tensor, bits: int, group: int = 64, max_shift: int = 3) -> torch.Tensor:
+    """Dequantized weights with power-of-two group steps: ``s_g = s_i · 2^−j_g``, j_g ≤ max_shift.
+
+    Each group of ``group`` input columns gets the finest step that is the row's
+    step divided by a power of two and still spans the group's range, with its
+    own zero point. In hardware the group factor is a left shift of the weight
+    code (``w << (max_shift − j_g)`` against a row step ``s_i/2^max_shift``):
+    shift-only, like the salient exponent, at the cost of ``max_shift`` more
+    shift bits. Returns the dequantized weights (the float path).
+    """
+    n, k = w.shape
+    if k % group:
+        raise ValueError(f"in_features {k} is not a multiple of the group size {group}")
+    qmax = (1 << bits) - 1
+    row_step = ((w.amax(dim=1).clamp(min=0) - w.amin(dim=1).clamp(max=0)) / qmax).clamp(min=1e-12)
+    g = w.reshape(n, k // group, group)
+    span = g.amax(dim=2).clamp(min=0) - g.amin(dim=2).clamp(max=0)
+    ratio = row_step[:, None] * qmax / span.clamp(min=1e-12)
+    shift = torch.clamp(torch.floor(torch.log2(ratio)), 0, max_shift)
+    step = row_step[:, None] / torch.pow(2.0, shift)
+    lo = g.amin(dim=2).clamp(max=0)
+    zero = torch.round(-lo / step)
+    code = torch.clamp(torch.round(g / step[..., None]) + zero[..., None], 0, qmax) - zero[..., None]
+    return (code * step[..., None]).reshape(n, k)
 
 
 @dataclass

@@ -10,7 +10,8 @@ import torch
 from torch import nn
 
 from spikeacc.golden.integer import accumulate, fire_count
-from spikeacc.golden.quant import ActQuant, mad_salient, quantize_activation, quantize_weight
+from spikeacc.golden.quant import (ActQuant, mad_salient, quantize_activation, quantize_weight,
+                                   quantize_weight_pow2_groups)
 
 __all__ = ["SpikeQuantLinear", "QuantSpec", "thresholds", "ideal_counts", "METHODS"]
 
@@ -27,6 +28,7 @@ class QuantSpec:
     mode: str = "dynamic"
     kappa: float = 6.0
     e_max: int = 7
+    w_group: int | None = None  # power-of-two group steps (float path only; see quantize_weight_pow2_groups)
 
     def __post_init__(self):
         if self.method not in METHODS:
@@ -83,7 +85,10 @@ class SpikeQuantLinear(nn.Module):
             wq = quantize_weight(w, spec.w_bits)
             self.register_buffer("w_code", wq.code.to(torch.int8))
             self.register_buffer("w_scale", wq.scale)
-            self.register_buffer("weight_deq", wq.dequant())
+            if spec.w_group:
+                self.register_buffer("weight_deq", quantize_weight_pow2_groups(w, spec.w_bits, spec.w_group))
+            else:
+                self.register_buffer("weight_deq", wq.dequant())
         self.calibrating = False
         self._calib: list[torch.Tensor] = []
         self.register_buffer("static_lo", torch.tensor(0.0))
@@ -136,6 +141,9 @@ class SpikeQuantLinear(nn.Module):
         """Exact integer accumulators [M, N] for tokens ``x`` [M, K], as the hardware computes them."""
         if not self.activations_quantized:
             raise ValueError("the integer path needs quantized weights and activations")
+        if self.spec.w_group:
+            raise ValueError("power-of-two group weights are a float-path experiment; the hardware "
+                             "contract uses per-channel weights (set w_group=None)")
         aq = self.quantize_input(x.float().reshape(-1, self.in_features))
         acc = accumulate(self.w_code.numpy(), aq.mantissa.numpy(), aq.shift.numpy())
         return aq, acc

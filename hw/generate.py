@@ -24,8 +24,18 @@ def _tile(cfg):
     return SpikingTile(cfg)
 
 
+def _mac(cfg):
+    from spikeacc.hw.mac import MacTile
+    return MacTile(cfg)
+
+
+def _mac_pe(cfg):
+    from spikeacc.hw.mac import MacPE
+    return MacPE(cfg)
+
+
 # design name -> factory; the factories import lazily so `generate pe` never builds a tile.
-DESIGNS = {"pe": _pe, "tile": _tile}
+DESIGNS = {"pe": _pe, "tile": _tile, "mac": _mac, "mac_pe": _mac_pe}
 
 
 @dataclass(frozen=True)

@@ -64,9 +64,9 @@ def cmd_regress(args) -> int:
     else:
         from spikeacc.verif.tile_regress import regress_tile
         if not args.vectors:
-            raise ValueError("--design tile needs --vectors FILE.npz (make one with `spikeacc vectors`)")
+            raise ValueError(f"--design {args.design} needs --vectors FILE.npz (make one with `spikeacc vectors`)")
         ok = regress_tile(args.vectors, build_root=args.build_dir, report=args.report,
-                          pes=args.pes, lanes=args.lanes)
+                          pes=args.pes, lanes=args.lanes, design=args.design)
     if args.report and args.design == "pe":
         Path(args.report).write_text(json.dumps(run.report, indent=2))
     return 0 if ok else 1
@@ -145,14 +145,15 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("generate", help="write Verilog and a JSON manifest for a design")
-    p.add_argument("design", choices=["pe", "tile"])
+    p.add_argument("design", choices=["pe", "tile", "mac", "mac_pe"])
     p.add_argument("--out", required=True, help="output directory")
     p.add_argument("--no-lint", dest="lint", action="store_false", help="skip verilator --lint-only -Wall")
     _add_config_args(p)
     p.set_defaults(func=cmd_generate)
 
     p = sub.add_parser("regress", help="run a bit-exact regression under Verilator")
-    p.add_argument("--design", choices=["pe", "tile"], default="pe")
+    p.add_argument("--design", choices=["pe", "tile", "mac"], default="pe",
+                   help="pe, the spiking tile, or the MAC baseline tile")
     p.add_argument("--vectors", help="layer vector file (.npz) for --design tile")
     p.add_argument("--cases", type=int, default=2000, help="random PE cases (besides the corners)")
     p.add_argument("--seed", type=int, default=0)

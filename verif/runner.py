@@ -25,7 +25,7 @@ class BenchRun:
 def run_bench(*, top: str, sources: list[Path], test_module: str, build_dir: Path, env: dict[str, str],
               build_args: tuple[str, ...] = (), plusargs: tuple[str, ...] = (),
               report_name: str = "report.json", on_progress=None, ports_only: bool = False,
-              simulator: str = "verilator") -> BenchRun:
+              simulator: str = "verilator", saif: bool = False) -> BenchRun:
     """Build (incrementally) and run one bench; return the report the bench wrote.
 
     The bench communicates through a JSON report, not through cocotb's exit
@@ -38,6 +38,8 @@ def run_bench(*, top: str, sources: list[Path], test_module: str, build_dir: Pat
     if simulator == "verilator":
         use_verilator()
         args = [*BUILD_WAIVERS, "-O3", *(PORTS_ONLY if ports_only else ()), *build_args]
+        if saif:  # per-bit toggle counts of every net, written to build_dir/dump.saif
+            args.append("--trace-saif")
     elif simulator == "icarus":
         use_icarus()
         args = list(build_args)
@@ -53,7 +55,7 @@ def run_bench(*, top: str, sources: list[Path], test_module: str, build_dir: Pat
     runner = get_runner(simulator)
     t0 = time.perf_counter()
     runner.build(sources=[str(s) for s in sources], hdl_toplevel=top, build_dir=str(build_dir),
-                 build_args=args, timescale=("1ns", "1ps"),
+                 build_args=args, timescale=("1ns", "1ps"), waves=saif,
                  log_file=str(build_dir / "build.log"))
     t1 = time.perf_counter()
     progress_path = build_dir / "progress"
@@ -68,7 +70,7 @@ def run_bench(*, top: str, sources: list[Path], test_module: str, build_dir: Pat
                     test_dir=str(build_dir), plusargs=list(plusargs),
                     extra_env={**env, "SPIKEACC_REPORT": str(report_path),
                                "SPIKEACC_PROGRESS": str(progress_path)},
-                    log_file=str(log))
+                    log_file=str(log), waves=saif)
     except SystemExit:
         pass  # under pytest the runner exits on a failed test; the report says why
     finally:
@@ -104,7 +106,7 @@ def _watch_progress(path: Path, on_progress, stop: threading.Event) -> None:
 
 def run_pe_regression(cfg: SpikeConfig, *, n_random: int = 2000, seed: int = 0,
                       build_root: str | Path = "sim_build", corrupt: int | None = None,
-                      simulator: str = "verilator") -> BenchRun:
+                      simulator: str = "verilator", saif: bool = False) -> BenchRun:
     """Generate the PE, make golden cases and compare every spike count.
 
     ``corrupt`` flips the expected count of that case index before the run, to

@@ -28,25 +28,26 @@ def tile_config_for(vectors, pes: int | None = None, lanes: int | None = None) -
 
 
 def run_tile_regression(vectors_path, *, build_root="sim_build", pes=None, lanes=None,
-                        progress: bool = True) -> tuple[BenchRun, dict]:
+                        progress: bool = True, design: str = "tile", saif: bool = False) -> tuple[BenchRun, dict]:
     """Build the tile for the vectors' shape, run every token, and return the run and its report."""
     t_load = time.perf_counter()
     vectors = load_vectors(vectors_path)
     cfg = tile_config_for(vectors, pes, lanes)
-    build_dir = Path(build_root) / f"tile_{cfg.tag}_t{cfg.max_tokens}"
-    design = generate("tile", cfg, build_dir / "rtl")
-    harness = build_dir / "rtl" / f"{harness_name(cfg)}.v"
-    text = harness_verilog(cfg)
+    kind = design
+    build_dir = Path(build_root) / f"{kind}_{cfg.tag}_t{cfg.max_tokens}{'_saif' if saif else ''}"
+    design = generate(kind, cfg, build_dir / "rtl")
+    harness = build_dir / "rtl" / f"{harness_name(cfg, kind)}.v"
+    text = harness_verilog(cfg, kind)
     if not harness.is_file() or harness.read_text() != text:
         harness.write_text(text)
-    files = write_buffers(cfg, vectors, build_dir / "data")
+    files = write_buffers(cfg, vectors, build_dir / "data", kind)
     config_path = build_dir / "config.json"
     config_path.write_text(json.dumps(cfg.to_dict()))
     out_path = (build_dir / "data" / "out.hex").resolve()
     out_path.unlink(missing_ok=True)
     prepare = time.perf_counter() - t_load
 
-    bar = tqdm(total=vectors.shape[0] * cfg.blocks, desc=f"tile {vectors.shape}", unit="block",
+    bar = tqdm(total=vectors.shape[0] * cfg.blocks, desc=f"{kind} {vectors.shape}", unit="block",
                disable=not progress, leave=False)
 
     def on_progress(done, total):
@@ -55,20 +56,21 @@ def run_tile_regression(vectors_path, *, build_root="sim_build", pes=None, lanes
         bar.refresh()
 
     try:
-        run = run_bench(top=harness_name(cfg), sources=[design.verilog, harness],
+        run = run_bench(top=harness_name(cfg, kind), sources=[design.verilog, harness],
                         test_module="spikeacc.verif.tile_bench", build_dir=build_dir,
                         env={"SPIKEACC_VECTORS": str(Path(vectors_path).resolve()),
                              "SPIKEACC_CONFIG": str(config_path.resolve()), "SPIKEACC_OUT": str(out_path)},
                         plusargs=[f"+{name}={path.resolve()}" for name, path in files.items()]
                         + [f"+out={out_path}"],
-                        on_progress=on_progress, ports_only=True)
+                        on_progress=on_progress, ports_only=True, saif=saif)
     finally:
         bar.close()
     rep = run.report
     mags = np.abs(vectors.mant.astype(np.int64))
     model = [tile_cycles(cfg, np.bincount(row, minlength=cfg.window)) for row in mags]
-    ideal = sum(c["ideal"] for c in model)
+    ideal = sum(c["ideal"] for c in model) if kind == "tile" else vectors.shape[0] * cfg.blocks * cfg.k_words
     rep.update({
+        "design": kind, "saif": str(build_dir / "dump.saif") if saif else None,
         "vectors": str(vectors_path), "layer": vectors.meta.get("layer"), "model": vectors.meta.get("model"),
         "config": cfg.to_dict(), "ideal_cycles": ideal,
         "dense_bound_cycles": sum(c["dense_bound"] for c in model),
@@ -82,14 +84,15 @@ def run_tile_regression(vectors_path, *, build_root="sim_build", pes=None, lanes
     return run, rep
 
 
-def regress_tile(vectors_path, *, build_root="sim_build", report=None, pes=None, lanes=None) -> bool:
+def regress_tile(vectors_path, *, build_root="sim_build", report=None, pes=None, lanes=None,
+                 design: str = "tile") -> bool:
     """CLI entry: print the verdict and numbers, write the JSON report; True when bit-exact."""
     t0 = time.perf_counter()
-    run, rep = run_tile_regression(vectors_path, build_root=build_root, pes=pes, lanes=lanes)
+    run, rep = run_tile_regression(vectors_path, build_root=build_root, pes=pes, lanes=lanes, design=design)
     rep["total_seconds"] = time.perf_counter() - t0
     board = Scoreboard()
     board.compared, board.mismatches, board.missing = rep["compared"], rep["mismatches"], rep["missing"]
-    print(f"tile {rep['shape']} ({rep['layer']}): {board.summary()}")
+    print(f"{design} {rep['shape']} ({rep['layer']}): {board.summary()}")
     print(f"  cycles {rep['cycles']:,} (ideal {rep['ideal_cycles']:,}, utilization {rep['utilization']:.1%}), "
           f"simulation {rep['wall_seconds']:.2f} s = {rep['cycles_per_second']:,.0f} cycles/s, "
           f"build {rep['build_seconds']:.1f} s, total {rep['total_seconds']:.1f} s")

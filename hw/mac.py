@@ -1,0 +1,218 @@
+"""The conventional baseline: a W4A4 multiply-accumulate tile with a requantize multiply (SPEC §6).
+
+Same configuration, buffers, ports and vector contract as :class:`SpikingTile`,
+same P and L, so an energy comparison isolates the arithmetic: here every
+weight is multiplied by its activation (zeros included), and each output is
+requantized by a wide fixed-point multiply instead of a firing threshold.
+"""
+
+from __future__ import annotations
+
+from amaranth import Module, Mux, Signal, signed, unsigned
+from amaranth.lib import data, wiring
+from amaranth.lib.wiring import In, Out
+
+from spikeacc.config import SpikeConfig, unsigned_bits_for
+from spikeacc.hw.tile import activation_lane_layout, address_bits
+
+__all__ = ["MacPE", "MacTile", "mac_threshold_layout", "requant_shift", "requant_multiplier"]
+
+
+def requant_shift(cfg: SpikeConfig) -> int:
+    """S such that ``floor(y·⌈2^S/Θ⌉ / 2^S) = floor(y/Θ)`` for every 0 ≤ y < 2^b_out·Θ.
+
+    With R = ⌈2^S/Θ⌉ the error of y·R/2^S over y/Θ is below y/2^S, and a
+    non-integer y/Θ is at least 1/Θ below the next integer, so y·Θ < 2^S
+    suffices: y < 2^b_out·Θ and Θ < 2^theta_bits give S = 2·theta_bits + b_out.
+    """
+    return 2 * cfg.theta_bits + cfg.out_bits
+
+
+def requant_multiplier(cfg: SpikeConfig, theta):
+    """R = ⌈2^S/Θ⌉, computed offline per output, as MAC accelerators store their requant scales."""
+    import numpy as np
+
+    s = requant_shift(cfg)
+    return [((1 << s) + int(t) - 1) // int(t) for t in np.asarray(theta).ravel()]
+
+
+def mac_threshold_layout(cfg: SpikeConfig) -> data.StructLayout:
+    return data.StructLayout({"theta": unsigned(cfg.theta_bits), "phi": signed(cfg.phi_bits),
+                              "recip": unsigned(requant_shift(cfg) + 1)})
+
+
+class MacPE(wiring.Component):
+    """One output neuron of the MAC baseline.
+
+    Each cycle up to L products ``(w·m) << e`` (a 5×5-bit signed multiply per
+    lane) are added to the accumulator. ``requant`` hands the accumulator to a
+    two-stage requantizer: ``y = 2^F·acc + Φ``; ``n = 0`` if y < 0,
+    ``2^b_out − 1`` if y ≥ 2^b_out·Θ, else ``(y·R) >> S`` — bit-identical to
+    the spiking neuron's ``clamp(floor(y/Θ))``. ``count`` is valid two cycles
+    after ``requant`` + 1, while the next block accumulates.
+    """
+
+    def __init__(self, config: SpikeConfig):
+        if not isinstance(config, SpikeConfig):
+            raise TypeError(f"config must be a SpikeConfig, got {config!r}")
+        self._config = config
+        cfg = config
+        lane = data.StructLayout({"valid": unsigned(1), "mantissa": signed(cfg.mantissa_bits),
+                                  "shift": unsigned(cfg.shift_bits), "weight": signed(cfg.weight_bits)})
+        super().__init__({
+            "clear": In(1),
+            "inputs": In(data.ArrayLayout(lane, cfg.lanes)),
+            "requant": In(1),
+            "params": In(mac_threshold_layout(cfg)),
+            "count": Out(unsigned(cfg.count_bits)),
+        })
+
+    def elaborate(self, platform):
+        cfg = self._config
+        m = Module()
+        products = []
+        for j, lane in enumerate(self.inputs):
+            product = Signal(signed(cfg.weight_bits + cfg.mantissa_bits), name=f"product{j}")
+            m.d.comb += product.eq(lane.weight * lane.mantissa)  # the INT4 x INT4 multiply
+            shifted = Signal(signed(cfg.weight_bits + cfg.mantissa_bits + cfg.shift_max), name=f"scaled{j}")
+            m.d.comb += shifted.eq(Mux(lane.valid, product << lane.shift, 0))
+            products.append(shifted)
+        acc = Signal(signed(cfg.acc_bits))
+        total = sum(products)
+        m.d.sync += acc.eq(Mux(self.clear, total, acc + total))
+
+        # requantizer: `requant` marks the block's last word, which reaches acc at the
+        # end of that cycle; stage A forms y from it, stage B multiplies.
+        params = Signal(mac_threshold_layout(cfg))
+        held = Signal(mac_threshold_layout(cfg))
+        stage_a, stage_b = Signal(), Signal()
+        m.d.sync += [stage_a.eq(self.requant), stage_b.eq(stage_a)]
+        with m.If(self.clear):
+            m.d.sync += params.eq(self.params)
+        with m.If(self.requant):
+            m.d.sync += held.eq(params)
+        y = Signal(signed(cfg.membrane_bits), name="requant_y")
+        with m.If(stage_a):
+            m.d.sync += y.eq((acc << cfg.frac_bits) + held.phi)
+        ceiling = Signal(unsigned(cfg.theta_bits + cfg.out_bits), name="requant_ceiling")
+        m.d.comb += ceiling.eq(held.theta << cfg.out_bits)
+        product = Signal(unsigned(cfg.theta_bits + cfg.out_bits + requant_shift(cfg) + 1), name="requant_product")
+        m.d.comb += product.eq(y[:cfg.theta_bits + cfg.out_bits] * held.recip)
+        with m.If(stage_b):
+            with m.If(y < 0):
+                m.d.sync += self.count.eq(0)
+            with m.Elif(y >= ceiling):
+                m.d.sync += self.count.eq(cfg.max_count)
+            with m.Else():
+                m.d.sync += self.count.eq(product >> requant_shift(cfg))
+        return m
+
+
+class MacTile(wiring.Component):
+    """P MAC neurons reading L dense activations per cycle; the spiking tile's interface.
+
+    Per token and block of P outputs, the tile streams all K/L activation words
+    (zeros are multiplied too, as a conventional MAC array does) while each PE
+    reads its L weights; ``requant`` follows the last word and the block's
+    counts are written three cycles later, overlapped with the next block.
+    Cycles per token-layer: ``(N/P)·(K/L) + 6``. The threshold buffer word
+    carries R = ⌈2^S/Θ⌉ beside Θ and Φ (:func:`mac_threshold_layout`).
+    """
+
+    OUTPUT_DELAY = 3  # last word -> acc -> y -> count, written as out_en
+
+    def __init__(self, config: SpikeConfig):
+        if not isinstance(config, SpikeConfig):
+            raise TypeError(f"config must be a SpikeConfig, got {config!r}")
+        cfg = config
+        self._config = cfg
+        widths = address_bits(cfg)
+        self.act_addr_bits, self.weight_addr_bits, self.block_addr_bits = (
+            widths["act"], widths["weight"], widths["block"])
+        super().__init__({
+            "start": In(1),
+            "token": In(unsigned(cfg.token_bits)),
+            "busy": Out(1),
+            "done": Out(1),
+            "cycles": Out(32),
+            "block": Out(unsigned(widths["block_index"])),
+            "act_addr": Out(unsigned(widths["act"])),
+            "act_data": In(data.ArrayLayout(activation_lane_layout(cfg), cfg.lanes)),
+            "weight_addr": Out(data.ArrayLayout(unsigned(widths["weight"]), cfg.lanes)),
+            "weight_data": In(data.ArrayLayout(data.ArrayLayout(signed(cfg.weight_bits), cfg.pes), cfg.lanes)),
+            "thresh_addr": Out(unsigned(widths["block"])),
+            "thresh_data": In(data.ArrayLayout(mac_threshold_layout(cfg), cfg.pes)),
+            "out_addr": Out(unsigned(widths["block"])),
+            "out_data": Out(data.ArrayLayout(unsigned(cfg.count_bits), cfg.pes)),
+            "out_en": Out(1),
+        })
+
+    @property
+    def config(self) -> SpikeConfig:
+        return self._config
+
+    def timing(self) -> dict:
+        cfg = self._config
+        return {"cycles_per_token": cfg.blocks * cfg.k_words + 6, "output_delay": self.OUTPUT_DELAY}
+
+    def elaborate(self, platform):
+        cfg = self._config
+        L, P = cfg.lanes, cfg.pes
+        m = Module()
+        token = Signal(unsigned(cfg.token_bits))
+        word = Signal(unsigned(unsigned_bits_for(cfg.k_words)))
+        blk = Signal(unsigned(unsigned_bits_for(cfg.blocks)))
+        issue, first, last = Signal(), Signal(), Signal()
+        m.d.comb += [self.block.eq(blk),
+                     self.act_addr.eq(token * cfg.k_words + word),
+                     self.thresh_addr.eq(token * cfg.blocks + blk)]
+        for j in range(L):
+            m.d.comb += self.weight_addr[j].eq(blk * cfg.in_features + (word << (L.bit_length() - 1)) + j)
+
+        drain = Signal(range(self.OUTPUT_DELAY + 3))
+        m.d.sync += self.done.eq(0)
+        with m.FSM(name="control") as fsm:
+            with m.State("IDLE"):
+                with m.If(self.start):
+                    m.d.sync += [token.eq(self.token), word.eq(0), blk.eq(0), self.cycles.eq(0)]
+                    m.next = "STREAM"
+            with m.State("STREAM"):
+                m.d.sync += self.cycles.eq(self.cycles + 1)
+                m.d.comb += [issue.eq(1), first.eq(word == 0), last.eq(word == cfg.k_words - 1)]
+                with m.If(word == cfg.k_words - 1):
+                    m.d.sync += word.eq(0)
+                    with m.If(blk == cfg.blocks - 1):
+                        m.d.sync += drain.eq(0)
+                        m.next = "DRAIN"
+                    with m.Else():
+                        m.d.sync += blk.eq(blk + 1)
+                with m.Else():
+                    m.d.sync += word.eq(word + 1)
+            with m.State("DRAIN"):
+                m.d.sync += [self.cycles.eq(self.cycles + 1), drain.eq(drain + 1)]
+                with m.If(drain == self.OUTPUT_DELAY + 1):
+                    m.d.sync += self.done.eq(1)
+                    m.next = "IDLE"
+        m.d.comb += self.busy.eq(~fsm.ongoing("IDLE"))
+
+        # stage 1: activation, weights and thresholds arrive
+        s1_valid, s1_first, s1_last = Signal(), Signal(), Signal()
+        s1_blk = Signal.like(blk)
+        m.d.sync += [s1_valid.eq(issue), s1_first.eq(first), s1_last.eq(last), s1_blk.eq(blk)]
+        for p in range(P):
+            pe = MacPE(cfg)
+            m.submodules[f"mac{p}"] = pe
+            m.d.comb += [pe.clear.eq(s1_valid & s1_first), pe.requant.eq(s1_valid & s1_last),
+                         pe.params.eq(self.thresh_data[p]), self.out_data[p].eq(pe.count)]
+            for j in range(L):
+                m.d.comb += [pe.inputs[j].valid.eq(s1_valid), pe.inputs[j].mantissa.eq(self.act_data[j].mantissa),
+                             pe.inputs[j].shift.eq(self.act_data[j].shift),
+                             pe.inputs[j].weight.eq(self.weight_data[j][p])]
+        # output write: OUTPUT_DELAY cycles after requant
+        pending = [Signal(name=f"pending{i}") for i in range(self.OUTPUT_DELAY)]
+        pending_blk = [Signal.like(blk, name=f"pending_blk{i}") for i in range(self.OUTPUT_DELAY)]
+        m.d.sync += [pending[0].eq(s1_valid & s1_last), pending_blk[0].eq(s1_blk)]
+        for i in range(1, self.OUTPUT_DELAY):
+            m.d.sync += [pending[i].eq(pending[i - 1]), pending_blk[i].eq(pending_blk[i - 1])]
+        m.d.comb += [self.out_en.eq(pending[-1]), self.out_addr.eq(token * cfg.blocks + pending_blk[-1])]
+        return m
