@@ -131,8 +131,8 @@ def _plot(results, path: Path, meta) -> None:
     import matplotlib.pyplot as plt
 
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4))
-    labels = [f"{r['method']}\nW{r['w_bits']}A{r['a_bits']}\n{r['mode']}" for r in results if r["a_bits"] in (4, 16)
-              and r["w_bits"] in (4, 16)]
+    labels = [f"{r['method']}\nW{r['w_bits']}A{r['a_bits']}\n{r['mode']}" + ("\npow2 groups" if r.get("w_group") else "")
+              for r in results if r["a_bits"] in (4, 16) and r["w_bits"] in (4, 16)]
     values = [r["ppl"] for r in results if r["a_bits"] in (4, 16) and r["w_bits"] in (4, 16)]
     ax1.bar(range(len(values)), values, color="tab:blue")
     ax1.set_xticks(range(len(values)), labels, fontsize=7)

@@ -13,7 +13,7 @@ from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
 from spikeacc.config import SpikeConfig, unsigned_bits_for
-from spikeacc.hw.tile import activation_lane_layout, address_bits
+from spikeacc.hw.tile import address_bits, tile_ports
 
 __all__ = ["MacPE", "MacTile", "mac_threshold_layout", "requant_shift", "requant_multiplier"]
 
@@ -129,23 +129,7 @@ class MacTile(wiring.Component):
         widths = address_bits(cfg)
         self.act_addr_bits, self.weight_addr_bits, self.block_addr_bits = (
             widths["act"], widths["weight"], widths["block"])
-        super().__init__({
-            "start": In(1),
-            "token": In(unsigned(cfg.token_bits)),
-            "busy": Out(1),
-            "done": Out(1),
-            "cycles": Out(32),
-            "block": Out(unsigned(widths["block_index"])),
-            "act_addr": Out(unsigned(widths["act"])),
-            "act_data": In(data.ArrayLayout(activation_lane_layout(cfg), cfg.lanes)),
-            "weight_addr": Out(data.ArrayLayout(unsigned(widths["weight"]), cfg.lanes)),
-            "weight_data": In(data.ArrayLayout(data.ArrayLayout(signed(cfg.weight_bits), cfg.pes), cfg.lanes)),
-            "thresh_addr": Out(unsigned(widths["block"])),
-            "thresh_data": In(data.ArrayLayout(mac_threshold_layout(cfg), cfg.pes)),
-            "out_addr": Out(unsigned(widths["block"])),
-            "out_data": Out(data.ArrayLayout(unsigned(cfg.count_bits), cfg.pes)),
-            "out_en": Out(1),
-        })
+        super().__init__(tile_ports(cfg, mac_threshold_layout(cfg)))
 
     @property
     def config(self) -> SpikeConfig:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import sys
 import subprocess
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -39,7 +40,9 @@ class SynthResult:
 
 
 def _tool(name: str) -> str:
-    path = shutil.which(name)
+    """The tool's script beside this interpreter (a venv not on PATH), else on PATH."""
+    beside = Path(sys.executable).parent / name
+    path = str(beside) if beside.is_file() else shutil.which(name)
     if path is None:
         raise FileNotFoundError(f"{name} not found: `pip install {name}` (spikeacc's [synth] extra)")
     return path

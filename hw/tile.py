@@ -9,7 +9,7 @@ from amaranth.lib.wiring import In, Out
 from spikeacc.config import SpikeConfig, unsigned_bits_for
 from spikeacc.hw.pe import SpikingPE
 
-__all__ = ["SpikingTile", "address_bits", "activation_lane_layout", "threshold_layout", "event_layout", "tile_cycles"]
+__all__ = ["SpikingTile", "address_bits", "tile_ports", "activation_lane_layout", "threshold_layout", "event_layout", "tile_cycles"]
 
 
 def activation_lane_layout(cfg: SpikeConfig) -> data.StructLayout:
@@ -34,6 +34,32 @@ def address_bits(cfg: SpikeConfig) -> dict[str, int]:
             "weight": unsigned_bits_for(cfg.blocks * cfg.in_features - 1),
             "block": unsigned_bits_for(cfg.max_tokens * cfg.blocks - 1),
             "block_index": unsigned_bits_for(cfg.blocks)}
+
+
+def tile_ports(cfg: SpikeConfig, thresholds: data.StructLayout) -> dict:
+    """The signature every tile shares (spiking and MAC): control, then the four buffer ports.
+
+    Only the threshold word differs (``thresholds``), so both designs run in the
+    same harness on the same vector files.
+    """
+    widths = address_bits(cfg)
+    return {
+        "start": In(1),
+        "token": In(unsigned(cfg.token_bits)),
+        "busy": Out(1),
+        "done": Out(1),
+        "cycles": Out(32),
+        "block": Out(unsigned(widths["block_index"])),
+        "act_addr": Out(unsigned(widths["act"])),
+        "act_data": In(data.ArrayLayout(activation_lane_layout(cfg), cfg.lanes)),
+        "weight_addr": Out(data.ArrayLayout(unsigned(widths["weight"]), cfg.lanes)),
+        "weight_data": In(data.ArrayLayout(data.ArrayLayout(signed(cfg.weight_bits), cfg.pes), cfg.lanes)),
+        "thresh_addr": Out(unsigned(widths["block"])),
+        "thresh_data": In(data.ArrayLayout(thresholds, cfg.pes)),
+        "out_addr": Out(unsigned(widths["block"])),
+        "out_data": Out(data.ArrayLayout(unsigned(cfg.count_bits), cfg.pes)),
+        "out_en": Out(1),
+    }
 
 
 def tile_cycles(cfg: SpikeConfig, nonzero_per_magnitude) -> dict:
@@ -132,23 +158,7 @@ class SpikingTile(wiring.Component):
         self.act_addr_bits = widths["act"]
         self.weight_addr_bits = widths["weight"]
         self.block_addr_bits = widths["block"]
-        super().__init__({
-            "start": In(1),
-            "token": In(unsigned(cfg.token_bits)),
-            "busy": Out(1),
-            "done": Out(1),
-            "cycles": Out(32),
-            "block": Out(unsigned(widths["block_index"])),
-            "act_addr": Out(unsigned(self.act_addr_bits)),
-            "act_data": In(data.ArrayLayout(activation_lane_layout(cfg), cfg.lanes)),
-            "weight_addr": Out(data.ArrayLayout(unsigned(self.weight_addr_bits), cfg.lanes)),
-            "weight_data": In(data.ArrayLayout(data.ArrayLayout(signed(cfg.weight_bits), cfg.pes), cfg.lanes)),
-            "thresh_addr": Out(unsigned(self.block_addr_bits)),
-            "thresh_data": In(data.ArrayLayout(threshold_layout(cfg), cfg.pes)),
-            "out_addr": Out(unsigned(self.block_addr_bits)),
-            "out_data": Out(data.ArrayLayout(unsigned(cfg.count_bits), cfg.pes)),
-            "out_en": Out(1),
-        })
+        super().__init__(tile_ports(cfg, threshold_layout(cfg)))
 
     @property
     def config(self) -> SpikeConfig:

@@ -125,6 +125,20 @@ def cmd_synth(args) -> int:
     return 0
 
 
+def cmd_energy(args) -> int:
+    from spikeacc.verif.energy import run_energy
+
+    vectors = args.vectors
+    if vectors is None:  # the embedded default: SmolLM2 block 0 q_proj
+        from spikeacc.golden.vectors import export_vectors
+        vectors = export_vectors(layer="model.layers.0.self_attn.q_proj", tokens=8,
+                                 out=Path(args.out) / "smollm2_l0_q_proj.npz")
+    r = run_energy(vectors, out=args.out, build_root=args.build_dir, pes=args.pes, lanes=args.lanes)
+    print((Path(args.out) / "energy.md").read_text())
+    print(f"wrote {Path(args.out) / 'energy.json'}, energy.md, energy.png")
+    return 0
+
+
 def cmd_ppl(args) -> int:
     from spikeacc.golden.perplexity import run_ppl_table
     run_ppl_table(model=args.model, text=args.text, out=args.out, tokens=args.tokens,
@@ -177,6 +191,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-pnr", action="store_true", help="skip nextpnr place and route (no Fmax)")
     _add_config_args(p)
     p.set_defaults(func=cmd_synth)
+
+    p = sub.add_parser("energy", help="spiking vs MAC energy from RTL toggles on the same vectors")
+    p.add_argument("--vectors", help="layer vector file (default: SmolLM2 block 0 q_proj, 8 tokens)")
+    p.add_argument("--out", default="out/energy")
+    p.add_argument("--pes", type=int, default=None)
+    p.add_argument("--lanes", type=int, default=None)
+    p.add_argument("--build-dir", default="sim_build")
+    p.set_defaults(func=cmd_energy)
 
     p = sub.add_parser("ppl", help="perplexity table: FP, RTN and SpikeQuant, with a bit sweep")
     p.add_argument("--model", help="local HF folder or .gguf file (default: embedded SmolLM2-135M)")

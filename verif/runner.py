@@ -80,6 +80,8 @@ def run_bench(*, top: str, sources: list[Path], test_module: str, build_dir: Pat
     t2 = time.perf_counter()
     if not report_path.is_file():
         raise RuntimeError(f"the bench {test_module} wrote no report; see {log}")
+    if saif and not (build_dir / "dump.saif").is_file():
+        raise RuntimeError(f"--trace-saif wrote no {build_dir / 'dump.saif'}; see {log}")
     return BenchRun(json.loads(report_path.read_text()), t1 - t0, t2 - t1, log)
 
 

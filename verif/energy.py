@@ -1,0 +1,212 @@
+"""``spikeacc energy``: spiking vs MAC energy on the same vectors, from RTL activity.
+
+Both tiles run the same vector file under Verilator with ``--trace-saif``; every
+output is checked bit-exact first. Toggles of the named nets (Amaranth's
+anonymous ``$`` intermediates are skipped, as they duplicate the named ones) are
+grouped by role and charged per toggled bit (:mod:`spikeacc.golden.energy`);
+buffer reads are counted from the RTL (cycles in which a lane was valid, from
+the SAIF high times) and charged per bit read. The op-count model of the golden
+side is the cross-check. Energy runs are separate from correctness runs:
+tracing slows simulation.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from spikeacc.golden.energy import PAPER_RATIO, op_counts, op_energy, sram_read_pj, toggle_pj
+from spikeacc.golden.vectors import load_vectors
+from spikeacc.hw.mac import requant_shift
+from spikeacc.verif.saif import read_saif
+from spikeacc.verif.tile_regress import run_tile_regression, tile_config_for
+
+__all__ = ["classify", "activity_energy", "run_energy"]
+
+CLOCK_PERIOD_S = 10e-9  # the benches' clock
+
+# (role, pattern on the net name), first match wins; per design.
+ROLES = {
+    "tile": [
+        ("spike/current adders", r"^(shifted|synapse)\d+$|^current"),
+        ("membrane adders", r"^membrane$"),
+        ("threshold/fire", r"^(fire_potential|fire_theta|count|spike_out|can_fire|theta_latched|busy|done|phi|theta)$"),
+        ("encoder/queues", r"^(queue|queued|mag|pos|event|s2_event|k_base|act_)"),
+        ("control", r".*"),
+    ],
+    "mac": [
+        ("MAC multipliers", r"^(product|scaled)\d+$"),
+        ("accumulators", r"^acc$"),
+        ("requant multiplier", r"^(requant_|held|params|stage_)"),
+        ("control", r".*"),
+    ],
+}
+DATAPATH = {"tile": ("spike/current adders", "membrane adders", "threshold/fire"),
+            "mac": ("MAC multipliers", "accumulators", "requant multiplier")}
+
+
+def classify(design: str, name: str) -> str:
+    for role, pattern in ROLES[design]:
+        if re.search(pattern, name):
+            return role
+    raise AssertionError("the last pattern matches everything")
+
+
+def _multiplier_operands(design, name, cfg):
+    if design == "mac" and re.match(r"^(product|scaled)\d+$", name):
+        return (cfg.weight_bits, cfg.mantissa_bits)
+    if design == "mac" and name == "requant_product":
+        return (cfg.theta_bits + cfg.out_bits, requant_shift(cfg) + 1)
+    return None
+
+
+def activity_energy(design: str, saif_path: Path, cfg) -> dict:
+    """Toggle counts and pJ by role and by module, plus buffer reads counted from the RTL."""
+    header, nets = read_saif(saif_path)
+    period = CLOCK_PERIOD_S / header["TIMESCALE"]
+    toggles, energy = defaultdict(int), defaultdict(float)
+    by_module = defaultdict(float)
+    lane_cycles = 0.0
+    first_pe = "pe0" if design == "tile" else "mac0"
+    lane_valid = re.compile(r"^(spikes|inputs)\[\d+\]\.valid$")
+    for net in nets:
+        if len(net.path) < 2 or net.path[1] != "dut":
+            continue
+        # each valid lane-cycle at a PE input is one weight-word read (P weights, one per PE)
+        if net.path[2:] == (first_pe,) and lane_valid.match(net.name):
+            lane_cycles += net.high_time / period
+        # Amaranth's anonymous `$` nets and struct-field views duplicate named signals
+        if "$" in net.name or "." in net.name or "[" in net.name or net.name in ("clk", "rst"):
+            continue
+        role = classify(design, net.name)
+        operands = _multiplier_operands(design, net.name, cfg)
+        pj = net.toggles * toggle_pj("multiplier" if operands else "adder", operands)
+        toggles[role] += net.toggles
+        energy[role] += pj
+        module = re.sub(r"\d+$", "", net.path[2]) if len(net.path) > 2 else "top"
+        by_module[module] += pj
+    weight_bits = lane_cycles * cfg.pes * cfg.weight_bits
+    energy["weight memory reads"] = sram_read_pj(1) * weight_bits
+    return {"toggles": dict(toggles), "energy_pj": dict(energy), "by_module_pj": dict(by_module),
+            "weight_reads": int(round(lane_cycles * cfg.pes)), "weight_bits_read": int(round(weight_bits))}
+
+
+def run_energy(vectors_path, *, out="out/energy", build_root="sim_build", pes=None, lanes=None) -> dict:
+    """Run both tiles with SAIF on one vector file; write energy.json, energy.md and energy.png."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    vectors = load_vectors(vectors_path)
+    cfg = tile_config_for(vectors, pes, lanes)
+    m = vectors.shape[0]
+    designs = {}
+    for design in tqdm(("tile", "mac"), desc="energy", unit="design"):
+        t0 = time.perf_counter()
+        _, rep = run_tile_regression(vectors_path, build_root=build_root, pes=pes, lanes=lanes,
+                                     design=design, saif=True, progress=False)
+        if not rep["passed"]:
+            raise RuntimeError(f"{design} is not bit-exact on {vectors_path}: {rep['mismatch_count']} mismatches; "
+                               f"energy figures of a wrong design mean nothing")
+        act = activity_energy(design, Path(rep["saif"]), cfg)
+        saif_copy = out / f"{design}.saif"
+        saif_copy.write_bytes(Path(rep["saif"]).read_bytes())
+        designs[design] = {**act, "cycles": rep["cycles"], "seconds": time.perf_counter() - t0,
+                           "saif": str(saif_copy)}
+    ops = op_counts(cfg, vectors.mant, vectors.expected)
+    ops_pj = op_energy(cfg, ops)
+
+    def per_token(x):
+        return x / m
+
+    summary = {}
+    for design, d in designs.items():
+        e = d["energy_pj"]
+        datapath = sum(e.get(r, 0.0) for r in DATAPATH[design])
+        logic = sum(v for r, v in e.items() if r != "weight memory reads")
+        summary[design] = {"datapath_pj": per_token(datapath), "logic_pj": per_token(logic),
+                           "total_pj": per_token(logic + e["weight memory reads"])}
+    op_summary = {}
+    for design, key in (("spiking", "tile"), ("mac", "mac")):
+        e = ops_pj[design]
+        op_summary[key] = {"datapath_pj": per_token(sum(v for k, v in e.items() if k != "weight_read")),
+                           "total_pj": per_token(sum(e.values()))}
+    zero = float((vectors.mant == 0).mean())
+    skip_saved = zero / (1 - zero) * (ops_pj["spiking"]["current_add"] + ops_pj["spiking"]["weight_read"]) if zero < 1 else 0.0
+    result = {
+        "vectors": str(vectors_path), "layer": vectors.meta.get("layer"), "model": vectors.meta.get("model"),
+        "shape": list(vectors.shape), "config": cfg.to_dict(), "tokens": m,
+        "designs": designs, "per_token_layer": summary, "op_counts": ops, "op_energy_pj": ops_pj,
+        "op_per_token_layer": op_summary,
+        "ratio_mac_over_spiking": {
+            "toggles_datapath": summary["mac"]["datapath_pj"] / summary["tile"]["datapath_pj"],
+            "toggles_logic": summary["mac"]["logic_pj"] / summary["tile"]["logic_pj"],
+            "toggles_total_with_weight_memory": summary["mac"]["total_pj"] / summary["tile"]["total_pj"],
+            "ops_datapath": op_summary["mac"]["datapath_pj"] / op_summary["tile"]["datapath_pj"],
+            "ops_total_with_weight_memory": op_summary["mac"]["total_pj"] / op_summary["tile"]["total_pj"],
+            "paper": PAPER_RATIO,
+        },
+        "zero_fraction": zero,
+        "zero_skipping_saved_pj_per_token_layer": per_token(skip_saved),
+    }
+    (out / "energy.json").write_text(json.dumps(result, indent=2) + "\n")
+    (out / "energy.md").write_text(_markdown(result))
+    _plot(result, out / "energy.png")
+    return result
+
+
+def _markdown(r: dict) -> str:
+    rat = r["ratio_mac_over_spiking"]
+    s, mac = r["per_token_layer"]["tile"], r["per_token_layer"]["mac"]
+    lines = [f"# Energy: {r['layer']} ({r['model']}), M×K×N = {'×'.join(map(str, r['shape']))}", "",
+             "Per token-layer, 45 nm table (Horowitz ISSCC 2014); see `spikeacc.golden.energy`.", "",
+             "| | spiking | MAC | MAC ÷ spiking |", "|---|---|---|---|",
+             f"| datapath, from toggles (pJ) | {s['datapath_pj']:.1f} | {mac['datapath_pj']:.1f} | {rat['toggles_datapath']:.2f}x |",
+             f"| all logic incl. control/encoder, from toggles (pJ) | {s['logic_pj']:.1f} | {mac['logic_pj']:.1f} | {rat['toggles_logic']:.2f}x |",
+             f"| total with weight-memory reads, from toggles (pJ) | {s['total_pj']:.1f} | {mac['total_pj']:.1f} | {rat['toggles_total_with_weight_memory']:.2f}x |",
+             f"| datapath, from op counts (pJ) | {r['op_per_token_layer']['tile']['datapath_pj']:.1f} | {r['op_per_token_layer']['mac']['datapath_pj']:.1f} | {rat['ops_datapath']:.2f}x |",
+             f"| total with weight-memory reads, from op counts (pJ) | {r['op_per_token_layer']['tile']['total_pj']:.1f} | {r['op_per_token_layer']['mac']['total_pj']:.1f} | {rat['ops_total_with_weight_memory']:.2f}x |",
+             f"| SpikeQuant paper (op-count estimate) | | | {rat['paper']}x |", "",
+             f"Zero activation mantissas: {r['zero_fraction']:.1%}; skipping them saved "
+             f"{r['zero_skipping_saved_pj_per_token_layer']:.1f} pJ per token-layer (current adds and weight reads).", "",
+             "Energy by role (pJ per token-layer, toggles):", ""]
+    for design, d in r["designs"].items():
+        roles = ", ".join(f"{k} {v / r['tokens']:.1f}" for k, v in sorted(d["energy_pj"].items(), key=lambda kv: -kv[1]))
+        lines.append(f"- {design}: {roles}")
+    lines += ["", "SAIF files (per-bit toggle counts, for OpenSTA `read_saif` or Vivado): "
+              + ", ".join(d["saif"] for d in r["designs"].values()), ""]
+    return "\n".join(lines)
+
+
+def _plot(r: dict, path: Path) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7.5, 4.5))
+    names = {"tile": "spiking (ACC)", "mac": "MAC baseline"}
+    colors = {"weight memory reads": "0.75", "control": "tab:olive", "encoder/queues": "tab:cyan",
+              "spike/current adders": "tab:green", "membrane adders": "tab:blue", "threshold/fire": "tab:purple",
+              "MAC multipliers": "tab:red", "accumulators": "tab:orange", "requant multiplier": "tab:brown"}
+    order = list(colors)
+    seen = set()
+    for x, (design, d) in enumerate(r["designs"].items()):
+        bottom = 0.0
+        for role, pj in sorted(d["energy_pj"].items(), key=lambda kv: order.index(kv[0])):
+            v = pj / r["tokens"]
+            ax.bar(x, v, bottom=bottom, color=colors[role], label=None if role in seen else role)
+            seen.add(role)
+            bottom += v
+    ax.set_xticks(range(len(r["designs"])), [names[d] for d in r["designs"]])
+    ax.set_ylabel("pJ per token-layer (toggles × 45 nm per-bit energy)")
+    rat = r["ratio_mac_over_spiking"]
+    ax.set_title(f"{r['layer']}: MAC ÷ spiking = {rat['toggles_total_with_weight_memory']:.2f}x total, "
+                 f"{rat['toggles_datapath']:.2f}x datapath (paper {rat['paper']}x)", fontsize=9)
+    ax.legend(fontsize=6, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
