@@ -90,7 +90,7 @@ def run_ppl_table(model: str | None = None, text: str | None = None, out: str | 
     _, tokenizer, name = load_model(model)
     calib, windows = token_splits(tokenizer, body, tokens)
     results = []
-    torch.set_num_threads(max(1, torch.get_num_threads()))
+    per_layer: dict[str, dict] = {}
     for row in tqdm(table_rows(quick), desc="ppl table", unit="cfg"):
         t0 = time.perf_counter()
         net, _, _ = load_model(model)
@@ -103,6 +103,10 @@ def run_ppl_table(model: str | None = None, text: str | None = None, out: str | 
         elements = sum(m.element_count for m in layers)
         salient = sum(m.salient_count for m in layers) / elements if elements else 0.0
         zeros = sum(m.zero_count for m in layers) / elements if elements else 0.0
+        if row["method"] == "spikequant" and row["w_bits"] == 4 and not row.get("w_group"):
+            per_layer[row["mode"]] = {name: {"salient_ratio": round(m.salient_ratio, 5),
+                                             "zero_ratio": round(m.zero_ratio, 5)}
+                                      for name, m in quantized_layers(net).items()}
         results.append({"w_group": None, **row, "ppl": round(ppl, 3), "tokens": int(windows.numel()),
                         "salient_ratio": round(salient, 5), "zero_ratio": round(zeros, 5),
                         "seconds": round(time.perf_counter() - t0, 1)})
@@ -111,6 +115,7 @@ def run_ppl_table(model: str | None = None, text: str | None = None, out: str | 
             "kappa": QuantSpec().kappa, "e_max": QuantSpec().e_max}
     (out / "ppl.json").write_text(json.dumps(results, indent=2) + "\n")
     (out / "ppl_meta.json").write_text(json.dumps(meta, indent=2) + "\n")
+    (out / "layers.json").write_text(json.dumps(per_layer, indent=2) + "\n")  # per mode, per layer
     _print_table(results, meta)
     _plot(results, out / "ppl.png", meta)
     return results

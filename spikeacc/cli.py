@@ -186,7 +186,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("synth", help="Yosys cell counts, iCE40 LUT/FF and Fmax for each design")
-    p.add_argument("--designs", default="pe,tile", help="comma-separated: pe, tile")
+    p.add_argument("--designs", default="pe,mac_pe,tile,mac",
+                   help="comma-separated: pe (spiking PE), mac_pe, tile (spiking), mac (MAC tile)")
     p.add_argument("--out", default="out/synth")
     p.add_argument("--no-pnr", action="store_true", help="skip nextpnr place and route (no Fmax)")
     _add_config_args(p)

@@ -10,8 +10,9 @@ from spikeacc.golden.model import PROJECTIONS
 __all__ = ["run_flow"]
 
 
-def run_flow(out: Path, *, build_root="sim_build", block: int = 0, tokens: int = 8) -> bool:
-    """Export every projection of one SmolLM2 decoder block and verify the tile on each."""
+def run_flow(out: Path, *, build_root="sim_build", block: int = 0, tokens: int = 8, energy: bool = True) -> bool:
+    """Export every projection of one SmolLM2 decoder block, verify the tile on each,
+    then compare spiking and MAC energy on the q_proj vectors."""
     from spikeacc.golden.vectors import export_vectors
     from spikeacc.verif.tile_regress import run_tile_regression
 
@@ -32,4 +33,13 @@ def run_flow(out: Path, *, build_root="sim_build", block: int = 0, tokens: int =
     total = sum(r["compared"] for r in rows)
     print(f"tile: {len(rows)} layers, {total} output counts compared, "
           f"{sum(r['mismatch_count'] for r in rows)} mismatches")
+    if ok and energy:
+        from spikeacc.verif.energy import run_energy
+        q_proj = out / "vectors" / f"model.layers.{block}.self_attn.q_proj.npz"
+        r = run_energy(q_proj, out=out / "energy", build_root=build_root)
+        rat = r["ratio_mac_over_spiking"]
+        print(f"energy (q_proj, MAC ÷ spiking): datapath {rat['toggles_datapath']:.2f}x from toggles, "
+              f"{rat['ops_datapath']:.2f}x from op counts; with weight-memory reads "
+              f"{rat['toggles_total_with_weight_memory']:.2f}x / {rat['ops_total_with_weight_memory']:.2f}x "
+              f"(paper {rat['paper']}x); report {out / 'energy' / 'energy.md'}")
     return ok

@@ -93,8 +93,11 @@ def activity_energy(design: str, saif_path: Path, cfg) -> dict:
         by_module[module] += pj
     weight_bits = lane_cycles * cfg.pes * cfg.weight_bits
     energy["weight memory reads"] = sram_read_pj(1) * weight_bits
+    synapse_ops = int(round(lane_cycles * cfg.pes))  # one add (spiking) or multiply-add (MAC) per weight read
     return {"toggles": dict(toggles), "energy_pj": dict(energy), "by_module_pj": dict(by_module),
-            "weight_reads": int(round(lane_cycles * cfg.pes)), "weight_bits_read": int(round(weight_bits))}
+            "weight_reads": synapse_ops, "weight_bits_read": int(round(weight_bits)),
+            "rtl_ops": {"current_add": synapse_ops} if design == "tile"
+            else {"multiply": synapse_ops, "accumulate_add": synapse_ops}}
 
 
 def run_energy(vectors_path, *, out="out/energy", build_root="sim_build", pes=None, lanes=None) -> dict:
