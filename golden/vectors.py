@@ -249,6 +249,8 @@ def export_vectors(*, layer: str, tokens: int, out: str | Path, model: str | Non
         lo, hi = torch.tensor(y.min(axis=1, keepdims=True)), torch.tensor(y.max(axis=1, keepdims=True))
     out_step, out_zero = (t.numpy().astype(np.float64) for t in asym_params(lo, hi, cfg.out_bits))
     theta, phi = thresholds(w_scale, x_step, out_step, out_zero, cfg.frac_bits)
+    # static mode: one Θ/Φ per output, the same for every token; the contract stores [M, N]
+    theta, phi = (np.broadcast_to(a, acc.shape).copy() for a in (theta, phi))
     if theta.max() > cfg.theta_max:
         raise ValueError(f"threshold Θ = {int(theta.max())} exceeds {cfg.theta_bits} bits: lower frac_bits")
     w = q.w_code.numpy()

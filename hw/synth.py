@@ -9,6 +9,7 @@ no multiple drivers).
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import sys
 import subprocess
@@ -101,6 +102,8 @@ def synthesize(verilog: Path, top: str, work: Path, *, place_and_route: bool = T
         else:
             result.fits = False
             lines = [ln for ln in (pnr.stdout + pnr.stderr).splitlines() if "ERROR" in ln]
-            result.note = lines[0].strip() if lines else "place and route failed; see nextpnr.log"
+            # nextpnr names cells after long LUT chains; keep the message readable
+            note = re.sub(r"'[^']{40,}'", "'<cell>'", lines[0].strip()) if lines else ""
+            result.note = note or "place and route failed; see nextpnr.log"
     result.seconds = round(time.perf_counter() - t0, 1)
     return result

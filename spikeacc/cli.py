@@ -47,8 +47,7 @@ def _print_run(run, what: str) -> bool:
     cycles = rep.get("cycles", 0)
     rate = cycles / rep["wall_seconds"] if rep.get("wall_seconds") else 0.0
     from spikeacc.verif.scoreboard import Scoreboard
-    board = Scoreboard()
-    board.compared, board.mismatches, board.missing = rep["compared"], rep["mismatches"], rep["missing"]
+    board = Scoreboard.from_report(rep)
     print(f"{what}: {board.summary()}")
     print(f"  build {run.build_seconds:.1f} s, simulation {run.test_seconds:.1f} s, "
           f"{cycles} cycles, {rate:,.0f} simulated cycles/s; log {run.log}")

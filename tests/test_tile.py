@@ -118,3 +118,13 @@ def test_llama2_7b_shape_bit_exact(tmp_path, proj):
     assert rep["passed"], rep["mismatches"][:10]
     assert rep["compared"] == 4096
     assert rep["utilization"] >= 0.9
+
+
+def test_smollm2_static_mode_vectors_bit_exact(tmp_path):
+    """Static (calibrated) mode: one threshold per output for every token, fully dequantization-free."""
+    from spikeacc.golden.vectors import export_vectors, load_vectors
+    path = export_vectors(layer="model.layers.0.self_attn.q_proj", tokens=8, out=tmp_path / "s.npz", mode="static")
+    v = load_vectors(path)
+    assert (v.theta == v.theta[0]).all() and (v.phi == v.phi[0]).all()
+    _, rep = run_tile_regression(path, build_root="sim_build", progress=False)
+    assert rep["passed"], rep["mismatches"][:10]

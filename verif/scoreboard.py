@@ -26,6 +26,13 @@ class Scoreboard:
         self.mismatches: list[dict] = []
         self.missing = 0
 
+    @classmethod
+    def from_report(cls, report: dict) -> "Scoreboard":
+        """The scoreboard a bench's JSON report describes (for printing its summary)."""
+        board = cls()
+        board.compared, board.mismatches, board.missing = report["compared"], report["mismatches"], report["missing"]
+        return board
+
     def compare(self, expected, got) -> int:
         expected = np.asarray(expected, dtype=np.int64)
         got = np.asarray(got, dtype=np.int64)

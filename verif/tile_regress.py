@@ -90,8 +90,7 @@ def regress_tile(vectors_path, *, build_root="sim_build", report=None, pes=None,
     t0 = time.perf_counter()
     run, rep = run_tile_regression(vectors_path, build_root=build_root, pes=pes, lanes=lanes, design=design)
     rep["total_seconds"] = time.perf_counter() - t0
-    board = Scoreboard()
-    board.compared, board.mismatches, board.missing = rep["compared"], rep["mismatches"], rep["missing"]
+    board = Scoreboard.from_report(rep)
     print(f"{design} {rep['shape']} ({rep['layer']}): {board.summary()}")
     print(f"  cycles {rep['cycles']:,} (ideal {rep['ideal_cycles']:,}, utilization {rep['utilization']:.1%}), "
           f"simulation {rep['wall_seconds']:.2f} s = {rep['cycles_per_second']:,.0f} cycles/s, "
