@@ -17,6 +17,7 @@ from pathlib import Path
 __all__ = ["SpikeConfig", "PRESETS", "signed_bits_for", "unsigned_bits_for"]
 
 ENCODINGS = ("ttfs",)
+MIN_BLOCKS = 24  # blocks that share one encode pass, see SpikeConfig.for_layer
 
 
 def unsigned_bits_for(bound: int) -> int:
@@ -275,8 +276,17 @@ class SpikeConfig:
         return dataclasses.replace(self, **changes)
 
     def for_layer(self, in_features: int, out_features: int) -> "SpikeConfig":
-        """The same arithmetic for another layer shape, keeping P and L where they divide it."""
-        pes = math.gcd(self.pes, out_features)
+        """The same arithmetic for another layer shape; P and L adapted to it.
+
+        L becomes the largest power of two dividing both L and K. P becomes the
+        largest divisor of N up to this P that leaves at least ``MIN_BLOCKS``
+        blocks, so a token's encode pass (K/L cycles) is shared by enough blocks
+        to keep the tile >= 90% utilized (measured: SmolLM2 k/v_proj, N = 192,
+        78.5% at P = 32, 92% at P = 8).
+        """
+        divisors = [p for p in range(1, self.pes + 1) if out_features % p == 0]
+        enough = [p for p in divisors if out_features // p >= MIN_BLOCKS]
+        pes = max(enough) if enough else max(divisors)
         lanes = math.gcd(self.lanes, in_features)
         return self.replace(in_features=in_features, out_features=out_features, pes=pes, lanes=lanes)
 

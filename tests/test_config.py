@@ -65,3 +65,12 @@ def test_round_trip_and_unknown_fields(tmp_path):
 
 def test_tag_names_the_configuration():
     assert SpikeConfig().tag != SpikeConfig(frac_bits=12).tag
+
+
+def test_for_layer_keeps_enough_blocks_per_encode_pass():
+    base = PRESETS["smollm2"]
+    assert base.for_layer(576, 192).pes == 8        # k/v_proj: 24 blocks
+    assert base.for_layer(576, 576).pes == 24
+    assert base.for_layer(576, 1536).pes == 32
+    assert base.for_layer(11008, 4096).pes == 32 and base.for_layer(11008, 4096).lanes == 2
+    assert base.for_layer(7, 5).pes == 1            # nothing divides: one neuron at a time
