@@ -73,4 +73,4 @@ def test_for_layer_keeps_enough_blocks_per_encode_pass():
     assert base.for_layer(576, 576).pes == 24
     assert base.for_layer(576, 1536).pes == 32
     assert base.for_layer(11008, 4096).pes == 32 and base.for_layer(11008, 4096).lanes == 2
-    assert base.for_layer(7, 5).pes == 1            # nothing divides: one neuron at a time
+    assert base.for_layer(7, 5).pes == 5            # no P leaves 24 blocks: the largest divisor
