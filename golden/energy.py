@@ -75,15 +75,13 @@ def op_counts(cfg: SpikeConfig, mant: np.ndarray, counts: np.ndarray) -> dict[st
 
 def op_energy(cfg: SpikeConfig, ops: dict[str, dict[str, int]]) -> dict[str, dict[str, float]]:
     """pJ per operation class, from the table above and the configuration's widths."""
-    from spikeacc.hw.mac import requant_shift
-
     w = cfg.weight_bits
     per_op = {
         "spiking": {"current_add": add_pj(cfg.current_bits), "membrane_add": add_pj(cfg.membrane_bits),
                     "fire_subtract": add_pj(cfg.membrane_bits), "weight_read": sram_read_pj(w)},
         "mac": {"multiply": mult_pj(w, cfg.mantissa_bits), "accumulate_add": add_pj(cfg.acc_bits),
                 "requant_add": add_pj(cfg.membrane_bits),
-                "requant_multiply": mult_pj(cfg.theta_bits + cfg.out_bits, requant_shift(cfg) + 1),
+                "requant_multiply": mult_pj(cfg.theta_bits + cfg.out_bits, cfg.requant_shift + 1),
                 "weight_read": sram_read_pj(w)},
     }
     return {d: {op: count * per_op[d][op] for op, count in ops[d].items()} for d in ops}

@@ -15,30 +15,20 @@ from amaranth.lib.wiring import In, Out
 from spikeacc.config import SpikeConfig, unsigned_bits_for
 from spikeacc.hw.tile import address_bits, tile_ports
 
-__all__ = ["MacPE", "MacTile", "mac_threshold_layout", "requant_shift", "requant_multiplier"]
-
-
-def requant_shift(cfg: SpikeConfig) -> int:
-    """S such that ``floor(y·⌈2^S/Θ⌉ / 2^S) = floor(y/Θ)`` for every 0 ≤ y < 2^b_out·Θ.
-
-    With R = ⌈2^S/Θ⌉ the error of y·R/2^S over y/Θ is below y/2^S, and a
-    non-integer y/Θ is at least 1/Θ below the next integer, so y·Θ < 2^S
-    suffices: y < 2^b_out·Θ and Θ < 2^theta_bits give S = 2·theta_bits + b_out.
-    """
-    return 2 * cfg.theta_bits + cfg.out_bits
+__all__ = ["MacPE", "MacTile", "mac_threshold_layout", "requant_multiplier"]
 
 
 def requant_multiplier(cfg: SpikeConfig, theta):
     """R = ⌈2^S/Θ⌉, computed offline per output, as MAC accelerators store their requant scales."""
     import numpy as np
 
-    s = requant_shift(cfg)
+    s = cfg.requant_shift
     return [((1 << s) + int(t) - 1) // int(t) for t in np.asarray(theta).ravel()]
 
 
 def mac_threshold_layout(cfg: SpikeConfig) -> data.StructLayout:
     return data.StructLayout({"theta": unsigned(cfg.theta_bits), "phi": signed(cfg.phi_bits),
-                              "recip": unsigned(requant_shift(cfg) + 1)})
+                              "recip": unsigned(cfg.requant_shift + 1)})
 
 
 class MacPE(wiring.Component):
@@ -96,7 +86,7 @@ class MacPE(wiring.Component):
             m.d.sync += y.eq((acc << cfg.frac_bits) + held.phi)
         ceiling = Signal(unsigned(cfg.theta_bits + cfg.out_bits), name="requant_ceiling")
         m.d.comb += ceiling.eq(held.theta << cfg.out_bits)
-        product = Signal(unsigned(cfg.theta_bits + cfg.out_bits + requant_shift(cfg) + 1), name="requant_product")
+        product = Signal(unsigned(cfg.theta_bits + cfg.out_bits + cfg.requant_shift + 1), name="requant_product")
         m.d.comb += product.eq(y[:cfg.theta_bits + cfg.out_bits] * held.recip)
         with m.If(stage_b):
             with m.If(y < 0):
@@ -104,7 +94,7 @@ class MacPE(wiring.Component):
             with m.Elif(y >= ceiling):
                 m.d.sync += self.count.eq(cfg.max_count)
             with m.Else():
-                m.d.sync += self.count.eq(product >> requant_shift(cfg))
+                m.d.sync += self.count.eq(product >> cfg.requant_shift)
         return m
 
 

@@ -217,6 +217,16 @@ class SpikeConfig:
         return signed_bits_for((self.acc_bound << self.frac_bits) + self.phi_bound)
 
     @property
+    def requant_shift(self) -> int:
+        """S of the MAC baseline's requantizer: ``floor(y·⌈2^S/Θ⌉/2^S) = floor(y/Θ)`` for 0 ≤ y < 2^b_out·Θ.
+
+        With R = ⌈2^S/Θ⌉ the error of y·R/2^S over y/Θ is below y/2^S, and a
+        non-integer y/Θ is at least 1/Θ below the next integer, so y·Θ < 2^S
+        suffices: y < 2^b_out·Θ and Θ < 2^theta_bits give S = 2·theta_bits + b_out.
+        """
+        return 2 * self.theta_bits + self.out_bits
+
+    @property
     def blocks(self) -> int:
         """Output blocks of P neurons per token."""
         return self.out_features // self.pes
@@ -247,7 +257,7 @@ class SpikeConfig:
         """Every derived width and bound, for manifests and reports."""
         names = ["shift_max", "weight_bits", "mantissa_bits", "shift_bits", "window", "max_count",
                  "salient_bound", "current_bound", "current_bits", "acc_bound", "acc_bits",
-                 "theta_bits", "phi_bits", "membrane_bits", "blocks", "k_words", "token_bits"]
+                 "theta_bits", "phi_bits", "membrane_bits", "requant_shift", "blocks", "k_words", "token_bits"]
         return {name: getattr(self, name) for name in names}
 
     def to_dict(self) -> dict:

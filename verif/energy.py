@@ -23,7 +23,6 @@ from tqdm import tqdm
 
 from spikeacc.golden.energy import PAPER_RATIO, op_counts, op_energy, sram_read_pj, toggle_pj
 from spikeacc.golden.vectors import load_vectors
-from spikeacc.hw.mac import requant_shift
 from spikeacc.verif.saif import read_saif
 from spikeacc.verif.tile_regress import run_tile_regression, tile_config_for
 
@@ -62,7 +61,7 @@ def _multiplier_operands(design, name, cfg):
     if design == "mac" and re.match(r"^(product|scaled)\d+$", name):
         return (cfg.weight_bits, cfg.mantissa_bits)
     if design == "mac" and name == "requant_product":
-        return (cfg.theta_bits + cfg.out_bits, requant_shift(cfg) + 1)
+        return (cfg.theta_bits + cfg.out_bits, cfg.requant_shift + 1)
     return None
 
 

@@ -43,13 +43,11 @@ def _thresh_slots(design: str) -> int:
 
 def harness_verilog(cfg: SpikeConfig, design: str = "tile") -> str:
     """Verilog of the harness around the generated tile (module names carry the config)."""
-    from spikeacc.hw.mac import requant_shift
-
     slot = 64 * _thresh_slots(design)
     fields = (f"thresh_word[p*{slot}+64 +: {cfg.phi_bits}], thresh_word[p*{slot} +: {cfg.theta_bits}]")
     if design == "mac":
-        fields = f"thresh_word[p*{slot}+128 +: {requant_shift(cfg) + 1}], " + fields
-    param_bits = cfg.theta_bits + cfg.phi_bits + (requant_shift(cfg) + 1 if design == "mac" else 0)
+        fields = f"thresh_word[p*{slot}+128 +: {cfg.requant_shift + 1}], " + fields
+    param_bits = cfg.theta_bits + cfg.phi_bits + (cfg.requant_shift + 1 if design == "mac" else 0)
     L, P = cfg.lanes, cfg.pes
     mb, sb, wb, cb = cfg.mantissa_bits, cfg.shift_bits, cfg.weight_bits, cfg.count_bits
     widths = address_bits(cfg)
