@@ -11,7 +11,7 @@ from amaranth.back import verilog
 
 from spikeacc.config import SpikeConfig
 
-__all__ = ["DESIGNS", "GeneratedDesign", "build_component", "generate", "module_name"]
+__all__ = ["DESIGNS", "GeneratedDesign", "build_component", "generate", "module_name", "write_if_changed"]
 
 
 def _pe(cfg):
@@ -66,10 +66,11 @@ def _ports(component) -> list[dict]:
     return ports
 
 
-def _write_if_changed(path: Path, text: str) -> None:
+def write_if_changed(path: Path, text: str) -> Path:
     """Keep the file (and its mtime) when nothing changed, so simulator builds stay incremental."""
     if not path.is_file() or path.read_text() != text:
         path.write_text(text)
+    return path
 
 
 def generate(design: str, cfg: SpikeConfig, out_dir: str | Path) -> GeneratedDesign:
@@ -80,7 +81,7 @@ def generate(design: str, cfg: SpikeConfig, out_dir: str | Path) -> GeneratedDes
     out_dir.mkdir(parents=True, exist_ok=True)
     text = verilog.convert(component, name=top, emit_src=False)
     v_path = out_dir / f"{top}.v"
-    _write_if_changed(v_path, text)
+    write_if_changed(v_path, text)
     manifest = {
         "design": design,
         "top": top,
@@ -93,5 +94,5 @@ def generate(design: str, cfg: SpikeConfig, out_dir: str | Path) -> GeneratedDes
     if hasattr(component, "timing"):
         manifest["timing"] = component.timing()
     j_path = out_dir / f"{top}.json"
-    _write_if_changed(j_path, json.dumps(manifest, indent=2) + "\n")
+    write_if_changed(j_path, json.dumps(manifest, indent=2) + "\n")
     return GeneratedDesign(design, top, v_path, j_path)

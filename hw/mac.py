@@ -13,7 +13,7 @@ from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
 from spikeacc.config import SpikeConfig, unsigned_bits_for
-from spikeacc.hw.tile import address_bits, tile_ports
+from spikeacc.hw.tile import tile_ports
 
 __all__ = ["MacPE", "MacTile", "mac_threshold_layout", "requant_multiplier"]
 
@@ -116,9 +116,6 @@ class MacTile(wiring.Component):
             raise TypeError(f"config must be a SpikeConfig, got {config!r}")
         cfg = config
         self._config = cfg
-        widths = address_bits(cfg)
-        self.act_addr_bits, self.weight_addr_bits, self.block_addr_bits = (
-            widths["act"], widths["weight"], widths["block"])
         super().__init__(tile_ports(cfg, mac_threshold_layout(cfg)))
 
     @property

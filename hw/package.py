@@ -11,7 +11,7 @@ from importlib import metadata
 from pathlib import Path
 
 from spikeacc.config import SpikeConfig
-from spikeacc.hw.generate import GeneratedDesign, generate
+from spikeacc.hw.generate import GeneratedDesign, generate, write_if_changed
 
 __all__ = ["write_package", "tool_versions"]
 
@@ -26,12 +26,6 @@ def tool_versions() -> dict[str, str]:
         except metadata.PackageNotFoundError:
             versions[dist] = "not installed"
     return versions
-
-
-def _write(path: Path, text: str) -> Path:
-    if not path.is_file() or path.read_text() != text:
-        path.write_text(text)
-    return path
 
 
 def _core(design: GeneratedDesign, cfg: SpikeConfig, waivers) -> str:
@@ -141,10 +135,10 @@ def write_package(design_name: str, cfg: SpikeConfig, out_dir: str | Path) -> di
     manifest["tools"] = tool_versions()
     manifest["lint_waivers"] = list(LINT_WAIVERS)
     manifest["clock_period_ns_template"] = DEFAULT_CLOCK_NS
-    files = {"verilog": design.verilog, "manifest": _write(design.manifest, json.dumps(manifest, indent=2) + "\n")}
-    files["filelist"] = _write(out_dir / f"{design.top}.f", f"{design.top}.v\n")
-    files["core"] = _write(out_dir / f"{design.top}.core", _core(design, cfg, LINT_WAIVERS))
-    files["sdc"] = _write(out_dir / f"{design.top}.sdc", _sdc(design))
-    files["config"] = _write(out_dir / "config.json", json.dumps(cfg.to_dict(), indent=2) + "\n")
-    files["readme"] = _write(out_dir / "README.md", _readme(design, cfg, manifest))
+    files = {"verilog": design.verilog, "manifest": write_if_changed(design.manifest, json.dumps(manifest, indent=2) + "\n")}
+    files["filelist"] = write_if_changed(out_dir / f"{design.top}.f", f"{design.top}.v\n")
+    files["core"] = write_if_changed(out_dir / f"{design.top}.core", _core(design, cfg, LINT_WAIVERS))
+    files["sdc"] = write_if_changed(out_dir / f"{design.top}.sdc", _sdc(design))
+    files["config"] = write_if_changed(out_dir / "config.json", json.dumps(cfg.to_dict(), indent=2) + "\n")
+    files["readme"] = write_if_changed(out_dir / "README.md", _readme(design, cfg, manifest))
     return files

@@ -154,10 +154,6 @@ class SpikingTile(wiring.Component):
             raise TypeError(f"config must be a SpikeConfig, got {config!r}")
         cfg = config
         self._config = cfg
-        widths = address_bits(cfg)
-        self.act_addr_bits = widths["act"]
-        self.weight_addr_bits = widths["weight"]
-        self.block_addr_bits = widths["block"]
         super().__init__(tile_ports(cfg, threshold_layout(cfg)))
 
     @property

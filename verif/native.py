@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 from spikeacc.golden.vectors import load_vectors
-from spikeacc.hw.generate import generate
+from spikeacc.hw.generate import generate, write_if_changed
 from spikeacc.verif.scoreboard import Scoreboard
 from spikeacc.verif.tile_harness import harness_name, harness_verilog, read_counts, write_buffers
 from spikeacc.verif.tile_regress import tile_config_for
@@ -58,12 +58,8 @@ def run_native(vectors_path, *, build_root="sim_build", pes=None, lanes=None) ->
     build_dir = (Path(build_root) / f"native_{cfg.tag}_t{cfg.max_tokens}").resolve()
     design = generate("tile", cfg, build_dir / "rtl")
     top = harness_name(cfg)
-    harness = build_dir / "rtl" / f"{top}.v"
-    if not harness.is_file() or harness.read_text() != harness_verilog(cfg):
-        harness.write_text(harness_verilog(cfg))
-    main = build_dir / "main.cpp"
-    if not main.is_file() or main.read_text() != MAIN_CPP.format(top=top):
-        main.write_text(MAIN_CPP.format(top=top))
+    harness = write_if_changed(build_dir / "rtl" / f"{top}.v", harness_verilog(cfg))
+    main = write_if_changed(build_dir / "main.cpp", MAIN_CPP.format(top=top))
     exe = build_dir / "obj" / f"V{top}"
     t0 = time.perf_counter()
     sources = [design.verilog, harness, main]

@@ -11,7 +11,7 @@ from tqdm import tqdm
 
 from spikeacc.config import SpikeConfig
 from spikeacc.golden.vectors import load_vectors
-from spikeacc.hw.generate import generate
+from spikeacc.hw.generate import generate, write_if_changed
 from spikeacc.hw.tile import tile_cycles
 from spikeacc.verif.runner import BenchRun, run_bench
 from spikeacc.verif.scoreboard import Scoreboard
@@ -35,11 +35,8 @@ def run_tile_regression(vectors_path, *, build_root="sim_build", pes=None, lanes
     cfg = tile_config_for(vectors, pes, lanes)
     kind = design
     build_dir = Path(build_root) / f"{kind}_{cfg.tag}_t{cfg.max_tokens}{'_saif' if saif else ''}"
-    design = generate(kind, cfg, build_dir / "rtl")
-    harness = build_dir / "rtl" / f"{harness_name(cfg, kind)}.v"
-    text = harness_verilog(cfg, kind)
-    if not harness.is_file() or harness.read_text() != text:
-        harness.write_text(text)
+    rtl = generate(kind, cfg, build_dir / "rtl")
+    harness = write_if_changed(build_dir / "rtl" / f"{harness_name(cfg, kind)}.v", harness_verilog(cfg, kind))
     files = write_buffers(cfg, vectors, build_dir / "data", kind)
     config_path = build_dir / "config.json"
     config_path.write_text(json.dumps(cfg.to_dict()))
@@ -56,7 +53,7 @@ def run_tile_regression(vectors_path, *, build_root="sim_build", pes=None, lanes
         bar.refresh()
 
     try:
-        run = run_bench(top=harness_name(cfg, kind), sources=[design.verilog, harness],
+        run = run_bench(top=harness_name(cfg, kind), sources=[rtl.verilog, harness],
                         test_module="spikeacc.verif.tile_bench", build_dir=build_dir,
                         env={"SPIKEACC_VECTORS": str(Path(vectors_path).resolve()),
                              "SPIKEACC_CONFIG": str(config_path.resolve()), "SPIKEACC_OUT": str(out_path)},
