@@ -15,7 +15,7 @@ from amaranth.lib.wiring import In, Out
 from spikeacc.config import SpikeConfig, unsigned_bits_for
 from spikeacc.hw.tile import tile_ports
 
-__all__ = ["MacPE", "MacTile", "mac_threshold_layout", "requant_multiplier"]
+__all__ = ["MacPE", "MacTile", "mac_cycles", "mac_threshold_layout", "requant_multiplier"]
 
 
 def requant_multiplier(cfg: SpikeConfig, theta):
@@ -24,6 +24,15 @@ def requant_multiplier(cfg: SpikeConfig, theta):
 
     s = cfg.requant_shift
     return [((1 << s) + int(t) - 1) // int(t) for t in np.asarray(theta).ravel()]
+
+
+def mac_cycles(cfg: SpikeConfig) -> int:
+    """Cycles per token-layer the MAC tile's ``cycles`` output reports.
+
+    STREAM takes one cycle per activation word and block, ``(N/P)·(K/L)``;
+    DRAIN waits ``OUTPUT_DELAY + 2`` cycles for the last block's count to be written.
+    """
+    return cfg.blocks * cfg.k_words + MacTile.OUTPUT_DELAY + 2
 
 
 def mac_threshold_layout(cfg: SpikeConfig) -> data.StructLayout:
@@ -105,7 +114,7 @@ class MacTile(wiring.Component):
     (zeros are multiplied too, as a conventional MAC array does) while each PE
     reads its L weights; ``requant`` follows the last word and the block's
     counts are written three cycles later, overlapped with the next block.
-    Cycles per token-layer: ``(N/P)·(K/L) + 6``. The threshold buffer word
+    Cycles per token-layer: ``(N/P)·(K/L) + 5`` (:func:`mac_cycles`). The threshold buffer word
     carries R = ⌈2^S/Θ⌉ beside Θ and Φ (:func:`mac_threshold_layout`).
     """
 
@@ -124,7 +133,7 @@ class MacTile(wiring.Component):
 
     def timing(self) -> dict:
         cfg = self._config
-        return {"cycles_per_token": cfg.blocks * cfg.k_words + 6, "output_delay": self.OUTPUT_DELAY}
+        return {"cycles_per_token": mac_cycles(cfg), "output_delay": self.OUTPUT_DELAY}
 
     def elaborate(self, platform):
         cfg = self._config

@@ -128,3 +128,11 @@ def test_smollm2_static_mode_vectors_bit_exact(tmp_path):
     assert (v.theta == v.theta[0]).all() and (v.phi == v.phi[0]).all()
     _, rep = run_tile_regression(path, build_root="sim_build", progress=False)
     assert rep["passed"], rep["mismatches"][:10]
+
+
+def test_mac_baseline_bit_exact_and_cycle_model(tmp_path):
+    """The MAC tile passes the same regression, and its docstring's cycle count is exact."""
+    path = write_random(tmp_path, SpikeConfig(), tokens=3)
+    _, rep = run_tile_regression(path, build_root="sim_build", progress=False, design="mac")
+    assert rep["passed"], rep["mismatches"][:10]
+    assert rep["cycles_per_token"] == rep["predicted_cycles_per_token"]
