@@ -106,16 +106,30 @@ def load_model(path: str | Path | None = None):
     return model, tok, name
 
 
-def convert_model(model: nn.Module, spec: QuantSpec, projections=PROJECTIONS) -> nn.Module:
-    """Replace the attention and MLP projections of every decoder layer in place."""
-    for layer in _decoder_layers(model):
+def convert_model(model: nn.Module, spec: QuantSpec, projections=PROJECTIONS, *, layers=None,
+                  overrides: dict[str, dict] | None = None) -> nn.Module:
+    """Replace the attention and MLP projections of the decoder layers in place.
+
+    ``layers`` selects decoder-layer indices (default: all); ``overrides`` maps a
+    projection name (e.g. ``"mlp.down_proj"``) to :class:`QuantSpec` fields that
+    differ for it (e.g. ``{"out_bits": 8}``).
+    """
+    overrides = overrides or {}
+    unknown = set(overrides) - set(projections)
+    if unknown:
+        raise ValueError(f"overrides name unknown projection(s) {sorted(unknown)}; choose from {list(projections)}")
+    decoder = _decoder_layers(model)
+    chosen = range(len(decoder)) if layers is None else list(layers)
+    for index in chosen:
+        if not 0 <= index < len(decoder):
+            raise ValueError(f"decoder layer {index} does not exist; the model has {len(decoder)} (0..{len(decoder) - 1})")
         for name in projections:
             parent_name, attr = name.split(".")
-            parent = getattr(layer, parent_name)
+            parent = getattr(decoder[index], parent_name)
             linear = getattr(parent, attr)
             if isinstance(linear, SpikeQuantLinear):
                 raise ValueError("model is already converted; reload it to change the quantization")
-            setattr(parent, attr, SpikeQuantLinear(linear, spec))
+            setattr(parent, attr, SpikeQuantLinear(linear, spec.replace(**overrides.get(name, {}))))
     return model
 
 
@@ -132,14 +146,31 @@ def quantized_layers(model) -> dict[str, SpikeQuantLinear]:
 
 @torch.no_grad()
 def calibrate(model, batches) -> None:
-    """Static mode: record activation ranges on calibration batches, then freeze them."""
+    """Fix every static range on calibration batches, in the order the hardware needs them.
+
+    Stage 1 (static-mode layers): activation ranges, measured on the float
+    network. Stage 2 (hardware-faithful layers): output ranges, measured with
+    every input already quantized as it will be, outputs still in float (the
+    output quantizer does not exist yet).
+    """
     layers = quantized_layers(model)
-    for m in layers.values():
-        m.calibrating = True
-    for ids in batches:
-        model(ids.reshape(1, -1))
-    for m in layers.values():
-        m.finish_calibration()
+    batches = list(batches)
+    static = [m for m in layers.values() if m.activations_quantized and m.spec.mode == "static"]
+    if static:
+        for m in static:
+            m.calibrating = True
+        for ids in batches:
+            model(ids.reshape(1, -1))
+        for m in static:
+            m.finish_calibration()
+    faithful = [m for m in layers.values() if m.needs_output_calibration]
+    if faithful:
+        for m in faithful:
+            m.calibrating_output = True
+        for ids in batches:
+            model(ids.reshape(1, -1))
+        for m in faithful:
+            m.finish_output_calibration()
 
 
 def synthetic_llama2_layer(seed: int = 0, hidden: int = 4096, intermediate: int = 11008):

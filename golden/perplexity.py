@@ -18,6 +18,7 @@ import torch
 from tqdm import tqdm
 
 from spikeacc.golden.model import calibrate, convert_model, load_model, quantized_layers
+from spikeacc.golden.output_quant import check_out_bits, check_policy
 from spikeacc.golden.spiking_linear import QuantSpec
 
 __all__ = ["default_text", "token_splits", "perplexity", "run_ppl_table", "table_rows"]
@@ -55,64 +56,123 @@ def perplexity(model, windows: torch.Tensor, desc: str = "ppl") -> float:
     return math.exp(nll / count)
 
 
-def table_rows(quick: bool) -> list[dict]:
-    """The configurations of the table: FP, W4A16, RTN W4A4, SpikeQuant both modes, the bit sweep."""
+def table_rows(quick: bool = False, full: bool = False, out_bits=(4, 6, 8),
+               out_policies=("channel", "tensor")) -> list[dict]:
+    """The configurations of the table.
+
+    Input-only rows (outputs in float: what a fake-quant paper reports) come
+    first, then the hardware-faithful rows (every projection returns the tile's
+    spike counts through its thresholds, ``Δ_i·(n_i − z_y,i)``) for each input
+    mode × output policy × ``b_out``, then the labelled per-token oracle.
+    ``quick`` keeps one hardware-faithful row per input mode; ``full`` adds the
+    bit sweep and the power-of-two weight-group experiment.
+    """
+    for b in out_bits:
+        check_out_bits(b)
+    for policy in out_policies:
+        check_policy(policy)
+    sq = dict(method="spikequant", w_bits=4, a_bits=4)
+    inputs = [dict(mode="static"), dict(mode="dynamic"), dict(mode="dynamic", input_step="pow2")]
     rows = [dict(method="fp", w_bits=16, a_bits=16, mode="none"),
             dict(method="rtn", w_bits=4, a_bits=16, mode="none"),
-            dict(method="rtn", w_bits=4, a_bits=4, mode="dynamic"),
-            dict(method="spikequant", w_bits=4, a_bits=4, mode="static"),
-            dict(method="spikequant", w_bits=4, a_bits=4, mode="dynamic")]
-    rows += [dict(method="rtn", w_bits=4, a_bits=16, mode="none", w_group=64),
-             dict(method="spikequant", w_bits=4, a_bits=4, mode="static", w_group=64),
-             dict(method="spikequant", w_bits=4, a_bits=4, mode="dynamic", w_group=64)]
-    if not quick:
+            dict(method="rtn", w_bits=4, a_bits=4, mode="dynamic")]
+    rows += [dict(sq, **i) for i in inputs]
+    if quick:
+        return rows + [dict(sq, **i, out_bits=max(out_bits), out_policy=out_policies[0]) for i in inputs]
+    rows += [dict(sq, **i, out_bits=b, out_policy=policy)
+             for policy in out_policies for i in inputs for b in out_bits]
+    rows += [dict(sq, **i, out_bits=max(out_bits), out_policy="oracle") for i in inputs[:2]]
+    rows += [dict(sq, **i, out_bits=b, overrides=name) for i in inputs[1:2] for b, name in
+             ((6, "attn8"), (4, "attn8"), (6, "qk8_down8"))]
+    if full:
+        rows += [dict(method="rtn", w_bits=4, a_bits=16, mode="none", w_group=64),
+                 dict(sq, mode="static", w_group=64), dict(sq, mode="dynamic", w_group=64)]
         rows += [dict(method="spikequant", w_bits=b, a_bits=b, mode="dynamic") for b in (2, 3, 5, 6, 8)]
     return rows
 
 
-def _spec(row) -> QuantSpec:
-    return QuantSpec(method=row["method"], w_bits=min(row["w_bits"], 8),
-                     a_bits=None if row["a_bits"] == 16 else row["a_bits"],
-                     mode="dynamic" if row["mode"] == "none" else row["mode"], w_group=row.get("w_group"))
+# Per-projection output widths measured as candidates (rows name them with ``overrides``).
+OVERRIDES = {
+    "attn8": {p: {"out_bits": 8} for p in ("self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj")},
+    "qk8_down8": {p: {"out_bits": 8} for p in ("self_attn.q_proj", "self_attn.k_proj", "mlp.down_proj")},
+}
+
+
+def row_label(row: dict) -> str:
+    """Short text naming a row's configuration, as printed and plotted."""
+    if row["method"] == "fp":
+        return "FP"
+    text = f"{row['method']} W{row['w_bits']}A{row['a_bits']}"
+    if row["mode"] != "none":
+        text += f" {row['mode']}" + ("-pow2" if row.get("input_step") == "pow2" else "")
+    if row.get("w_group"):
+        text += f" pow2-groups/{row['w_group']}"
+    if row.get("out_bits"):
+        text += f" → out {row['out_bits']}b {row.get('out_policy', 'channel')}"
+        if row.get("overrides"):
+            text += f" +{row['overrides']}"
+    elif row["a_bits"] != 16:
+        text += " (outputs float)"
+    return text
+
+
+def read_text(path: str | Path) -> str:
+    """A UTF-8 text file's contents, or one clear error naming the file."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"text file {path} does not exist")
+    try:
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"text file {path} is not UTF-8 text ({exc.reason} at byte {exc.start})") from None
 
 
 def run_ppl_table(model: str | None = None, text: str | None = None, out: str | Path = "out/ppl",
-                  tokens: int = 2048, quick: bool = False) -> list[dict]:
+                  tokens: int = 2048, quick: bool = False, full: bool = False, out_bits=(4, 6, 8),
+                  out_policies=("channel", "tensor"), rows: list[dict] | None = None) -> list[dict]:
     """Evaluate every row; print the table and save ``ppl.json`` and ``ppl.png`` in ``out``."""
+    import copy
+
+    if isinstance(tokens, bool) or not isinstance(tokens, int) or tokens < WINDOW:
+        raise ValueError(f"--tokens must be at least one {WINDOW}-token window, got {tokens!r}")
+    rows = rows if rows is not None else table_rows(quick, full, out_bits, out_policies)
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
     if text is not None:
-        if not Path(text).is_file():
-            raise FileNotFoundError(f"text file {text} does not exist")
-        body, source = Path(text).read_text(encoding="utf-8"), str(text)
+        body, source = read_text(text), str(text)
     else:
         body, source = default_text(), "GPL-3 (shipped, golden/data/gpl-3.txt)"
-    _, tokenizer, name = load_model(model)
+    fp_net, tokenizer, name = load_model(model)
     calib, windows = token_splits(tokenizer, body, tokens)
+    out.mkdir(parents=True, exist_ok=True)
     results = []
     per_layer: dict[str, dict] = {}
-    for row in tqdm(table_rows(quick), desc="ppl table", unit="cfg"):
+    bar = tqdm(rows, desc="ppl table", unit="cfg", disable=None)
+    for row in bar:
         t0 = time.perf_counter()
-        net, _, _ = load_model(model)
+        net = copy.deepcopy(fp_net)
         if row["method"] != "fp":
-            convert_model(net, _spec(row))
-            if row["mode"] == "static":
-                calibrate(net, calib)
-        ppl = perplexity(net, windows, desc=f"{row['method']} W{row['w_bits']}A{row['a_bits']}")
+            convert_model(net, _spec(row), overrides=OVERRIDES.get(row.get("overrides")))
+            calibrate(net, calib)
+        ppl = perplexity(net, windows, desc=row_label(row))
         layers = quantized_layers(net).values()
         elements = sum(m.element_count for m in layers)
         salient = sum(m.salient_count for m in layers) / elements if elements else 0.0
         zeros = sum(m.zero_count for m in layers) / elements if elements else 0.0
-        if row["method"] == "spikequant" and row["w_bits"] == 4 and not row.get("w_group"):
+        if row["method"] == "spikequant" and row["w_bits"] == 4 and not row.get("w_group") \
+                and not row.get("out_bits") and row.get("input_step", "any") == "any":
             per_layer[row["mode"]] = {name: {"salient_ratio": round(m.salient_ratio, 5),
                                              "zero_ratio": round(m.zero_ratio, 5)}
                                       for name, m in quantized_layers(net).items()}
-        results.append({"w_group": None, **row, "ppl": round(ppl, 3), "tokens": int(windows.numel()),
-                        "salient_ratio": round(salient, 5), "zero_ratio": round(zeros, 5),
-                        "seconds": round(time.perf_counter() - t0, 1)})
+        results.append({"w_group": None, "out_bits": None, "out_policy": None, "input_step": None,
+                        "overrides": None, **row, "label": row_label(row), "ppl": round(ppl, 3),
+                        "tokens": int(windows.numel()), "salient_ratio": round(salient, 5),
+                        "zero_ratio": round(zeros, 5), "seconds": round(time.perf_counter() - t0, 1)})
+        if not bar.disable:
+            bar.write(f"{row_label(row)}: {ppl:.2f}")
         del net
     meta = {"model": name, "text": source, "window": WINDOW, "calibration_tokens": int(calib.numel()),
-            "kappa": QuantSpec().kappa, "e_max": QuantSpec().e_max}
+            "kappa": QuantSpec().kappa, "e_max": QuantSpec().e_max, "frac_bits": QuantSpec().frac_bits,
+            "overrides": {k: {p: v["out_bits"] for p, v in o.items()} for k, o in OVERRIDES.items()}}
     (out / "ppl.json").write_text(json.dumps(results, indent=2) + "\n")
     (out / "ppl_meta.json").write_text(json.dumps(meta, indent=2) + "\n")
     (out / "layers.json").write_text(json.dumps(per_layer, indent=2) + "\n")  # per mode, per layer
@@ -123,11 +183,12 @@ def run_ppl_table(model: str | None = None, text: str | None = None, out: str | 
 
 def _print_table(results, meta) -> None:
     print(f"\nperplexity: {meta['model']} on {meta['text']}, {results[0]['tokens']} held-out tokens")
-    print(f"{'method':<11}{'W':>3}{'A':>4}  {'mode':<8}{'w groups':<10}{'PPL':>11}{'salient':>9}{'zeros':>8}{'s':>7}")
+    print("input-only rows return float outputs (fake quantization); 'out Nb' rows return the tile's "
+          "spike counts (hardware-faithful); 'oracle' needs the output's own range (not realizable)")
+    print(f"{'configuration':<62}{'PPL':>11}{'salient':>9}{'zeros':>8}{'s':>7}")
     for r in results:
-        groups = f"pow2/{r['w_group']}" if r.get("w_group") else "channel"
-        print(f"{r['method']:<11}{r['w_bits']:>3}{r['a_bits']:>4}  {r['mode']:<8}{groups:<10}{r['ppl']:>11.2f}"
-              f"{100 * r['salient_ratio']:>8.2f}%{100 * r['zero_ratio']:>7.1f}%{r['seconds']:>7.1f}")
+        print(f"{r['label']:<62}{r['ppl']:>11.2f}{100 * r['salient_ratio']:>8.2f}%{100 * r['zero_ratio']:>7.1f}%"
+              f"{r['seconds']:>7.1f}")
 
 
 def _plot(results, path: Path, meta) -> None:
@@ -135,26 +196,31 @@ def _plot(results, path: Path, meta) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4))
-    labels = [f"{r['method']}\nW{r['w_bits']}A{r['a_bits']}\n{r['mode']}" + ("\npow2 groups" if r.get("w_group") else "")
-              for r in results if r["a_bits"] in (4, 16) and r["w_bits"] in (4, 16)]
-    values = [r["ppl"] for r in results if r["a_bits"] in (4, 16) and r["w_bits"] in (4, 16)]
-    ax1.bar(range(len(values)), values, color="tab:blue")
-    ax1.set_xticks(range(len(values)), labels, fontsize=7)
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12, 4.5))
+    baseline = [r for r in results if not r.get("out_bits") and r["a_bits"] in (4, 16) and r["w_bits"] in (4, 16)]
+    ax1.bar(range(len(baseline)), [r["ppl"] for r in baseline], color="tab:blue")
+    ax1.set_xticks(range(len(baseline)), [r["label"].replace(" ", "\n", 2) for r in baseline], fontsize=6)
     ax1.set_yscale("log")
     ax1.set_ylabel("perplexity (log)")
-    ax1.set_title("4-bit methods")
-    sweep = sorted((r["w_bits"], r["ppl"]) for r in results
-                   if r["method"] == "spikequant" and r["mode"] == "dynamic" and r["w_bits"] == r["a_bits"])
-    if sweep:
-        ax2.plot([b for b, _ in sweep], [p for _, p in sweep], "o-", label="SpikeQuant W=A (dynamic)")
-        fp = [r["ppl"] for r in results if r["method"] == "fp"]
-        if fp:
-            ax2.axhline(fp[0], color="gray", ls="--", label="FP")
-        ax2.set_yscale("log")
-        ax2.set_xlabel("bits")
-        ax2.set_title("bit sweep")
-        ax2.legend()
+    ax1.set_title("input-only (outputs float)")
+    for mode, style in (("static", "o-"), ("dynamic", "s-"), ("dynamic-pow2", "^-")):
+        for policy, color in (("channel", "tab:green"), ("tensor", "tab:red")):
+            pts = sorted((r["out_bits"], r["ppl"]) for r in results
+                         if r.get("out_bits") and r.get("out_policy") == policy and not r.get("overrides")
+                         and (r["mode"] + ("-pow2" if r.get("input_step") == "pow2" else "")) == mode)
+            if pts:
+                ax2.plot([b for b, _ in pts], [p for _, p in pts], style, color=color, label=f"{mode}, {policy}")
+    for r in results:
+        if r["method"] == "spikequant" and not r.get("out_bits") and r["a_bits"] == 4 and not r.get("w_group") \
+                and r.get("input_step") in (None, "any") and r["mode"] == "dynamic":
+            ax2.axhline(r["ppl"], color="gray", ls=":", label="dynamic, outputs float")
+        if r["method"] == "fp":
+            ax2.axhline(r["ppl"], color="gray", ls="--", label="FP")
+    ax2.set_yscale("log")
+    ax2.set_xlabel("tile output bits b_out")
+    ax2.set_ylabel("perplexity (log)")
+    ax2.set_title("hardware-faithful W4A4 (tile outputs in the loop)")
+    ax2.legend(fontsize=6)
     fig.suptitle(f"{meta['model']} — {meta['text']}", fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=110)

@@ -73,6 +73,7 @@ class ActQuant:
     step: torch.Tensor      # float [..., 1] (per token) or [] (per tensor)
     zero: torch.Tensor      # float, like step: the zero point z_x of ordinary codes
     salient: torch.Tensor   # bool [..., K]
+    exponent: torch.Tensor | None = None  # int64 [..., 1]: step = 2^−j (power-of-two steps only)
 
     @property
     def value(self) -> torch.Tensor:
@@ -113,7 +114,8 @@ def _exponent_code(x_steps: torch.Tensor, mmax: int, e_max: int) -> tuple[torch.
 
 
 def quantize_activation(x: torch.Tensor, bits: int, *, kappa: float | None, e_max: int,
-                        static_range: tuple[torch.Tensor, torch.Tensor] | None = None) -> ActQuant:
+                        static_range: tuple[torch.Tensor, torch.Tensor] | None = None,
+                        pow2: bool = False) -> ActQuant:
     """SpikeQuant activation quantizer.
 
     Dynamic (``static_range=None``): per token, salient by the MAD rule with κ,
@@ -121,8 +123,11 @@ def quantize_activation(x: torch.Tensor, bits: int, *, kappa: float | None, e_ma
     ``(lo, hi)`` calibrated offline; salient = whatever falls outside it.
     Salient values keep their place as ``mantissa · 2^e`` (e ≤ e_max).
     ``kappa=None`` (dynamic) disables salient handling: plain per-token RTN.
+    ``pow2`` (dynamic) rounds each token's step up to a power of two ``2^−j``, so
+    the neuron's threshold is a shift of a constant (SPEC §3).
     """
     qmax = (1 << bits) - 1
+    exponent = None
     if static_range is None:
         salient = mad_salient(x, kappa) if kappa is not None else torch.zeros_like(x, dtype=torch.bool)
         lo = torch.where(salient, torch.full_like(x, float("inf")), x).amin(dim=-1, keepdim=True)
@@ -130,6 +135,10 @@ def quantize_activation(x: torch.Tensor, bits: int, *, kappa: float | None, e_ma
         lo = torch.where(torch.isfinite(lo), lo, torch.zeros_like(lo))
         hi = torch.where(torch.isfinite(hi), hi, torch.zeros_like(hi))
         step, zero = asym_params(lo, hi, bits)
+        if pow2:
+            from spikeacc.golden.output_quant import pow2_steps
+            step, exponent = pow2_steps(step)
+            zero = torch.round(-lo.clamp(max=0) / step)
     else:
         step, zero = asym_params(static_range[0], static_range[1], bits)
         code = torch.round(x / step) + zero
@@ -137,11 +146,11 @@ def quantize_activation(x: torch.Tensor, bits: int, *, kappa: float | None, e_ma
     code = torch.clamp(torch.round(x / step) + zero, 0, qmax)
     ordinary = (code - zero).to(torch.int64)
     if kappa is None and static_range is None:
-        return ActQuant(ordinary, torch.zeros_like(ordinary), step, zero, salient)
+        return ActQuant(ordinary, torch.zeros_like(ordinary), step, zero, salient, exponent)
     s_mant, s_exp = _exponent_code(x / step, qmax, e_max)
     mantissa = torch.where(salient, s_mant, ordinary)
     shift = torch.where(salient, s_exp, torch.zeros_like(s_exp))
-    return ActQuant(mantissa, shift, step, zero, salient)
+    return ActQuant(mantissa, shift, step, zero, salient, exponent)
 
 
 def rtn_activation(x: torch.Tensor, bits: int) -> ActQuant:

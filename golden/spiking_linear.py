@@ -1,8 +1,10 @@
-"""``SpikeQuantLinear``: a drop-in for an LLM projection with a fake-quant float path
-(for perplexity) and an integer spiking path (what the hardware computes, SPEC §3)."""
+"""``SpikeQuantLinear``: a drop-in for an LLM projection with a fake-quant float path, an
+integer spiking path, and a hardware-faithful path that returns exactly what the tile emits
+(SPEC §3)."""
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
@@ -10,17 +12,28 @@ import torch
 from torch import nn
 
 from spikeacc.golden.integer import accumulate, fire_count
+from spikeacc.golden.output_quant import (INPUT_STEPS, OutputCalibration, OutputQuant, check_out_bits,
+                                          check_policy, fire_counts_torch, threshold_pair)
 from spikeacc.golden.quant import (ActQuant, mad_salient, quantize_activation, quantize_weight,
                                    quantize_weight_pow2_groups)
 
-__all__ = ["SpikeQuantLinear", "QuantSpec", "thresholds", "ideal_counts", "METHODS"]
+__all__ = ["SpikeQuantLinear", "QuantSpec", "HardwareResult", "thresholds", "ideal_counts", "METHODS"]
 
 METHODS = ("fp", "rtn", "spikequant")
 
 
 @dataclass(frozen=True)
 class QuantSpec:
-    """How one projection is quantized. ``a_bits=None`` leaves activations in float (W-only)."""
+    """How one projection is quantized. ``a_bits=None`` leaves activations in float (W-only).
+
+    ``out_bits=None`` returns the output in float (input-only quantization, the
+    fake-quant rows). An integer ``out_bits`` is the hardware-faithful mode: the
+    projection returns ``Δ_i·(n_i − z_y,i)`` with ``n_i`` the tile's spike count,
+    ``out_policy`` saying where Δ comes from (see ``golden/output_quant.py``),
+    ``out_clip`` how many extreme calibration tokens per channel the range drops,
+    and ``input_step`` whether dynamic per-token steps are any float (``any``:
+    thresholds reloaded per token) or powers of two (``pow2``: a shift).
+    """
 
     method: str = "spikequant"
     w_bits: int = 4
@@ -29,29 +42,68 @@ class QuantSpec:
     kappa: float = 6.0
     e_max: int = 7
     w_group: int | None = None  # power-of-two group steps (float path only; see quantize_weight_pow2_groups)
+    out_bits: int | None = None
+    out_policy: str = "channel"
+    out_clip: int = 0
+    frac_bits: int = 16
+    input_step: str = "any"
 
     def __post_init__(self):
         if self.method not in METHODS:
             raise ValueError(f"method must be one of {METHODS}, got {self.method!r}")
         if self.mode not in ("dynamic", "static"):
             raise ValueError(f"mode must be 'dynamic' or 'static', got {self.mode!r}")
+        if self.input_step not in INPUT_STEPS:
+            raise ValueError(f"input_step must be one of {list(INPUT_STEPS)}, got {self.input_step!r}")
+        if self.out_bits is not None:
+            check_out_bits(self.out_bits)
+            check_policy(self.out_policy)
+            if self.w_group:
+                raise ValueError("hardware-faithful outputs need per-channel weights (w_group=None)")
+            if self.method == "fp" or self.a_bits is None:
+                raise ValueError("hardware-faithful outputs need quantized weights and activations")
+
+    @property
+    def hardware_faithful(self) -> bool:
+        return self.out_bits is not None
+
+    @property
+    def pow2_inputs(self) -> bool:
+        return self.mode == "dynamic" and self.input_step == "pow2"
+
+    def replace(self, **changes) -> "QuantSpec":
+        return dataclasses.replace(self, **changes)
+
+
+@dataclass
+class HardwareResult:
+    """One call of the tile on tokens [M, K]: codes in, counts out, and the thresholds between."""
+
+    act: ActQuant
+    acc: torch.Tensor      # int64 [M, N]
+    theta: torch.Tensor    # int64 [M, N]
+    phi: torch.Tensor      # int64 [M, N]
+    counts: torch.Tensor   # int64 [M, N]
+    out_step: torch.Tensor
+    out_zero: torch.Tensor
+
+    def output(self) -> torch.Tensor:
+        """What the float parts of the network see: ``Δ_i·(n_i − z_y,i)``."""
+        return ((self.counts.double() - self.out_zero) * self.out_step).float()
 
 
 def thresholds(w_scale: np.ndarray, x_step: np.ndarray, out_step: np.ndarray, out_zero: np.ndarray,
                frac_bits: int) -> tuple[np.ndarray, np.ndarray]:
-    """Θ = round(2^F·Δ/(s_i·s_x)) and Φ = round(2^F·(z_y + ½)·Δ/(s_i·s_x)) (SPEC §3).
+    """Θ and Φ as numpy arrays: :func:`~spikeacc.golden.output_quant.threshold_pair` of Δ/(s_i·s_x).
 
     Arguments broadcast to [M, N]: ``w_scale`` [N], ``x_step`` [M, 1], ``out_step``
     and ``out_zero`` [M, 1] (dynamic) or scalars (static).
     """
     ratio = np.asarray(out_step, dtype=np.float64) / (np.asarray(x_step, dtype=np.float64)
                                                       * np.asarray(w_scale, dtype=np.float64)[None, :])
-    theta = np.rint(ratio * 2.0**frac_bits).astype(np.int64)
-    phi = np.rint((np.asarray(out_zero, dtype=np.float64) + 0.5) * ratio * 2.0**frac_bits).astype(np.int64)
-    if (theta < 1).any():
-        raise ValueError(f"F = {frac_bits} fraction bits are too few to represent threshold Θ "
-                         f"(Δ/(s_w·s_x) down to {ratio.min():.3g}): raise frac_bits")
-    return theta, phi
+    theta, phi = threshold_pair(torch.from_numpy(np.ascontiguousarray(ratio)),
+                                torch.as_tensor(np.asarray(out_zero, dtype=np.float64)), frac_bits)
+    return theta.numpy(), phi.numpy()
 
 
 def ideal_counts(acc: np.ndarray, w_scale, x_step, out_step, out_zero, out_bits: int) -> np.ndarray:
@@ -64,11 +116,17 @@ def ideal_counts(acc: np.ndarray, w_scale, x_step, out_step, out_zero, out_bits:
 class SpikeQuantLinear(nn.Module):
     """A quantized replacement for ``nn.Linear``.
 
-    ``forward`` is the fake-quant float path: ``y = (s_x·v) @ (s_i·w)ᵀ + b``.
+    ``forward`` is the fake-quant float path ``y = (s_x·v) @ (s_i·w)ᵀ + b``, or,
+    when ``spec.out_bits`` is set, the hardware-faithful path
+    :meth:`hardware_forward`: the tile's spike counts ``n`` through the
+    fixed-point thresholds, returned as ``Δ_i·(n_i − z_y,i)``.
     :meth:`integer_forward` returns the exact integer accumulator
     ``acc = Σ w·m·2^e`` the spiking hardware integrates; ``y = s_i·s_x·acc + b``.
-    In static mode the activation range is calibrated (``calibrating = True``
-    while running calibration data), so the threshold is a per-output constant.
+
+    Calibration runs in two stages on calibration tokens (see
+    :func:`spikeacc.golden.model.calibrate`): ``calibrating`` records activation
+    ranges (static mode: the threshold is a per-output constant), then
+    ``calibrating_output`` records output ranges for the output quantizer.
     """
 
     def __init__(self, linear: nn.Linear, spec: QuantSpec):
@@ -77,6 +135,8 @@ class SpikeQuantLinear(nn.Module):
         self.in_features, self.out_features = linear.in_features, linear.out_features
         self.bias = None if linear.bias is None else nn.Parameter(linear.bias.detach().clone(),
                                                                   requires_grad=False)
+        if spec.hardware_faithful and self.bias is not None:
+            raise ValueError("hardware-faithful outputs cover bias-free (Llama) projections; this one has a bias")
         w = linear.weight.detach().float()
         if spec.method == "fp":
             self.register_buffer("weight_deq", w.clone())
@@ -90,7 +150,11 @@ class SpikeQuantLinear(nn.Module):
             else:
                 self.register_buffer("weight_deq", wq.dequant())
         self.calibrating = False
+        self.calibrating_output = False
         self._calib: list[torch.Tensor] = []
+        self.out_calib = OutputCalibration()
+        self.out_quant: OutputQuant | None = None
+        self.record: list[HardwareResult] | None = None  # set to a list to keep every hardware call
         self.register_buffer("static_lo", torch.tensor(0.0))
         self.register_buffer("static_hi", torch.tensor(0.0))
         self.salient_count = 0
@@ -101,6 +165,11 @@ class SpikeQuantLinear(nn.Module):
     def activations_quantized(self) -> bool:
         return self.spec.method != "fp" and self.spec.a_bits is not None
 
+    @property
+    def needs_output_calibration(self) -> bool:
+        spec = self.spec
+        return spec.hardware_faithful and (spec.out_policy != "oracle" or spec.pow2_inputs)
+
     def quantize_input(self, x: torch.Tensor) -> ActQuant:
         """The activation contract (mantissa, shift, step) for input ``x`` [..., K]."""
         spec = self.spec
@@ -109,7 +178,7 @@ class SpikeQuantLinear(nn.Module):
         if spec.mode == "static":
             return quantize_activation(x, spec.a_bits, kappa=spec.kappa, e_max=spec.e_max,
                                        static_range=(self.static_lo, self.static_hi))
-        return quantize_activation(x, spec.a_bits, kappa=spec.kappa, e_max=spec.e_max)
+        return quantize_activation(x, spec.a_bits, kappa=spec.kappa, e_max=spec.e_max, pow2=spec.pow2_inputs)
 
     def finish_calibration(self) -> None:
         """Static range = mean over calibration tokens of each token's non-salient min and max."""
@@ -121,6 +190,33 @@ class SpikeQuantLinear(nn.Module):
         self._calib.clear()
         self.calibrating = False
 
+    def finish_output_calibration(self) -> None:
+        """Fix Δ, z_y (and j0 for power-of-two inputs) from the recorded output ranges."""
+        spec = self.spec
+        self.out_quant = OutputQuant.calibrated(self.out_calib, spec.out_policy, spec.out_bits, spec.frac_bits,
+                                                clip=spec.out_clip, pow2_inputs=spec.pow2_inputs)
+        self.calibrating_output = False
+
+    @torch.no_grad()
+    def calibrate_on(self, batches) -> None:
+        """Calibrate this projection alone on its own calibration inputs (each [.., K])."""
+        batches = list(batches)
+        if self.activations_quantized and self.spec.mode == "static":
+            self.calibrating = True
+            for x in batches:
+                self(x)
+            self.finish_calibration()
+        if self.needs_output_calibration:
+            self.calibrating_output = True
+            for x in batches:
+                self(x)
+            self.finish_output_calibration()
+
+    def _count(self, aq: ActQuant) -> None:
+        self.salient_count += int(aq.salient.sum())
+        self.zero_count += int((aq.mantissa == 0).sum())
+        self.element_count += aq.mantissa.numel()
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = x.float()
         if self.calibrating:
@@ -129,13 +225,57 @@ class SpikeQuantLinear(nn.Module):
             lo = torch.where(sal, torch.full_like(flat, float("inf")), flat).amin(-1).clamp(max=0)
             hi = torch.where(sal, torch.full_like(flat, float("-inf")), flat).amax(-1).clamp(min=0)
             self._calib.append(torch.stack([lo, hi], dim=1))
+        elif self.spec.hardware_faithful and not self.calibrating_output:
+            hw = self.hardware_forward(x.reshape(-1, self.in_features))
+            return hw.output().reshape(*x.shape[:-1], self.out_features).to(x.dtype)
         elif self.activations_quantized:
             aq = self.quantize_input(x)
-            self.salient_count += int(aq.salient.sum())
-            self.zero_count += int((aq.mantissa == 0).sum())
-            self.element_count += aq.mantissa.numel()
+            if not self.calibrating_output:
+                self._count(aq)
             x = aq.dequant().to(x.dtype)
+            if self.calibrating_output:
+                y = nn.functional.linear(x, self.weight_deq, self.bias)
+                self.out_calib.add(y.detach(), aq.exponent)
+                return y
         return nn.functional.linear(x, self.weight_deq, self.bias)
+
+    def _accumulate(self, value: torch.Tensor) -> torch.Tensor:
+        """Exact ``acc = v @ wᵀ`` in int64 (a float64 matmul where every sum is below 2^53)."""
+        w = self.w_code.to(torch.int64)
+        bound = int(value.abs().sum(dim=1).max()) * int(w.abs().max()) if value.numel() else 0
+        if bound < 2**53:
+            return torch.round(value.double() @ w.double().T).to(torch.int64)
+        return value @ w.T
+
+    def hardware_forward(self, x: torch.Tensor) -> HardwareResult:
+        """What the tile computes for tokens ``x`` [M, K]: codes, thresholds and spike counts (SPEC §3).
+
+        Vectorized torch integer arithmetic: ``n = clamp(floor((2^F·acc + Φ)/Θ), 0, 2^b_out − 1)``,
+        the same formula as :func:`~spikeacc.golden.integer.fire_count`.
+        """
+        spec = self.spec
+        if not spec.hardware_faithful:
+            raise ValueError("hardware_forward needs a spec with out_bits (the tile's output width)")
+        if self.out_quant is None:
+            if self.needs_output_calibration:
+                raise ValueError("the output quantizer is not calibrated: run calibrate() on calibration "
+                                 "tokens first")
+            self.out_quant = OutputQuant.calibrated(self.out_calib, spec.out_policy, spec.out_bits,
+                                                    spec.frac_bits)
+        aq = self.quantize_input(x.float())
+        self._count(aq)
+        acc = self._accumulate(aq.value)
+        x_step = aq.step.double()
+        y = acc.double() * self.w_scale.double()[None, :] * x_step
+        out_step, out_zero = self.out_quant.steps_for(y)
+        theta, phi = self.out_quant.thresholds(self.w_scale, x_step, out_step, out_zero, aq.exponent)
+        theta, phi = theta.expand_as(acc), phi.expand_as(acc)
+        counts = fire_counts_torch(acc, theta, phi, spec.frac_bits, spec.out_bits)
+        result = HardwareResult(aq, acc, theta, phi, counts, out_step.expand(1, -1) if out_step.dim() == 1
+                                else out_step, out_zero.expand(1, -1) if out_zero.dim() == 1 else out_zero)
+        if self.record is not None:
+            self.record.append(result)
+        return result
 
     def integer_forward(self, x: torch.Tensor) -> tuple[ActQuant, np.ndarray]:
         """Exact integer accumulators [M, N] for tokens ``x`` [M, K], as the hardware computes them."""
@@ -147,13 +287,6 @@ class SpikeQuantLinear(nn.Module):
         aq = self.quantize_input(x.float().reshape(-1, self.in_features))
         acc = accumulate(self.w_code.numpy(), aq.mantissa.numpy(), aq.shift.numpy())
         return aq, acc
-
-    def spiking_forward(self, x: torch.Tensor, out_step, out_zero, frac_bits: int, out_bits: int):
-        """Output spike counts through fixed-point threshold rescaling: the next layer's codes."""
-        aq, acc = self.integer_forward(x)
-        x_step = aq.step.numpy().reshape(-1, 1) if aq.step.dim() else aq.step.numpy()
-        theta, phi = thresholds(self.w_scale.numpy(), x_step, out_step, out_zero, frac_bits)
-        return fire_count(acc, theta, phi, frac_bits, out_bits), acc, theta, phi
 
     @property
     def salient_ratio(self) -> float:

@@ -198,16 +198,29 @@ def _synthetic_inputs(layer_name: str, tokens: int, seed: int):
 
 def export_vectors(*, layer: str, tokens: int, out: str | Path, model: str | None = None,
                    mode: str = "dynamic", llama2_shape: bool = False, seed: int = 0,
-                   base: SpikeConfig | None = None) -> Path:
-    """Quantize one layer on real (or synthetic 7B-shaped) activations and write its vectors."""
+                   base: SpikeConfig | None = None, out_policy: str = "channel", input_step: str = "any",
+                   out_bits: int | None = None) -> Path:
+    """Quantize one layer on real (or synthetic 7B-shaped) activations and write its vectors.
+
+    The layer is calibrated alone on the calibration tokens (its inputs taken
+    from the float network), then run through
+    :meth:`SpikeQuantLinear.hardware_forward`, the same path the
+    hardware-faithful perplexity uses: the file's ``expected`` is what that
+    model feeds the rest of the network. ``meta`` records the output policy.
+    """
     import torch
 
-    from spikeacc.golden.quant import asym_params
-    from spikeacc.golden.spiking_linear import QuantSpec, SpikeQuantLinear, thresholds
+    from spikeacc.golden.output_quant import check_out_bits, check_policy
+    from spikeacc.golden.spiking_linear import QuantSpec, SpikeQuantLinear
 
     base = base or PRESETS["smollm2"]
-    if tokens < 1:
-        raise ValueError("--tokens must be at least 1")
+    if isinstance(tokens, bool) or not isinstance(tokens, int) or tokens < 1:
+        raise ValueError(f"--tokens must be a positive integer, got {tokens!r}")
+    if mode not in ("dynamic", "static"):
+        raise ValueError(f"--mode must be 'dynamic' or 'static', got {mode!r}")
+    check_policy(out_policy)
+    if out_bits is not None:
+        base = base.replace(out_bits=check_out_bits(out_bits))
     if llama2_shape:
         linear, x, calib_x = _synthetic_inputs(layer, tokens, seed)
         positions = list(range(tokens))
@@ -227,54 +240,52 @@ def export_vectors(*, layer: str, tokens: int, out: str | Path, model: str | Non
         raise ValueError(f"{layer} has a bias; the vector contract covers bias-free Llama projections")
     n_out, k_in = linear.weight.shape
     cfg = base.replace(max_tokens=max(tokens, 1)).for_layer(k_in, n_out)
-    spec = QuantSpec(method="spikequant", w_bits=cfg.w_bits, a_bits=cfg.a_bits, mode=mode,
-                     kappa=cfg.kappa, e_max=cfg.e_max)
+    spec = QuantSpec(method="spikequant", w_bits=cfg.w_bits, a_bits=cfg.a_bits, mode=mode, kappa=cfg.kappa,
+                     e_max=cfg.e_max, out_bits=cfg.out_bits, out_policy=out_policy, frac_bits=cfg.frac_bits,
+                     input_step=input_step)
     q = SpikeQuantLinear(linear, spec)
+    q.calibrate_on(calib)
     with torch.no_grad():
-        if mode == "static":
-            q.calibrating = True
-            for c in calib:
-                q(c)
-            q.finish_calibration()
-        aq, acc = q.integer_forward(x)
-    w_scale = q.w_scale.numpy().astype(np.float64)
-    x_step = aq.step.numpy().astype(np.float64).reshape(-1, 1) if aq.step.dim() else float(aq.step)
-    y = acc * w_scale[None, :] * x_step
-    if mode == "static":  # output range calibrated on the calibration tokens, per tensor
-        with torch.no_grad():
-            cal_aq, cal_acc = q.integer_forward(torch.cat(calib))
-        y_cal = cal_acc * w_scale[None, :] * float(cal_aq.step)
-        lo, hi = torch.tensor(y_cal.min(axis=1).mean()), torch.tensor(y_cal.max(axis=1).mean())
-    else:
-        lo, hi = torch.tensor(y.min(axis=1, keepdims=True)), torch.tensor(y.max(axis=1, keepdims=True))
-    out_step, out_zero = (t.numpy().astype(np.float64) for t in asym_params(lo, hi, cfg.out_bits))
-    theta, phi = thresholds(w_scale, x_step, out_step, out_zero, cfg.frac_bits)
-    # static mode: one Θ/Φ per output, the same for every token; the contract stores [M, N]
-    theta, phi = (np.broadcast_to(a, acc.shape).copy() for a in (theta, phi))
-    if theta.max() > cfg.theta_max:
-        raise ValueError(f"threshold Θ = {int(theta.max())} exceeds {cfg.theta_bits} bits: lower frac_bits")
-    w = q.w_code.numpy()
-    mant, shift = aq.mantissa.numpy(), aq.shift.numpy()
-    assert np.array_equal(acc, accumulate(w, mant, shift))
-    expected = fire_count(acc, theta, phi, cfg.frac_bits, cfg.out_bits)
-    meta = {
-        "model": source, "layer": layer, "token_positions": positions, "mode": mode,
-        "config": cfg.to_dict(), "salient_ratio": float(aq.salient.float().mean()),
-        "zero_ratio": float((aq.mantissa == 0).float().mean()),
-        "scales": {"w_scale": w_scale.tolist(), "x_step": np.ravel(x_step).tolist(),
-                   "out_step": np.ravel(out_step).tolist(), "out_zero": np.ravel(out_zero).tolist()},
-    }
-    v = LayerVectors(w=w.astype(np.int8), mant=mant.astype(np.int8), shift=shift.astype(np.uint8),
-                     theta=theta, phi=phi, frac_bits=cfg.frac_bits, out_bits=cfg.out_bits, acc=acc,
-                     expected=expected, meta=meta)
+        hw = q.hardware_forward(x)
+    meta = {"model": source, "layer": layer, "token_positions": positions, "mode": mode,
+            "out_policy": out_policy, "input_step": input_step if mode == "dynamic" else "static",
+            "pow2_j0": q.out_quant.j0}
+    v = vectors_from_hardware(cfg, q, hw, meta)
     path = save_vectors(out, v)
     load_vectors(path)  # what we write must pass our own contract
     return path
 
 
+def vectors_from_hardware(cfg: SpikeConfig, q, hw, meta: dict) -> LayerVectors:
+    """The contract arrays of one :class:`~spikeacc.golden.spiking_linear.HardwareResult`."""
+    theta, phi, acc = hw.theta.numpy().copy(), hw.phi.numpy().copy(), hw.acc.numpy()
+    if theta.max() > cfg.theta_max:
+        raise ValueError(f"threshold Θ = {int(theta.max())} exceeds {cfg.theta_bits} bits: lower frac_bits")
+    w = q.w_code.numpy()
+    mant, shift = hw.act.mantissa.numpy(), hw.act.shift.numpy()
+    if not np.array_equal(acc, accumulate(w, mant, shift)):
+        raise AssertionError("torch and numpy accumulators disagree")  # golden self-check, never a user error
+    expected = fire_count(acc, theta, phi, cfg.frac_bits, cfg.out_bits)
+    if not np.array_equal(expected, hw.counts.numpy()):
+        raise AssertionError("torch and numpy fire counts disagree")
+    x_step = hw.act.step.double().numpy()
+    meta = {**meta, "config": cfg.to_dict(), "salient_ratio": float(hw.act.salient.float().mean()),
+            "zero_ratio": float((hw.act.mantissa == 0).float().mean()),
+            "scales": {"w_scale": q.w_scale.double().numpy().tolist(), "x_step": np.ravel(x_step).tolist(),
+                       "out_step": np.ravel(hw.out_step.numpy()).tolist(),
+                       "out_zero": np.ravel(hw.out_zero.numpy()).tolist()}}
+    return LayerVectors(w=w.astype(np.int8), mant=mant.astype(np.int8), shift=shift.astype(np.uint8),
+                        theta=theta, phi=phi, frac_bits=cfg.frac_bits, out_bits=cfg.out_bits, acc=acc,
+                        expected=expected, meta=meta)
+
+
 def random_vectors(cfg: SpikeConfig, tokens: int, seed: int = 0, zero_fraction: float = 0.22,
                    salient_fraction: float = 0.025) -> LayerVectors:
     """Seeded random layer vectors in the contract, with SmolLM2-like zero and salient ratios."""
+    import torch
+
+    from spikeacc.golden.output_quant import threshold_pair
+
     rng = np.random.default_rng(seed)
     k, n = cfg.in_features, cfg.out_features
     w = rng.integers(-cfg.weight_max, cfg.weight_max + 1, size=(n, k))
@@ -286,8 +297,8 @@ def random_vectors(cfg: SpikeConfig, tokens: int, seed: int = 0, zero_fraction: 
     spread = np.maximum(acc.max(axis=1, keepdims=True) - acc.min(axis=1, keepdims=True), 1)
     ratio = spread / cfg.max_count                                   # Δ/(s_w·s_x), per token
     zero = np.round(-acc.min(axis=1, keepdims=True) / ratio)
-    theta = np.maximum(np.rint(ratio * 2.0**cfg.frac_bits), 1).astype(np.int64) * np.ones((1, n), np.int64)
-    phi = np.rint((zero + 0.5) * ratio * 2.0**cfg.frac_bits).astype(np.int64) * np.ones((1, n), np.int64)
+    theta, phi = (t.numpy() * np.ones((1, n), np.int64)
+                  for t in threshold_pair(torch.from_numpy(ratio.astype(np.float64)), torch.from_numpy(zero), cfg.frac_bits))
     expected = fire_count(acc, theta, phi, cfg.frac_bits, cfg.out_bits)
     meta = {"model": f"random (seed {seed})", "layer": "random", "token_positions": list(range(tokens)),
             "mode": "dynamic", "config": cfg.replace(max_tokens=max(cfg.max_tokens, tokens)).to_dict()}

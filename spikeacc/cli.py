@@ -138,17 +138,29 @@ def cmd_energy(args) -> int:
     return 0
 
 
+def _int_list(text: str, option: str) -> tuple[int, ...]:
+    try:
+        values = tuple(int(v) for v in text.split(",") if v.strip())
+    except ValueError:
+        raise ValueError(f"{option} takes comma-separated integers, got {text!r}") from None
+    if not values:
+        raise ValueError(f"{option} needs at least one value")
+    return values
+
+
 def cmd_ppl(args) -> int:
     from spikeacc.golden.perplexity import run_ppl_table
-    run_ppl_table(model=args.model, text=args.text, out=args.out, tokens=args.tokens,
-                  quick=args.quick)
+    run_ppl_table(model=args.model, text=args.text, out=args.out, tokens=args.tokens, quick=args.quick,
+                  full=args.full, out_bits=_int_list(args.out_bits, "--out-bits"),
+                  out_policies=tuple(p for p in args.out_policy.split(",") if p))
     return 0
 
 
 def cmd_vectors(args) -> int:
     from spikeacc.golden.vectors import export_vectors
     path = export_vectors(model=args.model, layer=args.layer, tokens=args.tokens, out=args.out,
-                          mode=args.mode, llama2_shape=args.llama2_shape, seed=args.seed)
+                          mode=args.mode, llama2_shape=args.llama2_shape, seed=args.seed,
+                          out_policy=args.out_policy, input_step=args.input_step, out_bits=args.out_bits)
     print(f"wrote {path}")
     return 0
 
@@ -205,7 +217,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--text", help="UTF-8 text file to evaluate on (default: shipped GPL-3 text)")
     p.add_argument("--out", default="out/ppl")
     p.add_argument("--tokens", type=int, default=2048, help="evaluation tokens")
-    p.add_argument("--quick", action="store_true", help="only FP, RTN W4A4 and SpikeQuant W4A4")
+    p.add_argument("--quick", action="store_true",
+                   help="baselines plus one hardware-faithful row per input mode")
+    p.add_argument("--full", action="store_true", help="also the bit sweep and power-of-two weight groups")
+    p.add_argument("--out-bits", default="4,6,8", help="tile output widths b_out of the hardware-faithful rows")
+    p.add_argument("--out-policy", default="channel,tensor",
+                   help="output-range policies of the hardware-faithful rows: channel, tensor")
     p.set_defaults(func=cmd_ppl)
 
     p = sub.add_parser("vectors", help="export one layer's integer vectors for the hardware")
@@ -213,7 +230,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tokens", type=int, default=8)
     p.add_argument("--out", required=True, help="output .npz file")
     p.add_argument("--model", help="local HF folder or .gguf file (default: embedded SmolLM2-135M)")
-    p.add_argument("--mode", choices=["dynamic", "static"], default="dynamic")
+    p.add_argument("--mode", choices=["dynamic", "static"], default="dynamic",
+                   help="activation steps: per token (dynamic) or calibrated per tensor (static)")
+    p.add_argument("--input-step", choices=["any", "pow2"], default="any",
+                   help="dynamic mode: any per-token step (Θ reloaded per token) or powers of two (Θ shifted)")
+    p.add_argument("--out-policy", choices=["channel", "tensor", "oracle"], default="channel",
+                   help="where the output step comes from (oracle: not realizable, an upper bound)")
+    p.add_argument("--out-bits", type=int, default=None, help="tile output width b_out (default: the preset's)")
     p.add_argument("--llama2-shape", action="store_true",
                    help="synthetic Llama-2-7B decoder layer (hidden 4096, intermediate 11008), seeded")
     p.add_argument("--seed", type=int, default=0)

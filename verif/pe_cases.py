@@ -10,9 +10,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import torch
 
 from spikeacc.config import SpikeConfig
 from spikeacc.golden.integer import accumulate, check_codes, fire_count, simulate_ttfs
+from spikeacc.golden.output_quant import threshold_pair
 
 __all__ = ["PECases", "make_cases", "schedule"]
 
@@ -60,10 +62,11 @@ def _threshold_for(acc: np.ndarray, cfg: SpikeConfig, rng) -> tuple[np.ndarray, 
     """Θ and Φ that spread the counts over 0..max, as the golden quantizer would."""
     span = np.maximum(np.abs(acc), 1).astype(np.float64)
     steps = rng.uniform(0.5, 1.5, size=acc.shape) * span / rng.integers(1, cfg.max_count + 3, size=acc.shape)
-    theta = np.clip(np.rint(steps * 2**cfg.frac_bits), 1, cfg.theta_max).astype(np.int64)
+    steps = np.maximum(steps, 2.0 ** -cfg.frac_bits)  # Θ ≥ 1
     zero_point = rng.integers(0, cfg.max_count + 1, size=acc.shape)
-    phi = np.clip((2 * zero_point + 1) * theta // 2, -cfg.phi_bound, cfg.phi_bound).astype(np.int64)
-    return theta, phi
+    theta, phi = (t.numpy() for t in threshold_pair(torch.from_numpy(steps), torch.from_numpy(zero_point),
+                                                    cfg.frac_bits))
+    return np.clip(theta, 1, cfg.theta_max), np.clip(phi, -cfg.phi_bound, cfg.phi_bound)
 
 
 def make_cases(cfg: SpikeConfig, n_random: int = 2000, seed: int = 0) -> PECases:

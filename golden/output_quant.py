@@ -1,0 +1,207 @@
+"""The tile's output quantizer: calibrated output ranges and the fixed-point Θ/Φ of SPEC §3.
+
+The tile never emits a float. Each neuron i fires
+``n_i = clamp(floor((2^F·acc_i + Φ_i)/Θ_i), 0, 2^b_out − 1)`` and the float parts
+of the network see ``ŷ_i = Δ_i·(n_i − z_y,i)``. This module owns the two things
+that define that quantizer:
+
+* where ``Δ`` and ``z_y`` come from (:data:`OUT_POLICIES`, :class:`OutputCalibration`);
+* :func:`threshold_pair`, the one function that turns steps into Θ and Φ. The
+  golden model's hardware-faithful path, the vector export, the random vectors
+  and the benchmarks all call it, so the numbers the perplexity measures are
+  the numbers the RTL is checked against.
+
+Output policies (SPEC §3, "Realizable output steps"):
+
+``channel``
+    one static ``(Δ_i, z_y,i)`` per output neuron, calibrated offline. Θ_i and
+    Φ_i are per neuron anyway, so this costs the hardware nothing. The default.
+``tensor``
+    one static ``(Δ, z_y)`` per projection (mean of the calibration tokens'
+    per-token min and max), for comparison.
+``oracle``
+    ``(Δ, z_y)`` from the min/max of the very output being computed. No single
+    pass can know it before the neuron fires: an upper bound, always labelled.
+
+Input steps: with per-token (dynamic) activation steps ``s_x(t)`` the ratio
+``Δ_i/(s_i·s_x(t))`` changes per token. With power-of-two steps
+``s_x(t) = 2^−j_t`` (:func:`pow2_steps`) the threshold is a shift of a per-neuron
+constant, ``Θ_i(t) = Θ_i·2^(j_t − j_0)``, computed here exactly as a shifter
+would (left shift, or arithmetic right shift below ``j_0``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+__all__ = ["OUT_POLICIES", "INPUT_STEPS", "OutputCalibration", "OutputQuant", "threshold_pair", "pow2_steps",
+           "check_out_bits", "fire_counts_torch"]
+
+OUT_POLICIES = ("channel", "tensor", "oracle")
+# How the per-token activation step is chosen in dynamic mode: any float step (Θ reloaded
+# per token), or a power of two (Θ is a shift of a per-neuron constant).
+INPUT_STEPS = ("any", "pow2")
+RANKS_KEPT = 8  # extreme values per channel kept during calibration (for clipped ranges)
+
+
+def check_out_bits(bits) -> int:
+    if isinstance(bits, bool) or not isinstance(bits, int) or not 2 <= bits <= 8:
+        raise ValueError(f"out_bits (b_out) must be an integer in 2..8, got {bits!r}")
+    return bits
+
+
+def check_policy(policy) -> str:
+    if policy not in OUT_POLICIES:
+        raise ValueError(f"output policy must be one of {list(OUT_POLICIES)}, got {policy!r}")
+    return policy
+
+
+def pow2_steps(step: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Round steps up to a power of two, ``2^−j`` (so the range is still covered); returns (step, j)."""
+    j = -torch.ceil(torch.log2(step.double()))
+    return torch.pow(2.0, -j).to(step.dtype), j.to(torch.int64)
+
+
+def _shift(value: torch.Tensor, by: torch.Tensor) -> torch.Tensor:
+    """``value · 2^by`` as a barrel shifter does it: left shift, or arithmetic right shift (floor)."""
+    left = torch.clamp(by, min=0)
+    right = torch.clamp(-by, min=0)
+    return (value << left) >> right
+
+
+def threshold_pair(ratio: torch.Tensor, zero: torch.Tensor, frac_bits: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """``Θ = round(2^F·r)``, ``Φ = round(2^F·(z_y + ½)·r)`` with ``r = Δ/(s_i·s_x)`` (SPEC §3), int64.
+
+    ``ratio`` and ``zero`` broadcast against each other; everything is float64
+    until the final rounding so numpy and torch callers agree bit for bit.
+    """
+    ratio = torch.as_tensor(ratio, dtype=torch.float64)
+    zero = torch.as_tensor(zero, dtype=torch.float64)
+    scaled = ratio * float(2 ** frac_bits)
+    theta = torch.round(scaled).to(torch.int64)
+    phi = torch.round((zero + 0.5) * scaled).to(torch.int64)
+    if (theta < 1).any():
+        raise ValueError(f"F = {frac_bits} fraction bits are too few to represent threshold Θ "
+                         f"(Δ/(s_w·s_x) down to {float(ratio.min()):.3g}): raise frac_bits")
+    return theta, phi
+
+
+def fire_counts_torch(acc: torch.Tensor, theta: torch.Tensor, phi: torch.Tensor, frac_bits: int,
+                      out_bits: int) -> torch.Tensor:
+    """Torch twin of :func:`spikeacc.golden.integer.fire_count` (int64, floor division)."""
+    potential = (acc << frac_bits) + phi
+    return torch.clamp(torch.div(potential, theta, rounding_mode="floor"), 0, (1 << out_bits) - 1)
+
+
+@dataclass
+class OutputCalibration:
+    """Running statistics of one projection's float outputs over calibration tokens.
+
+    Keeps, per output channel, the ``RANKS_KEPT`` largest and smallest values
+    (so a clipped range can drop the few most extreme tokens), the sum of
+    per-token minima and maxima (for the per-tensor range) and, for power-of-two
+    input steps, the smallest exponent ``j`` seen.
+    """
+
+    top: torch.Tensor | None = None      # [R, N] largest values, descending
+    bottom: torch.Tensor | None = None   # [R, N] smallest values, ascending
+    token_lo: float = 0.0
+    token_hi: float = 0.0
+    tokens: int = 0
+    j_min: int | None = None
+
+    def add(self, y: torch.Tensor, j: torch.Tensor | None = None) -> None:
+        y = y.reshape(-1, y.shape[-1]).double()
+        r = min(RANKS_KEPT, y.shape[0])
+        top = torch.topk(y, r, dim=0).values
+        bottom = -torch.topk(-y, r, dim=0).values
+        if self.top is not None:
+            top = torch.topk(torch.cat([self.top, top]), min(RANKS_KEPT, self.top.shape[0] + r), dim=0).values
+            bottom = -torch.topk(-torch.cat([self.bottom, bottom]), top.shape[0], dim=0).values
+        self.top, self.bottom = top, bottom
+        self.token_lo += float(y.amin(dim=1).sum())
+        self.token_hi += float(y.amax(dim=1).sum())
+        self.tokens += y.shape[0]
+        if j is not None and j.numel():
+            low = int(j.min())
+            self.j_min = low if self.j_min is None else min(self.j_min, low)
+
+    def output_range(self, policy: str, clip: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(lo, hi)``: per channel [N] (``clip`` drops that many extreme tokens per side) or per tensor []."""
+        if not self.tokens:
+            raise ValueError("the output range needs calibration tokens: run calibration first")
+        if policy == "tensor":
+            return (torch.tensor(self.token_lo / self.tokens, dtype=torch.float64),
+                    torch.tensor(self.token_hi / self.tokens, dtype=torch.float64))
+        if policy != "channel":
+            raise ValueError(f"no calibrated range for output policy {policy!r}")
+        rank = min(clip, self.top.shape[0] - 1)
+        return self.bottom[rank], self.top[rank]
+
+
+@dataclass(frozen=True)
+class OutputQuant:
+    """A projection's output quantizer, ready for the hardware: steps, zero points, Θ/Φ rule.
+
+    ``step`` and ``zero`` are [N] (channel), [] (tensor) or [M, 1] (oracle,
+    computed per call). ``j0`` is the reference exponent of power-of-two input
+    steps (``None`` otherwise).
+    """
+
+    policy: str
+    out_bits: int
+    frac_bits: int
+    step: torch.Tensor | None
+    zero: torch.Tensor | None
+    j0: int | None = None
+
+    @classmethod
+    def calibrated(cls, calib: OutputCalibration, policy: str, out_bits: int, frac_bits: int,
+                   clip: int = 0, pow2_inputs: bool = False) -> "OutputQuant":
+        from spikeacc.golden.quant import asym_params
+
+        check_policy(policy)
+        check_out_bits(out_bits)
+        step = zero = None
+        if policy != "oracle":
+            lo, hi = calib.output_range(policy, clip)
+            step, zero = asym_params(lo, hi, out_bits)
+        j0 = calib.j_min if pow2_inputs else None
+        if pow2_inputs and j0 is None:
+            raise ValueError("power-of-two input steps need calibration tokens to fix the reference shift j0")
+        return cls(policy, out_bits, frac_bits, step, zero, j0)
+
+    def steps_for(self, acc_float: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(Δ, z_y) broadcastable to [M, N]; the oracle takes them from the output itself."""
+        if self.policy == "oracle":
+            from spikeacc.golden.quant import asym_params
+            return asym_params(acc_float.amin(dim=1, keepdim=True), acc_float.amax(dim=1, keepdim=True),
+                               self.out_bits)
+        return self.step.double(), self.zero.double()
+
+    def thresholds(self, w_scale: torch.Tensor, x_step: torch.Tensor, out_step: torch.Tensor,
+                   out_zero: torch.Tensor, j: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Θ, Φ broadcast to [M, N] for input steps ``x_step`` ([M, 1] or []) and weight scales [N].
+
+        With power-of-two inputs the per-neuron constants are computed once at
+        ``s_x = 2^−j0`` and shifted by ``j_t − j0`` per token.
+        """
+        w_scale = w_scale.double()[None, :]
+        out_step = torch.as_tensor(out_step, dtype=torch.float64)
+        out_zero = torch.as_tensor(out_zero, dtype=torch.float64)
+        if self.j0 is not None and j is not None:
+            base = out_step / (w_scale * 2.0 ** (-self.j0))
+            theta0, phi0 = threshold_pair(base, out_zero, self.frac_bits)
+            by = (j.reshape(-1, 1) - self.j0).to(torch.int64)
+            theta, phi = _shift(theta0, by), _shift(phi0, by)
+            if (theta < 1).any():
+                raise ValueError(f"token step 2^{-int(j.min())} shifts Θ below 1: raise frac_bits")
+            return theta, phi
+        ratio = out_step / (w_scale * torch.as_tensor(x_step, dtype=torch.float64))
+        return threshold_pair(ratio, out_zero, self.frac_bits)
+
+    def describe(self) -> dict:
+        return {"out_policy": self.policy, "out_bits": self.out_bits, "frac_bits": self.frac_bits,
+                "pow2_j0": self.j0}

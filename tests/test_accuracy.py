@@ -1,0 +1,171 @@
+"""The hardware-faithful golden model: what the perplexity measures is what the RTL must match."""
+
+import numpy as np
+import pytest
+import torch
+
+from spikeacc.cli import main
+from spikeacc.config import PRESETS
+from spikeacc.golden.integer import fire_count
+from spikeacc.golden.model import PROJECTIONS, calibrate, convert_model, load_model, quantized_layers
+from spikeacc.golden.output_quant import OutputCalibration, OutputQuant, pow2_steps, threshold_pair
+from spikeacc.golden.perplexity import default_text, row_label, table_rows, token_splits
+from spikeacc.golden.spiking_linear import QuantSpec, SpikeQuantLinear
+from spikeacc.golden.vectors import load_vectors, save_vectors, vectors_from_hardware
+
+
+def tiny_llama(seed=0):
+    from transformers import LlamaConfig, LlamaForCausalLM
+    torch.manual_seed(seed)
+    cfg = LlamaConfig(hidden_size=64, intermediate_size=128, num_attention_heads=4, num_key_value_heads=2,
+                      num_hidden_layers=2, vocab_size=100)
+    return LlamaForCausalLM(cfg).eval()
+
+
+def assert_same_counts(expected, got, what):
+    bad = np.argwhere(expected != got)
+    assert not len(bad), (f"{what}: {len(bad)} counts differ, first at {tuple(bad[0])}: "
+                          f"expected {expected[tuple(bad[0])]}, got {got[tuple(bad[0])]}")
+
+
+@pytest.fixture(scope="module")
+def smollm2():
+    net, tok, _ = load_model()
+    calib, windows = token_splits(tok, default_text(), 512)
+    return net, calib, windows
+
+
+@pytest.mark.parametrize("spec", [
+    QuantSpec(mode="dynamic", out_bits=8),
+    QuantSpec(mode="dynamic", out_bits=6, input_step="pow2"),
+    QuantSpec(mode="static", out_bits=4, out_policy="tensor"),
+], ids=["dynamic-8-channel", "pow2-6-channel", "static-4-tensor"])
+def test_hardware_faithful_counts_equal_exported_vectors_on_real_layers(tmp_path, smollm2, spec):
+    """Block 0 of SmolLM2 in the hardware-faithful mode: each projection's counts, exported as a
+    vector file and reloaded, equal ``fire_count`` of the file element for element."""
+    import copy
+    fp, calib, windows = smollm2
+    net = convert_model(copy.deepcopy(fp), spec, layers=[0])
+    calibrate(net, calib[:, :256])
+    layers = quantized_layers(net)
+    for m in layers.values():
+        m.record = []
+    with torch.no_grad():
+        net(windows[0, :24][None])
+    base = PRESETS["smollm2"].replace(out_bits=spec.out_bits, max_tokens=24)
+    for name, m in layers.items():
+        (hw,) = m.record
+        cfg = base.for_layer(m.in_features, m.out_features)
+        v = vectors_from_hardware(cfg, m, hw, {"layer": name, "mode": spec.mode, "out_policy": spec.out_policy})
+        back = load_vectors(save_vectors(tmp_path / f"{name}.npz", v))
+        counts = hw.counts.numpy()
+        assert_same_counts(fire_count(back.acc, back.theta, back.phi, back.frac_bits, back.out_bits), counts, name)
+        assert_same_counts(back.expected, counts, name)
+        assert 0 <= counts.min() and counts.max() <= cfg.max_count
+        assert len(np.unique(counts)) > 3, f"{name}: outputs collapsed to {np.unique(counts)}"
+    assert len(layers) == len(PROJECTIONS)
+
+
+def test_network_sees_step_times_count_minus_zero():
+    torch.manual_seed(0)
+    lin = torch.nn.Linear(64, 24, bias=False)
+    q = SpikeQuantLinear(lin, QuantSpec(out_bits=6))
+    q.calibrate_on([torch.randn(40, 64) * 3])
+    x = torch.randn(5, 64) * 3
+    q.record = []
+    y = q(x)
+    (hw,) = q.record
+    expect = (hw.counts.double() - q.out_quant.zero.double()) * q.out_quant.step.double()
+    assert torch.equal(y, expect.float())
+    # close to the float layer where the output is inside the calibrated range
+    ref = torch.nn.functional.linear(q.quantize_input(x).dequant(), q.weight_deq)
+    inside = (ref >= q.out_quant.step * -q.out_quant.zero) & (ref <= q.out_quant.step * (63 - q.out_quant.zero))
+    assert ((y - ref).abs()[inside] <= q.out_quant.step.expand_as(y)[inside] * 0.5 + 1e-3).all()
+
+
+def test_pow2_input_thresholds_are_shifts_of_one_constant_per_neuron():
+    torch.manual_seed(1)
+    lin = torch.nn.Linear(128, 16, bias=False)
+    q = SpikeQuantLinear(lin, QuantSpec(out_bits=8, input_step="pow2"))
+    q.calibrate_on([torch.randn(64, 128) * s for s in (0.5, 2.0)])
+    x = torch.randn(6, 128) * torch.tensor([0.3, 0.7, 1.0, 2.0, 5.0, 9.0])[:, None]
+    hw = q.hardware_forward(x)
+    _, j = pow2_steps(q.quantize_input(x).step)
+    assert torch.equal(hw.act.exponent, j)
+    steps = hw.act.step.reshape(-1)
+    assert torch.equal(steps, torch.pow(2.0, -j.reshape(-1).double()).float())  # exact powers of two
+    oq = q.out_quant
+    theta0, phi0 = threshold_pair(oq.step.double()[None, :] / (q.w_scale.double()[None, :] * 2.0 ** -oq.j0),
+                                  oq.zero.double()[None, :], oq.frac_bits)
+    assert (j.reshape(-1) != oq.j0).any(), "the test needs tokens on other exponents than j0"
+    for t in range(6):
+        by = int(j[t]) - oq.j0
+        shift = (lambda a: a << by) if by >= 0 else (lambda a: a >> -by)
+        assert torch.equal(hw.theta[t], shift(theta0[0])), t
+        assert torch.equal(hw.phi[t], shift(phi0[0])), t
+
+
+def test_tiny_llama_hardware_faithful_end_to_end():
+    model = tiny_llama()
+    ids = torch.randint(0, 100, (1, 48))
+    convert_model(model, QuantSpec(out_bits=8), overrides={"mlp.down_proj": {"out_bits": 6}})
+    layers = quantized_layers(model)
+    assert {m.spec.out_bits for n, m in layers.items() if n.endswith("down_proj")} == {6}
+    with pytest.raises(ValueError, match="not calibrated: run calibrate"):
+        model(ids)
+    calibrate(model, [ids[0]])
+    with torch.no_grad():
+        out = model(ids).logits
+    assert torch.isfinite(out).all()
+
+
+def test_oracle_needs_no_calibration_and_is_labelled():
+    lin = torch.nn.Linear(32, 8, bias=False)
+    q = SpikeQuantLinear(lin, QuantSpec(out_bits=4, out_policy="oracle"))
+    hw = q.hardware_forward(torch.randn(3, 32))
+    assert hw.counts.max() == 15 and hw.counts.min() == 0   # each token spans its own full range
+    labels = [row_label(r) for r in table_rows() if r.get("out_policy") == "oracle"]
+    assert labels and all("oracle" in label for label in labels)
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(out_bits=9), r"out_bits \(b_out\) must be an integer in 2..8, got 9"),
+    (dict(out_bits=1), r"out_bits \(b_out\) must be an integer in 2..8, got 1"),
+    (dict(out_bits=8, out_policy="percentile"), r"output policy must be one of \['channel', 'tensor', 'oracle'\]"),
+    (dict(input_step="pow3"), r"input_step must be one of \['any', 'pow2'\]"),
+    (dict(out_bits=8, w_group=64), "need per-channel weights"),
+])
+def test_bad_quant_specs_are_refused(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        QuantSpec(**kwargs)
+
+
+def test_output_range_needs_calibration_tokens():
+    with pytest.raises(ValueError, match="needs calibration tokens"):
+        OutputQuant.calibrated(OutputCalibration(), "channel", 8, 16)
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["ppl", "--out-policy", "bogus"], "output policy must be one of"),
+    (["ppl", "--out-bits", "9"], "must be an integer in 2..8, got 9"),
+    (["ppl", "--out-bits", "x"], "--out-bits takes comma-separated integers"),
+    (["ppl", "--tokens", "0"], "--tokens must be at least one 512-token window, got 0"),
+    (["vectors", "--out", "v.npz", "--out-bits", "12"], "must be an integer in 2..8, got 12"),
+    (["vectors", "--out", "v.npz", "--tokens", "0"], "--tokens must be a positive integer, got 0"),
+])
+def test_cli_bad_accuracy_options_one_line_exit_2(tmp_path, capsys, monkeypatch, argv, message):
+    monkeypatch.chdir(tmp_path)
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and message in err[0], err
+
+
+def test_cli_text_too_short_for_calibration(tmp_path, capsys):
+    short = tmp_path / "short.txt"
+    short.write_text("A few words only.")
+    assert main(["ppl", "--quick", "--text", str(short), "--out", str(tmp_path / "o")]) == 2
+    assert "at least 1536 are needed (1024 calibration + one 512-token window)" in capsys.readouterr().err
+    binary = tmp_path / "bin.txt"
+    binary.write_bytes(b"\xff\xfe\x00abc")
+    assert main(["ppl", "--quick", "--text", str(binary), "--out", str(tmp_path / "o")]) == 2
+    assert f"text file {binary} is not UTF-8 text" in capsys.readouterr().err
