@@ -159,7 +159,7 @@ class OutputQuant:
 
     @classmethod
     def calibrated(cls, calib: OutputCalibration, policy: str, out_bits: int, frac_bits: int,
-                   clip: int = 0, pow2_inputs: bool = False) -> "OutputQuant":
+                   clip: int = 0, pow2_inputs: bool = False, floor: float | None = None) -> "OutputQuant":
         from spikeacc.golden.quant import asym_params
 
         check_policy(policy)
@@ -167,6 +167,13 @@ class OutputQuant:
         step = zero = None
         if policy != "oracle":
             lo, hi = calib.output_range(policy, clip)
+            if floor is not None:
+                lo = torch.clamp(lo, min=floor)
+            if lo.dim():  # a channel that never left 0 gets the median channel's span (any step fits it)
+                span = hi.clamp(min=0) - lo.clamp(max=0)
+                dead = span <= 0
+                if dead.any() and not dead.all():
+                    hi = torch.where(dead, span[~dead].median(), hi)
             step, zero = asym_params(lo, hi, out_bits)
         j0 = calib.j_min if pow2_inputs else None
         if pow2_inputs and j0 is None:

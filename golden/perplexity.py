@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from spikeacc.golden.model import calibrate, convert_model, load_model, quantized_layers
+from spikeacc.golden.model import HARDWARE_OVERRIDES, calibrate, convert_model, load_model, quantized_layers
 from spikeacc.golden.output_quant import check_out_bits, check_policy
 from spikeacc.golden.spiking_linear import QuantSpec
 
@@ -63,27 +63,34 @@ def table_rows(quick: bool = False, full: bool = False, out_bits=(4, 6, 8),
     Input-only rows (outputs in float: what a fake-quant paper reports) come
     first, then the hardware-faithful rows (every projection returns the tile's
     spike counts through its thresholds, ``Δ_i·(n_i − z_y,i)``) for each input
-    mode × output policy × ``b_out``, then the labelled per-token oracle.
-    ``quick`` keeps one hardware-faithful row per input mode; ``full`` adds the
-    bit sweep and the power-of-two weight-group experiment.
+    mode × output policy × ``b_out``, with the SiLU floor on ``gate_proj``
+    (:data:`spikeacc.golden.model.HARDWARE_OVERRIDES`), then the measured
+    alternatives (no floor, clipped ranges, mixed widths) and the labelled
+    per-token oracle. ``quick`` keeps one hardware-faithful row per input mode;
+    ``full`` adds the per-tensor grid, the bit sweep and power-of-two weight groups.
     """
     for b in out_bits:
         check_out_bits(b)
     for policy in out_policies:
         check_policy(policy)
+    top = max(out_bits)
     sq = dict(method="spikequant", w_bits=4, a_bits=4)
     inputs = [dict(mode="static"), dict(mode="dynamic"), dict(mode="dynamic", input_step="pow2")]
     rows = [dict(method="fp", w_bits=16, a_bits=16, mode="none"),
             dict(method="rtn", w_bits=4, a_bits=16, mode="none"),
             dict(method="rtn", w_bits=4, a_bits=4, mode="dynamic")]
     rows += [dict(sq, **i) for i in inputs]
+    hw = dict(overrides="silu-floor")
     if quick:
-        return rows + [dict(sq, **i, out_bits=max(out_bits), out_policy=out_policies[0]) for i in inputs]
-    rows += [dict(sq, **i, out_bits=b, out_policy=policy)
-             for policy in out_policies for i in inputs for b in out_bits]
-    rows += [dict(sq, **i, out_bits=max(out_bits), out_policy="oracle") for i in inputs[:2]]
-    rows += [dict(sq, **i, out_bits=b, overrides=name) for i in inputs[1:2] for b, name in
-             ((6, "attn8"), (4, "attn8"), (6, "qk8_down8"))]
+        return rows + [dict(sq, **i, **hw, out_bits=top, out_policy=out_policies[0]) for i in inputs]
+    for policy in out_policies:
+        widths = out_bits if policy == "channel" or full else (min(out_bits), top)
+        rows += [dict(sq, **i, **hw, out_bits=b, out_policy=policy) for i in inputs for b in sorted(set(widths))]
+    if "channel" in out_policies:
+        rows += [dict(sq, **i, out_bits=top, out_policy="channel") for i in inputs[:2]]          # no floor
+        rows += [dict(sq, **inputs[1], **hw, out_bits=top, out_policy="channel", out_clip=2)]   # clipped
+        rows += [dict(sq, **inputs[2], out_bits=6, out_policy="channel", overrides="mixed")]     # widths
+    rows += [dict(sq, **i, **hw, out_bits=top, out_policy="oracle") for i in inputs[:2]]
     if full:
         rows += [dict(method="rtn", w_bits=4, a_bits=16, mode="none", w_group=64),
                  dict(sq, mode="static", w_group=64), dict(sq, mode="dynamic", w_group=64)]
@@ -91,10 +98,12 @@ def table_rows(quick: bool = False, full: bool = False, out_bits=(4, 6, 8),
     return rows
 
 
-# Per-projection output widths measured as candidates (rows name them with ``overrides``).
+# Per-projection spec changes a row can name (``overrides``); see HARDWARE_OVERRIDES.
 OVERRIDES = {
-    "attn8": {p: {"out_bits": 8} for p in ("self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj")},
-    "qk8_down8": {p: {"out_bits": 8} for p in ("self_attn.q_proj", "self_attn.k_proj", "mlp.down_proj")},
+    "silu-floor": HARDWARE_OVERRIDES,
+    "mixed": {**HARDWARE_OVERRIDES,
+              "mlp.gate_proj": {**HARDWARE_OVERRIDES["mlp.gate_proj"], "out_bits": 8},
+              "mlp.down_proj": {"out_bits": 8}},
 }
 
 
@@ -109,11 +118,23 @@ def row_label(row: dict) -> str:
         text += f" pow2-groups/{row['w_group']}"
     if row.get("out_bits"):
         text += f" → out {row['out_bits']}b {row.get('out_policy', 'channel')}"
-        if row.get("overrides"):
-            text += f" +{row['overrides']}"
+        if row.get("overrides") == "mixed":
+            text += " (gate, down 8b)"
+        elif row.get("overrides"):
+            text += f" {row['overrides']}"
+        if row.get("out_clip"):
+            text += f" clip{row['out_clip']}"
     elif row["a_bits"] != 16:
         text += " (outputs float)"
     return text
+
+
+def _spec(row) -> QuantSpec:
+    return QuantSpec(method=row["method"], w_bits=min(row["w_bits"], 8),
+                     a_bits=None if row["a_bits"] == 16 else row["a_bits"],
+                     mode="dynamic" if row["mode"] == "none" else row["mode"], w_group=row.get("w_group"),
+                     out_bits=row.get("out_bits"), out_policy=row.get("out_policy", "channel"),
+                     input_step=row.get("input_step", "any"), out_clip=row.get("out_clip", 0))
 
 
 def read_text(path: str | Path) -> str:
@@ -164,15 +185,18 @@ def run_ppl_table(model: str | None = None, text: str | None = None, out: str | 
                                              "zero_ratio": round(m.zero_ratio, 5)}
                                       for name, m in quantized_layers(net).items()}
         results.append({"w_group": None, "out_bits": None, "out_policy": None, "input_step": None,
-                        "overrides": None, **row, "label": row_label(row), "ppl": round(ppl, 3),
+                        "overrides": None, "out_clip": 0, **row, "label": row_label(row), "ppl": round(ppl, 3),
                         "tokens": int(windows.numel()), "salient_ratio": round(salient, 5),
                         "zero_ratio": round(zeros, 5), "seconds": round(time.perf_counter() - t0, 1)})
-        if not bar.disable:
-            bar.write(f"{row_label(row)}: {ppl:.2f}")
+        line = f"{row_label(row)}: {ppl:.2f} ({results[-1]['seconds']:.0f} s)"
+        if bar.disable:
+            print(line, flush=True)  # a log file gets one line per row
+        else:
+            bar.write(line)
         del net
     meta = {"model": name, "text": source, "window": WINDOW, "calibration_tokens": int(calib.numel()),
             "kappa": QuantSpec().kappa, "e_max": QuantSpec().e_max, "frac_bits": QuantSpec().frac_bits,
-            "overrides": {k: {p: v["out_bits"] for p, v in o.items()} for k, o in OVERRIDES.items()}}
+            "overrides": OVERRIDES}
     (out / "ppl.json").write_text(json.dumps(results, indent=2) + "\n")
     (out / "ppl_meta.json").write_text(json.dumps(meta, indent=2) + "\n")
     (out / "layers.json").write_text(json.dumps(per_layer, indent=2) + "\n")  # per mode, per layer
@@ -206,7 +230,8 @@ def _plot(results, path: Path, meta) -> None:
     for mode, style in (("static", "o-"), ("dynamic", "s-"), ("dynamic-pow2", "^-")):
         for policy, color in (("channel", "tab:green"), ("tensor", "tab:red")):
             pts = sorted((r["out_bits"], r["ppl"]) for r in results
-                         if r.get("out_bits") and r.get("out_policy") == policy and not r.get("overrides")
+                         if r.get("out_bits") and r.get("out_policy") == policy
+                         and r.get("overrides") == "silu-floor" and not r.get("out_clip")
                          and (r["mode"] + ("-pow2" if r.get("input_step") == "pow2" else "")) == mode)
             if pts:
                 ax2.plot([b for b, _ in pts], [p for _, p in pts], style, color=color, label=f"{mode}, {policy}")

@@ -45,6 +45,7 @@ class QuantSpec:
     out_bits: int | None = None
     out_policy: str = "channel"
     out_clip: int = 0
+    out_floor: float | None = None  # lowest output the range must cover (e.g. where SiLU is already ~0)
     frac_bits: int = 16
     input_step: str = "any"
 
@@ -194,7 +195,8 @@ class SpikeQuantLinear(nn.Module):
         """Fix Δ, z_y (and j0 for power-of-two inputs) from the recorded output ranges."""
         spec = self.spec
         self.out_quant = OutputQuant.calibrated(self.out_calib, spec.out_policy, spec.out_bits, spec.frac_bits,
-                                                clip=spec.out_clip, pow2_inputs=spec.pow2_inputs)
+                                                clip=spec.out_clip, pow2_inputs=spec.pow2_inputs,
+                                                floor=spec.out_floor)
         self.calibrating_output = False
 
     @torch.no_grad()

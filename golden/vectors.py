@@ -14,10 +14,14 @@ frac_bits  int      []      F
 out_bits   int      []      b_out
 acc        int64    [M, N]  expected accumulators ``Σ w·mant·2^shift``
 expected   int64    [M, N]  expected output spike counts
-meta       str      []      JSON: model, layer, token positions, config, scales
+meta       str      []      JSON: model, layer, token positions, config, scales,
+                            output policy (optional: see below)
 ========== ======== ======= ==================================================
 
-:func:`load_vectors` checks every one of these and explains a violation.
+:func:`load_vectors` checks every one of these and explains a violation, and
+recomputes ``acc`` and ``expected`` from the inputs. A file with no spikeacc
+``config`` in ``meta`` (another quantizer's) is accepted and its configuration
+derived from the arrays (:func:`derive_config`).
 """
 
 from __future__ import annotations
@@ -31,7 +35,8 @@ import numpy as np
 from spikeacc.config import PRESETS, SpikeConfig
 from spikeacc.golden.integer import accumulate, check_codes, fire_count
 
-__all__ = ["LayerVectors", "load_vectors", "save_vectors", "export_vectors", "VectorFileError"]
+__all__ = ["LayerVectors", "load_vectors", "save_vectors", "export_vectors", "derive_config", "VectorFileError",
+           "vectors_from_hardware", "random_vectors"]
 
 SCHEMA = {
     "w": (np.int8, 2), "mant": (np.int8, 2), "shift": (np.uint8, 2), "theta": (np.int64, 2),
@@ -68,7 +73,10 @@ class LayerVectors:
 
 
 def save_vectors(path: str | Path, v: LayerVectors) -> Path:
+    """Write ``v``; returns the path numpy actually wrote (it appends ``.npz`` when missing)."""
     path = Path(path)
+    if path.suffix != ".npz":
+        path = path.with_name(path.name + ".npz")
     path.parent.mkdir(parents=True, exist_ok=True)
     np.savez_compressed(path, w=v.w.astype(np.int8), mant=v.mant.astype(np.int8),
                         shift=v.shift.astype(np.uint8), theta=v.theta.astype(np.int64),
@@ -78,36 +86,103 @@ def save_vectors(path: str | Path, v: LayerVectors) -> Path:
     return path
 
 
-def load_vectors(path: str | Path) -> LayerVectors:
-    """Load and validate a vector file: names, dtypes, shapes and ranges."""
+def load_vectors(path: str | Path, config: SpikeConfig | None = None) -> LayerVectors:
+    """Load and validate a vector file: names, dtypes, shapes, ranges, and the golden formulas.
+
+    A file whose ``meta`` carries no spikeacc ``config`` (written by another
+    quantizer, or with no ``meta`` at all) is accepted: its configuration is
+    derived from the arrays (see :func:`derive_config`), starting from
+    ``config`` for what the arrays cannot say. A file that carries its own
+    configuration refuses a second one.
+    """
     path = Path(path)
+    if path.is_dir():
+        raise VectorFileError(f"vector file {path} is a directory")
     if not path.is_file():
         raise FileNotFoundError(f"vector file {path} does not exist")
     try:
         f = np.load(path, allow_pickle=False)
-    except Exception as exc:
-        raise VectorFileError(f"{path} is not a readable .npz file: {exc}") from None
+    except Exception:
+        raise VectorFileError(f"{path} is not a .npz archive (write one with numpy.savez)") from None
+    if not hasattr(f, "files"):
+        raise VectorFileError(f"{path} holds a single array, not a .npz archive of named arrays")
     with f:
-        missing = sorted(set(SCHEMA) - set(f.files))
+        missing = sorted(set(SCHEMA) - {"meta"} - set(f.files))
         if missing:
             raise VectorFileError(f"{path}: missing array(s) {missing}")
         arrays = {}
         for name, (dtype, ndim) in SCHEMA.items():
-            a = f[name]
+            if name not in f.files:
+                continue
+            try:
+                a = f[name]
+            except Exception as exc:
+                raise VectorFileError(f"{path}: array '{name}' cannot be read without pickle "
+                                      f"(store plain numbers or a JSON string): {exc}") from None
             if a.ndim != ndim:
                 raise VectorFileError(f"{path}: '{name}' must have {ndim} dimensions, has shape {a.shape}")
             if dtype is not None and a.dtype != dtype:
                 raise VectorFileError(f"{path}: '{name}' must be {np.dtype(dtype).name}, is {a.dtype}")
             arrays[name] = a
     try:
-        meta = json.loads(str(arrays.pop("meta")))
-        cfg = SpikeConfig.from_dict(meta["config"])
-    except (ValueError, KeyError, TypeError) as exc:
-        raise VectorFileError(f"{path}: 'meta' must be JSON holding a valid 'config': {exc}") from None
+        meta = json.loads(str(arrays.pop("meta"))) if "meta" in arrays else {}
+        if not isinstance(meta, dict):
+            raise ValueError(f"it is a JSON {type(meta).__name__}, not an object")
+    except ValueError as exc:
+        raise VectorFileError(f"{path}: 'meta' must be a JSON object: {exc}") from None
+    for name in ("frac_bits", "out_bits"):
+        if arrays[name].dtype.kind not in "iu":
+            raise VectorFileError(f"{path}: '{name}' must be an integer, is {arrays[name].dtype}")
     v = LayerVectors(meta=meta, frac_bits=int(arrays.pop("frac_bits")), out_bits=int(arrays.pop("out_bits")),
                      **arrays)
+    if v.mant.shape[0] == 0:
+        raise VectorFileError(f"{path}: no tokens ('mant' has shape {v.mant.shape}); a regression of nothing proves nothing")
+    try:
+        if "config" in meta:
+            if config is not None:
+                raise VectorFileError(f"{path} carries its own spikeacc config; --config applies to files without "
+                                      f"one (from another quantizer)")
+            cfg = SpikeConfig.from_dict(meta["config"])
+        else:
+            cfg = derive_config(v, config)
+            v.meta = {**meta, "config": cfg.to_dict(), "config_source": "derived from the arrays"}
+    except VectorFileError:
+        raise
+    except (ValueError, KeyError, TypeError) as exc:
+        raise VectorFileError(f"{path}: 'meta' must hold a valid 'config': {exc}") from None
     _validate(path, v, cfg)
     return v
+
+
+def derive_config(v: LayerVectors, base: SpikeConfig | None = None) -> SpikeConfig:
+    """The narrowest configuration that holds a third-party file's arrays.
+
+    K, N and M come from the shapes, ``frac_bits`` and ``out_bits`` from the
+    file, ``w_bits``/``a_bits`` from the largest code magnitudes (at least 2),
+    salient handling and ``e_max`` from the shifts; everything else (κ, P, L)
+    from ``base`` (``--config``), with P and L adapted to the shape.
+    """
+    from spikeacc.config import unsigned_bits_for
+
+    base = base or PRESETS["smollm2"]
+    m, k = v.mant.shape
+    n = v.w.shape[0]
+    wmax = int(np.abs(v.w.astype(np.int64)).max(initial=0))
+    mmax = int(np.abs(v.mant.astype(np.int64)).max(initial=0))
+    smax = int(v.shift.max(initial=0)) if v.shift.size else 0
+    return base.replace(
+        w_bits=max(2, unsigned_bits_for(wmax)), a_bits=max(2, unsigned_bits_for(mmax)),
+        salient=smax > 0, e_max=smax if smax > 0 else base.e_max, salient_cap=None,
+        frac_bits=v.frac_bits, out_bits=v.out_bits, max_tokens=max(m, 1),
+    ).for_layer(k, n)
+
+
+def _first_difference(a: np.ndarray, b: np.ndarray) -> str | None:
+    bad = np.argwhere(a != b)
+    if not len(bad):
+        return None
+    idx = tuple(int(i) for i in bad[0])
+    return f"at {idx}: file has {int(a[idx])}, the formula gives {int(b[idx])} ({len(bad)} such values)"
 
 
 def _validate(path, v: LayerVectors, cfg: SpikeConfig) -> None:
@@ -139,6 +214,14 @@ def _validate(path, v: LayerVectors, cfg: SpikeConfig) -> None:
             idx = tuple(int(i) for i in bad[0])
             raise VectorFileError(f"{path}: '{name}' value {int(a[idx])} at {idx} is outside {lo}..{hi} "
                                   f"({len(bad)} such values)")
+    # the file's own answers must follow from its inputs (SPEC §2, §3): cheap, and catches stale arrays
+    diff = _first_difference(v.acc, accumulate(v.w, v.mant, v.shift))
+    if diff:
+        raise VectorFileError(f"{path}: 'acc' is not Σ w·mant·2^shift {diff}")
+    diff = _first_difference(v.expected, fire_count(v.acc, v.theta, v.phi, v.frac_bits, v.out_bits))
+    if diff:
+        raise VectorFileError(f"{path}: 'expected' is not clamp(floor((2^F·acc + Φ)/Θ)) {diff}; "
+                              f"regress such a file with the golden counts, or fix the exporter")
 
 
 def _pick_positions(available: int, tokens: int) -> list[int]:
@@ -198,7 +281,7 @@ def _synthetic_inputs(layer_name: str, tokens: int, seed: int):
 
 def export_vectors(*, layer: str, tokens: int, out: str | Path, model: str | None = None,
                    mode: str = "dynamic", llama2_shape: bool = False, seed: int = 0,
-                   base: SpikeConfig | None = None, out_policy: str = "channel", input_step: str = "any",
+                   base: SpikeConfig | None = None, out_policy: str = "channel", input_step: str = "pow2",
                    out_bits: int | None = None) -> Path:
     """Quantize one layer on real (or synthetic 7B-shaped) activations and write its vectors.
 
@@ -206,7 +289,11 @@ def export_vectors(*, layer: str, tokens: int, out: str | Path, model: str | Non
     from the float network), then run through
     :meth:`SpikeQuantLinear.hardware_forward`, the same path the
     hardware-faithful perplexity uses: the file's ``expected`` is what that
-    model feeds the rest of the network. ``meta`` records the output policy.
+    model feeds the rest of the network, including its per-projection choices
+    (:data:`~spikeacc.golden.model.HARDWARE_OVERRIDES`). The defaults are the
+    dequantization-free ones the hardware ships with: power-of-two per-token
+    input steps (Θ is shifted, never recomputed) and per-channel static output
+    ranges. ``meta`` records the policy.
     """
     import torch
 
@@ -240,15 +327,18 @@ def export_vectors(*, layer: str, tokens: int, out: str | Path, model: str | Non
         raise ValueError(f"{layer} has a bias; the vector contract covers bias-free Llama projections")
     n_out, k_in = linear.weight.shape
     cfg = base.replace(max_tokens=max(tokens, 1)).for_layer(k_in, n_out)
+    from spikeacc.golden.model import HARDWARE_OVERRIDES
+    projection = ".".join(layer.split(".")[-2:])
     spec = QuantSpec(method="spikequant", w_bits=cfg.w_bits, a_bits=cfg.a_bits, mode=mode, kappa=cfg.kappa,
                      e_max=cfg.e_max, out_bits=cfg.out_bits, out_policy=out_policy, frac_bits=cfg.frac_bits,
-                     input_step=input_step)
+                     input_step=input_step).replace(**HARDWARE_OVERRIDES.get(projection, {}))
     q = SpikeQuantLinear(linear, spec)
     q.calibrate_on(calib)
     with torch.no_grad():
         hw = q.hardware_forward(x)
     meta = {"model": source, "layer": layer, "token_positions": positions, "mode": mode,
             "out_policy": out_policy, "input_step": input_step if mode == "dynamic" else "static",
+            "out_floor": spec.out_floor,
             "pow2_j0": q.out_quant.j0}
     v = vectors_from_hardware(cfg, q, hw, meta)
     path = save_vectors(out, v)

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
 
+from spikeacc import workdirs
 from spikeacc.config import PRESETS, SpikeConfig
+from spikeacc.errors import EXIT_INPUT, EXIT_INTERRUPT, EXIT_TOOL, EXIT_VERIFY, ToolFailure, VerificationFailed
 
 __all__ = ["main"]
 
@@ -33,7 +36,9 @@ def cmd_generate(args) -> int:
     from spikeacc.verif.toolchain import lint
 
     cfg = _config_from(args)
-    files = write_package(args.design, cfg, args.out)
+    out = workdirs.output_dir(args.out, "--out directory", force=args.force, owned_only=True)
+    files = write_package(args.design, cfg, out)
+    workdirs.record_owned(out, files.values())
     for kind, path in files.items():
         print(f"wrote {path}  ({kind})")
     if args.lint:
@@ -50,24 +55,43 @@ def _print_run(run, what: str) -> bool:
     board = Scoreboard.from_report(rep)
     print(f"{what}: {board.summary()}")
     print(f"  build {run.build_seconds:.1f} s, simulation {run.test_seconds:.1f} s, "
-          f"{cycles} cycles, {rate:,.0f} simulated cycles/s; log {run.log}")
+          f"{cycles} cycles, {rate:,.0f} simulated cycles/s")
+    if not board.passed:
+        print(f"  kept for inspection: {run.work_dir} (log {run.log})")
     return board.passed
 
 
+def _refuse(args, design: str, options: dict[str, object]) -> None:
+    """Options that do not apply to ``design`` are refused, not silently ignored."""
+    for option, default in options.items():
+        if getattr(args, option.lstrip("-").replace("-", "_")) not in (None, default):
+            raise ValueError(f"{option} does not apply to --design {design}")
+
+
 def cmd_regress(args) -> int:
-    cfg = _config_from(args)
+    workdirs.build_root(args.build_dir)
+    if args.report:
+        workdirs.output_file(args.report, "--report file", inputs=[args.vectors, args.config])
     if args.design == "pe":
+        _refuse(args, "pe", {"--vectors": None, "--pes": None, "--lanes": None, "--inject-fault": None})
         from spikeacc.verif.runner import run_pe_regression
-        run = run_pe_regression(cfg, n_random=args.cases, seed=args.seed, build_root=args.build_dir)
+        cfg = _config_from(args)
+        run = run_pe_regression(cfg, n_random=2000 if args.cases is None else args.cases,
+                                seed=args.seed or 0, build_root=args.build_dir)
         ok = _print_run(run, f"PE {cfg.tag}")
+        if args.report:
+            Path(args.report).write_text(json.dumps(run.report, indent=2))
     else:
+        _refuse(args, args.design, {"--preset": None, "--cases": None, "--seed": None})
         from spikeacc.verif.tile_regress import regress_tile
         if not args.vectors:
             raise ValueError(f"--design {args.design} needs --vectors FILE.npz (make one with `spikeacc vectors`)")
+        base = SpikeConfig.from_json(args.config) if args.config else None
+        fault = _int_list(args.inject_fault, "--inject-fault") if args.inject_fault else None
+        if fault is not None and len(fault) != 2:
+            raise ValueError("--inject-fault takes TOKEN,NEURON")
         ok = regress_tile(args.vectors, build_root=args.build_dir, report=args.report,
-                          pes=args.pes, lanes=args.lanes, design=args.design)
-    if args.report and args.design == "pe":
-        Path(args.report).write_text(json.dumps(run.report, indent=2))
+                          pes=args.pes, lanes=args.lanes, design=args.design, config=base, inject_fault=fault)
     return 0 if ok else 1
 
 
@@ -78,7 +102,8 @@ def cmd_run(args) -> int:
     from spikeacc.verif.toolchain import lint
 
     cfg = PRESETS["default"]
-    out = Path(args.out)
+    workdirs.build_root(args.build_dir)
+    out = workdirs.output_dir(args.out, "--out directory")
     design = generate("pe", cfg, out / "rtl")
     lint([design.verilog], design.top)
     print(f"generated {design.verilog} (lint clean)")
@@ -97,7 +122,7 @@ def cmd_synth(args) -> int:
     from spikeacc.hw.synth import synthesize
 
     cfg = _config_from(args)
-    out = Path(args.out)
+    out = workdirs.output_dir(args.out, "--out directory")
     rows = []
     for design in args.designs.split(","):
         files = write_package(design, cfg, out / design / "rtl")
@@ -127,6 +152,8 @@ def cmd_synth(args) -> int:
 def cmd_energy(args) -> int:
     from spikeacc.verif.energy import run_energy
 
+    workdirs.build_root(args.build_dir)
+    workdirs.output_dir(args.out, "--out directory")
     vectors = args.vectors
     if vectors is None:  # the embedded default: SmolLM2 block 0 q_proj
         from spikeacc.golden.vectors import export_vectors
@@ -150,6 +177,7 @@ def _int_list(text: str, option: str) -> tuple[int, ...]:
 
 def cmd_ppl(args) -> int:
     from spikeacc.golden.perplexity import run_ppl_table
+    workdirs.output_dir(args.out, "--out directory")
     run_ppl_table(model=args.model, text=args.text, out=args.out, tokens=args.tokens, quick=args.quick,
                   full=args.full, out_bits=_int_list(args.out_bits, "--out-bits"),
                   out_policies=tuple(p for p in args.out_policy.split(",") if p))
@@ -158,6 +186,8 @@ def cmd_ppl(args) -> int:
 
 def cmd_vectors(args) -> int:
     from spikeacc.golden.vectors import export_vectors
+    out = Path(args.out) if str(args.out).endswith(".npz") else Path(f"{args.out}.npz")
+    workdirs.output_file(out, "--out file", inputs=[args.model])
     path = export_vectors(model=args.model, layer=args.layer, tokens=args.tokens, out=args.out,
                           mode=args.mode, llama2_shape=args.llama2_shape, seed=args.seed,
                           out_policy=args.out_policy, input_step=args.input_step, out_bits=args.out_bits)
@@ -171,7 +201,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("generate", help="write Verilog and a JSON manifest for a design")
     p.add_argument("design", choices=["pe", "tile", "mac", "mac_pe"])
-    p.add_argument("--out", required=True, help="output directory")
+    p.add_argument("--out", required=True, help="output directory (empty, or one spikeacc wrote)")
+    p.add_argument("--force", action="store_true", help="write into a directory holding other files")
     p.add_argument("--no-lint", dest="lint", action="store_false", help="skip verilator --lint-only -Wall")
     _add_config_args(p)
     p.set_defaults(func=cmd_generate)
@@ -179,14 +210,19 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("regress", help="run a bit-exact regression under Verilator")
     p.add_argument("--design", choices=["pe", "tile", "mac"], default="pe",
                    help="pe, the spiking tile, or the MAC baseline tile")
-    p.add_argument("--vectors", help="layer vector file (.npz) for --design tile")
-    p.add_argument("--cases", type=int, default=2000, help="random PE cases (besides the corners)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--vectors", help="layer vector file (.npz) for --design tile or mac")
+    p.add_argument("--cases", type=int, default=None, help="pe: random cases besides the corners (default 2000)")
+    p.add_argument("--seed", type=int, default=None, help="pe: seed of the random cases (default 0)")
     p.add_argument("--pes", type=int, default=None, help="tile: neurons in parallel (default: from the vectors)")
     p.add_argument("--lanes", type=int, default=None, help="tile: spike events per cycle")
-    p.add_argument("--report", help="write the JSON report here")
+    p.add_argument("--report", help="write the JSON report here (never one of the inputs)")
+    p.add_argument("--inject-fault", metavar="TOKEN,NEURON",
+                   help="tile/mac self-test: flip one bit of the RTL's output there; the run must FAIL")
     p.add_argument("--build-dir", default="sim_build")
-    _add_config_args(p)
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--config", metavar="FILE", help="pe: JSON file of SpikeConfig fields; tile/mac: the fields "
+                   "a third-party vector file cannot say (kappa, pes, lanes, ...)")
+    g.add_argument("--preset", choices=sorted(PRESETS), help="pe: named configuration (default: default)")
     p.set_defaults(func=cmd_regress)
 
     p = sub.add_parser("run", help="the main job: generate, lint and verify on the embedded default")
@@ -232,7 +268,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", help="local HF folder or .gguf file (default: embedded SmolLM2-135M)")
     p.add_argument("--mode", choices=["dynamic", "static"], default="dynamic",
                    help="activation steps: per token (dynamic) or calibrated per tensor (static)")
-    p.add_argument("--input-step", choices=["any", "pow2"], default="any",
+    p.add_argument("--input-step", choices=["any", "pow2"], default="pow2",
                    help="dynamic mode: any per-token step (Θ reloaded per token) or powers of two (Θ shifted)")
     p.add_argument("--out-policy", choices=["channel", "tensor", "oracle"], default="channel",
                    help="where the output step comes from (oracle: not realizable, an upper bound)")
@@ -245,18 +281,33 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
+    """Run one command; every failure becomes one line on stderr and an exit code (see spikeacc.errors)."""
     args = build_parser().parse_args(argv)
+    if os.environ.get("SPIKEACC_DEBUG") == "1":
+        return args.func(args)
+    from spikeacc.verif.toolchain import SimulatorNotFound  # noqa: F401  (a ToolFailure)
     try:
         return args.func(args)
+    except KeyboardInterrupt:
+        print("spikeacc: interrupted; finished files are kept", file=sys.stderr)
+        return EXIT_INTERRUPT
+    except VerificationFailed as exc:
+        print(f"spikeacc: FAIL: {exc}", file=sys.stderr)
+        return EXIT_VERIFY
+    except ToolFailure as exc:
+        print(f"spikeacc: error: {exc}", file=sys.stderr)
+        return EXIT_TOOL
     except (ValueError, FileNotFoundError) as exc:
         print(f"spikeacc: error: {exc}", file=sys.stderr)
-        return 2
-    except Exception as exc:  # a missing simulator and similar: one clear line, no traceback
-        from spikeacc.verif.toolchain import SimulatorNotFound
-        if isinstance(exc, SimulatorNotFound):
-            print(f"spikeacc: error: {exc}", file=sys.stderr)
-            return 3
-        raise
+        return EXIT_INPUT
+    except OSError as exc:
+        where = f" {exc.filename}" if exc.filename else ""
+        print(f"spikeacc: error: cannot use{where}: {exc.strerror or exc}", file=sys.stderr)
+        return EXIT_INPUT
+    except Exception as exc:  # a bug of ours: still one line, and how to see more
+        print(f"spikeacc: internal error: {type(exc).__name__}: {exc} (run with SPIKEACC_DEBUG=1 for the "
+              f"traceback, and please report it)", file=sys.stderr)
+        return 70
 
 
 if __name__ == "__main__":

@@ -17,6 +17,11 @@ from pathlib import Path
 __all__ = ["SpikeConfig", "PRESETS", "signed_bits_for", "unsigned_bits_for"]
 
 ENCODINGS = ("ttfs",)
+# Sizes a tile can be generated for in reasonable time (Llama-2-7B's largest is 11008):
+MAX_FEATURES = 16384
+MAX_PES = 256
+MAX_LANES = 64
+MAX_TOKENS = 4096
 MIN_BLOCKS = 24  # blocks that share one encode pass, see SpikeConfig.for_layer
 
 
@@ -38,7 +43,9 @@ class SpikeConfig:
     ----------
     w_bits, a_bits, out_bits:
         Weight, activation and output-code widths (2..8). Output spike counts are
-        the next layer's ``out_bits`` activation codes.
+        the next layer's ``out_bits`` activation codes. ``out_bits`` defaults to 8:
+        with the tile's output quantizer in the loop, 4-bit outputs break the
+        model (README, "Accuracy of what the hardware computes").
     salient:
         Keep MAD-salient activations as ``mantissa << shift`` (SPEC §2). Off means
         every shift is 0 and ``e_max`` is ignored.
@@ -64,7 +71,7 @@ class SpikeConfig:
 
     w_bits: int = 4
     a_bits: int = 4
-    out_bits: int = 4
+    out_bits: int = 8
     salient: bool = True
     kappa: float = 6.0
     e_max: int = 7
@@ -78,27 +85,28 @@ class SpikeConfig:
     encoding: str = "ttfs"
 
     def __post_init__(self):
-        for name in ("w_bits", "a_bits", "out_bits"):
+        def integer(name, lo, hi, what=None):
             value = getattr(self, name)
-            if not isinstance(value, int) or not 2 <= value <= 8:
-                raise ValueError(f"{name} must be an integer in 2..8, got {value!r}")
-        if not self.kappa > 0:
-            raise ValueError(f"kappa must be positive, got {self.kappa!r}")
-        if not isinstance(self.e_max, int) or not 0 <= self.e_max <= 15:
-            raise ValueError(f"e_max must be an integer in 0..15, got {self.e_max!r}")
-        if not isinstance(self.frac_bits, int) or not 0 <= self.frac_bits <= 32:
-            raise ValueError(f"frac_bits must be an integer in 0..32, got {self.frac_bits!r}")
-        if not isinstance(self.in_features, int) or self.in_features < 1:
-            raise ValueError(f"in_features must be a positive integer, got {self.in_features!r}")
-        if not isinstance(self.out_features, int) or self.out_features < 1:
-            raise ValueError(f"out_features must be a positive integer, got {self.out_features!r}")
-        if self.salient_cap is not None and not 0 <= self.salient_cap <= self.in_features:
-            raise ValueError(
-                f"salient_cap must be in 0..in_features ({self.in_features}) or None, "
-                f"got {self.salient_cap!r}")
-        if not isinstance(self.pes, int) or self.pes < 1:
-            raise ValueError(f"pes must be a positive integer, got {self.pes!r}")
-        if not isinstance(self.lanes, int) or self.lanes < 1 or self.lanes & (self.lanes - 1):
+            if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
+                raise ValueError(f"{name} must be an integer in {lo}..{hi}{what or ''}, got {value!r}")
+
+        for name in ("w_bits", "a_bits", "out_bits"):
+            integer(name, 2, 8)
+        if not isinstance(self.salient, bool):
+            raise ValueError(f"salient must be true or false, got {self.salient!r}")
+        if isinstance(self.kappa, bool) or not isinstance(self.kappa, (int, float)) \
+                or not math.isfinite(self.kappa) or self.kappa <= 0:
+            raise ValueError(f"kappa must be a positive number, got {self.kappa!r}")
+        integer("e_max", 0, 15)
+        integer("frac_bits", 0, 32)
+        size_note = " (generation time grows with the layer size; larger layers are tiled by the caller)"
+        integer("in_features", 1, MAX_FEATURES, size_note)
+        integer("out_features", 1, MAX_FEATURES, size_note)
+        if self.salient_cap is not None:
+            integer("salient_cap", 0, self.in_features, f" (in_features) or null")
+        integer("pes", 1, MAX_PES)
+        integer("lanes", 1, MAX_LANES)
+        if self.lanes & (self.lanes - 1):
             raise ValueError(f"lanes must be a power of two (1, 2, 4, ...), got {self.lanes!r}")
         if self.out_features % self.pes:
             raise ValueError(
@@ -108,8 +116,7 @@ class SpikeConfig:
             raise ValueError(
                 f"in_features ({self.in_features}) is not a multiple of lanes ({self.lanes}): "
                 f"choose lanes dividing {self.in_features}")
-        if not isinstance(self.max_tokens, int) or self.max_tokens < 1:
-            raise ValueError(f"max_tokens must be a positive integer, got {self.max_tokens!r}")
+        integer("max_tokens", 1, MAX_TOKENS)
         if self.encoding not in ENCODINGS:
             raise ValueError(f"encoding must be one of {ENCODINGS}, got {self.encoding!r}")
         if self.membrane_bits > 64:
@@ -265,6 +272,9 @@ class SpikeConfig:
 
     @classmethod
     def from_dict(cls, data: dict) -> "SpikeConfig":
+        if not isinstance(data, dict):
+            raise ValueError(f"a configuration must be a JSON object of SpikeConfig fields, got a "
+                             f"{type(data).__name__}")
         fields = {f.name for f in dataclasses.fields(cls)}
         unknown = set(data) - fields
         if unknown:
@@ -274,10 +284,14 @@ class SpikeConfig:
     @classmethod
     def from_json(cls, path: str | Path) -> "SpikeConfig":
         path = Path(path)
+        if path.is_dir():
+            raise ValueError(f"config file {path} is a directory, not a JSON file")
         if not path.is_file():
             raise FileNotFoundError(f"config file {path} does not exist")
         try:
-            data = json.loads(path.read_text())
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except UnicodeDecodeError:
+            raise ValueError(f"config file {path} is not UTF-8 text") from None
         except json.JSONDecodeError as exc:
             raise ValueError(f"config file {path} is not valid JSON: {exc}") from None
         return cls.from_dict(data)

@@ -12,7 +12,19 @@ from spikeacc.config import PRESETS, SpikeConfig
     ("lanes", 3, "lanes must be a power of two (1, 2, 4, ...), got 3"),
     ("pes", 5, "out_features (16) is not a multiple of pes (5): choose pes dividing 16"),
     ("e_max", 16, "e_max must be an integer in 0..15, got 16"),
-    ("kappa", 0, "kappa must be positive, got 0"),
+    ("kappa", 0, "kappa must be a positive number, got 0"),
+    ("kappa", "6", "kappa must be a positive number, got '6'"),
+    ("kappa", True, "kappa must be a positive number, got True"),
+    ("kappa", float("nan"), "kappa must be a positive number, got nan"),
+    ("salient", "no", "salient must be true or false, got 'no'"),
+    ("salient_cap", 3.5, "salient_cap must be an integer in 0..64 (in_features) or null, got 3.5"),
+    ("salient_cap", "x", "salient_cap must be an integer in 0..64 (in_features) or null, got 'x'"),
+    ("w_bits", True, "w_bits must be an integer in 2..8, got True"),
+    ("w_bits", 4.0, "w_bits must be an integer in 2..8, got 4.0"),
+    ("pes", 0, "pes must be an integer in 1..256, got 0"),
+    ("pes", None, "pes must be an integer in 1..256, got None"),
+    ("max_tokens", 0, "max_tokens must be an integer in 1..4096, got 0"),
+    ("in_features", 4194304, "in_features must be an integer in 1..16384 (generation time grows with the layer size; larger layers are tiled by the caller), got 4194304"),
     ("encoding", "rate", "encoding must be one of ('ttfs',), got 'rate'"),
 ])
 def test_impossible_config_is_refused_with_the_fix(field, value, message):
@@ -28,7 +40,7 @@ def test_k_not_covered_by_lanes():
 
 def test_membrane_beyond_int64_is_refused():
     with pytest.raises(ValueError, match="membrane needs .* bits .*lower frac_bits"):
-        SpikeConfig(in_features=1 << 20, e_max=15, frac_bits=32, lanes=1)
+        SpikeConfig(in_features=1 << 14, e_max=15, frac_bits=32, lanes=1)
 
 
 def test_widths_follow_the_spec_bound():

@@ -145,7 +145,7 @@ def small_vectors(rng):
     theta = np.full((3, 8), 1 << 20)
     phi = np.full((3, 8), 1 << 19)
     expected = fire_count(acc, theta, phi, cfg.frac_bits, cfg.out_bits)
-    return LayerVectors(w=w, mant=mant, shift=shift, theta=theta, phi=phi, frac_bits=16, out_bits=4,
+    return LayerVectors(w=w, mant=mant, shift=shift, theta=theta, phi=phi, frac_bits=16, out_bits=cfg.out_bits,
                         acc=acc, expected=expected, meta={"config": cfg.to_dict(), "layer": "test"})
 
 
@@ -164,7 +164,7 @@ def test_vector_file_round_trip(tmp_path, rng):
      r"mantissa 16 at \(0, 4\) exceeds ±15"),
     (lambda d: d.update(theta=np.zeros_like(d["theta"])), r"'theta' value 0 at \(0, 0\) is outside 1\.\."),
     (lambda d: d.update(expected=d["expected"][:, :4]), r"'expected' has shape \(3, 4\), expected \(3, 8\)"),
-    (lambda d: d.update(meta=np.array("not json")), "'meta' must be JSON"),
+    (lambda d: d.update(meta=np.array("not json")), "'meta' must be a JSON object: Expecting value"),
 ])
 def test_bad_vector_files_are_explained(tmp_path, rng, corrupt, message):
     path = save_vectors(tmp_path / "v.npz", small_vectors(rng))

@@ -64,19 +64,28 @@ def test_tile_rejects_non_config():
         SpikingTile(None)
 
 
-def test_cli_reports_a_corrupted_vector_file(tmp_path, capsys):
+def test_cli_reports_a_wrong_rtl_output_with_its_index(tmp_path, capsys):
+    """A flipped bit in the RTL's output (fault injection) fails the run, naming the index."""
     cfg = SpikeConfig()
     v = random_vectors(cfg, 2, seed=5)
-    v.expected[1, 7] = (v.expected[1, 7] + 3) % (cfg.max_count + 1)
-    path = save_vectors(tmp_path / "bad.npz", v)
+    path = save_vectors(tmp_path / "v.npz", v)
     report = tmp_path / "r.json"
-    assert main(["regress", "--design", "tile", "--vectors", str(path), "--report", str(report)]) == 1
+    assert main(["regress", "--design", "tile", "--vectors", str(path), "--report", str(report),
+                 "--inject-fault", "1,7"]) == 1
     out = capsys.readouterr().out
     assert "FAIL: 1 mismatches" in out and "index (1, 7)" in out
     rep = json.loads(report.read_text())
     assert rep["mismatches"] == [{"index": [1, 7], "expected": int(v.expected[1, 7]),
-                                  "got": int(rep["mismatches"][0]["got"])}]
-    assert rep["mismatches"][0]["got"] != v.expected[1, 7]
+                                  "got": int(v.expected[1, 7]) ^ 1}]
+
+
+def test_loader_refuses_an_expected_value_the_formula_does_not_give(tmp_path, capsys):
+    cfg = SpikeConfig()
+    v = random_vectors(cfg, 2, seed=5)
+    v.expected[1, 7] = (v.expected[1, 7] + 3) % (cfg.max_count + 1)
+    path = save_vectors(tmp_path / "bad.npz", v)
+    assert main(["regress", "--design", "tile", "--vectors", str(path)]) == 2
+    assert "'expected' is not clamp(floor((2^F·acc + Φ)/Θ)) at (1, 7)" in capsys.readouterr().err
 
 
 def test_cli_refuses_bad_vector_files(tmp_path, capsys):

@@ -23,6 +23,7 @@ from tqdm import tqdm
 
 from spikeacc.golden.energy import PAPER_RATIO, op_counts, op_energy, sram_read_pj, toggle_pj
 from spikeacc.golden.vectors import load_vectors
+from spikeacc.errors import VerificationFailed
 from spikeacc.verif.saif import read_saif
 from spikeacc.verif.tile_regress import run_tile_regression, tile_config_for
 
@@ -99,8 +100,12 @@ def activity_energy(design: str, saif_path: Path, cfg) -> dict:
             else {"multiply": synapse_ops, "accumulate_add": synapse_ops}}
 
 
-def run_energy(vectors_path, *, out="out/energy", build_root="sim_build", pes=None, lanes=None) -> dict:
-    """Run both tiles with SAIF on one vector file; write energy.json, energy.md and energy.png."""
+def run_energy(vectors_path, *, out="out/energy", build_root="sim_build", pes=None, lanes=None,
+               inject_fault=None) -> dict:
+    """Run both tiles with SAIF on one vector file; write energy.json, energy.md and energy.png.
+
+    A design that is not bit-exact stops the run (``inject_fault`` proves it does).
+    """
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     vectors = load_vectors(vectors_path)
@@ -109,16 +114,18 @@ def run_energy(vectors_path, *, out="out/energy", build_root="sim_build", pes=No
     designs = {}
     for design in tqdm(("tile", "mac"), desc="energy", unit="design"):
         t0 = time.perf_counter()
+        saif = out / f"{design}.saif"
         _, rep = run_tile_regression(vectors_path, build_root=build_root, pes=pes, lanes=lanes,
-                                     design=design, saif=True, progress=False)
+                                     design=design, saif_to=saif, progress=False, inject_fault=inject_fault)
         if not rep["passed"]:
-            raise RuntimeError(f"{design} is not bit-exact on {vectors_path}: {rep['mismatch_count']} mismatches; "
-                               f"energy figures of a wrong design mean nothing")
-        act = activity_energy(design, Path(rep["saif"]), cfg)
-        saif_copy = out / f"{design}.saif"
-        saif_copy.write_bytes(Path(rep["saif"]).read_bytes())
+            first = rep["mismatches"][0]
+            raise VerificationFailed(f"{design} is not bit-exact on {vectors_path}: {rep['mismatch_count']} "
+                                     f"mismatches, first at index {tuple(first['index'])} (expected "
+                                     f"{first['expected']}, got {first['got']}); energy of a wrong design "
+                                     f"means nothing")
+        act = activity_energy(design, saif, cfg)
         designs[design] = {**act, "cycles": rep["cycles"], "seconds": time.perf_counter() - t0,
-                           "saif": str(saif_copy)}
+                           "saif": str(saif)}
     ops = op_counts(cfg, vectors.mant, vectors.expected)
     ops_pj = op_energy(cfg, ops)
 

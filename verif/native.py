@@ -10,6 +10,8 @@ import subprocess
 import time
 from pathlib import Path
 
+from spikeacc import workdirs
+from spikeacc.errors import ToolFailure, build_failure
 from spikeacc.golden.vectors import load_vectors
 from spikeacc.hw.generate import generate, write_if_changed
 from spikeacc.verif.scoreboard import Scoreboard
@@ -51,37 +53,42 @@ int main(int argc, char** argv) {{
 
 
 def run_native(vectors_path, *, build_root="sim_build", pes=None, lanes=None) -> dict:
-    """Build (incrementally) and run the native harness; compare every output count."""
+    """Build (incrementally, under the build lock) and run the native harness; compare every output count."""
     bin_dir = use_verilator()
     vectors = load_vectors(vectors_path)
     cfg = tile_config_for(vectors, pes, lanes)
-    build_dir = (Path(build_root) / f"native_{cfg.tag}_t{cfg.max_tokens}").resolve()
-    design = generate("tile", cfg, build_dir / "rtl")
+    build_dir = (workdirs.build_root(build_root) / f"native_{cfg.tag}_t{cfg.max_tokens}").resolve()
     top = harness_name(cfg)
-    harness = write_if_changed(build_dir / "rtl" / f"{top}.v", harness_verilog(cfg))
-    main = write_if_changed(build_dir / "main.cpp", MAIN_CPP.format(top=top))
     exe = build_dir / "obj" / f"V{top}"
     t0 = time.perf_counter()
-    sources = [design.verilog, harness, main]
-    if not exe.is_file() or any(s.stat().st_mtime > exe.stat().st_mtime for s in sources):
-        cmd = [str(bin_dir / "verilator"), "--cc", "--exe", "--build", "-O3", "-j", "2", *BUILD_WAIVERS,
-               "--top-module", top, "--Mdir", str(build_dir / "obj"), *map(str, sources)]
-        result = subprocess.run(cmd, capture_output=True, text=True)
-        if result.returncode:
-            raise RuntimeError(f"native harness build failed:\n{result.stderr[-4000:]}")
+    with workdirs.build_lock(build_dir):
+        design = generate("tile", cfg, build_dir / "rtl")
+        harness = write_if_changed(build_dir / "rtl" / f"{top}.v", harness_verilog(cfg))
+        main = write_if_changed(build_dir / "main.cpp", MAIN_CPP.format(top=top))
+        sources = [design.verilog, harness, main]
+        if not exe.is_file() or any(s.stat().st_mtime > exe.stat().st_mtime for s in sources):
+            cmd = [str(bin_dir / "verilator"), "--cc", "--exe", "--build", "-O3", "-j", "2", *BUILD_WAIVERS,
+                   "--top-module", top, "--Mdir", str(build_dir / "obj"), *map(str, sources)]
+            result = subprocess.run(cmd, capture_output=True, text=True)
+            if result.returncode:
+                (build_dir / "build.log").write_text(result.stdout + result.stderr)
+                raise build_failure("the native Verilator build", build_dir / "build.log")
     build_seconds = time.perf_counter() - t0
-    files = write_buffers(cfg, vectors, build_dir / "data")
-    out = build_dir / "data" / "out.hex"
-    out.unlink(missing_ok=True)
     m = vectors.shape[0]
-    t1 = time.perf_counter()
-    result = subprocess.run([str(exe), *[f"+{k}={p.resolve()}" for k, p in files.items()], f"+out={out}",
-                             f"+tokens={m}"], capture_output=True, text=True)
-    wall = time.perf_counter() - t1
-    if result.returncode:
-        raise RuntimeError(f"native harness failed:\n{result.stderr[-4000:]}")
-    cycles = int(result.stdout.split()[-1])
-    board = Scoreboard()
-    board.compare(expected=vectors.expected, got=read_counts(cfg, out, m))
+    with workdirs.run_dir(build_dir) as work:
+        files = write_buffers(cfg, vectors, work.path)
+        out = work / "out.hex"
+        t1 = time.perf_counter()
+        result = subprocess.run([str(exe), *[f"+{k}={p}" for k, p in files.items()], f"+out={out}",
+                                 f"+tokens={m}"], capture_output=True, text=True)
+        wall = time.perf_counter() - t1
+        if result.returncode:
+            work.keep = True
+            raise ToolFailure(f"the native harness {exe} failed (exit {result.returncode}): "
+                              + " | ".join(result.stderr.strip().splitlines()[-4:]))
+        cycles = int(result.stdout.split()[-1])
+        board = Scoreboard()
+        board.compare(expected=vectors.expected, got=read_counts(cfg, out, m))
+        work.keep = not board.passed
     return {**board.report(), "cycles": cycles, "wall_seconds": wall, "build_seconds": build_seconds,
             "cycles_per_second": cycles / wall if wall else 0.0}

@@ -71,6 +71,9 @@ class PEDriver:
             await FallingEdge(dut.clk)
             dut.spikes.value = 0
             dut.step.value = 0
+            while int(dut.busy.value):  # the last window still fires (2^b_out can outlast a window)
+                await FallingEdge(dut.clk)
+                self.cycles += 1
             dut.fire.value = 1
         await FallingEdge(dut.clk)
         dut.fire.value = 0

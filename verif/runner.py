@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import json
+import subprocess
 import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from spikeacc import workdirs
 from spikeacc.config import SpikeConfig
+from spikeacc.errors import ToolFailure, build_failure
 from spikeacc.verif.toolchain import BUILD_WAIVERS, use_icarus, use_verilator
 
-__all__ = ["BenchRun", "run_bench", "run_pe_regression"]
+__all__ = ["BenchRun", "build_bench", "run_bench", "run_pe_regression"]
 
 
 @dataclass
@@ -20,69 +23,93 @@ class BenchRun:
     build_seconds: float
     test_seconds: float
     log: Path
+    work_dir: Path
 
 
-def run_bench(*, top: str, sources: list[Path], test_module: str, build_dir: Path, env: dict[str, str],
-              build_args: tuple[str, ...] = (), plusargs: tuple[str, ...] = (),
-              report_name: str = "report.json", on_progress=None, ports_only: bool = False,
-              simulator: str = "verilator", saif: bool = False) -> BenchRun:
-    """Build (incrementally) and run one bench; return the report the bench wrote.
+def build_bench(*, top: str, sources: list[Path], build_dir: Path, build_args: tuple[str, ...] = (),
+                ports_only: bool = False, simulator: str = "verilator", saif: bool = False,
+                always: bool = False) -> float:
+    """Build (incrementally) one simulator in ``build_dir`` under a cross-process lock; return seconds.
 
-    The bench communicates through a JSON report, not through cocotb's exit
-    status alone, so a failure comes back with its mismatches listed.
-    ``ports_only`` hides internal nets from VPI, which lets Verilator optimize
-    across the whole design: for benches that touch top-level ports only.
+    Callers generate the sources inside the same :func:`build_lock` when they
+    share ``build_dir`` with other runs.
     """
     from cocotb_tools.runner import get_runner
 
     if simulator == "verilator":
         use_verilator()
         args = [*BUILD_WAIVERS, "-O3", *(PORTS_ONLY if ports_only else ()), *build_args]
-        if saif:  # per-bit toggle counts of every net, written to build_dir/dump.saif
+        if saif:  # per-bit toggle counts of every net, written to the run directory's dump.saif
             args.append("--trace-saif")
     elif simulator == "icarus":
         use_icarus()
         args = list(build_args)
     else:
         raise ValueError(f"simulator must be 'verilator' or 'icarus', got {simulator!r}")
-
     build_dir = Path(build_dir).resolve()
-    build_dir.mkdir(parents=True, exist_ok=True)
-    report_path = build_dir / report_name
-    report_path.unlink(missing_ok=True)
-    log = build_dir / "sim.log"
-
-    runner = get_runner(simulator)
+    log = build_dir / "build.log"
+    if always:  # a corrupt binary can be newer than its objects: make would keep it
+        (build_dir / top).unlink(missing_ok=True)
     t0 = time.perf_counter()
-    runner.build(sources=[str(s) for s in sources], hdl_toplevel=top, build_dir=str(build_dir),
-                 build_args=args, timescale=("1ns", "1ps"), waves=saif,
-                 log_file=str(build_dir / "build.log"))
-    t1 = time.perf_counter()
-    progress_path = build_dir / "progress"
-    progress_path.unlink(missing_ok=True)
+    try:
+        get_runner(simulator).build(sources=[str(s) for s in sources], hdl_toplevel=top, build_dir=str(build_dir),
+                                    build_args=args, timescale=("1ns", "1ps"), waves=saif,
+                                    log_file=str(log), always=always)
+    except (RuntimeError, OSError, subprocess.SubprocessError) as exc:
+        raise build_failure(f"the {simulator} build of {top} ({exc})", log) from None
+    return time.perf_counter() - t0
+
+
+def run_bench(*, top: str, build_dir: Path, work_dir: Path, test_module: str, env: dict[str, str],
+              plusargs: tuple[str, ...] = (), on_progress=None, simulator: str = "verilator",
+              saif: bool = False, rebuild=None) -> BenchRun:
+    """Run one built bench with its working files in ``work_dir``; return the report it wrote.
+
+    The bench communicates through a JSON report, not through cocotb's exit
+    status alone, so a failure comes back with its mismatches listed. A
+    simulator binary that cannot even start (a corrupt build) is rebuilt once
+    through ``rebuild()`` and the run repeated.
+    """
+    from cocotb_tools.runner import get_runner
+
+    build_dir, work_dir = Path(build_dir).resolve(), Path(work_dir).resolve()
+    report_path = work_dir / "report.json"
+    log = work_dir / "sim.log"
+    progress_path = work_dir / "progress"
     stop = threading.Event()
     watcher = None
     if on_progress is not None:
         watcher = threading.Thread(target=_watch_progress, args=(progress_path, on_progress, stop), daemon=True)
         watcher.start()
+    t0 = time.perf_counter()
     try:
-        runner.test(hdl_toplevel=top, test_module=test_module, build_dir=str(build_dir),
-                    test_dir=str(build_dir), plusargs=list(plusargs),
-                    extra_env={**env, "SPIKEACC_REPORT": str(report_path),
-                               "SPIKEACC_PROGRESS": str(progress_path)},
-                    log_file=str(log), waves=saif)
-    except SystemExit:
-        pass  # under pytest the runner exits on a failed test; the report says why
+        for attempt in (0, 1):
+            try:
+                get_runner(simulator).test(hdl_toplevel=top, hdl_toplevel_lang="verilog", test_module=test_module,
+                                           build_dir=str(build_dir),
+                                           test_dir=str(work_dir), plusargs=list(plusargs),
+                                           extra_env={**env, "SPIKEACC_REPORT": str(report_path),
+                                                      "SPIKEACC_PROGRESS": str(progress_path)},
+                                           log_file=str(log), waves=saif)
+            except SystemExit:
+                pass  # under pytest the runner exits on a failed test; the report says why
+            except OSError as exc:  # the simulator binary cannot start: rebuild it once
+                if attempt or rebuild is None:
+                    raise ToolFailure(f"the simulator of {top} in {build_dir} cannot start ({exc.strerror}); "
+                                      f"delete {build_dir} and run again") from None
+                rebuild()
+                continue
+            break
     finally:
         stop.set()
         if watcher is not None:
             watcher.join()
-    t2 = time.perf_counter()
+    t1 = time.perf_counter()
     if not report_path.is_file():
-        raise RuntimeError(f"the bench {test_module} wrote no report; see {log}")
-    if saif and not (build_dir / "dump.saif").is_file():
-        raise RuntimeError(f"--trace-saif wrote no {build_dir / 'dump.saif'}; see {log}")
-    return BenchRun(json.loads(report_path.read_text()), t1 - t0, t2 - t1, log)
+        raise ToolFailure(f"the bench {test_module} wrote no report; see {log}")
+    if saif and not (work_dir / "dump.saif").is_file():
+        raise ToolFailure(f"--trace-saif wrote no {work_dir / 'dump.saif'}; see {log}")
+    return BenchRun(json.loads(report_path.read_text()), 0.0, t1 - t0, log, work_dir)
 
 
 # cocotb's runner passes --public-flat-rw (every net visible to VPI); keep only the top level.
@@ -112,21 +139,37 @@ def run_pe_regression(cfg: SpikeConfig, *, n_random: int = 2000, seed: int = 0,
     """Generate the PE, make golden cases and compare every spike count.
 
     ``corrupt`` flips the expected count of that case index before the run, to
-    prove the scoreboard fails when it should.
+    prove the scoreboard fails when it should. The simulator build is shared by
+    every run of the configuration; cases, report and logs are the run's own.
     """
     from spikeacc.hw.generate import generate
     from spikeacc.verif.pe_cases import make_cases
 
-    build_dir = Path(build_root) / f"pe_{cfg.tag}" / simulator
-    design = generate("pe", cfg, build_dir / "rtl")
+    if isinstance(n_random, bool) or not isinstance(n_random, int) or n_random < 0:
+        raise ValueError(f"--cases must be a non-negative integer, got {n_random!r}")
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise ValueError(f"--seed must be a non-negative integer, got {seed!r}")
+    build_dir = (workdirs.build_root(build_root) / f"pe_{cfg.tag}" / simulator).resolve()
     cases = make_cases(cfg, n_random=n_random, seed=seed)
     if corrupt is not None:
         cases.expected[corrupt] = (cases.expected[corrupt] + 1) % (cfg.max_count + 1)
-    cases_path = build_dir / "cases.npz"
-    cases.save(cases_path)
-    config_path = build_dir / "config.json"
-    config_path.write_text(json.dumps(cfg.to_dict()))
-    return run_bench(top=design.top, sources=[design.verilog], test_module="spikeacc.verif.pe_bench",
-                     build_dir=build_dir, env={"SPIKEACC_CONFIG": str(config_path.resolve()),
-                                               "SPIKEACC_CASES": str(cases_path.resolve())},
-                     simulator=simulator)
+
+    def build(always=False):
+        with workdirs.build_lock(build_dir):
+            design = generate("pe", cfg, build_dir / "rtl")
+            return build_bench(top=design.top, sources=[design.verilog], build_dir=build_dir,
+                               simulator=simulator, always=always), design
+
+    build_seconds, design = build()
+    with workdirs.run_dir(build_dir) as work:
+        cases_path = work / "cases.npz"
+        cases.save(cases_path)
+        config_path = work / "config.json"
+        config_path.write_text(json.dumps(cfg.to_dict()))
+        run = run_bench(top=design.top, build_dir=build_dir, work_dir=work.path,
+                        test_module="spikeacc.verif.pe_bench",
+                        env={"SPIKEACC_CONFIG": str(config_path), "SPIKEACC_CASES": str(cases_path)},
+                        simulator=simulator, rebuild=lambda: build(always=True))
+        work.keep = not run.report.get("passed", False)
+    run.build_seconds = build_seconds
+    return run

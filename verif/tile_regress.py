@@ -3,75 +3,107 @@
 from __future__ import annotations
 
 import json
+import shutil
 import time
 from pathlib import Path
 
 import numpy as np
 from tqdm import tqdm
 
+from spikeacc import workdirs
 from spikeacc.config import SpikeConfig
 from spikeacc.golden.vectors import load_vectors
 from spikeacc.hw.generate import generate, write_if_changed
 from spikeacc.hw.mac import mac_cycles
 from spikeacc.hw.tile import tile_cycles
-from spikeacc.verif.runner import BenchRun, run_bench
+from spikeacc.verif.runner import BenchRun, build_bench, run_bench
 from spikeacc.verif.scoreboard import Scoreboard
 from spikeacc.verif.tile_harness import harness_name, harness_verilog, write_buffers
 
-__all__ = ["tile_config_for", "run_tile_regression", "regress_tile"]
+__all__ = ["tile_config_for", "build_tile", "run_tile_regression", "regress_tile"]
 
 
 def tile_config_for(vectors, pes: int | None = None, lanes: int | None = None) -> SpikeConfig:
     """The vectors' configuration, with the tile shape optionally changed (validated)."""
     cfg = vectors.config
     m = vectors.shape[0]
-    return cfg.replace(pes=pes or cfg.pes, lanes=lanes or cfg.lanes, max_tokens=max(cfg.max_tokens, m))
+    return cfg.replace(pes=cfg.pes if pes is None else pes, lanes=cfg.lanes if lanes is None else lanes,
+                       max_tokens=max(cfg.max_tokens, m))
 
 
-def run_tile_regression(vectors_path, *, build_root="sim_build", pes=None, lanes=None,
-                        progress: bool = True, design: str = "tile", saif: bool = False) -> tuple[BenchRun, dict]:
-    """Build the tile for the vectors' shape, run every token, and return the run and its report."""
+def build_tile(cfg: SpikeConfig, *, build_root="sim_build", design: str = "tile", saif: bool = False):
+    """Generate and build the tile harness for ``cfg`` once; every run of that configuration reuses it.
+
+    Returns ``(build_dir, top, build_seconds, rebuild)``; generation and build
+    hold the build directory's lock, so concurrent callers wait, then reuse.
+    """
+    build_dir = (workdirs.build_root(build_root) / f"{design}_{cfg.tag}_t{cfg.max_tokens}{'_saif' if saif else ''}").resolve()
+    top = harness_name(cfg, design)
+
+    def build(always=False) -> float:
+        with workdirs.build_lock(build_dir):
+            rtl = generate(design, cfg, build_dir / "rtl")
+            harness = write_if_changed(build_dir / "rtl" / f"{top}.v", harness_verilog(cfg, design))
+            return build_bench(top=top, sources=[rtl.verilog, harness], build_dir=build_dir, ports_only=True,
+                               saif=saif, always=always)
+
+    return build_dir, top, build(), lambda: build(always=True)
+
+
+def run_tile_regression(vectors_path, *, build_root="sim_build", pes=None, lanes=None, config=None,
+                        progress: bool = True, design: str = "tile", saif_to: Path | None = None,
+                        inject_fault: tuple[int, int] | None = None) -> tuple[BenchRun, dict]:
+    """Build (or reuse) the tile for the vectors' shape, run every token, and return the run and its report.
+
+    The run's buffers, output dump, report and logs live in a directory of
+    their own, so runs of the same configuration at once never mix. With
+    ``saif_to`` the run records per-net toggle counts and moves them there.
+    ``inject_fault=(token, neuron)`` flips one bit of the RTL's output there,
+    to prove the checker reports a wrong count with its index.
+    """
     t_load = time.perf_counter()
-    vectors = load_vectors(vectors_path)
+    vectors = load_vectors(vectors_path, config=config)
     cfg = tile_config_for(vectors, pes, lanes)
-    kind = design
-    build_dir = Path(build_root) / f"{kind}_{cfg.tag}_t{cfg.max_tokens}{'_saif' if saif else ''}"
-    rtl = generate(kind, cfg, build_dir / "rtl")
-    harness = write_if_changed(build_dir / "rtl" / f"{harness_name(cfg, kind)}.v", harness_verilog(cfg, kind))
-    files = write_buffers(cfg, vectors, build_dir / "data", kind)
-    config_path = build_dir / "config.json"
-    config_path.write_text(json.dumps(cfg.to_dict()))
-    out_path = (build_dir / "data" / "out.hex").resolve()
-    out_path.unlink(missing_ok=True)
-    prepare = time.perf_counter() - t_load
-
-    bar = tqdm(total=vectors.shape[0] * cfg.blocks, desc=f"{kind} {vectors.shape}", unit="block",
-               disable=not progress, leave=False)
+    build_dir, top, build_seconds, rebuild = build_tile(cfg, build_root=build_root, design=design,
+                                                        saif=saif_to is not None)
+    bar = tqdm(total=vectors.shape[0] * cfg.blocks, desc=f"{design} {vectors.shape}", unit="block",
+               disable=not progress or None, leave=False)
 
     def on_progress(done, total):
         bar.total = total
         bar.n = done
         bar.refresh()
 
-    try:
-        run = run_bench(top=harness_name(cfg, kind), sources=[rtl.verilog, harness],
-                        test_module="spikeacc.verif.tile_bench", build_dir=build_dir,
-                        env={"SPIKEACC_VECTORS": str(Path(vectors_path).resolve()),
-                             "SPIKEACC_CONFIG": str(config_path.resolve()), "SPIKEACC_OUT": str(out_path)},
-                        plusargs=[f"+{name}={path.resolve()}" for name, path in files.items()]
-                        + [f"+out={out_path}"],
-                        on_progress=on_progress, ports_only=True, saif=saif)
-    finally:
-        bar.close()
+    with workdirs.run_dir(build_dir) as work:
+        files = write_buffers(cfg, vectors, work.path, design)
+        expected_path = work / "expected.npy"  # the bench reads this run's own copy
+        np.save(expected_path, vectors.expected)
+        config_path = work / "config.json"
+        config_path.write_text(json.dumps(cfg.to_dict()))
+        out_path = work / "out.hex"
+        prepare = time.perf_counter() - t_load - build_seconds
+        try:
+            run = run_bench(top=top, build_dir=build_dir, work_dir=work.path, test_module="spikeacc.verif.tile_bench",
+                            env={"SPIKEACC_EXPECTED": str(expected_path), "SPIKEACC_CONFIG": str(config_path),
+                                 "SPIKEACC_OUT": str(out_path), **_fault_env(vectors, inject_fault)},
+                            plusargs=[f"+{name}={path}" for name, path in files.items()] + [f"+out={out_path}"],
+                            on_progress=on_progress, saif=saif_to is not None, rebuild=rebuild)
+        finally:
+            bar.close()
+        run.build_seconds = build_seconds
+        work.keep = not run.report.get("passed", False)
+        if saif_to is not None:
+            Path(saif_to).parent.mkdir(parents=True, exist_ok=True)
+            shutil.move(str(work / "dump.saif"), str(saif_to))
     rep = run.report
     mags = np.abs(vectors.mant.astype(np.int64))
     model = [tile_cycles(cfg, np.bincount(row, minlength=cfg.window)) for row in mags]
-    if kind == "tile":
+    if design == "tile":
         ideal, predicted = sum(c["ideal"] for c in model), [c["total"] for c in model]
     else:  # the MAC streams every word, zeros included
         ideal, predicted = vectors.shape[0] * cfg.blocks * cfg.k_words, [mac_cycles(cfg)] * vectors.shape[0]
     rep.update({
-        "design": kind, "saif": str(build_dir / "dump.saif") if saif else None,
+        "design": design, "saif": str(saif_to) if saif_to is not None else None,
         "vectors": str(vectors_path), "layer": vectors.meta.get("layer"), "model": vectors.meta.get("model"),
         "config": cfg.to_dict(), "ideal_cycles": ideal,
         "dense_bound_cycles": sum(c["dense_bound"] for c in model),
@@ -80,19 +112,33 @@ def run_tile_regression(vectors_path, *, build_root="sim_build", pes=None, lanes
         "zero_fraction": float((mags == 0).mean()),
         "salient_ratio": float(vectors.meta.get("salient_ratio", (vectors.shift > 0).mean())),
         "cycles_per_second": rep["cycles"] / rep["wall_seconds"] if rep.get("wall_seconds") else 0.0,
-        "prepare_seconds": prepare, "build_seconds": run.build_seconds, "test_seconds": run.test_seconds,
+        "prepare_seconds": prepare, "build_seconds": build_seconds, "test_seconds": run.test_seconds,
+        "kept_run_dir": str(work.path) if work.keep else None,
     })
     return run, rep
 
 
+def _fault_env(vectors, fault) -> dict:
+    if fault is None:
+        return {}
+    m, _, n = vectors.shape
+    t, i = fault
+    if not (0 <= t < m and 0 <= i < n):
+        raise ValueError(f"--inject-fault {t},{i} is outside the layer's {m} tokens × {n} outputs")
+    return {"SPIKEACC_FLIP": f"{t},{i}"}
+
+
 def regress_tile(vectors_path, *, build_root="sim_build", report=None, pes=None, lanes=None,
-                 design: str = "tile") -> bool:
+                 design: str = "tile", config: SpikeConfig | None = None, inject_fault=None) -> bool:
     """CLI entry: print the verdict and numbers, write the JSON report; True when bit-exact."""
     t0 = time.perf_counter()
-    run, rep = run_tile_regression(vectors_path, build_root=build_root, pes=pes, lanes=lanes, design=design)
+    run, rep = run_tile_regression(vectors_path, build_root=build_root, pes=pes, lanes=lanes, design=design,
+                                   config=config, inject_fault=inject_fault)
     rep["total_seconds"] = time.perf_counter() - t0
     board = Scoreboard.from_report(rep)
     print(f"{design} {rep['shape']} ({rep['layer']}): {board.summary()}")
+    if rep.get("kept_run_dir"):
+        print(f"  kept for inspection: {rep['kept_run_dir']}")
     print(f"  cycles {rep['cycles']:,} (ideal {rep['ideal_cycles']:,}, utilization {rep['utilization']:.1%}), "
           f"simulation {rep['wall_seconds']:.2f} s = {rep['cycles_per_second']:,.0f} cycles/s, "
           f"build {rep['build_seconds']:.1f} s, total {rep['total_seconds']:.1f} s")

