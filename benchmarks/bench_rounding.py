@@ -24,7 +24,8 @@ def main():
     print(f"{name}, dynamic mode, 64 tokens per layer")
     print(f"{'layer':<30}" + "".join(f"{'F=' + str(f):>12}" for f in (8, 12, 16)))
     for proj in PROJECTIONS:
-        linear, (x,) = _layer_inputs(net, tok, f"model.layers.0.{proj}", windows[:1])
+        name = f"model.layers.0.{proj}"
+        linear, (x,) = _layer_inputs(net, [name], windows[:1])[name]
         q = SpikeQuantLinear(linear, QuantSpec())
         with torch.no_grad():
             aq, acc = q.integer_forward(x[:64])

@@ -35,7 +35,8 @@ import numpy as np
 from spikeacc.config import PRESETS, SpikeConfig
 from spikeacc.golden.integer import accumulate, check_codes, fire_count
 
-__all__ = ["LayerVectors", "load_vectors", "save_vectors", "export_vectors", "derive_config", "VectorFileError",
+__all__ = ["LayerVectors", "load_vectors", "save_vectors", "export_vectors", "export_layers", "derive_config",
+           "VectorFileError",
            "vectors_from_hardware", "random_vectors"]
 
 SCHEMA = {
@@ -230,26 +231,29 @@ def _pick_positions(available: int, tokens: int) -> list[int]:
     return [int(i) for i in np.linspace(0, available - 1, tokens).round()]
 
 
-def _layer_inputs(model, tokenizer, layer_name: str, windows) -> tuple[object, list]:
-    """The named projection and its inputs on each window, captured by a forward hook."""
+def _layer_inputs(model, layer_names: list[str], windows) -> dict[str, tuple[object, list]]:
+    """Each named projection and its inputs on each window, captured by forward hooks in one pass."""
     import torch
 
     modules = dict(model.named_modules())
-    if layer_name not in modules:
-        options = [n for n in modules if n.endswith(("_proj",))][:7]
-        raise ValueError(f"no layer {layer_name!r} in the model; e.g. {options}")
-    linear = modules[layer_name]
-    if not isinstance(linear, torch.nn.Linear):
-        raise ValueError(f"{layer_name} is a {type(linear).__name__}, not a Linear projection")
-    captured = []
-    handle = linear.register_forward_hook(lambda mod, args, out: captured.append(args[0].detach()[0].float()))
+    found = {}
+    for name in layer_names:
+        if name not in modules:
+            options = [n for n in modules if n.endswith(("_proj",))][:7]
+            raise ValueError(f"no layer {name!r} in the model; e.g. {options}")
+        if not isinstance(modules[name], torch.nn.Linear):
+            raise ValueError(f"{name} is a {type(modules[name]).__name__}, not a Linear projection")
+        found[name] = (modules[name], [])
+    handles = [linear.register_forward_hook(lambda mod, args, out, into=into: into.append(args[0].detach()[0].float()))
+               for linear, into in found.values()]
     try:
         with torch.no_grad():
             for ids in windows:
                 model(ids.reshape(1, -1))
     finally:
-        handle.remove()
-    return linear, captured
+        for handle in handles:
+            handle.remove()
+    return found
 
 
 def _synthetic_inputs(layer_name: str, tokens: int, seed: int):
@@ -285,7 +289,25 @@ def export_vectors(*, layer: str, tokens: int, out: str | Path, model: str | Non
                    out_bits: int | None = None) -> Path:
     """Quantize one layer on real (or synthetic 7B-shaped) activations and write its vectors.
 
-    The layer is calibrated alone on the calibration tokens (its inputs taken
+    See :func:`export_layers`; ``llama2_shape`` takes a projection of the
+    seeded synthetic Llama-2-7B decoder layer instead of the model's.
+    """
+    if not llama2_shape:
+        return export_layers(layers=[layer], tokens=tokens, outs=[out], model=model, mode=mode, base=base,
+                             out_policy=out_policy, input_step=input_step, out_bits=out_bits)[0]
+    _check_export_args(tokens, mode, out_policy)
+    linear, x, calib_x = _synthetic_inputs(layer, tokens, seed)
+    source = f"synthetic Llama-2-7B decoder layer (seed {seed})"
+    return _export_one(layer, linear, x, [calib_x], list(range(tokens)), source, out,
+                       _export_base(base, out_bits), mode, out_policy, input_step)
+
+
+def export_layers(*, layers: list[str], tokens: int, outs: list, model: str | None = None,
+                  mode: str = "dynamic", base: SpikeConfig | None = None, out_policy: str = "channel",
+                  input_step: str = "pow2", out_bits: int | None = None) -> list[Path]:
+    """Quantize several projections of one model on real activations; one model load, one pass.
+
+    Each layer is calibrated alone on the calibration tokens (its inputs taken
     from the float network), then run through
     :meth:`SpikeQuantLinear.hardware_forward`, the same path the
     hardware-faithful perplexity uses: the file's ``expected`` is what that
@@ -295,39 +317,51 @@ def export_vectors(*, layer: str, tokens: int, out: str | Path, model: str | Non
     input steps (Θ is shifted, never recomputed) and per-channel static output
     ranges. ``meta`` records the policy.
     """
-    import torch
+    from spikeacc.golden.model import load_model
+    from spikeacc.golden.perplexity import default_text, token_splits
 
-    from spikeacc.golden.output_quant import check_out_bits, check_policy
-    from spikeacc.golden.spiking_linear import QuantSpec, SpikeQuantLinear
+    _check_export_args(tokens, mode, out_policy)
+    base = _export_base(base, out_bits)
+    net, tokenizer, source = load_model(model)
+    calib_windows, eval_windows = token_splits(tokenizer, default_text(), 512)
+    evaluated = _layer_inputs(net, layers, eval_windows[:1])
+    calibration = _layer_inputs(net, layers, calib_windows)
+    paths = []
+    for layer, out in zip(layers, outs, strict=True):
+        linear, (xs,) = evaluated[layer]
+        positions = _pick_positions(xs.shape[0], tokens)
+        paths.append(_export_one(layer, linear, xs[positions], calibration[layer][1], positions, source, out,
+                                 base, mode, out_policy, input_step))
+    return paths
 
-    base = base or PRESETS["smollm2"]
+
+def _check_export_args(tokens, mode, out_policy) -> None:
+    from spikeacc.golden.output_quant import check_policy
+
     if isinstance(tokens, bool) or not isinstance(tokens, int) or tokens < 1:
         raise ValueError(f"--tokens must be a positive integer, got {tokens!r}")
     if mode not in ("dynamic", "static"):
         raise ValueError(f"--mode must be 'dynamic' or 'static', got {mode!r}")
     check_policy(out_policy)
-    if out_bits is not None:
-        base = base.replace(out_bits=check_out_bits(out_bits))
-    if llama2_shape:
-        linear, x, calib_x = _synthetic_inputs(layer, tokens, seed)
-        positions = list(range(tokens))
-        source = f"synthetic Llama-2-7B decoder layer (seed {seed})"
-        calib = [calib_x]
-    else:
-        from spikeacc.golden.model import load_model
-        from spikeacc.golden.perplexity import default_text, token_splits
 
-        net, tokenizer, source = load_model(model)
-        calib_windows, eval_windows = token_splits(tokenizer, default_text(), 512)
-        linear, (xs,) = _layer_inputs(net, tokenizer, layer, eval_windows[:1])
-        _, calib = _layer_inputs(net, tokenizer, layer, calib_windows)
-        positions = _pick_positions(xs.shape[0], tokens)
-        x = xs[positions]
+
+def _export_base(base, out_bits) -> SpikeConfig:
+    from spikeacc.golden.output_quant import check_out_bits
+
+    base = base or PRESETS["smollm2"]
+    return base if out_bits is None else base.replace(out_bits=check_out_bits(out_bits))
+
+
+def _export_one(layer, linear, x, calib, positions, source, out, base, mode, out_policy, input_step) -> Path:
+    import torch
+
+    from spikeacc.golden.model import HARDWARE_OVERRIDES
+    from spikeacc.golden.spiking_linear import QuantSpec, SpikeQuantLinear
+
     if linear.bias is not None:
         raise ValueError(f"{layer} has a bias; the vector contract covers bias-free Llama projections")
     n_out, k_in = linear.weight.shape
-    cfg = base.replace(max_tokens=max(tokens, 1)).for_layer(k_in, n_out)
-    from spikeacc.golden.model import HARDWARE_OVERRIDES
+    cfg = base.replace(max_tokens=max(len(positions), 1)).for_layer(k_in, n_out)
     projection = ".".join(layer.split(".")[-2:])
     spec = QuantSpec(method="spikequant", w_bits=cfg.w_bits, a_bits=cfg.a_bits, mode=mode, kappa=cfg.kappa,
                      e_max=cfg.e_max, out_bits=cfg.out_bits, out_policy=out_policy, frac_bits=cfg.frac_bits,
@@ -338,10 +372,8 @@ def export_vectors(*, layer: str, tokens: int, out: str | Path, model: str | Non
         hw = q.hardware_forward(x)
     meta = {"model": source, "layer": layer, "token_positions": positions, "mode": mode,
             "out_policy": out_policy, "input_step": input_step if mode == "dynamic" else "static",
-            "out_floor": spec.out_floor,
-            "pow2_j0": q.out_quant.j0}
-    v = vectors_from_hardware(cfg, q, hw, meta)
-    path = save_vectors(out, v)
+            "out_floor": spec.out_floor, "pow2_j0": q.out_quant.j0}
+    path = save_vectors(out, vectors_from_hardware(cfg, q, hw, meta))
     load_vectors(path)  # what we write must pass our own contract
     return path
 

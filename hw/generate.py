@@ -11,7 +11,8 @@ from amaranth.back import verilog
 
 from spikeacc.config import SpikeConfig
 
-__all__ = ["DESIGNS", "GeneratedDesign", "build_component", "generate", "module_name", "write_if_changed"]
+__all__ = ["DESIGNS", "GeneratedDesign", "build_component", "generate", "module_name", "port_list",
+           "write_if_changed"]
 
 
 def _pe(cfg):
@@ -57,9 +58,15 @@ def build_component(design: str, cfg: SpikeConfig):
     return DESIGNS[design](cfg)
 
 
-def _ports(component) -> list[dict]:
-    ports = []
-    for path, member, _ in component.signature.flatten(component):
+def port_list(signature) -> list[dict]:
+    """Every top-level Verilog port of a component's ``signature``: name, direction, width, in order.
+
+    ``clk`` and ``rst`` come first: Amaranth adds them for the ``sync`` domain
+    every spikeacc design uses (synchronous, active-high reset).
+    """
+    ports = [{"name": "clk", "direction": "input", "width": 1},
+             {"name": "rst", "direction": "input", "width": 1}]
+    for path, member, _ in signature.flatten(signature.create()):
         flow = member.flow.name.lower()
         ports.append({"name": "__".join(str(p) for p in path), "direction": "input" if flow == "in" else "output",
                       "width": Shape.cast(member.shape).width})
@@ -87,7 +94,7 @@ def generate(design: str, cfg: SpikeConfig, out_dir: str | Path) -> GeneratedDes
         "top": top,
         "config": cfg.to_dict(),
         "derived": cfg.derived(),
-        "ports": _ports(component),
+        "ports": port_list(component.signature),
         "clock": "clk",
         "reset": "rst (synchronous, active high)",
     }

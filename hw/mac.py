@@ -144,10 +144,11 @@ class MacTile(wiring.Component):
         blk = Signal(unsigned(unsigned_bits_for(cfg.blocks)))
         issue, first, last = Signal(), Signal(), Signal()
         m.d.comb += [self.block.eq(blk),
-                     self.act_addr.eq(token * cfg.k_words + word),
-                     self.thresh_addr.eq(token * cfg.blocks + blk)]
+                     self.act.addr.eq(token * cfg.k_words + word), self.act.en.eq(issue),
+                     self.thresh.addr.eq(token * cfg.blocks + blk), self.thresh.en.eq(issue & first)]
         for j in range(L):
-            m.d.comb += self.weight_addr[j].eq(blk * cfg.in_features + (word << (L.bit_length() - 1)) + j)
+            m.d.comb += [self.weight[j].addr.eq(blk * cfg.in_features + (word << (L.bit_length() - 1)) + j),
+                         self.weight[j].en.eq(issue)]
 
         drain = Signal(range(self.OUTPUT_DELAY + 3))
         m.d.sync += self.done.eq(0)
@@ -183,16 +184,16 @@ class MacTile(wiring.Component):
             pe = MacPE(cfg)
             m.submodules[f"mac{p}"] = pe
             m.d.comb += [pe.clear.eq(s1_valid & s1_first), pe.requant.eq(s1_valid & s1_last),
-                         pe.params.eq(self.thresh_data[p]), self.out_data[p].eq(pe.count)]
+                         pe.params.eq(self.thresh.data[p]), self.out.data[p].eq(pe.count)]
             for j in range(L):
-                m.d.comb += [pe.inputs[j].valid.eq(s1_valid), pe.inputs[j].mantissa.eq(self.act_data[j].mantissa),
-                             pe.inputs[j].shift.eq(self.act_data[j].shift),
-                             pe.inputs[j].weight.eq(self.weight_data[j][p])]
+                m.d.comb += [pe.inputs[j].valid.eq(s1_valid), pe.inputs[j].mantissa.eq(self.act.data[j].mantissa),
+                             pe.inputs[j].shift.eq(self.act.data[j].shift),
+                             pe.inputs[j].weight.eq(self.weight[j].data[p])]
         # output write: OUTPUT_DELAY cycles after requant
         pending = [Signal(name=f"pending{i}") for i in range(self.OUTPUT_DELAY)]
         pending_blk = [Signal.like(blk, name=f"pending_blk{i}") for i in range(self.OUTPUT_DELAY)]
         m.d.sync += [pending[0].eq(s1_valid & s1_last), pending_blk[0].eq(s1_blk)]
         for i in range(1, self.OUTPUT_DELAY):
             m.d.sync += [pending[i].eq(pending[i - 1]), pending_blk[i].eq(pending_blk[i - 1])]
-        m.d.comb += [self.out_en.eq(pending[-1]), self.out_addr.eq(token * cfg.blocks + pending_blk[-1])]
+        m.d.comb += [self.out.en.eq(pending[-1]), self.out.addr.eq(token * cfg.blocks + pending_blk[-1])]
         return m

@@ -39,8 +39,13 @@ def address_bits(cfg: SpikeConfig) -> dict[str, int]:
 def tile_ports(cfg: SpikeConfig, thresholds: data.StructLayout) -> dict:
     """The signature every tile shares (spiking and MAC): control, then the four buffer ports.
 
-    Only the threshold word differs (``thresholds``), so both designs run in the
-    same harness on the same vector files.
+    The buffers are ``amaranth.lib.memory`` port signatures seen from the
+    tile's side (flipped): synchronous read ports with an enable for the
+    activation, weight (one per lane) and threshold buffers, a write port for
+    the output counts. ``en`` is high exactly on the cycles whose read data
+    the tile uses one cycle later, so an integrator may share or gate the
+    SRAM on it. Only the threshold word differs between designs
+    (``thresholds``), so both run in the same harness on the same vector files.
     """
     widths = address_bits(cfg)
     return {
@@ -50,16 +55,18 @@ def tile_ports(cfg: SpikeConfig, thresholds: data.StructLayout) -> dict:
         "done": Out(1),
         "cycles": Out(32),
         "block": Out(unsigned(widths["block_index"])),
-        "act_addr": Out(unsigned(widths["act"])),
-        "act_data": In(data.ArrayLayout(activation_lane_layout(cfg), cfg.lanes)),
-        "weight_addr": Out(data.ArrayLayout(unsigned(widths["weight"]), cfg.lanes)),
-        "weight_data": In(data.ArrayLayout(data.ArrayLayout(signed(cfg.weight_bits), cfg.pes), cfg.lanes)),
-        "thresh_addr": Out(unsigned(widths["block"])),
-        "thresh_data": In(data.ArrayLayout(thresholds, cfg.pes)),
-        "out_addr": Out(unsigned(widths["block"])),
-        "out_data": Out(data.ArrayLayout(unsigned(cfg.count_bits), cfg.pes)),
-        "out_en": Out(1),
+        "act": In(memory.ReadPort.Signature(addr_width=widths["act"],
+                                            shape=data.ArrayLayout(activation_lane_layout(cfg), cfg.lanes))),
+        "weight": In(memory.ReadPort.Signature(addr_width=widths["weight"],
+                                               shape=data.ArrayLayout(signed(cfg.weight_bits), cfg.pes))
+                     ).array(cfg.lanes),
+        "thresh": In(memory.ReadPort.Signature(addr_width=widths["block"], shape=data.ArrayLayout(thresholds, cfg.pes))),
+        "out": In(memory.WritePort.Signature(addr_width=widths["block"],
+                                             shape=data.ArrayLayout(unsigned(cfg.count_bits), cfg.pes))),
     }
+
+
+BUFFERS = ("act", "weight", "thresh", "out")
 
 
 def tile_cycles(cfg: SpikeConfig, nonzero_per_magnitude) -> dict:
@@ -131,6 +138,9 @@ class SpikingTile(wiring.Component):
     - thresholds: address ``token·N/P + block``, P × :func:`threshold_layout`;
     - output counts: address ``token·N/P + block``, P × unsigned(b_out).
 
+    Each read port's ``en`` is high only on cycles whose data the tile uses
+    (the encode pass, lanes carrying an event, a block's open).
+
     Members
     -------
     start : In(1)
@@ -143,8 +153,10 @@ class SpikingTile(wiring.Component):
         Cycles since the last ``start``, frozen at ``done``.
     block : Out
         Block being replayed (progress).
-    act_addr, act_data, weight_addr, weight_data, thresh_addr, thresh_data, out_addr, out_data, out_en
-        Buffer ports as above.
+    act, weight[L], thresh : In(memory.ReadPort.Signature)
+        Buffer read ports as above (``addr``, ``en`` out of the tile, ``data`` in).
+    out : In(memory.WritePort.Signature)
+        Output-count write port (``addr``, ``data``, ``en`` out of the tile).
     """
 
     PIPELINE = 2  # sequencer -> queue read -> weight read -> PE
@@ -198,7 +210,7 @@ class SpikingTile(wiring.Component):
         m.d.comb += self.block.eq(blk)
 
         # ---- encode: sort nonzero mantissas into the queues (round-robin banks per magnitude) ----
-        lanes_in = [self.act_data[j] for j in range(L)]
+        lanes_in = [self.act.data[j] for j in range(L)]
         magnitude = [Signal(unsigned(cfg.a_bits), name=f"mag{j}") for j in range(L)]
         position = [Signal(unsigned(cfg.k_bits + 1), name=f"pos{j}") for j in range(L)]
         for j, lane in enumerate(lanes_in):
@@ -239,8 +251,9 @@ class SpikingTile(wiring.Component):
             m.d.comb += cmd_lanes[j].eq(((row << lane_bits) + j) < cur_count)
         for (mag, bank), (_, rp) in banks.items():
             m.d.comb += rp.addr.eq(row)
-        m.d.comb += self.act_addr.eq(token * cfg.k_words + word)
-        m.d.comb += self.thresh_addr.eq(token * cfg.blocks + blk)
+        m.d.comb += self.act.addr.eq(token * cfg.k_words + word)
+        m.d.comb += self.thresh.en.eq(cmd_open)  # Θ/Φ are latched into stage 2 as the block opens
+        m.d.comb += self.thresh.addr.eq(token * cfg.blocks + blk)
         m.d.sync += since_fire.eq(Mux(since_fire == self.fire_gap, since_fire, since_fire + 1))
         m.d.sync += act_valid.eq(0)
 
@@ -254,6 +267,7 @@ class SpikingTile(wiring.Component):
             with m.State("ENCODE"):
                 m.d.sync += self.cycles.eq(self.cycles + 1)
                 with m.If(word != cfg.k_words):
+                    m.d.comb += self.act.en.eq(1)
                     m.d.sync += [word.eq(word + 1), act_valid.eq(1)]
                 with m.Elif(~act_valid):
                     m.next = "OPEN"
@@ -306,7 +320,8 @@ class SpikingTile(wiring.Component):
                     with m.Case(mag):
                         m.d.comb += ev.eq(banks[mag, j][1].data)
             events.append(ev)
-            m.d.comb += self.weight_addr[j].eq(s1_blk * cfg.in_features + ev.index)
+            m.d.comb += [self.weight[j].addr.eq(s1_blk * cfg.in_features + ev.index),
+                         self.weight[j].en.eq(s1_lanes[j])]
 
         # ---- stage 2: weights arrive; drive the PEs ----
         s2_open, s2_fire, s2_step = Signal(), Signal(), Signal()
@@ -314,7 +329,7 @@ class SpikingTile(wiring.Component):
         s2_events = [Signal(event_layout(cfg), name=f"s2_event{j}") for j in range(L)]
         s2_thresh = Signal(data.ArrayLayout(threshold_layout(cfg), P))
         m.d.sync += [s2_open.eq(s1_open), s2_fire.eq(s1_fire), s2_step.eq(s1_step), s2_lanes.eq(s1_lanes),
-                     s2_thresh.eq(self.thresh_data)]
+                     s2_thresh.eq(self.thresh.data)]
         m.d.sync += [s2_events[j].eq(events[j]) for j in range(L)]
 
         for p in range(P):
@@ -322,11 +337,11 @@ class SpikingTile(wiring.Component):
             m.submodules[f"pe{p}"] = pe
             m.d.comb += [pe.start.eq(s2_open), pe.fire.eq(s2_fire), pe.step.eq(s2_step),
                          pe.theta.eq(s2_thresh[p].theta), pe.phi.eq(s2_thresh[p].phi),
-                         self.out_data[p].eq(pe.count)]
+                         self.out.data[p].eq(pe.count)]
             for j in range(L):
                 m.d.comb += [pe.spikes[j].valid.eq(s2_lanes[j]), pe.spikes[j].negative.eq(s2_events[j].negative),
                              pe.spikes[j].shift.eq(s2_events[j].shift),
-                             pe.spikes[j].weight.eq(self.weight_data[j][p])]
+                             pe.spikes[j].weight.eq(self.weight[j].data[p])]
 
         # ---- capture each fired block's counts once every PE has finished firing ----
         capture_blk = [Signal(unsigned(unsigned_bits_for(cfg.blocks)), name=f"capture_blk{i}") for i in range(delay)]
@@ -336,5 +351,5 @@ class SpikingTile(wiring.Component):
         m.d.sync += [capture[0].eq(s2_fire), capture_blk[0].eq(fired_blk)]
         for i in range(1, delay):
             m.d.sync += [capture[i].eq(capture[i - 1]), capture_blk[i].eq(capture_blk[i - 1])]
-        m.d.comb += [self.out_en.eq(capture[-1]), self.out_addr.eq(token * cfg.blocks + capture_blk[-1])]
+        m.d.comb += [self.out.en.eq(capture[-1]), self.out.addr.eq(token * cfg.blocks + capture_blk[-1])]
         return m

@@ -13,15 +13,15 @@ __all__ = ["run_flow"]
 def run_flow(out: Path, *, build_root="sim_build", block: int = 0, tokens: int = 8, energy: bool = True) -> bool:
     """Export every projection of one SmolLM2 decoder block, verify the tile on each,
     then compare spiking and MAC energy on the q_proj vectors."""
-    from spikeacc.golden.vectors import export_vectors
+    from spikeacc.golden.vectors import export_layers
     from spikeacc.verif.tile_regress import run_tile_regression
 
     out = Path(out)
     rows, ok = [], True
-    for proj in PROJECTIONS:
-        layer = f"model.layers.{block}.{proj}"
-        path = export_vectors(layer=layer, tokens=tokens, out=out / "vectors" / f"{layer}.npz")
-        _, rep = run_tile_regression(path, build_root=build_root)
+    layers = [f"model.layers.{block}.{proj}" for proj in PROJECTIONS]
+    paths = export_layers(layers=layers, tokens=tokens, outs=[out / "vectors" / f"{layer}.npz" for layer in layers])
+    for layer, path in zip(layers, paths):
+        _, rep = run_tile_regression(path, build_root=build_root, progress=False)
         m, k, n = rep["shape"]
         verdict = "PASS" if rep["passed"] else f"FAIL ({rep['mismatch_count']} mismatches)"
         print(f"tile {layer:<34} {m}x{k}x{n}: {verdict}, {rep['compared']} outputs, "

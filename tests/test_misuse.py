@@ -464,3 +464,49 @@ def test_concurrent_regressions_of_one_configuration_keep_their_own_verdicts(tmp
     assert reports[1]["mismatches"][0]["index"] == [2, 11]
     kept = [p for p in (tmp_path / "shared").glob("*/runs/*")]
     assert [str(p) for p in kept] == [reports[1]["kept_run_dir"]]  # only the failing run is kept
+
+
+# --- third-party vector files (no spikeacc config in meta) -------------------------------------------
+
+def third_party_file(path, rng, with_meta=True):
+    """What another quantizer writes, with numpy alone (the README's example)."""
+    m, k, n, frac, out = 3, 48, 12, 12, 6
+    w = rng.integers(-7, 8, size=(n, k)).astype(np.int8)
+    mant = rng.integers(-7, 8, size=(m, k)).astype(np.int8)
+    shift = np.zeros((m, k), np.uint8)
+    acc = mant.astype(np.int64) @ w.T.astype(np.int64)
+    theta = np.full((m, n), 40 << frac, np.int64)
+    phi = np.full((m, n), 20 << frac, np.int64)
+    expected = np.clip(((acc << frac) + phi) // theta, 0, (1 << out) - 1)
+    arrays = dict(w=w, mant=mant, shift=shift, theta=theta, phi=phi, frac_bits=np.int64(frac),
+                  out_bits=np.int64(out), acc=acc, expected=expected)
+    if with_meta:
+        arrays["meta"] = np.array(json.dumps({"model": "someone else's quantizer"}))
+    np.savez(path, **arrays)
+    return path
+
+
+@pytest.mark.parametrize("with_meta", [True, False], ids=["meta-without-config", "no-meta"])
+def test_third_party_vector_file_is_accepted_and_passes(tmp_path, capsys, rng, with_meta):
+    from spikeacc.golden.vectors import load_vectors
+    path = third_party_file(tmp_path / "theirs.npz", rng, with_meta)
+    v = load_vectors(path)
+    cfg = v.config
+    assert (cfg.in_features, cfg.out_features, cfg.max_tokens) == (48, 12, 3)
+    assert (cfg.w_bits, cfg.a_bits, cfg.out_bits, cfg.frac_bits, cfg.salient) == (3, 3, 6, 12, False)
+    assert v.meta["config_source"] == "derived from the arrays"
+    out, _ = run_cli(capsys, ["regress", "--design", "tile", "--vectors", str(path), "--pes", "4", "--lanes", "2",
+                              "--build-dir", str(tmp_path / "b")], 0)
+    assert "PASS: 36 outputs compared" in out
+
+
+def test_third_party_file_takes_config_for_what_arrays_cannot_say(tmp_path, capsys, rng):
+    from spikeacc.golden.vectors import load_vectors
+    path = third_party_file(tmp_path / "theirs.npz", rng)
+    (tmp_path / "c.json").write_text(json.dumps({"kappa": 5.0, "pes": 6, "lanes": 4}))
+    cfg = load_vectors(path, config=SpikeConfig.from_json(tmp_path / "c.json")).config
+    assert (cfg.kappa, cfg.pes, cfg.lanes) == (5.0, 6, 4)
+    ours = good(tmp_path)
+    _, err = run_cli(capsys, ["regress", "--design", "tile", "--vectors", str(ours), "--config",
+                              str(tmp_path / "c.json")], 2)
+    assert "carries its own spikeacc config; --config applies to files without one" in err

@@ -27,7 +27,8 @@ def predicted_cycles(cfg, mant):
     SpikeConfig(),                                                    # K=64, N=16, P=4, L=2
     SpikeConfig(in_features=48, out_features=12, pes=3, lanes=4, salient=False),
     SpikeConfig(in_features=32, out_features=8, pes=8, lanes=1, out_bits=3, frac_bits=12),
-], ids=["default", "L4-no-salient", "L1-P8-out3"])
+    SpikeConfig(in_features=96, out_features=8, pes=2, lanes=2, out_bits=6),
+], ids=["default-out8", "L4-no-salient", "L1-P8-out3", "out6"])
 def test_tile_bit_exact_and_cycle_model(tmp_path, cfg):
     path = write_random(tmp_path, cfg, tokens=4)
     run, rep = run_tile_regression(path, build_root="sim_build", progress=False)
@@ -106,15 +107,24 @@ def test_cli_refuses_a_tile_shape_that_does_not_cover_the_layer(tmp_path, capsys
     assert "out_features (16) is not a multiple of pes (5)" in capsys.readouterr().err
 
 
+@pytest.fixture(scope="module")
+def block0_vectors(tmp_path_factory):
+    """Real SmolLM2-135M vectors of every projection of decoder block 0, 8 tokens, one model pass."""
+    from spikeacc.golden.model import PROJECTIONS
+    from spikeacc.golden.vectors import export_layers
+    out = tmp_path_factory.mktemp("block0")
+    layers = [f"model.layers.0.{p}" for p in PROJECTIONS]
+    return dict(zip(PROJECTIONS, export_layers(layers=layers, tokens=8, outs=[out / f"{p}.npz" for p in PROJECTIONS])))
+
+
 @pytest.mark.parametrize("proj", ["self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj",
                                   "mlp.gate_proj", "mlp.up_proj", "mlp.down_proj"])
-def test_smollm2_layer0_projection_bit_exact(tmp_path, proj):
-    """Real SmolLM2-135M vectors, 8 tokens, every projection type of decoder block 0."""
-    from spikeacc.golden.vectors import export_vectors
-    path = export_vectors(layer=f"model.layers.0.{proj}", tokens=8, out=tmp_path / "v.npz")
-    _, rep = run_tile_regression(path, build_root="sim_build", progress=False)
+def test_smollm2_layer0_projection_bit_exact(block0_vectors, proj):
+    """Real SmolLM2-135M vectors, 8 tokens, every projection type of decoder block 0 (default: 8-bit outputs)."""
+    _, rep = run_tile_regression(block0_vectors[proj], build_root="sim_build", progress=False)
     assert rep["passed"], rep["mismatches"][:10]
     assert rep["compared"] == 8 * rep["shape"][2]
+    assert rep["config"]["out_bits"] == 8
 
 
 @pytest.mark.slow

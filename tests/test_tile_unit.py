@@ -1,0 +1,127 @@
+"""Tiny spiking and MAC tiles in Amaranth's own simulator: values and cycle model, no Verilator build.
+
+The buffers are ``amaranth.lib.memory`` memories joined to the tile's read and
+write ports, their words packed with the same layouts the RTL declares, so
+these tests also pin the buffer contract an integrator builds against.
+"""
+
+import numpy as np
+import pytest
+from amaranth import Module, unsigned
+from amaranth.lib import data, memory
+from amaranth.sim import Simulator
+
+from spikeacc.config import SpikeConfig
+from spikeacc.golden.vectors import random_vectors
+from spikeacc.hw.mac import MacTile, mac_cycles, requant_multiplier
+from spikeacc.hw.tile import SpikingTile, tile_cycles
+
+
+def _word(port, value) -> int:
+    """Pack a Python value into the integer a buffer word of ``port``'s data shape holds."""
+    return port.signature.members["data"].shape.const(value).as_value().value
+
+
+def _memory(m, name, port, words, depth):
+    width = port.signature.members["data"].shape.size
+    mem = memory.Memory(shape=unsigned(width), depth=depth, init=words + [0] * (depth - len(words)))
+    m.submodules[name] = mem
+    return mem
+
+
+def simulate(design, cfg, v):
+    """Run every token of vectors ``v`` through ``design``; returns (counts [M, N], cycles per token)."""
+    tokens, k, n = v.shape
+    P, L, B = cfg.pes, cfg.lanes, cfg.blocks
+    m = Module()
+    tile = SpikingTile(cfg) if design == "tile" else MacTile(cfg)
+    m.submodules.tile = tile
+    acts = [_word(tile.act, [{"mantissa": int(v.mant[t, w * L + j]), "shift": int(v.shift[t, w * L + j])}
+                             for j in range(L)]) for t in range(tokens) for w in range(cfg.k_words)]
+    weights = [_word(tile.weight[0], [int(v.w[b * P + p, kk]) for p in range(P)]) for b in range(B) for kk in range(k)]
+    params = []
+    for t in range(tokens):
+        for b in range(B):
+            neurons = []
+            for p in range(P):
+                theta, phi = int(v.theta[t, b * P + p]), int(v.phi[t, b * P + p])
+                fields = {"theta": theta, "phi": phi}
+                if design == "mac":
+                    fields["recip"] = requant_multiplier(cfg, np.array([theta]))[0]
+                neurons.append(fields)
+            params.append(_word(tile.thresh, neurons))
+    ports = []
+    for name, port, words, depth in [("act", tile.act, acts, 1 << len(tile.act.addr)),
+                                     ("thresh", tile.thresh, params, 1 << len(tile.thresh.addr))]:
+        ports.append((port, _memory(m, name, port, words, depth).read_port()))
+    wmem = _memory(m, "weights", tile.weight[0], weights, 1 << len(tile.weight[0].addr))
+    ports += [(tile.weight[j], wmem.read_port()) for j in range(L)]
+    for port, rp in ports:
+        m.d.comb += [rp.addr.eq(port.addr), rp.en.eq(port.en), port.data.eq(rp.data)]
+    out = memory.Memory(shape=unsigned(tile.out.data.shape().size), depth=1 << len(tile.out.addr), init=[])
+    m.submodules.out = out
+    wp = out.write_port()
+    m.d.comb += [wp.addr.eq(tile.out.addr), wp.en.eq(tile.out.en), wp.data.eq(tile.out.data)]
+
+    cycles, counts = [], np.zeros((tokens, n), dtype=np.int64)
+
+    async def bench(ctx):
+        for t in range(tokens):
+            ctx.set(tile.token, t)
+            ctx.set(tile.start, 1)
+            await ctx.tick()
+            ctx.set(tile.start, 0)
+            for _ in range(100_000):
+                await ctx.tick()
+                if ctx.get(tile.done):
+                    break
+            cycles.append(ctx.get(tile.cycles))
+        shape = tile.out.signature.members["data"].shape
+        for t in range(tokens):
+            for b in range(B):
+                word = data.Const(shape, ctx.get(out.data[t * B + b]))
+                for p in range(P):
+                    counts[t, b * P + p] = int(word[p])
+
+    sim = Simulator(m)
+    sim.add_clock(1e-8)
+    sim.add_testbench(bench)
+    sim.run()
+    return counts, cycles
+
+
+def assert_bit_exact(expected, got):
+    bad = [tuple(int(i) for i in idx) for idx in np.argwhere(expected != got)]
+    assert not bad, f"{len(bad)} mismatches, first at {bad[0]}: expected {expected[bad[0]]}, got {got[bad[0]]}"
+
+
+TINY = [SpikeConfig(in_features=8, out_features=4, pes=2, lanes=2, out_bits=4, max_tokens=2),
+        SpikeConfig(in_features=12, out_features=6, pes=3, lanes=1, out_bits=3, max_tokens=2, frac_bits=8),
+        SpikeConfig(in_features=16, out_features=4, pes=4, lanes=4, out_bits=5, max_tokens=2, salient=False)]
+
+
+@pytest.mark.parametrize("cfg", TINY, ids=["K8-P2-L2", "K12-P3-L1", "K16-P4-L4-nosal"])
+def test_tiny_spiking_tile_values_and_cycles(cfg):
+    v = random_vectors(cfg, 2, seed=3)
+    counts, cycles = simulate("tile", cfg, v)
+    assert_bit_exact(v.expected, counts)
+    model = [tile_cycles(cfg, np.bincount(np.abs(row.astype(np.int64)), minlength=cfg.window))["total"]
+             for row in v.mant]
+    assert cycles == model
+
+
+@pytest.mark.parametrize("cfg", TINY[:2], ids=["K8-P2-L2", "K12-P3-L1"])
+def test_tiny_mac_tile_values_and_cycles(cfg):
+    v = random_vectors(cfg, 2, seed=4)
+    counts, cycles = simulate("mac", cfg, v)
+    assert_bit_exact(v.expected, counts)
+    assert cycles == [mac_cycles(cfg)] * 2
+
+
+def test_a_wrong_count_is_caught():
+    cfg = TINY[0]
+    v = random_vectors(cfg, 2, seed=5)
+    counts, _ = simulate("tile", cfg, v)
+    counts[1, 3] ^= 1
+    with pytest.raises(AssertionError, match=r"first at \(1, 3\)"):
+        assert_bit_exact(v.expected, counts)
