@@ -77,8 +77,8 @@ def tile_cycles(cfg: SpikeConfig, nonzero_per_magnitude) -> dict:
     reports, the ideal ``(N/P)·⌈K_nz/L⌉`` and the dense bound ``K·N/(L·P) + T·N/P``.
     """
     rows = sum(max(1, -(-int(nonzero_per_magnitude[m]) // cfg.lanes)) for m in range(1, cfg.window))
-    gap = cfg.max_count + 3
-    t = cfg.k_words + 2                      # ENCODE: one read per word, then drain the read pipeline
+    gap = SpikingTile.fire_gap_for(cfg)
+    t = cfg.k_words + SpikingTile.ENCODE_TAIL  # ENCODE: one read per word, then drain the read pipeline
     last_fire = None
     for b in range(cfg.blocks):
         if last_fire is not None:            # OPEN waits until the previous fire has been captured
@@ -159,7 +159,13 @@ class SpikingTile(wiring.Component):
         Output-count write port (``addr``, ``data``, ``en`` out of the tile).
     """
 
-    PIPELINE = 2  # sequencer -> queue read -> weight read -> PE
+    PIPELINE = 2     # sequencer -> queue read -> weight read -> PE
+    ENCODE_TAIL = 2  # after the last activation read: its data arrives, then the queues settle
+
+    @staticmethod
+    def fire_gap_for(cfg: SpikeConfig) -> int:
+        """Fewest cycles between two fires, so a block's counts are captured before the next fire."""
+        return cfg.max_count + 3
 
     def __init__(self, config: SpikeConfig):
         if not isinstance(config, SpikeConfig):
@@ -174,13 +180,13 @@ class SpikingTile(wiring.Component):
 
     @property
     def fire_gap(self) -> int:
-        """Fewest cycles between two fires, so a block's counts are captured before the next fire."""
-        return self._config.max_count + 3
+        return self.fire_gap_for(self._config)
 
     def timing(self) -> dict:
+        """The constants :func:`tile_cycles` uses, for manifests (one source for both)."""
         cfg = self._config
         return {"pipeline": self.PIPELINE, "fire_capture_delay": cfg.max_count + 2, "fire_gap": self.fire_gap,
-                "encode_cycles": cfg.k_words + 1, "lanes": cfg.lanes, "pes": cfg.pes}
+                "encode_cycles": cfg.k_words + self.ENCODE_TAIL, "lanes": cfg.lanes, "pes": cfg.pes}
 
     def elaborate(self, platform):
         cfg = self._config
@@ -238,7 +244,7 @@ class SpikingTile(wiring.Component):
                 m.d.sync += count[mag].eq(count[mag] + sum(magnitude[j] == mag for j in range(L)))
 
         # ---- sequencer (stage 0) ----
-        delay = cfg.max_count + 2  # fire -> every PE has finished firing
+        delay = self.fire_gap - 1  # fire -> every PE has finished firing
         capture = [Signal(name=f"capture{i}") for i in range(delay)]
         cmd_open, cmd_fire, cmd_step = Signal(), Signal(), Signal()
         cmd_lanes = Signal(L)   # lanes holding an event of the current step's row

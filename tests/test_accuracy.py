@@ -13,6 +13,8 @@ from spikeacc.golden.perplexity import default_text, row_label, table_rows, toke
 from spikeacc.golden.spiking_linear import QuantSpec, SpikeQuantLinear
 from spikeacc.golden.vectors import load_vectors, save_vectors, vectors_from_hardware
 
+pytestmark = [pytest.mark.model]
+
 
 def tiny_llama(seed=0):
     from transformers import LlamaConfig, LlamaForCausalLM

@@ -191,6 +191,7 @@ def test_synthetic_llama2_down_proj_vectors(tmp_path):
     assert len(np.unique(v.expected)) > 8  # thresholds spread the outputs over the code range
 
 
+@pytest.mark.model
 @pytest.mark.slow
 @pytest.mark.parametrize("mode", ["dynamic", "static"])
 def test_smollm2_vectors_all_projections(tmp_path, mode):

@@ -314,6 +314,7 @@ def test_vectors_bad_model_paths(tmp_path, capsys, setup, message):
     assert message.format(path) in err, err
 
 
+@pytest.mark.model
 @pytest.mark.parametrize("layer, message", [
     ("bogus", "no layer 'bogus' in the model"),
     ("model.layers.0.mlp", "model.layers.0.mlp is a LlamaMLP, not a Linear projection"),
@@ -336,6 +337,7 @@ def test_vectors_out_unwritable_fails_before_the_work(tmp_path, capsys):
     assert "is not a directory" in err
 
 
+@pytest.mark.model
 def test_ppl_bad_text_files(tmp_path, capsys):
     _, err = run_cli(capsys, ["ppl", "--quick", "--out", str(tmp_path / "o"), "--text", str(tmp_path / "no.txt")], 2)
     assert "does not exist" in err
@@ -403,6 +405,7 @@ def test_missing_verilator_is_exit_3(tmp_path, args):
     assert "Verilator not found" in result.stderr and "Traceback" not in result.stderr
 
 
+@pytest.mark.verilator
 def test_failed_cxx_build_quotes_build_log_and_recovers(tmp_path):
     empty = tmp_path / "emptybin"
     empty.mkdir()
@@ -418,6 +421,7 @@ def test_failed_cxx_build_quotes_build_log_and_recovers(tmp_path):
     assert again.returncode == 0, again.stderr
 
 
+@pytest.mark.verilator
 def test_corrupt_simulator_binary_is_rebuilt(tmp_path, capsys):
     build = tmp_path / "b"
     run_cli(capsys, ["regress", "--design", "pe", "--cases", "1", "--build-dir", str(build)], 0)
@@ -428,6 +432,7 @@ def test_corrupt_simulator_binary_is_rebuilt(tmp_path, capsys):
     assert "PASS" in out
 
 
+@pytest.mark.verilator
 def test_ctrl_c_is_exit_130_and_one_line(tmp_path):
     result = spikeacc_subprocess(["regress", "--design", "pe", "--cases", "200000", "--build-dir", "b"], {},
                                  tmp_path, signal_after=25)
@@ -444,6 +449,7 @@ def test_debug_shows_the_traceback(tmp_path):
 
 # --- concurrency (survey 126, three runs at once) ------------------------------------------------------
 
+@pytest.mark.verilator
 def test_concurrent_regressions_of_one_configuration_keep_their_own_verdicts(tmp_path):
     """Three runs share one build: a correct file, a faulty RTL output, another correct file."""
     cfg = SpikeConfig()
@@ -486,6 +492,7 @@ def third_party_file(path, rng, with_meta=True):
     return path
 
 
+@pytest.mark.verilator
 @pytest.mark.parametrize("with_meta", [True, False], ids=["meta-without-config", "no-meta"])
 def test_third_party_vector_file_is_accepted_and_passes(tmp_path, capsys, rng, with_meta):
     from spikeacc.golden.vectors import load_vectors

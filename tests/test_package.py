@@ -40,6 +40,7 @@ def test_fusesoc_parses_the_core(tmp_path):
         assert target in run.stdout
 
 
+@pytest.mark.verilator
 def test_cli_generate_writes_the_package(tmp_path, capsys):
     assert main(["generate", "tile", "--out", str(tmp_path), "--no-lint"]) == 0
     out = capsys.readouterr().out
@@ -47,6 +48,7 @@ def test_cli_generate_writes_the_package(tmp_path, capsys):
         assert f"({kind})" in out
 
 
+@pytest.mark.yosys
 def test_pe_synthesizes_without_latches_and_fits_ice40(tmp_path):
     from spikeacc.hw.synth import synthesize
     files = write_package("pe", SpikeConfig(), tmp_path / "rtl")
@@ -56,6 +58,8 @@ def test_pe_synthesizes_without_latches_and_fits_ice40(tmp_path):
     assert result.fits and result.fmax_mhz > 10
 
 
+@pytest.mark.verilator
+@pytest.mark.icarus
 def test_icarus_and_verilator_agree_on_the_pe():
     cfg = SpikeConfig()
     icarus = run_pe_regression(cfg, n_random=300, simulator="icarus").report

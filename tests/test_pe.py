@@ -64,6 +64,7 @@ def test_pe_in_amaranth_simulator_matches_golden():
     assert got == list(cases.expected)
 
 
+@pytest.mark.verilator
 def test_generated_pe_is_lint_clean(tmp_path):
     design = generate("pe", SpikeConfig(), tmp_path)
     assert design.top == f"spikeacc_pe_{SpikeConfig().tag}"
@@ -77,6 +78,7 @@ def test_generation_is_reproducible(tmp_path):
     assert a.manifest.read_bytes() == b.manifest.read_bytes()
 
 
+@pytest.mark.verilator
 def test_pe_regression_2000_cases_bit_exact(tmp_path):
     cfg = SpikeConfig()
     run = run_pe_regression(cfg, n_random=2000, build_root="sim_build")
@@ -85,12 +87,14 @@ def test_pe_regression_2000_cases_bit_exact(tmp_path):
     assert rep["compared"] >= 2000 + 19 and rep["mismatch_count"] == 0 and rep["missing"] == 0
 
 
+@pytest.mark.verilator
 def test_pe_regression_at_largest_k_and_one_lane():
     cfg = SpikeConfig(in_features=256, lanes=1, out_features=4, pes=4)
     run = run_pe_regression(cfg, n_random=200, build_root="sim_build")
     assert run.report["passed"], run.report["mismatches"][:10]
 
 
+@pytest.mark.verilator
 def test_scoreboard_reports_a_corrupted_expected_value():
     run = run_pe_regression(SpikeConfig(), n_random=50, build_root="sim_build", corrupt=23)
     rep = run.report

@@ -13,6 +13,8 @@ from spikeacc.hw.tile import SpikingTile, tile_cycles
 from spikeacc.verif.tile_regress import run_tile_regression
 from spikeacc.verif.toolchain import lint
 
+pytestmark = [pytest.mark.verilator]
+
 
 def write_random(tmp_path, cfg, tokens=3, seed=0, name="v.npz", **kw):
     return save_vectors(tmp_path / name, random_vectors(cfg, tokens, seed=seed, **kw))
