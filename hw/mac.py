@@ -14,6 +14,7 @@ from amaranth.lib.wiring import In, Out
 
 from spikeacc.config import SpikeConfig, unsigned_bits_for
 from spikeacc.hw.tile import tile_ports
+from spikeacc.hw.tile_parts import DelayLine
 
 __all__ = ["MacPE", "MacTile", "mac_cycles", "mac_threshold_layout", "requant_multiplier"]
 
@@ -190,10 +191,7 @@ class MacTile(wiring.Component):
                              pe.inputs[j].shift.eq(self.act.data[j].shift),
                              pe.inputs[j].weight.eq(self.weight[j].data[p])]
         # output write: OUTPUT_DELAY cycles after requant
-        pending = [Signal(name=f"pending{i}") for i in range(self.OUTPUT_DELAY)]
-        pending_blk = [Signal.like(blk, name=f"pending_blk{i}") for i in range(self.OUTPUT_DELAY)]
-        m.d.sync += [pending[0].eq(s1_valid & s1_last), pending_blk[0].eq(s1_blk)]
-        for i in range(1, self.OUTPUT_DELAY):
-            m.d.sync += [pending[i].eq(pending[i - 1]), pending_blk[i].eq(pending_blk[i - 1])]
-        m.d.comb += [self.out.en.eq(pending[-1]), self.out.addr.eq(token * cfg.blocks + pending_blk[-1])]
+        m.submodules.output_delay = delay = DelayLine(self.OUTPUT_DELAY, len(blk))
+        m.d.comb += [delay.strobe.eq(s1_valid & s1_last), delay.tag.eq(s1_blk),
+                     self.out.en.eq(delay.delayed), self.out.addr.eq(token * cfg.blocks + delay.delayed_tag)]
         return m

@@ -2,30 +2,20 @@
 
 from __future__ import annotations
 
-from amaranth import Array, Cat, Module, Mux, Signal, signed, unsigned
+from amaranth import Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, memory, wiring
 from amaranth.lib.wiring import In, Out
 
 from spikeacc.config import SpikeConfig, unsigned_bits_for
 from spikeacc.hw.pe import SpikingPE
+from spikeacc.hw.tile_parts import DelayLine, EventQueues, activation_lane_layout, event_layout
 
 __all__ = ["SpikingTile", "address_bits", "tile_ports", "activation_lane_layout", "threshold_layout", "event_layout", "tile_cycles"]
-
-
-def activation_lane_layout(cfg: SpikeConfig) -> data.StructLayout:
-    """One activation element as stored in the activation buffer: ``v = mantissa · 2^shift``."""
-    return data.StructLayout({"mantissa": signed(cfg.mantissa_bits), "shift": unsigned(cfg.shift_bits)})
 
 
 def threshold_layout(cfg: SpikeConfig) -> data.StructLayout:
     """One neuron's threshold Θ and start potential Φ."""
     return data.StructLayout({"theta": unsigned(cfg.theta_bits), "phi": signed(cfg.phi_bits)})
-
-
-def event_layout(cfg: SpikeConfig) -> data.StructLayout:
-    """A queued TTFS spike: which input fired, its polarity and its shift."""
-    return data.StructLayout({"index": unsigned(cfg.k_bits), "negative": unsigned(1),
-                              "shift": unsigned(cfg.shift_bits)})
 
 
 def address_bits(cfg: SpikeConfig) -> dict[str, int]:
@@ -189,21 +179,13 @@ class SpikingTile(wiring.Component):
                 "encode_cycles": cfg.k_words + self.ENCODE_TAIL, "lanes": cfg.lanes, "pes": cfg.pes}
 
     def elaborate(self, platform):
+        """The sequencer (stage 0), a two-stage replay pipeline into the PEs, and the capture delay line."""
         cfg = self._config
         L, P, T = cfg.lanes, cfg.pes, cfg.window
         lane_bits = unsigned_bits_for(L - 1) if L > 1 else 0
-        queue_depth = cfg.k_words  # worst case: every element of the token has the same magnitude
-        mags = range(1, T)
         m = Module()
-
-        # ---- event queues: one per magnitude, L banks each ----
-        count = Array(Signal(unsigned(cfg.k_bits + 1), name=f"queued{mag}") for mag in range(T))
-        banks = {}
-        for mag in mags:
-            for bank in range(L):
-                mem = memory.Memory(shape=event_layout(cfg), depth=queue_depth, init=[])
-                m.submodules[f"queue{mag}_{bank}"] = mem
-                banks[mag, bank] = (mem.write_port(), mem.read_port())
+        m.submodules.queues = queues = EventQueues(cfg)
+        m.submodules.capture = capture = DelayLine(self.fire_gap - 1, unsigned_bits_for(cfg.blocks))
 
         # ---- control state ----
         token = Signal(unsigned(cfg.token_bits))
@@ -211,52 +193,24 @@ class SpikingTile(wiring.Component):
         act_valid = Signal()
         blk = Signal(unsigned(unsigned_bits_for(cfg.blocks)))
         step = Signal(unsigned(cfg.step_bits + 1))
-        row = Signal(unsigned(unsigned_bits_for(queue_depth)))
+        row = Signal(unsigned(unsigned_bits_for(queues.depth)))
         since_fire = Signal(unsigned(unsigned_bits_for(self.fire_gap)), init=self.fire_gap)
         m.d.comb += self.block.eq(blk)
 
-        # ---- encode: sort nonzero mantissas into the queues (round-robin banks per magnitude) ----
-        lanes_in = [self.act.data[j] for j in range(L)]
-        magnitude = [Signal(unsigned(cfg.a_bits), name=f"mag{j}") for j in range(L)]
-        position = [Signal(unsigned(cfg.k_bits + 1), name=f"pos{j}") for j in range(L)]
-        for j, lane in enumerate(lanes_in):
-            mant = lane.mantissa
-            m.d.comb += magnitude[j].eq(Mux(mant < 0, -mant, mant))
-            rank = sum((magnitude[i] == magnitude[j]) for i in range(j)) if j else 0
-            m.d.comb += position[j].eq(count[magnitude[j]] + rank)
-        k_base = Signal(unsigned(cfg.k_bits + 1))
-        m.d.comb += k_base.eq((word - 1) << lane_bits)  # the word whose data arrives this cycle
-        for (mag, bank), (wp, _) in banks.items():
-            for j in reversed(range(L)):  # at most one lane matches; the loop just builds the mux
-                hit = act_valid & (magnitude[j] == mag)
-                if L > 1:
-                    hit &= position[j][:lane_bits] == bank
-                with m.If(hit):
-                    m.d.comb += [
-                        wp.en.eq(1),
-                        wp.addr.eq(position[j] >> lane_bits),
-                        wp.data.index.eq(k_base + j),
-                        wp.data.negative.eq(lanes_in[j].mantissa < 0),
-                        wp.data.shift.eq(lanes_in[j].shift),
-                    ]
-        with m.If(act_valid):
-            for mag in mags:
-                m.d.sync += count[mag].eq(count[mag] + sum(magnitude[j] == mag for j in range(L)))
+        # ---- encode: the activation word read last cycle goes into the queues ----
+        m.d.comb += [queues.write.eq(act_valid), queues.lanes.eq(self.act.data),
+                     queues.base.eq((word - 1) << lane_bits), queues.row.eq(row)]
 
         # ---- sequencer (stage 0) ----
-        delay = self.fire_gap - 1  # fire -> every PE has finished firing
-        capture = [Signal(name=f"capture{i}") for i in range(delay)]
         cmd_open, cmd_fire, cmd_step = Signal(), Signal(), Signal()
         cmd_lanes = Signal(L)   # lanes holding an event of the current step's row
         cmd_spikes = Signal(L)  # the same, only while replaying a step
         cur_count = Signal(unsigned(cfg.k_bits + 1))
-        m.d.comb += cur_count.eq(count[(T - step)[:cfg.a_bits]])
+        m.d.comb += cur_count.eq(queues.count[(T - step)[:cfg.a_bits]])
         last_row = Signal()
         m.d.comb += last_row.eq(((row + 1) << lane_bits) >= cur_count)
         for j in range(L):
             m.d.comb += cmd_lanes[j].eq(((row << lane_bits) + j) < cur_count)
-        for (mag, bank), (_, rp) in banks.items():
-            m.d.comb += rp.addr.eq(row)
         m.d.comb += self.act.addr.eq(token * cfg.k_words + word)
         m.d.comb += self.thresh.en.eq(cmd_open)  # Θ/Φ are latched into stage 2 as the block opens
         m.d.comb += self.thresh.addr.eq(token * cfg.blocks + blk)
@@ -267,8 +221,8 @@ class SpikingTile(wiring.Component):
         with m.FSM(name="control") as fsm:
             with m.State("IDLE"):
                 with m.If(self.start):
+                    m.d.comb += queues.clear.eq(1)
                     m.d.sync += [token.eq(self.token), word.eq(0), self.cycles.eq(0), blk.eq(0)]
-                    m.d.sync += [count[mag].eq(0) for mag in mags]
                     m.next = "ENCODE"
             with m.State("ENCODE"):
                 m.d.sync += self.cycles.eq(self.cycles + 1)
@@ -306,7 +260,7 @@ class SpikingTile(wiring.Component):
                     m.next = "DRAIN"
             with m.State("DRAIN"):
                 m.d.sync += self.cycles.eq(self.cycles + 1)
-                with m.If((since_fire == self.fire_gap) & (Cat(*capture) == 0)):
+                with m.If((since_fire == self.fire_gap) & ~capture.pending):
                     m.d.sync += self.done.eq(1)
                     m.next = "IDLE"
         m.d.comb += self.busy.eq(~fsm.ongoing("IDLE"))
@@ -314,30 +268,20 @@ class SpikingTile(wiring.Component):
         # ---- stage 1: queue data -> events; issue weight reads ----
         s1_open, s1_fire, s1_step = Signal(), Signal(), Signal()
         s1_lanes = Signal(L)
-        s1_mag = Signal(unsigned(cfg.a_bits + 1))
         s1_blk = Signal.like(blk)
         m.d.sync += [s1_open.eq(cmd_open), s1_fire.eq(cmd_fire), s1_step.eq(cmd_step),
-                     s1_lanes.eq(cmd_spikes), s1_mag.eq(T - step), s1_blk.eq(blk)]
-        events = []
+                     s1_lanes.eq(cmd_spikes), queues.select.eq(T - step), s1_blk.eq(blk)]
         for j in range(L):
-            ev = Signal(event_layout(cfg), name=f"event{j}")
-            with m.Switch(s1_mag):
-                for mag in mags:
-                    with m.Case(mag):
-                        m.d.comb += ev.eq(banks[mag, j][1].data)
-            events.append(ev)
-            m.d.comb += [self.weight[j].addr.eq(s1_blk * cfg.in_features + ev.index),
+            m.d.comb += [self.weight[j].addr.eq(s1_blk * cfg.in_features + queues.events[j].index),
                          self.weight[j].en.eq(s1_lanes[j])]
 
         # ---- stage 2: weights arrive; drive the PEs ----
         s2_open, s2_fire, s2_step = Signal(), Signal(), Signal()
         s2_lanes = Signal(L)
-        s2_events = [Signal(event_layout(cfg), name=f"s2_event{j}") for j in range(L)]
+        s2_events = Signal(data.ArrayLayout(event_layout(cfg), L))
         s2_thresh = Signal(data.ArrayLayout(threshold_layout(cfg), P))
         m.d.sync += [s2_open.eq(s1_open), s2_fire.eq(s1_fire), s2_step.eq(s1_step), s2_lanes.eq(s1_lanes),
-                     s2_thresh.eq(self.thresh.data)]
-        m.d.sync += [s2_events[j].eq(events[j]) for j in range(L)]
-
+                     s2_thresh.eq(self.thresh.data), s2_events.eq(queues.events)]
         for p in range(P):
             pe = SpikingPE(cfg)
             m.submodules[f"pe{p}"] = pe
@@ -350,12 +294,9 @@ class SpikingTile(wiring.Component):
                              pe.spikes[j].weight.eq(self.weight[j].data[p])]
 
         # ---- capture each fired block's counts once every PE has finished firing ----
-        capture_blk = [Signal(unsigned(unsigned_bits_for(cfg.blocks)), name=f"capture_blk{i}") for i in range(delay)]
         fired_blk = Signal.like(blk)
         # the block fired by s2_fire: the one before the opened block, or the last one
         m.d.sync += fired_blk.eq(Mux(s1_open, s1_blk - 1, s1_blk))
-        m.d.sync += [capture[0].eq(s2_fire), capture_blk[0].eq(fired_blk)]
-        for i in range(1, delay):
-            m.d.sync += [capture[i].eq(capture[i - 1]), capture_blk[i].eq(capture_blk[i - 1])]
-        m.d.comb += [self.out.en.eq(capture[-1]), self.out.addr.eq(token * cfg.blocks + capture_blk[-1])]
+        m.d.comb += [capture.strobe.eq(s2_fire), capture.tag.eq(fired_blk),
+                     self.out.en.eq(capture.delayed), self.out.addr.eq(token * cfg.blocks + capture.delayed_tag)]
         return m

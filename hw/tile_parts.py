@@ -1,0 +1,144 @@
+"""Building blocks of the tiles, one job each: the TTFS event queues and a tagged delay line.
+
+:class:`EventQueues` is the spiking tile's encoder: it sorts a token's nonzero
+mantissas by magnitude so they can be replayed in TTFS order, and drops zeros
+(no weight read, no add). :class:`DelayLine` carries a strobe and a tag a fixed
+number of cycles; both tiles use it to write a block's counts once they are
+final.
+"""
+
+from __future__ import annotations
+
+from amaranth import Cat, Module, Mux, Signal, unsigned
+from amaranth.lib import data, memory, wiring
+from amaranth.lib.wiring import In, Out
+
+from spikeacc.config import SpikeConfig, unsigned_bits_for
+
+__all__ = ["EventQueues", "DelayLine", "event_layout", "activation_lane_layout"]
+
+
+def activation_lane_layout(cfg: SpikeConfig) -> data.StructLayout:
+    """One activation element as stored in the activation buffer: ``v = mantissa · 2^shift``."""
+    from amaranth import signed
+    return data.StructLayout({"mantissa": signed(cfg.mantissa_bits), "shift": unsigned(cfg.shift_bits)})
+
+
+def event_layout(cfg: SpikeConfig) -> data.StructLayout:
+    """A queued TTFS spike: which input fired, its polarity and its shift."""
+    return data.StructLayout({"index": unsigned(cfg.k_bits), "negative": unsigned(1),
+                              "shift": unsigned(cfg.shift_bits)})
+
+
+class EventQueues(wiring.Component):
+    """One queue per mantissa magnitude |m| = 1..2^b_a − 1, each of L banks (SPEC §3 encoding).
+
+    A magnitude-|m| element spikes at step ``T − |m|``, so replaying the queues
+    from |m| = T − 1 down to 1 is the TTFS order. Each cycle with ``write``
+    high, the L lanes of one activation word are appended, L at most per queue:
+    lane j of magnitude |m| goes to bank ``(count + rank) mod L``, so one row of
+    L events per magnitude is written and later read in one cycle, with no
+    bank conflicts. Zero mantissas are dropped.
+
+    Members
+    -------
+    clear : In(1)
+        Empty every queue (a new token).
+    write, base, lanes : In
+        Append ``lanes`` (elements ``base + j``) this cycle.
+    count : Out(ArrayLayout(unsigned, T))
+        Events queued per magnitude (index 0 is unused).
+    row : In
+        Row to read; its events appear on ``events`` one cycle later.
+    select : In
+        Magnitude whose row ``events`` shows (give it the cycle after ``row``).
+    events : Out(ArrayLayout(event_layout, L))
+        The selected row, one event per bank.
+    """
+
+    def __init__(self, config: SpikeConfig):
+        self._config = cfg = config
+        self.depth = cfg.k_words  # worst case: every element of a token has the same magnitude
+        super().__init__({
+            "clear": In(1),
+            "write": In(1),
+            "base": In(unsigned(cfg.k_bits + 1)),
+            "lanes": In(data.ArrayLayout(activation_lane_layout(cfg), cfg.lanes)),
+            "count": Out(data.ArrayLayout(unsigned(cfg.k_bits + 1), cfg.window)),
+            "row": In(unsigned(unsigned_bits_for(self.depth))),
+            "select": In(unsigned(cfg.a_bits + 1)),
+            "events": Out(data.ArrayLayout(event_layout(cfg), cfg.lanes)),
+        })
+
+    def elaborate(self, platform):
+        cfg = self._config
+        L, T = cfg.lanes, cfg.window
+        lane_bits = unsigned_bits_for(L - 1) if L > 1 else 0
+        mags = range(1, T)
+        m = Module()
+        banks = {}
+        for mag in mags:
+            for bank in range(L):
+                mem = memory.Memory(shape=event_layout(cfg), depth=self.depth, init=[])
+                m.submodules[f"queue{mag}_{bank}"] = mem
+                banks[mag, bank] = (mem.write_port(), mem.read_port())
+
+        magnitude = [Signal(unsigned(cfg.a_bits), name=f"mag{j}") for j in range(L)]
+        position = [Signal(unsigned(cfg.k_bits + 1), name=f"pos{j}") for j in range(L)]
+        for j, lane in enumerate(self.lanes):
+            m.d.comb += magnitude[j].eq(Mux(lane.mantissa < 0, -lane.mantissa, lane.mantissa))
+            rank = sum((magnitude[i] == magnitude[j]) for i in range(j)) if j else 0
+            m.d.comb += position[j].eq(self.count[magnitude[j]] + rank)
+        for (mag, bank), (wp, rp) in banks.items():
+            m.d.comb += rp.addr.eq(self.row)
+            for j in reversed(range(L)):  # at most one lane matches; the loop just builds the mux
+                hit = self.write & (magnitude[j] == mag)
+                if L > 1:
+                    hit &= position[j][:lane_bits] == bank
+                with m.If(hit):
+                    m.d.comb += [wp.en.eq(1), wp.addr.eq(position[j] >> lane_bits),
+                                 wp.data.index.eq(self.base + j),
+                                 wp.data.negative.eq(self.lanes[j].mantissa < 0),
+                                 wp.data.shift.eq(self.lanes[j].shift)]
+        with m.If(self.clear):
+            m.d.sync += [self.count[mag].eq(0) for mag in mags]
+        with m.Elif(self.write):
+            m.d.sync += [self.count[mag].eq(self.count[mag] + sum(magnitude[j] == mag for j in range(L)))
+                         for mag in mags]
+        for j in range(L):
+            with m.Switch(self.select):
+                for mag in mags:
+                    with m.Case(mag):
+                        m.d.comb += self.events[j].eq(banks[mag, j][1].data)
+        return m
+
+
+class DelayLine(wiring.Component):
+    """A strobe and its tag, delayed by ``depth`` registers; ``pending`` while any is in flight.
+
+    Members
+    -------
+    strobe, tag : In
+    delayed, delayed_tag : Out
+        ``strobe`` and ``tag`` of ``depth`` cycles ago.
+    pending : Out(1)
+        Some strobe is still travelling.
+    """
+
+    def __init__(self, depth: int, tag_width: int):
+        if depth < 1:
+            raise ValueError(f"depth must be at least 1, got {depth}")
+        self.depth = depth
+        super().__init__({"strobe": In(1), "tag": In(unsigned(tag_width)), "delayed": Out(1),
+                          "delayed_tag": Out(unsigned(tag_width)), "pending": Out(1)})
+
+    def elaborate(self, platform):
+        m = Module()
+        strobes = [Signal(name=f"strobe{i}") for i in range(self.depth)]
+        tags = [Signal.like(self.tag, name=f"tag{i}") for i in range(self.depth)]
+        m.d.sync += [strobes[0].eq(self.strobe), tags[0].eq(self.tag)]
+        for i in range(1, self.depth):
+            m.d.sync += [strobes[i].eq(strobes[i - 1]), tags[i].eq(tags[i - 1])]
+        m.d.comb += [self.delayed.eq(strobes[-1]), self.delayed_tag.eq(tags[-1]),
+                     self.pending.eq(Cat(*strobes) != 0)]
+        return m
