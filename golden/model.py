@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from spikeacc.golden.spiking_linear import QuantSpec, SpikeQuantLinear
+from spikeacc.golden.spiking_linear import CALIBRATION_STAGES, QuantSpec, SpikeQuantLinear
 
 __all__ = ["default_gguf", "load_model", "convert_model", "PROJECTIONS", "HARDWARE_OVERRIDES", "quantized_layers",
            "synthetic_llama2_layer", "calibrate"]
@@ -209,24 +209,17 @@ def calibrate(model, batches) -> None:
     every input already quantized as it will be, outputs still in float (the
     output quantizer does not exist yet).
     """
-    layers = quantized_layers(model)
+    layers = quantized_layers(model).values()
     batches = list(batches)
-    static = [m for m in layers.values() if m.activations_quantized and m.spec.mode == "static"]
-    if static:
-        for m in static:
-            m.calibrating = True
-        for ids in batches:
-            model(ids.reshape(1, -1))
-        for m in static:
-            m.finish_calibration()
-    faithful = [m for m in layers.values() if m.needs_output_calibration]
-    if faithful:
-        for m in faithful:
-            m.calibrating_output = True
-        for ids in batches:
-            model(ids.reshape(1, -1))
-        for m in faithful:
-            m.finish_output_calibration()
+    for stage in CALIBRATION_STAGES:
+        chosen = [m for m in layers if stage in m.calibration_stages]
+        for m in chosen:
+            m.start_calibration(stage)
+        if chosen:
+            for ids in batches:
+                model(ids.reshape(1, -1))
+        for m in chosen:
+            m.finish_calibration_stage(stage)
 
 
 def synthetic_llama2_layer(seed: int = 0, hidden: int = 4096, intermediate: int = 11008):

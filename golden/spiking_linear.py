@@ -17,9 +17,13 @@ from spikeacc.golden.output_quant import (INPUT_STEPS, OutputCalibration, Output
 from spikeacc.golden.quant import (ActQuant, mad_salient, quantize_activation, quantize_weight,
                                    quantize_weight_pow2_groups)
 
-__all__ = ["SpikeQuantLinear", "QuantSpec", "HardwareResult", "thresholds", "ideal_counts", "METHODS"]
+__all__ = ["SpikeQuantLinear", "QuantSpec", "HardwareResult", "thresholds", "ideal_counts", "METHODS",
+           "CALIBRATION_STAGES"]
 
 METHODS = ("fp", "rtn", "spikequant")
+# Static activation ranges first (measured on the float network), then output ranges (measured
+# with every input quantized as it will be): the order the hardware's thresholds depend on them.
+CALIBRATION_STAGES = ("input", "output")
 
 
 @dataclass(frozen=True)
@@ -199,20 +203,34 @@ class SpikeQuantLinear(nn.Module):
                                                 floor=spec.out_floor)
         self.calibrating_output = False
 
+    @property
+    def calibration_stages(self) -> list[str]:
+        """The calibration stages this projection needs, in order (see :data:`CALIBRATION_STAGES`)."""
+        stages = []
+        if self.activations_quantized and self.spec.mode == "static":
+            stages.append("input")
+        if self.needs_output_calibration:
+            stages.append("output")
+        return stages
+
+    def start_calibration(self, stage: str) -> None:
+        if stage == "input":
+            self.calibrating = True
+        else:
+            self.calibrating_output = True
+
+    def finish_calibration_stage(self, stage: str) -> None:
+        (self.finish_calibration if stage == "input" else self.finish_output_calibration)()
+
     @torch.no_grad()
     def calibrate_on(self, batches) -> None:
         """Calibrate this projection alone on its own calibration inputs (each [.., K])."""
         batches = list(batches)
-        if self.activations_quantized and self.spec.mode == "static":
-            self.calibrating = True
+        for stage in self.calibration_stages:
+            self.start_calibration(stage)
             for x in batches:
                 self(x)
-            self.finish_calibration()
-        if self.needs_output_calibration:
-            self.calibrating_output = True
-            for x in batches:
-                self(x)
-            self.finish_output_calibration()
+            self.finish_calibration_stage(stage)
 
     def _count(self, aq: ActQuant) -> None:
         self.salient_count += int(aq.salient.sum())
