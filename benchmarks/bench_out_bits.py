@@ -16,7 +16,7 @@ import numpy as np
 
 from spikeacc.config import PRESETS
 from spikeacc.golden.model import PROJECTIONS
-from spikeacc.golden.vectors import export_vectors, load_vectors
+from spikeacc.golden.vectors import export_layers, load_vectors
 from spikeacc.hw.tile import tile_cycles
 from spikeacc.verif.tile_regress import run_tile_regression
 
@@ -31,33 +31,32 @@ def main():
     widths = [int(b) for b in args.widths.split(",")]
     rtl = [int(b) for b in args.rtl.split(",") if b]
     out = Path(args.out)
-    rows = []
-    for proj in PROJECTIONS:
-        layer = f"model.layers.0.{proj}"
-        row = {"layer": layer}
-        for b in sorted(set(widths) | set(rtl)):
-            path = export_vectors(layer=layer, tokens=args.tokens, out=out / f"{proj}_o{b}.npz",
-                                  base=PRESETS["smollm2"].replace(out_bits=b))
+    layers = [f"model.layers.0.{p}" for p in PROJECTIONS]
+    rows = {layer: {"layer": layer} for layer in layers}
+    for b in sorted(set(widths) | set(rtl)):
+        paths = export_layers(layers=layers, tokens=args.tokens, outs=[out / f"{p}_o{b}.npz" for p in PROJECTIONS],
+                              base=PRESETS["smollm2"].replace(out_bits=b))
+        for layer, path in zip(layers, paths):
             v = load_vectors(path)
-            cfg = v.config
+            cfg, row = v.config, rows[layer]
             model = sum(tile_cycles(cfg, np.bincount(np.abs(r.astype(np.int64)), minlength=cfg.window))["total"]
                         for r in v.mant)
-            row["shape"] = list(v.shape)
-            row["pes"] = cfg.pes
+            row.update(shape=list(v.shape), pes=cfg.pes)
             row[f"cycles_o{b}"] = model // v.shape[0]
             if b in rtl:
                 _, rep = run_tile_regression(path, progress=False)
                 assert rep["passed"], f"{layer} b_out {b}: {rep['mismatch_count']} mismatches"
                 assert rep["cycles"] == model, (rep["cycles"], model)
-                row[f"rtl_o{b}"] = f"PASS {rep['compared']}, util {rep['utilization']:.1%}"
-        rows.append(row)
-        print(json.dumps(row), flush=True)
+                row[f"rtl_o{b}"] = f"PASS {rep['compared']}, utilization {rep['utilization']:.1%}"
+            print(json.dumps(row), flush=True)
+    rows = list(rows.values())
     (out / "bench_out_bits.json").write_text(json.dumps(rows, indent=2) + "\n")
     head = f"{'layer':<34}{'M×K×N':>16}{'P':>4}" + "".join(f"{'b_out ' + str(b):>12}" for b in widths)
-    print("\ncycles per token-layer (exact model; RTL-checked where run)\n" + head)
+    print("\ncycles per token-layer (exact model; RTL-checked, bit-exact, for b_out in --rtl)\n" + head)
     for r in rows:
         print(f"{r['layer']:<34}{'×'.join(map(str, r['shape'])):>16}{r['pes']:>4}"
-              + "".join(f"{r[f'cycles_o{b}']:>12,}" for b in widths))
+              + "".join(f"{r[f'cycles_o{b}']:>12,}" for b in widths)
+              + "  " + ", ".join(f"o{b}: {r[f'rtl_o{b}']}" for b in rtl))
 
 
 if __name__ == "__main__":

@@ -87,14 +87,14 @@ def save_vectors(path: str | Path, v: LayerVectors) -> Path:
     return path
 
 
-def load_vectors(path: str | Path, config: SpikeConfig | None = None) -> LayerVectors:
+def load_vectors(path: str | Path, config: dict | None = None) -> LayerVectors:
     """Load and validate a vector file: names, dtypes, shapes, ranges, and the golden formulas.
 
     A file whose ``meta`` carries no spikeacc ``config`` (written by another
     quantizer, or with no ``meta`` at all) is accepted: its configuration is
-    derived from the arrays (see :func:`derive_config`), starting from
-    ``config`` for what the arrays cannot say. A file that carries its own
-    configuration refuses a second one.
+    derived from the arrays (see :func:`derive_config`), with ``config`` (a
+    dict of SpikeConfig fields) for what the arrays cannot say. A file that
+    carries its own configuration refuses a second one.
     """
     path = Path(path)
     if path.is_dir():
@@ -155,27 +155,29 @@ def load_vectors(path: str | Path, config: SpikeConfig | None = None) -> LayerVe
     return v
 
 
-def derive_config(v: LayerVectors, base: SpikeConfig | None = None) -> SpikeConfig:
+def derive_config(v: LayerVectors, fields: dict | None = None) -> SpikeConfig:
     """The narrowest configuration that holds a third-party file's arrays.
 
     K, N and M come from the shapes, ``frac_bits`` and ``out_bits`` from the
     file, ``w_bits``/``a_bits`` from the largest code magnitudes (at least 2),
-    salient handling and ``e_max`` from the shifts; everything else (κ, P, L)
-    from ``base`` (``--config``), with P and L adapted to the shape.
+    salient handling and ``e_max`` from the shifts; P and L are adapted to the
+    shape from the ``smollm2`` preset. ``fields`` (``--config``: a JSON object of
+    SpikeConfig fields, e.g. ``{"kappa": 5, "pes": 4}``) win over all of it.
     """
     from spikeacc.config import unsigned_bits_for
 
-    base = base or PRESETS["smollm2"]
     m, k = v.mant.shape
     n = v.w.shape[0]
     wmax = int(np.abs(v.w.astype(np.int64)).max(initial=0))
     mmax = int(np.abs(v.mant.astype(np.int64)).max(initial=0))
     smax = int(v.shift.max(initial=0)) if v.shift.size else 0
-    return base.replace(
+    base = PRESETS["smollm2"]
+    derived = base.replace(
         w_bits=max(2, unsigned_bits_for(wmax)), a_bits=max(2, unsigned_bits_for(mmax)),
         salient=smax > 0, e_max=smax if smax > 0 else base.e_max, salient_cap=None,
         frac_bits=v.frac_bits, out_bits=v.out_bits, max_tokens=max(m, 1),
     ).for_layer(k, n)
+    return SpikeConfig.from_dict({**derived.to_dict(), **(fields or {})})
 
 
 def _first_difference(a: np.ndarray, b: np.ndarray) -> str | None:

@@ -86,7 +86,7 @@ def cmd_regress(args) -> int:
         from spikeacc.verif.tile_regress import regress_tile
         if not args.vectors:
             raise ValueError(f"--design {args.design} needs --vectors FILE.npz (make one with `spikeacc vectors`)")
-        base = SpikeConfig.from_json(args.config) if args.config else None
+        base = SpikeConfig.read_fields(args.config) if args.config else None
         fault = _int_list(args.inject_fault, "--inject-fault") if args.inject_fault else None
         if fault is not None and len(fault) != 2:
             raise ValueError("--inject-fault takes TOKEN,NEURON")

@@ -272,6 +272,11 @@ class SpikeConfig:
 
     @classmethod
     def from_dict(cls, data: dict) -> "SpikeConfig":
+        return cls(**cls._check_fields(data))
+
+    @classmethod
+    def _check_fields(cls, data) -> dict:
+        """``data`` if it is a dict naming only SpikeConfig fields; otherwise the error says which."""
         if not isinstance(data, dict):
             raise ValueError(f"a configuration must be a JSON object of SpikeConfig fields, got a "
                              f"{type(data).__name__}")
@@ -279,10 +284,15 @@ class SpikeConfig:
         unknown = set(data) - fields
         if unknown:
             raise ValueError(f"unknown config field(s) {sorted(unknown)}; known: {sorted(fields)}")
-        return cls(**data)
+        return data
 
     @classmethod
     def from_json(cls, path: str | Path) -> "SpikeConfig":
+        return cls.from_dict(cls.read_fields(path))
+
+    @classmethod
+    def read_fields(cls, path: str | Path) -> dict:
+        """A JSON file's object of SpikeConfig fields, checked for names only (for partial configs)."""
         path = Path(path)
         if path.is_dir():
             raise ValueError(f"config file {path} is a directory, not a JSON file")
@@ -294,7 +304,7 @@ class SpikeConfig:
             raise ValueError(f"config file {path} is not UTF-8 text") from None
         except json.JSONDecodeError as exc:
             raise ValueError(f"config file {path} is not valid JSON: {exc}") from None
-        return cls.from_dict(data)
+        return cls._check_fields(data)
 
     def replace(self, **changes) -> "SpikeConfig":
         return dataclasses.replace(self, **changes)
