@@ -51,7 +51,14 @@ DATAPATH = {"tile": ("spike/current adders", "membrane adders", "threshold/fire"
             "mac": ("MAC multipliers", "accumulators", "requant multiplier")}
 
 
-def classify(design: str, name: str) -> str:
+# Parts whose every net has one role, whatever its name (hw/tile_parts.py).
+MODULE_ROLES = {"queues": "encoder/queues", "capture": "control", "output_delay": "control"}
+
+
+def classify(design: str, name: str, module: str = "top") -> str:
+    """The energy role of net ``name`` in submodule ``module`` of ``design``."""
+    if module in MODULE_ROLES:
+        return MODULE_ROLES[module]
     for role, pattern in ROLES[design]:
         if re.search(pattern, name):
             return role
@@ -84,7 +91,7 @@ def activity_energy(design: str, saif_path: Path, cfg) -> dict:
         # Amaranth's anonymous `$` nets and struct-field views duplicate named signals
         if "$" in net.name or "." in net.name or "[" in net.name or net.name in ("clk", "rst"):
             continue
-        role = classify(design, net.name)
+        role = classify(design, net.name, net.path[2] if len(net.path) > 2 else "top")
         operands = _multiplier_operands(design, net.name, cfg)
         pj = net.toggles * toggle_pj("multiplier" if operands else "adder", operands)
         toggles[role] += net.toggles
