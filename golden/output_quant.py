@@ -37,12 +37,20 @@ from dataclasses import dataclass
 import torch
 
 __all__ = ["OUT_POLICIES", "INPUT_STEPS", "OutputCalibration", "OutputQuant", "threshold_pair", "pow2_steps",
+           "step_grid",
            "check_out_bits", "fire_counts_torch"]
 
 OUT_POLICIES = ("channel", "tensor", "oracle")
 # How the per-token activation step is chosen in dynamic mode: any float step (Θ reloaded
 # per token), or a power of two (Θ is a shift of a per-neuron constant).
-INPUT_STEPS = ("any", "pow2")
+INPUT_STEPS = ("any", "pow2", "pow2/2", "pow2/4")
+
+
+def step_grid(input_step: str) -> int | None:
+    """R of an input-step policy: steps on the grid ``2^(−j/R)`` (``pow2`` is R = 1); None for ``any``."""
+    if input_step == "any":
+        return None
+    return int(input_step.partition("/")[2] or 1)
 RANKS_KEPT = 8  # extreme values per channel kept during calibration (for clipped ranges)
 
 
@@ -58,10 +66,14 @@ def check_policy(policy) -> str:
     return policy
 
 
-def pow2_steps(step: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Round steps up to a power of two, ``2^−j`` (so the range is still covered); returns (step, j)."""
-    j = -torch.ceil(torch.log2(step.double()))
-    return torch.pow(2.0, -j).to(step.dtype), j.to(torch.int64)
+def pow2_steps(step: torch.Tensor, grid: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
+    """Round steps up to the grid ``2^(−j/R)`` (so the range is still covered); returns (step, j).
+
+    R = 1 gives powers of two. With R > 1 the neuron holds R threshold
+    constants (one per ``j mod R``) and shifts the chosen one by ``⌊j/R⌋``.
+    """
+    j = -torch.ceil(torch.log2(step.double()) * grid - 1e-9)
+    return torch.pow(2.0, -j / grid).to(step.dtype), j.to(torch.int64)
 
 
 def _shift(value: torch.Tensor, by: torch.Tensor) -> torch.Tensor:
@@ -156,10 +168,11 @@ class OutputQuant:
     step: torch.Tensor | None
     zero: torch.Tensor | None
     j0: int | None = None
+    grid: int | None = None
 
     @classmethod
     def calibrated(cls, calib: OutputCalibration, policy: str, out_bits: int, frac_bits: int,
-                   clip: int = 0, pow2_inputs: bool = False, floor: float | None = None) -> "OutputQuant":
+                   clip: int = 0, grid: int | None = None, floor: float | None = None) -> "OutputQuant":
         from spikeacc.golden.quant import asym_params
 
         check_policy(policy)
@@ -175,10 +188,10 @@ class OutputQuant:
                 if dead.any() and not dead.all():
                     hi = torch.where(dead, span[~dead].median(), hi)
             step, zero = asym_params(lo, hi, out_bits)
-        j0 = calib.j_min if pow2_inputs else None
-        if pow2_inputs and j0 is None:
+        j0 = calib.j_min if grid else None
+        if grid and j0 is None:
             raise ValueError("power-of-two input steps need calibration tokens to fix the reference shift j0")
-        return cls(policy, out_bits, frac_bits, step, zero, j0)
+        return cls(policy, out_bits, frac_bits, step, zero, j0, grid)
 
     def steps_for(self, acc_float: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(Δ, z_y) broadcastable to [M, N]; the oracle takes them from the output itself."""
@@ -193,22 +206,31 @@ class OutputQuant:
         """Θ, Φ broadcast to [M, N] for input steps ``x_step`` ([M, 1] or []) and weight scales [N].
 
         With power-of-two inputs the per-neuron constants are computed once at
-        ``s_x = 2^−j0`` and shifted by ``j_t − j0`` per token.
+        ``s_x = 2^−j0`` and shifted by ``j_t − j0`` per token; on a grid
+        ``2^(−j/R)`` there are R constants (``j mod R``), shifted by
+        ``⌊j/R⌋ − ⌊j0/R⌋``.
         """
         w_scale = w_scale.double()[None, :]
         out_step = torch.as_tensor(out_step, dtype=torch.float64)
         out_zero = torch.as_tensor(out_zero, dtype=torch.float64)
         if self.j0 is not None and j is not None:
-            base = out_step / (w_scale * 2.0 ** (-self.j0))
+            grid = self.grid or 1
+            q0 = self.j0 // grid
+            exps = torch.arange(grid, dtype=torch.float64) + q0 * grid           # reference j of each constant
+            base = out_step / (w_scale * torch.pow(2.0, -exps / grid)[:, None])  # [R, N]
             theta0, phi0 = threshold_pair(base, out_zero, self.frac_bits)
-            by = (j.reshape(-1, 1) - self.j0).to(torch.int64)
-            theta, phi = _shift(theta0, by), _shift(phi0, by)
+            if phi0.dim() < 2:
+                phi0 = phi0.expand_as(theta0)
+            j = j.reshape(-1)
+            r, q = j % grid, j // grid
+            by = (q - q0).reshape(-1, 1)
+            theta, phi = _shift(theta0[r], by), _shift(phi0.expand_as(theta0)[r], by)
             if (theta < 1).any():
-                raise ValueError(f"token step 2^{-int(j.min())} shifts Θ below 1: raise frac_bits")
+                raise ValueError(f"token step 2^{-int(j.min())}/{grid} shifts Θ below 1: raise frac_bits")
             return theta, phi
         ratio = out_step / (w_scale * torch.as_tensor(x_step, dtype=torch.float64))
         return threshold_pair(ratio, out_zero, self.frac_bits)
 
     def describe(self) -> dict:
         return {"out_policy": self.policy, "out_bits": self.out_bits, "frac_bits": self.frac_bits,
-                "pow2_j0": self.j0}
+                "pow2_j0": self.j0, "step_grid": self.grid}

@@ -113,7 +113,7 @@ def row_label(row: dict) -> str:
         return "FP"
     text = f"{row['method']} W{row['w_bits']}A{row['a_bits']}"
     if row["mode"] != "none":
-        text += f" {row['mode']}" + ("-pow2" if row.get("input_step") == "pow2" else "")
+        text += f" {row['mode']}" + (f"-{row['input_step']}" if row.get("input_step", "any") != "any" else "")
     if row.get("w_group"):
         text += f" pow2-groups/{row['w_group']}"
     if row.get("out_bits"):
@@ -232,7 +232,8 @@ def _plot(results, path: Path, meta) -> None:
             pts = sorted((r["out_bits"], r["ppl"]) for r in results
                          if r.get("out_bits") and r.get("out_policy") == policy
                          and r.get("overrides") == "silu-floor" and not r.get("out_clip")
-                         and (r["mode"] + ("-pow2" if r.get("input_step") == "pow2" else "")) == mode)
+                         and (r["mode"] + (f"-{r['input_step']}" if r.get("input_step") not in (None, "any")
+                                           else "")) == mode)
             if pts:
                 ax2.plot([b for b, _ in pts], [p for _, p in pts], style, color=color, label=f"{mode}, {policy}")
     for r in results:

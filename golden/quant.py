@@ -115,7 +115,7 @@ def _exponent_code(x_steps: torch.Tensor, mmax: int, e_max: int) -> tuple[torch.
 
 def quantize_activation(x: torch.Tensor, bits: int, *, kappa: float | None, e_max: int,
                         static_range: tuple[torch.Tensor, torch.Tensor] | None = None,
-                        pow2: bool = False) -> ActQuant:
+                        pow2: int | None = None) -> ActQuant:
     """SpikeQuant activation quantizer.
 
     Dynamic (``static_range=None``): per token, salient by the MAD rule with κ,
@@ -123,8 +123,9 @@ def quantize_activation(x: torch.Tensor, bits: int, *, kappa: float | None, e_ma
     ``(lo, hi)`` calibrated offline; salient = whatever falls outside it.
     Salient values keep their place as ``mantissa · 2^e`` (e ≤ e_max).
     ``kappa=None`` (dynamic) disables salient handling: plain per-token RTN.
-    ``pow2`` (dynamic) rounds each token's step up to a power of two ``2^−j``, so
-    the neuron's threshold is a shift of a constant (SPEC §3).
+    ``pow2=R`` (dynamic) rounds each token's step up to the grid ``2^(−j/R)``
+    (R = 1: a power of two), so the neuron's threshold is a shift of one of R
+    constants (SPEC §3).
     """
     qmax = (1 << bits) - 1
     exponent = None
@@ -137,7 +138,7 @@ def quantize_activation(x: torch.Tensor, bits: int, *, kappa: float | None, e_ma
         step, zero = asym_params(lo, hi, bits)
         if pow2:
             from spikeacc.golden.output_quant import pow2_steps
-            step, exponent = pow2_steps(step)
+            step, exponent = pow2_steps(step, pow2)
             zero = torch.round(-lo.clamp(max=0) / step)
     else:
         step, zero = asym_params(static_range[0], static_range[1], bits)

@@ -13,7 +13,7 @@ from torch import nn
 
 from spikeacc.golden.integer import accumulate, fire_count
 from spikeacc.golden.output_quant import (INPUT_STEPS, OutputCalibration, OutputQuant, check_out_bits,
-                                          check_policy, fire_counts_torch, threshold_pair)
+                                          check_policy, fire_counts_torch, step_grid, threshold_pair)
 from spikeacc.golden.quant import (ActQuant, mad_salient, quantize_activation, quantize_weight,
                                    quantize_weight_pow2_groups)
 
@@ -36,7 +36,8 @@ class QuantSpec:
     ``out_policy`` saying where Δ comes from (see ``golden/output_quant.py``),
     ``out_clip`` how many extreme calibration tokens per channel the range drops,
     and ``input_step`` whether dynamic per-token steps are any float (``any``:
-    thresholds reloaded per token) or powers of two (``pow2``: a shift).
+    thresholds reloaded per token), powers of two (``pow2``: a shift), or on the
+    grid ``2^(−j/R)`` (``pow2/2``, ``pow2/4``: one of R constants, shifted).
     """
 
     method: str = "spikequant"
@@ -73,8 +74,9 @@ class QuantSpec:
         return self.out_bits is not None
 
     @property
-    def pow2_inputs(self) -> bool:
-        return self.mode == "dynamic" and self.input_step == "pow2"
+    def step_grid(self) -> int | None:
+        """R when dynamic input steps lie on the grid ``2^(−j/R)``; None otherwise."""
+        return step_grid(self.input_step) if self.mode == "dynamic" else None
 
     def replace(self, **changes) -> "QuantSpec":
         return dataclasses.replace(self, **changes)
@@ -173,7 +175,7 @@ class SpikeQuantLinear(nn.Module):
     @property
     def needs_output_calibration(self) -> bool:
         spec = self.spec
-        return spec.hardware_faithful and (spec.out_policy != "oracle" or spec.pow2_inputs)
+        return spec.hardware_faithful and (spec.out_policy != "oracle" or spec.step_grid is not None)
 
     def quantize_input(self, x: torch.Tensor) -> ActQuant:
         """The activation contract (mantissa, shift, step) for input ``x`` [..., K]."""
@@ -183,7 +185,7 @@ class SpikeQuantLinear(nn.Module):
         if spec.mode == "static":
             return quantize_activation(x, spec.a_bits, kappa=spec.kappa, e_max=spec.e_max,
                                        static_range=(self.static_lo, self.static_hi))
-        return quantize_activation(x, spec.a_bits, kappa=spec.kappa, e_max=spec.e_max, pow2=spec.pow2_inputs)
+        return quantize_activation(x, spec.a_bits, kappa=spec.kappa, e_max=spec.e_max, pow2=spec.step_grid)
 
     def finish_calibration(self) -> None:
         """Static range = mean over calibration tokens of each token's non-salient min and max."""
@@ -199,7 +201,7 @@ class SpikeQuantLinear(nn.Module):
         """Fix Δ, z_y (and j0 for power-of-two inputs) from the recorded output ranges."""
         spec = self.spec
         self.out_quant = OutputQuant.calibrated(self.out_calib, spec.out_policy, spec.out_bits, spec.frac_bits,
-                                                clip=spec.out_clip, pow2_inputs=spec.pow2_inputs,
+                                                clip=spec.out_clip, grid=spec.step_grid,
                                                 floor=spec.out_floor)
         self.calibrating_output = False
 

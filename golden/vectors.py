@@ -374,7 +374,7 @@ def _export_one(layer, linear, x, calib, positions, source, out, base, mode, out
         hw = q.hardware_forward(x)
     meta = {"model": source, "layer": layer, "token_positions": positions, "mode": mode,
             "out_policy": out_policy, "input_step": input_step if mode == "dynamic" else "static",
-            "out_floor": spec.out_floor, "pow2_j0": q.out_quant.j0}
+            "out_floor": spec.out_floor, "pow2_j0": q.out_quant.j0, "step_grid": q.out_quant.grid}
     path = save_vectors(out, vectors_from_hardware(cfg, q, hw, meta))
     load_vectors(path)  # what we write must pass our own contract
     return path

@@ -134,7 +134,7 @@ def test_oracle_needs_no_calibration_and_is_labelled():
     (dict(out_bits=9), r"out_bits \(b_out\) must be an integer in 2..8, got 9"),
     (dict(out_bits=1), r"out_bits \(b_out\) must be an integer in 2..8, got 1"),
     (dict(out_bits=8, out_policy="percentile"), r"output policy must be one of \['channel', 'tensor', 'oracle'\]"),
-    (dict(input_step="pow3"), r"input_step must be one of \['any', 'pow2'\]"),
+    (dict(input_step="pow3"), r"input_step must be one of \['any', 'pow2', 'pow2/2', 'pow2/4'\]"),
     (dict(out_bits=8, w_group=64), "need per-channel weights"),
 ])
 def test_bad_quant_specs_are_refused(kwargs, message):
@@ -171,3 +171,27 @@ def test_cli_text_too_short_for_calibration(tmp_path, capsys):
     binary.write_bytes(b"\xff\xfe\x00abc")
     assert main(["ppl", "--quick", "--text", str(binary), "--out", str(tmp_path / "o")]) == 2
     assert f"text file {binary} is not UTF-8 text" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("grid", [2, 4])
+def test_grid_input_steps_select_one_of_r_constants_and_shift_it(grid):
+    torch.manual_seed(2)
+    lin = torch.nn.Linear(64, 8, bias=False)
+    q = SpikeQuantLinear(lin, QuantSpec(out_bits=8, input_step=f"pow2/{grid}"))
+    q.calibrate_on([torch.randn(64, 64) * s for s in (0.5, 3.0)])
+    x = torch.randn(12, 64) * torch.linspace(0.2, 8.0, 12)[:, None]
+    hw = q.hardware_forward(x)
+    j = hw.act.exponent.reshape(-1)
+    assert torch.allclose(hw.act.step.reshape(-1).double(), torch.pow(2.0, -j.double() / grid), rtol=1e-6)
+    # tokens whose exponents differ by a multiple of R use the same constant, shifted
+    # (compared where both shift left of the reference: a right shift drops bits)
+    q0 = q.out_quant.j0 // grid
+    left = [t for t in range(12) if int(j[t]) // grid >= q0]
+    pairs = 0
+    for a in left:
+        for b in left:
+            d = int(j[b] - j[a])
+            if d > 0 and d % grid == 0:
+                pairs += 1
+                assert torch.equal(hw.theta[b], hw.theta[a] << (d // grid)), (a, b)
+    assert pairs, "the test needs tokens R exponents apart"
