@@ -18,7 +18,7 @@ import torch
 from tqdm import tqdm
 
 from spikeacc.golden.model import HARDWARE_OVERRIDES, calibrate, convert_model, load_model, quantized_layers
-from spikeacc.golden.output_quant import check_out_bits, check_policy
+from spikeacc.golden.output_quant import INPUT_STEPS, check_out_bits, check_policy
 from spikeacc.golden.spiking_linear import QuantSpec
 
 __all__ = ["default_text", "token_splits", "perplexity", "run_ppl_table", "table_rows"]
@@ -56,8 +56,20 @@ def perplexity(model, windows: torch.Tensor, desc: str = "ppl") -> float:
     return math.exp(nll / count)
 
 
+INPUT_MODES = ("static", "dynamic", "dynamic-pow2", "dynamic-pow2/4")
+
+
+def _input_mode(name: str) -> dict:
+    """``static``, ``dynamic`` or ``dynamic-<input_step>`` as QuantSpec fields."""
+    mode, _, step = name.partition("-")
+    if mode not in ("static", "dynamic") or (mode == "static" and step) or (step and step not in INPUT_STEPS):
+        raise ValueError(f"input mode must be static, dynamic or dynamic-<step> with <step> in "
+                         f"{list(INPUT_STEPS[1:])}, got {name!r}")
+    return dict(mode=mode, input_step=step) if step else dict(mode=mode)
+
+
 def table_rows(quick: bool = False, full: bool = False, out_bits=(4, 6, 8),
-               out_policies=("channel", "tensor")) -> list[dict]:
+               out_policies=("channel", "tensor"), inputs=INPUT_MODES) -> list[dict]:
     """The configurations of the table.
 
     Input-only rows (outputs in float: what a fake-quant paper reports) come
@@ -75,22 +87,26 @@ def table_rows(quick: bool = False, full: bool = False, out_bits=(4, 6, 8),
         check_policy(policy)
     top = max(out_bits)
     sq = dict(method="spikequant", w_bits=4, a_bits=4)
-    inputs = [dict(mode="static"), dict(mode="dynamic"), dict(mode="dynamic", input_step="pow2")]
+    modes = {name: _input_mode(name) for name in inputs}
     rows = [dict(method="fp", w_bits=16, a_bits=16, mode="none"),
             dict(method="rtn", w_bits=4, a_bits=16, mode="none"),
             dict(method="rtn", w_bits=4, a_bits=4, mode="dynamic")]
-    rows += [dict(sq, **i) for i in inputs]
+    rows += [dict(sq, **i) for i in modes.values()]
     hw = dict(overrides="silu-floor")
     if quick:
-        return rows + [dict(sq, **i, **hw, out_bits=top, out_policy=out_policies[0]) for i in inputs]
+        return rows + [dict(sq, **i, **hw, out_bits=top, out_policy=out_policies[0]) for i in modes.values()]
     for policy in out_policies:
         widths = out_bits if policy == "channel" or full else (min(out_bits), top)
-        rows += [dict(sq, **i, **hw, out_bits=b, out_policy=policy) for i in inputs for b in sorted(set(widths))]
+        rows += [dict(sq, **i, **hw, out_bits=b, out_policy=policy) for i in modes.values()
+                 for b in sorted(set(widths))]
+    plain = [modes[n] for n in ("static", "dynamic") if n in modes]
     if "channel" in out_policies:
-        rows += [dict(sq, **i, out_bits=top, out_policy="channel") for i in inputs[:2]]          # no floor
-        rows += [dict(sq, **inputs[1], **hw, out_bits=top, out_policy="channel", out_clip=2)]   # clipped
-        rows += [dict(sq, **inputs[2], out_bits=6, out_policy="channel", overrides="mixed")]     # widths
-    rows += [dict(sq, **i, **hw, out_bits=top, out_policy="oracle") for i in inputs[:2]]
+        rows += [dict(sq, **i, out_bits=top, out_policy="channel") for i in plain]             # no floor
+        if "dynamic" in modes:
+            rows += [dict(sq, **modes["dynamic"], **hw, out_bits=top, out_policy="channel", out_clip=2)]
+        if "dynamic-pow2" in modes:                                                           # widths
+            rows += [dict(sq, **modes["dynamic-pow2"], out_bits=6, out_policy="channel", overrides="mixed")]
+    rows += [dict(sq, **i, **hw, out_bits=top, out_policy="oracle") for i in plain]
     if full:
         rows += [dict(method="rtn", w_bits=4, a_bits=16, mode="none", w_group=64),
                  dict(sq, mode="static", w_group=64), dict(sq, mode="dynamic", w_group=64)]
@@ -150,13 +166,14 @@ def read_text(path: str | Path) -> str:
 
 def run_ppl_table(model: str | None = None, text: str | None = None, out: str | Path = "out/ppl",
                   tokens: int = 2048, quick: bool = False, full: bool = False, out_bits=(4, 6, 8),
-                  out_policies=("channel", "tensor"), rows: list[dict] | None = None) -> list[dict]:
+                  out_policies=("channel", "tensor"), inputs=INPUT_MODES, rows: list[dict] | None = None
+                  ) -> list[dict]:
     """Evaluate every row; print the table and save ``ppl.json`` and ``ppl.png`` in ``out``."""
     import copy
 
     if isinstance(tokens, bool) or not isinstance(tokens, int) or tokens < WINDOW:
         raise ValueError(f"--tokens must be at least one {WINDOW}-token window, got {tokens!r}")
-    rows = rows if rows is not None else table_rows(quick, full, out_bits, out_policies)
+    rows = rows if rows is not None else table_rows(quick, full, out_bits, out_policies, inputs)
     out = Path(out)
     if text is not None:
         body, source = read_text(text), str(text)
@@ -227,7 +244,7 @@ def _plot(results, path: Path, meta) -> None:
     ax1.set_yscale("log")
     ax1.set_ylabel("perplexity (log)")
     ax1.set_title("input-only (outputs float)")
-    for mode, style in (("static", "o-"), ("dynamic", "s-"), ("dynamic-pow2", "^-")):
+    for mode, style in (("static", "o-"), ("dynamic", "s-"), ("dynamic-pow2", "^-"), ("dynamic-pow2/4", "v-")):
         for policy, color in (("channel", "tab:green"), ("tensor", "tab:red")):
             pts = sorted((r["out_bits"], r["ppl"]) for r in results
                          if r.get("out_bits") and r.get("out_policy") == policy

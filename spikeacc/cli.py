@@ -180,7 +180,8 @@ def cmd_ppl(args) -> int:
     workdirs.output_dir(args.out, "--out directory")
     run_ppl_table(model=args.model, text=args.text, out=args.out, tokens=args.tokens, quick=args.quick,
                   full=args.full, out_bits=_int_list(args.out_bits, "--out-bits"),
-                  out_policies=tuple(p for p in args.out_policy.split(",") if p))
+                  out_policies=tuple(p for p in args.out_policy.split(",") if p),
+                  inputs=tuple(i for i in args.inputs.split(",") if i))
     return 0
 
 
@@ -259,6 +260,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out-bits", default="4,6,8", help="tile output widths b_out of the hardware-faithful rows")
     p.add_argument("--out-policy", default="channel,tensor",
                    help="output-range policies of the hardware-faithful rows: channel, tensor")
+    p.add_argument("--inputs", default="static,dynamic,dynamic-pow2,dynamic-pow2/4",
+                   help="activation-step modes of the rows: static, dynamic, dynamic-<pow2|pow2/2|pow2/4>")
     p.set_defaults(func=cmd_ppl)
 
     p = sub.add_parser("vectors", help="export one layer's integer vectors for the hardware")

@@ -195,3 +195,8 @@ def test_grid_input_steps_select_one_of_r_constants_and_shift_it(grid):
                 pairs += 1
                 assert torch.equal(hw.theta[b], hw.theta[a] << (d // grid)), (a, b)
     assert pairs, "the test needs tokens R exponents apart"
+
+
+def test_cli_bad_input_mode(capsys):
+    assert main(["ppl", "--inputs", "dynamic-pow3"]) == 2
+    assert "input mode must be static, dynamic or dynamic-<step>" in capsys.readouterr().err
