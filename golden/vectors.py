@@ -287,7 +287,7 @@ def _synthetic_inputs(layer_name: str, tokens: int, seed: int):
 
 def export_vectors(*, layer: str, tokens: int, out: str | Path, model: str | None = None,
                    mode: str = "dynamic", llama2_shape: bool = False, seed: int = 0,
-                   base: SpikeConfig | None = None, out_policy: str = "channel", input_step: str = "pow2",
+                   base: SpikeConfig | None = None, out_policy: str = "channel", input_step: str = "pow2/4",
                    out_bits: int | None = None) -> Path:
     """Quantize one layer on real (or synthetic 7B-shaped) activations and write its vectors.
 
@@ -306,7 +306,7 @@ def export_vectors(*, layer: str, tokens: int, out: str | Path, model: str | Non
 
 def export_layers(*, layers: list[str], tokens: int, outs: list, model: str | None = None,
                   mode: str = "dynamic", base: SpikeConfig | None = None, out_policy: str = "channel",
-                  input_step: str = "pow2", out_bits: int | None = None) -> list[Path]:
+                  input_step: str = "pow2/4", out_bits: int | None = None) -> list[Path]:
     """Quantize several projections of one model on real activations; one model load, one pass.
 
     Each layer is calibrated alone on the calibration tokens (its inputs taken
@@ -315,9 +315,10 @@ def export_layers(*, layers: list[str], tokens: int, outs: list, model: str | No
     hardware-faithful perplexity uses: the file's ``expected`` is what that
     model feeds the rest of the network, including its per-projection choices
     (:data:`~spikeacc.golden.model.HARDWARE_OVERRIDES`). The defaults are the
-    dequantization-free ones the hardware ships with: power-of-two per-token
-    input steps (Θ is shifted, never recomputed) and per-channel static output
-    ranges. ``meta`` records the policy.
+    dequantization-free ones the hardware ships with: per-token input steps on
+    the grid 2^(−j/4) (each Θ is one of 4 per-neuron constants, shifted: never
+    recomputed with a divide) and per-channel static output ranges. ``meta``
+    records the policy.
     """
     from spikeacc.golden.model import load_model
     from spikeacc.golden.perplexity import default_text, token_splits

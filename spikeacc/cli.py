@@ -271,7 +271,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", help="local HF folder or .gguf file (default: embedded SmolLM2-135M)")
     p.add_argument("--mode", choices=["dynamic", "static"], default="dynamic",
                    help="activation steps: per token (dynamic) or calibrated per tensor (static)")
-    p.add_argument("--input-step", choices=["any", "pow2", "pow2/2", "pow2/4"], default="pow2",
+    p.add_argument("--input-step", choices=["any", "pow2", "pow2/2", "pow2/4"], default="pow2/4",
                    help="dynamic mode: any per-token step (Θ reloaded per token), powers of two (Θ shifted), "
                         "or the grid 2^(-j/R) (one of R per-neuron constants, shifted)")
     p.add_argument("--out-policy", choices=["channel", "tensor", "oracle"], default="channel",

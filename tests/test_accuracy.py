@@ -39,9 +39,9 @@ def smollm2():
 
 @pytest.mark.parametrize("spec", [
     QuantSpec(mode="dynamic", out_bits=8),
-    QuantSpec(mode="dynamic", out_bits=6, input_step="pow2"),
+    QuantSpec(mode="dynamic", out_bits=6, input_step="pow2/4"),
     QuantSpec(mode="static", out_bits=4, out_policy="tensor"),
-], ids=["dynamic-8-channel", "pow2-6-channel", "static-4-tensor"])
+], ids=["dynamic-8-channel", "grid4-6-channel", "static-4-tensor"])
 def test_hardware_faithful_counts_equal_exported_vectors_on_real_layers(tmp_path, smollm2, spec):
     """Block 0 of SmolLM2 in the hardware-faithful mode: each projection's counts, exported as a
     vector file and reloaded, equal ``fire_count`` of the file element for element."""
