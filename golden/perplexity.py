@@ -240,7 +240,8 @@ def _plot(results, path: Path, meta) -> None:
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12, 4.5))
     baseline = [r for r in results if not r.get("out_bits") and r["a_bits"] in (4, 16) and r["w_bits"] in (4, 16)]
     ax1.bar(range(len(baseline)), [r["ppl"] for r in baseline], color="tab:blue")
-    ax1.set_xticks(range(len(baseline)), [r["label"].replace(" ", "\n", 2) for r in baseline], fontsize=6)
+    ax1.set_xticks(range(len(baseline)), [r["label"].replace(" (outputs float)", "").replace(" ", "\n")
+                                          for r in baseline], fontsize=6)
     ax1.set_yscale("log")
     ax1.set_ylabel("perplexity (log)")
     ax1.set_title("input-only (outputs float)")
@@ -261,6 +262,7 @@ def _plot(results, path: Path, meta) -> None:
             ax2.axhline(r["ppl"], color="gray", ls="--", label="FP")
     ax2.set_yscale("log")
     ax2.set_xlabel("tile output bits b_out")
+    ax2.set_xticks(sorted({r["out_bits"] for r in results if r.get("out_bits")}) or [8])
     ax2.set_ylabel("perplexity (log)")
     ax2.set_title("hardware-faithful W4A4 (tile outputs in the loop)")
     ax2.legend(fontsize=6)
