@@ -11,7 +11,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from spikeacc.golden.integer import accumulate, fire_count
+from spikeacc.golden.integer import accumulate
 from spikeacc.golden.output_quant import (INPUT_STEPS, OutputCalibration, OutputQuant, check_out_bits,
                                           check_policy, fire_counts_torch, step_grid, threshold_pair)
 from spikeacc.golden.quant import (ActQuant, mad_salient, quantize_activation, quantize_weight,

@@ -6,7 +6,6 @@ import argparse
 import json
 import os
 import sys
-import time
 from pathlib import Path
 
 from spikeacc import workdirs
@@ -43,7 +42,7 @@ def cmd_generate(args) -> int:
         print(f"wrote {path}  ({kind})")
     if args.lint:
         lint([files["verilog"]], files["verilog"].stem)
-        print(f"verilator --lint-only -Wall: clean (waivers: see spikeacc.verif.toolchain.LINT_WAIVERS)")
+        print("verilator --lint-only -Wall: clean (waivers: see spikeacc.verif.toolchain.LINT_WAIVERS)")
     return 0
 
 
@@ -159,7 +158,7 @@ def cmd_energy(args) -> int:
         from spikeacc.golden.vectors import export_vectors
         vectors = export_vectors(layer="model.layers.0.self_attn.q_proj", tokens=8,
                                  out=Path(args.out) / "smollm2_l0_q_proj.npz")
-    r = run_energy(vectors, out=args.out, build_root=args.build_dir, pes=args.pes, lanes=args.lanes)
+    run_energy(vectors, out=args.out, build_root=args.build_dir, pes=args.pes, lanes=args.lanes)
     print((Path(args.out) / "energy.md").read_text())
     print(f"wrote {Path(args.out) / 'energy.json'}, energy.md, energy.png")
     return 0

@@ -103,7 +103,7 @@ class SpikeConfig:
         integer("in_features", 1, MAX_FEATURES, size_note)
         integer("out_features", 1, MAX_FEATURES, size_note)
         if self.salient_cap is not None:
-            integer("salient_cap", 0, self.in_features, f" (in_features) or null")
+            integer("salient_cap", 0, self.in_features, " (in_features) or null")
         integer("pes", 1, MAX_PES)
         integer("lanes", 1, MAX_LANES)
         if self.lanes & (self.lanes - 1):

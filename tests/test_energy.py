@@ -1,8 +1,6 @@
 """Energy from RTL activity: toggle counting, op counts, and the spiking-vs-MAC report."""
 
-import json
 
-import numpy as np
 import pytest
 
 from spikeacc.config import SpikeConfig

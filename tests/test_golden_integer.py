@@ -1,7 +1,6 @@
 import numpy as np
 import pytest
 
-from spikeacc.config import SpikeConfig
 from spikeacc.golden.integer import accumulate, check_codes, fire_count, simulate_ttfs
 
 

@@ -1,13 +1,10 @@
 """The spiking PE: Amaranth simulation for quick checks, Verilator/cocotb for the regression."""
 
-import os
 
-import numpy as np
 import pytest
 from amaranth.sim import Simulator
 
 from spikeacc.config import SpikeConfig
-from spikeacc.golden.integer import fire_count
 from spikeacc.hw.generate import generate
 from spikeacc.hw.pe import SpikingPE
 from spikeacc.verif import toolchain

@@ -18,7 +18,6 @@ import time
 from collections import defaultdict
 from pathlib import Path
 
-import numpy as np
 from tqdm import tqdm
 
 from spikeacc.golden.energy import PAPER_RATIO, op_counts, op_energy, sram_read_pj, toggle_pj

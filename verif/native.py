@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import subprocess
 import time
-from pathlib import Path
 
 from spikeacc import workdirs
 from spikeacc.errors import ToolFailure, build_failure
