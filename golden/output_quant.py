@@ -37,12 +37,11 @@ from dataclasses import dataclass
 import torch
 
 __all__ = ["OUT_POLICIES", "INPUT_STEPS", "OutputCalibration", "OutputQuant", "threshold_pair", "pow2_steps",
-           "step_grid",
-           "check_out_bits", "fire_counts_torch"]
+           "step_grid", "check_out_bits", "fire_counts_torch"]
 
 OUT_POLICIES = ("channel", "tensor", "oracle")
 # How the per-token activation step is chosen in dynamic mode: any float step (Θ reloaded
-# per token), or a power of two (Θ is a shift of a per-neuron constant).
+# per token), or on the grid 2^(−j/R) (Θ is one of R per-neuron constants, shifted).
 INPUT_STEPS = ("any", "pow2", "pow2/2", "pow2/4")
 
 
@@ -51,6 +50,8 @@ def step_grid(input_step: str) -> int | None:
     if input_step == "any":
         return None
     return int(input_step.partition("/")[2] or 1)
+
+
 RANKS_KEPT = 8  # extreme values per channel kept during calibration (for clipped ranges)
 
 
@@ -218,19 +219,13 @@ class OutputQuant:
             q0 = self.j0 // grid
             exps = torch.arange(grid, dtype=torch.float64) + q0 * grid           # reference j of each constant
             base = out_step / (w_scale * torch.pow(2.0, -exps / grid)[:, None])  # [R, N]
-            theta0, phi0 = threshold_pair(base, out_zero, self.frac_bits)
-            if phi0.dim() < 2:
-                phi0 = phi0.expand_as(theta0)
+            theta0, phi0 = threshold_pair(base, out_zero, self.frac_bits)  # both [R, N] by broadcasting
             j = j.reshape(-1)
             r, q = j % grid, j // grid
             by = (q - q0).reshape(-1, 1)
-            theta, phi = _shift(theta0[r], by), _shift(phi0.expand_as(theta0)[r], by)
+            theta, phi = _shift(theta0[r], by), _shift(phi0[r], by)
             if (theta < 1).any():
                 raise ValueError(f"token step 2^{-int(j.min())}/{grid} shifts Θ below 1: raise frac_bits")
             return theta, phi
         ratio = out_step / (w_scale * torch.as_tensor(x_step, dtype=torch.float64))
         return threshold_pair(ratio, out_zero, self.frac_bits)
-
-    def describe(self) -> dict:
-        return {"out_policy": self.policy, "out_bits": self.out_bits, "frac_bits": self.frac_bits,
-                "pow2_j0": self.j0, "step_grid": self.grid}
