@@ -6,10 +6,10 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from amaranth import Shape
 from amaranth.back import verilog
 
 from spikeacc.config import SpikeConfig
+from spikeacc.hw.datasheet import datasheet_facts, port_facts
 
 __all__ = ["DESIGNS", "GeneratedDesign", "build_component", "generate", "module_name", "port_list",
            "write_if_changed"]
@@ -62,15 +62,10 @@ def port_list(signature) -> list[dict]:
     """Every top-level Verilog port of a component's ``signature``: name, direction, width, in order.
 
     ``clk`` and ``rst`` come first: Amaranth adds them for the ``sync`` domain
-    every spikeacc design uses (synchronous, active-high reset).
+    every spikeacc design uses (synchronous, active-high reset). The bit
+    layouts are in :func:`~spikeacc.hw.datasheet.port_facts`.
     """
-    ports = [{"name": "clk", "direction": "input", "width": 1},
-             {"name": "rst", "direction": "input", "width": 1}]
-    for path, member, _ in signature.flatten(signature.create()):
-        flow = member.flow.name.lower()
-        ports.append({"name": "__".join(str(p) for p in path), "direction": "input" if flow == "in" else "output",
-                      "width": Shape.cast(member.shape).width})
-    return ports
+    return [{key: port[key] for key in ("name", "direction", "width")} for port in port_facts(signature)]
 
 
 def write_if_changed(path: Path, text: str) -> Path:
@@ -81,7 +76,7 @@ def write_if_changed(path: Path, text: str) -> Path:
 
 
 def generate(design: str, cfg: SpikeConfig, out_dir: str | Path) -> GeneratedDesign:
-    """Write ``<top>.v`` and ``<top>.json`` (config, derived widths, ports) into ``out_dir``."""
+    """Write ``<top>.v`` and ``<top>.json`` (config, derived widths, ports, datasheet) into ``out_dir``."""
     component = build_component(design, cfg)
     top = module_name(design, cfg)
     out_dir = Path(out_dir)
@@ -100,6 +95,7 @@ def generate(design: str, cfg: SpikeConfig, out_dir: str | Path) -> GeneratedDes
     }
     if hasattr(component, "timing"):
         manifest["timing"] = component.timing()
+    manifest["datasheet"] = datasheet_facts(design, cfg, component, top)
     j_path = out_dir / f"{top}.json"
     write_if_changed(j_path, json.dumps(manifest, indent=2) + "\n")
     return GeneratedDesign(design, top, v_path, j_path)

@@ -14,17 +14,20 @@ from amaranth.lib.wiring import In, Out
 
 from spikeacc.config import SpikeConfig, unsigned_bits_for
 from spikeacc.hw.tile import tile_ports
-from spikeacc.hw.tile_parts import DelayLine
+from spikeacc.hw.tile_parts import DelayLine, drive_contract_error
 
 __all__ = ["MacPE", "MacTile", "mac_cycles", "mac_threshold_layout", "requant_multiplier"]
 
 
 def requant_multiplier(cfg: SpikeConfig, theta):
-    """R = ⌈2^S/Θ⌉, computed offline per output, as MAC accelerators store their requant scales."""
+    """R = ⌈2^S/Θ⌉, computed offline per output, as MAC accelerators store their requant scales.
+
+    Θ = 0 is outside the contract (the tile raises ``error``); its R is 0.
+    """
     import numpy as np
 
     s = cfg.requant_shift
-    return [((1 << s) + int(t) - 1) // int(t) for t in np.asarray(theta).ravel()]
+    return [((1 << s) + int(t) - 1) // int(t) if int(t) else 0 for t in np.asarray(theta).ravel()]
 
 
 def mac_cycles(cfg: SpikeConfig) -> int:
@@ -190,6 +193,10 @@ class MacTile(wiring.Component):
                 m.d.comb += [pe.inputs[j].valid.eq(s1_valid), pe.inputs[j].mantissa.eq(self.act.data[j].mantissa),
                              pe.inputs[j].shift.eq(self.act.data[j].shift),
                              pe.inputs[j].weight.eq(self.weight[j].data[p])]
+        drive_contract_error(m, cfg, self.error, start=fsm.ongoing("IDLE") & self.start, token=self.token,
+                             act=(s1_valid, self.act.data),
+                             weights=[(s1_valid, self.weight[j].data) for j in range(L)],
+                             thresholds=(s1_valid & s1_first, self.thresh.data))
         # output write: OUTPUT_DELAY cycles after requant
         m.submodules.output_delay = delay = DelayLine(self.OUTPUT_DELAY, len(blk))
         m.d.comb += [delay.strobe.eq(s1_valid & s1_last), delay.tag.eq(s1_blk),

@@ -11,6 +11,7 @@ from importlib import metadata
 from pathlib import Path
 
 from spikeacc.config import SpikeConfig
+from spikeacc.hw.datasheet import datasheet_markdown
 from spikeacc.hw.generate import GeneratedDesign, generate, write_if_changed
 
 __all__ = ["write_package", "tool_versions"]
@@ -107,7 +108,8 @@ module name carries it. Regenerate with `spikeacc generate {design.design} --con
 | `{design.top}.f` | filelist for simulators and synthesis scripts |
 | `{design.top}.core` | FuseSoC CAPI2 core: targets `lint` (Verilator), `sim` (Icarus), `synth` (Yosys, iCE40) |
 | `{design.top}.sdc` | clock constraint template |
-| `{design.top}.json` | manifest: configuration, derived widths, ports, latency, tool versions |
+| `{design.top}.md` | datasheet: every port bit, reset, handshake, cycle formula, input ranges |
+| `{design.top}.json` | manifest: configuration, derived widths, ports, latency, tool versions, the datasheet's facts |
 
 Clock `clk`, synchronous active-high reset `rst`.
 
@@ -140,5 +142,6 @@ def write_package(design_name: str, cfg: SpikeConfig, out_dir: str | Path) -> di
     files["core"] = write_if_changed(out_dir / f"{design.top}.core", _core(design, cfg, LINT_WAIVERS))
     files["sdc"] = write_if_changed(out_dir / f"{design.top}.sdc", _sdc(design))
     files["config"] = write_if_changed(out_dir / "config.json", json.dumps(cfg.to_dict(), indent=2) + "\n")
+    files["datasheet"] = write_if_changed(out_dir / f"{design.top}.md", datasheet_markdown(manifest["datasheet"], cfg))
     files["readme"] = write_if_changed(out_dir / "README.md", _readme(design, cfg, manifest))
     return files

@@ -8,7 +8,8 @@ from amaranth.lib.wiring import In, Out
 
 from spikeacc.config import SpikeConfig, unsigned_bits_for
 from spikeacc.hw.pe import SpikingPE
-from spikeacc.hw.tile_parts import DelayLine, EventQueues, activation_lane_layout, event_layout
+from spikeacc.hw.sequencer import Sequencer
+from spikeacc.hw.tile_parts import DelayLine, EventQueues, activation_lane_layout, drive_contract_error, event_layout
 
 __all__ = ["SpikingTile", "address_bits", "tile_ports", "activation_lane_layout", "threshold_layout", "event_layout", "tile_cycles"]
 
@@ -45,6 +46,7 @@ def tile_ports(cfg: SpikeConfig, thresholds: data.StructLayout) -> dict:
         "done": Out(1),
         "cycles": Out(32),
         "block": Out(unsigned(widths["block_index"])),
+        "error": Out(1),
         "act": In(memory.ReadPort.Signature(addr_width=widths["act"],
                                             shape=data.ArrayLayout(activation_lane_layout(cfg), cfg.lanes))),
         "weight": In(memory.ReadPort.Signature(addr_width=widths["weight"],
@@ -143,6 +145,10 @@ class SpikingTile(wiring.Component):
         Cycles since the last ``start``, frozen at ``done``.
     block : Out
         Block being replayed (progress).
+    error : Out(1)
+        A word read for this token was outside the input contract (see
+        :func:`~spikeacc.hw.tile_parts.drive_contract_error`); the token's
+        counts are then don't-care. Cleared at ``start``, valid with ``done``.
     act, weight[L], thresh : In(memory.ReadPort.Signature)
         Buffer read ports as above (``addr``, ``en`` out of the tile, ``data`` in).
     out : In(memory.WritePort.Signature)
@@ -156,6 +162,11 @@ class SpikingTile(wiring.Component):
     def fire_gap_for(cfg: SpikeConfig) -> int:
         """Fewest cycles between two fires, so a block's counts are captured before the next fire."""
         return cfg.max_count + 3
+
+    @classmethod
+    def write_delay_for(cls, cfg: SpikeConfig) -> int:
+        """Cycles from a fire command (the ``thresh__en`` opening the next block) to the fired block's ``out__en``."""
+        return cls.PIPELINE + cls.fire_gap_for(cfg) - 1
 
     def __init__(self, config: SpikeConfig):
         if not isinstance(config, SpikeConfig):
@@ -175,102 +186,37 @@ class SpikingTile(wiring.Component):
     def timing(self) -> dict:
         """The constants :func:`tile_cycles` uses, for manifests (one source for both)."""
         cfg = self._config
-        return {"pipeline": self.PIPELINE, "fire_capture_delay": cfg.max_count + 2, "fire_gap": self.fire_gap,
+        return {"pipeline": self.PIPELINE, "fire_capture_delay": self.fire_gap - 1, "fire_gap": self.fire_gap,
+                "write_delay": self.write_delay_for(cfg),
                 "encode_cycles": cfg.k_words + self.ENCODE_TAIL, "lanes": cfg.lanes, "pes": cfg.pes}
 
     def elaborate(self, platform):
-        """The sequencer (stage 0), a two-stage replay pipeline into the PEs, and the capture delay line."""
+        """The sequencer, the event queues, a two-stage replay pipeline into the PEs, and the capture delay line."""
         cfg = self._config
-        L, P, T = cfg.lanes, cfg.pes, cfg.window
-        lane_bits = unsigned_bits_for(L - 1) if L > 1 else 0
+        L, P = cfg.lanes, cfg.pes
         m = Module()
+        m.submodules.sequencer = seq = Sequencer(cfg, self.fire_gap)
         m.submodules.queues = queues = EventQueues(cfg)
         m.submodules.capture = capture = DelayLine(self.fire_gap - 1, unsigned_bits_for(cfg.blocks))
+        token, blk = seq.current_token, seq.block
 
-        # ---- control state ----
-        token = Signal(unsigned(cfg.token_bits))
-        word = Signal(unsigned(unsigned_bits_for(cfg.k_words)))
-        act_valid = Signal()
-        blk = Signal(unsigned(unsigned_bits_for(cfg.blocks)))
-        step = Signal(unsigned(cfg.step_bits + 1))
-        row = Signal(unsigned(unsigned_bits_for(queues.depth)))
-        since_fire = Signal(unsigned(unsigned_bits_for(self.fire_gap)), init=self.fire_gap)
-        m.d.comb += self.block.eq(blk)
-
-        # ---- encode: the activation word read last cycle goes into the queues ----
-        m.d.comb += [queues.write.eq(act_valid), queues.lanes.eq(self.act.data),
-                     queues.base.eq((word - 1) << lane_bits), queues.row.eq(row)]
-
-        # ---- sequencer (stage 0) ----
-        cmd_open, cmd_fire, cmd_step = Signal(), Signal(), Signal()
-        cmd_lanes = Signal(L)   # lanes holding an event of the current step's row
-        cmd_spikes = Signal(L)  # the same, only while replaying a step
-        cur_count = Signal(unsigned(cfg.k_bits + 1))
-        m.d.comb += cur_count.eq(queues.count[(T - step)[:cfg.a_bits]])
-        last_row = Signal()
-        m.d.comb += last_row.eq(((row + 1) << lane_bits) >= cur_count)
-        for j in range(L):
-            m.d.comb += cmd_lanes[j].eq(((row << lane_bits) + j) < cur_count)
-        m.d.comb += self.act.addr.eq(token * cfg.k_words + word)
-        m.d.comb += self.thresh.en.eq(cmd_open)  # Θ/Φ are latched into stage 2 as the block opens
-        m.d.comb += self.thresh.addr.eq(token * cfg.blocks + blk)
-        m.d.sync += since_fire.eq(Mux(since_fire == self.fire_gap, since_fire, since_fire + 1))
-        m.d.sync += act_valid.eq(0)
-
-        m.d.sync += self.done.eq(0)
-        with m.FSM(name="control") as fsm:
-            with m.State("IDLE"):
-                with m.If(self.start):
-                    m.d.comb += queues.clear.eq(1)
-                    m.d.sync += [token.eq(self.token), word.eq(0), self.cycles.eq(0), blk.eq(0)]
-                    m.next = "ENCODE"
-            with m.State("ENCODE"):
-                m.d.sync += self.cycles.eq(self.cycles + 1)
-                with m.If(word != cfg.k_words):
-                    m.d.comb += self.act.en.eq(1)
-                    m.d.sync += [word.eq(word + 1), act_valid.eq(1)]
-                with m.Elif(~act_valid):
-                    m.next = "OPEN"
-            with m.State("OPEN"):  # step 0 of block blk: load Θ/Φ, fire the previous block
-                m.d.sync += self.cycles.eq(self.cycles + 1)
-                with m.If((blk == 0) | (since_fire == self.fire_gap)):
-                    m.d.comb += [cmd_open.eq(1), cmd_fire.eq(blk != 0)]
-                    with m.If(blk != 0):
-                        m.d.sync += since_fire.eq(1)
-                    m.d.sync += [step.eq(1), row.eq(0)]
-                    m.next = "STEP"
-            with m.State("STEP"):  # steps 1..T-1: magnitude T - step, L events per cycle
-                m.d.sync += self.cycles.eq(self.cycles + 1)
-                m.d.comb += [cmd_step.eq(last_row), cmd_spikes.eq(cmd_lanes)]
-                with m.If(last_row):
-                    m.d.sync += [row.eq(0), step.eq(step + 1)]
-                    with m.If(step == T - 1):
-                        with m.If(blk == cfg.blocks - 1):
-                            m.next = "LAST_FIRE"
-                        with m.Else():
-                            m.d.sync += blk.eq(blk + 1)
-                            m.next = "OPEN"
-                with m.Else():
-                    m.d.sync += row.eq(row + 1)
-            with m.State("LAST_FIRE"):
-                m.d.sync += self.cycles.eq(self.cycles + 1)
-                with m.If(since_fire == self.fire_gap):
-                    m.d.comb += cmd_fire.eq(1)
-                    m.d.sync += since_fire.eq(1)
-                    m.next = "DRAIN"
-            with m.State("DRAIN"):
-                m.d.sync += self.cycles.eq(self.cycles + 1)
-                with m.If((since_fire == self.fire_gap) & ~capture.pending):
-                    m.d.sync += self.done.eq(1)
-                    m.next = "IDLE"
-        m.d.comb += self.busy.eq(~fsm.ongoing("IDLE"))
+        # ---- stage 0: the sequencer, its buffer reads and the encode pass into the queues ----
+        m.d.comb += [seq.start.eq(self.start), seq.token.eq(self.token), self.busy.eq(seq.busy),
+                     self.done.eq(seq.done), self.cycles.eq(seq.cycles), self.block.eq(blk),
+                     self.act.addr.eq(token * cfg.k_words + seq.word), self.act.en.eq(seq.act_en),
+                     self.thresh.addr.eq(token * cfg.blocks + blk),
+                     self.thresh.en.eq(seq.open),  # Θ/Φ are latched into stage 2 as the block opens
+                     queues.clear.eq(seq.queue_clear), queues.write.eq(seq.queue_write),
+                     queues.base.eq(seq.queue_base), queues.lanes.eq(self.act.data),
+                     seq.queue_count.eq(queues.count), queues.row.eq(seq.row),
+                     seq.capture_pending.eq(capture.pending)]
 
         # ---- stage 1: queue data -> events; issue weight reads ----
         s1_open, s1_fire, s1_step = Signal(), Signal(), Signal()
         s1_lanes = Signal(L)
         s1_blk = Signal.like(blk)
-        m.d.sync += [s1_open.eq(cmd_open), s1_fire.eq(cmd_fire), s1_step.eq(cmd_step),
-                     s1_lanes.eq(cmd_spikes), queues.select.eq(T - step), s1_blk.eq(blk)]
+        m.d.sync += [s1_open.eq(seq.open), s1_fire.eq(seq.fire), s1_step.eq(seq.step),
+                     s1_lanes.eq(seq.lanes), queues.select.eq(seq.magnitude), s1_blk.eq(blk)]
         for j in range(L):
             m.d.comb += [self.weight[j].addr.eq(s1_blk * cfg.in_features + queues.events[j].index),
                          self.weight[j].en.eq(s1_lanes[j])]
@@ -292,6 +238,11 @@ class SpikingTile(wiring.Component):
                 m.d.comb += [pe.spikes[j].valid.eq(s2_lanes[j]), pe.spikes[j].negative.eq(s2_events[j].negative),
                              pe.spikes[j].shift.eq(s2_events[j].shift),
                              pe.spikes[j].weight.eq(self.weight[j].data[p])]
+
+        drive_contract_error(m, cfg, self.error, start=seq.queue_clear, token=self.token,
+                             act=(seq.queue_write, self.act.data),
+                             weights=[(s2_lanes[j], self.weight[j].data) for j in range(L)],
+                             thresholds=(s1_open, self.thresh.data))
 
         # ---- capture each fired block's counts once every PE has finished firing ----
         fired_blk = Signal.like(blk)

@@ -9,13 +9,16 @@ final.
 
 from __future__ import annotations
 
-from amaranth import Cat, Module, Mux, Signal, unsigned
+from functools import reduce
+from operator import or_
+
+from amaranth import Cat, Const, Module, Mux, Signal, unsigned
 from amaranth.lib import data, memory, wiring
 from amaranth.lib.wiring import In, Out
 
 from spikeacc.config import SpikeConfig, unsigned_bits_for
 
-__all__ = ["EventQueues", "DelayLine", "event_layout", "activation_lane_layout"]
+__all__ = ["EventQueues", "DelayLine", "event_layout", "activation_lane_layout", "drive_contract_error"]
 
 
 def activation_lane_layout(cfg: SpikeConfig) -> data.StructLayout:
@@ -142,3 +145,29 @@ class DelayLine(wiring.Component):
         m.d.comb += [self.delayed.eq(strobes[-1]), self.delayed_tag.eq(tags[-1]),
                      self.pending.eq(Cat(*strobes) != 0)]
         return m
+
+
+def _any(terms):
+    return reduce(or_, terms, Const(0))
+
+
+def drive_contract_error(m: Module, cfg: SpikeConfig, error, *, start, token, act, weights, thresholds) -> None:
+    """Make ``error`` a sticky flag: some word read for this token is outside the input contract.
+
+    The ports are wider than the contract in a few places (a mantissa or
+    weight of −2^b, a shift above e_max, Θ = 0, a token beyond the buffers).
+    Rather than compute something silently wrong, the tile raises ``error``;
+    it is cleared when a token starts. Each of ``act``, ``weights`` (one per
+    lane) and ``thresholds`` is ``(valid, data)``: data the tile uses this cycle.
+    """
+    act_valid, lanes = act
+    shift_checked = cfg.shift_max < (1 << cfg.shift_bits) - 1  # else every shift the port holds is legal
+    bad_lanes = _any((lane.mantissa == -(cfg.mantissa_max + 1)) | ((lane.shift > cfg.shift_max) if shift_checked else 0)
+                     for lane in lanes)
+    bad_weights = _any(valid & _any(w == -(cfg.weight_max + 1) for w in word) for valid, word in weights)
+    thresh_valid, thresh_word = thresholds
+    bad_thresh = _any(neuron.theta == 0 for neuron in thresh_word)
+    with m.If(start):
+        m.d.sync += error.eq((token >= cfg.max_tokens) if cfg.max_tokens < (1 << len(token)) else 0)
+    with m.Elif((act_valid & bad_lanes) | bad_weights | (thresh_valid & bad_thresh)):
+        m.d.sync += error.eq(1)

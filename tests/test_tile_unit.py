@@ -7,7 +7,7 @@ these tests also pin the buffer contract an integrator builds against.
 
 import numpy as np
 import pytest
-from amaranth import Module, unsigned
+from amaranth import ClockDomain, Module, unsigned
 from amaranth.lib import data, memory
 from amaranth.sim import Simulator
 
@@ -29,11 +29,16 @@ def _memory(m, name, port, words, depth):
     return mem
 
 
-def simulate(design, cfg, v):
-    """Run every token of vectors ``v`` through ``design``; returns (counts [M, N], cycles per token)."""
+def simulate(design, cfg, v, trace=None):
+    """Run every token of vectors ``v`` through ``design``; returns (counts [M, N], cycles per token).
+
+    ``trace``, if a dict, receives per token the ``error`` flag at ``done`` and
+    the number of cycles ``busy`` was high.
+    """
     tokens, k, n = v.shape
     P, L, B = cfg.pes, cfg.lanes, cfg.blocks
     m = Module()
+    m.domains.sync = sync = ClockDomain("sync")
     tile = SpikingTile(cfg) if design == "tile" else MacTile(cfg)
     m.submodules.tile = tile
     acts = [_word(tile.act, [{"mantissa": int(v.mant[t, w * L + j]), "shift": int(v.shift[t, w * L + j])}
@@ -64,18 +69,32 @@ def simulate(design, cfg, v):
     m.d.comb += [wp.addr.eq(tile.out.addr), wp.en.eq(tile.out.en), wp.data.eq(tile.out.data)]
 
     cycles, counts = [], np.zeros((tokens, n), dtype=np.int64)
+    trace = {} if trace is None else trace
+    trace.update(error=[], busy=[], strobes=[])
 
     async def bench(ctx):
+        ctx.set(sync.rst, 1)
+        await ctx.tick()
+        ctx.set(sync.rst, 0)
         for t in range(tokens):
             ctx.set(tile.token, t)
             ctx.set(tile.start, 1)
             await ctx.tick()
             ctx.set(tile.start, 0)
-            for _ in range(100_000):
+            busy, strobes = 0, {"act": [], "thresh": [], "out": []}
+            for cycle in range(100_000):
+                busy += ctx.get(tile.busy)
+                for port in strobes:
+                    if ctx.get(getattr(tile, port).en):
+                        strobes[port].append(cycle)
                 await ctx.tick()
                 if ctx.get(tile.done):
+                    assert not ctx.get(tile.busy), "done must come with busy already low"
                     break
             cycles.append(ctx.get(tile.cycles))
+            trace["error"].append(ctx.get(tile.error))
+            trace["busy"].append(busy)
+            trace["strobes"].append(strobes)
         shape = tile.out.signature.members["data"].shape
         for t in range(tokens):
             for b in range(B):
@@ -103,19 +122,68 @@ TINY = [SpikeConfig(in_features=8, out_features=4, pes=2, lanes=2, out_bits=4, m
 @pytest.mark.parametrize("cfg", TINY, ids=["K8-P2-L2", "K12-P3-L1", "K16-P4-L4-nosal"])
 def test_tiny_spiking_tile_values_and_cycles(cfg):
     v = random_vectors(cfg, 2, seed=3)
-    counts, cycles = simulate("tile", cfg, v)
+    trace = {}
+    counts, cycles = simulate("tile", cfg, v, trace)
     assert_bit_exact(v.expected, counts)
     model = [tile_cycles(cfg, np.bincount(np.abs(row.astype(np.int64)), minlength=cfg.window))["total"]
              for row in v.mant]
     assert cycles == model
+    assert trace["busy"] == cycles, "the datasheet promises busy is high for exactly `cycles` cycles"
+    assert trace["error"] == [0, 0]
+    for strobes in trace["strobes"]:  # the datasheet's write timing: each block's counts, a fixed delay after the next open
+        assert len(strobes["out"]) == len(strobes["thresh"]) == cfg.blocks
+        assert len(strobes["act"]) == cfg.k_words
+        delay = SpikingTile.write_delay_for(cfg)
+        assert [o - t for o, t in zip(strobes["out"], strobes["thresh"][1:])] == [delay] * (cfg.blocks - 1)
+
+
+def _out_of_contract(cfg, v, what):
+    """Put one out-of-contract value into token 0 of ``v`` (token 1 stays legal)."""
+    if what == "mantissa":
+        v.mant[0, 3] = -(cfg.mantissa_max + 1)
+    elif what == "weight":  # weight read only for inputs that spike: make input 1 spike in token 0
+        v.mant[0, 1], v.mant[1, 1] = 5, 0
+        v.w[1, 1] = -(cfg.weight_max + 1)
+    elif what == "theta":
+        v.theta[0, 2] = 0
+    elif what == "shift":
+        v.shift[0, 2] = cfg.shift_max + 1
+    return v
+
+
+@pytest.mark.parametrize("design", ["tile", "mac"])
+@pytest.mark.parametrize("what", ["mantissa", "weight", "theta", "shift"])
+def test_out_of_contract_inputs_raise_error_until_the_next_start(design, what):
+    """The datasheet's choice for values that fit the ports but not the contract: ``error``, cleared at start."""
+    cfg = TINY[2] if what == "shift" else TINY[0]   # shift > e_max only fits the port without salient
+    v = _out_of_contract(cfg, random_vectors(cfg, 2, seed=6), what)
+    trace = {}
+    simulate(design, cfg, v, trace)
+    # the MAC reads every weight for every token; the spiking tile only those of inputs that spike
+    assert trace["error"] == ([1, 1] if (design, what) == ("mac", "weight") else [1, 0])
+
+
+def test_cycle_formula_of_the_datasheet_equals_the_cycle_model():
+    """The closed form printed in the datasheet, against the state-by-state model, over many histograms."""
+    from spikeacc.hw.datasheet import tile_cycles_closed_form
+    rng = np.random.default_rng(0)
+    for cfg in TINY + [SpikeConfig(), SpikeConfig(out_bits=3, in_features=512, out_features=64, pes=4)]:
+        for _ in range(50):
+            hist = rng.integers(0, 3 * cfg.lanes, size=cfg.window)
+            hist[rng.random(cfg.window) < 0.3] = 0
+            assert tile_cycles_closed_form(cfg, hist) == tile_cycles(cfg, hist)["total"]
 
 
 @pytest.mark.parametrize("cfg", TINY[:2], ids=["K8-P2-L2", "K12-P3-L1"])
 def test_tiny_mac_tile_values_and_cycles(cfg):
     v = random_vectors(cfg, 2, seed=4)
-    counts, cycles = simulate("mac", cfg, v)
+    trace = {}
+    counts, cycles = simulate("mac", cfg, v, trace)
     assert_bit_exact(v.expected, counts)
-    assert cycles == [mac_cycles(cfg)] * 2
+    assert cycles == [mac_cycles(cfg)] * 2 == trace["busy"]
+    for strobes in trace["strobes"]:  # each block's counts are written OUTPUT_DELAY + 1 cycles after its last word
+        last_words = strobes["act"][cfg.k_words - 1::cfg.k_words]
+        assert [o - a for o, a in zip(strobes["out"], last_words)] == [MacTile.OUTPUT_DELAY + 1] * cfg.blocks
 
 
 def test_a_wrong_count_is_caught():

@@ -51,7 +51,7 @@ DATAPATH = {"tile": ("spike/current adders", "membrane adders", "threshold/fire"
 
 
 # Parts whose every net has one role, whatever its name (hw/tile_parts.py).
-MODULE_ROLES = {"queues": "encoder/queues", "capture": "control", "output_delay": "control"}
+MODULE_ROLES = {"queues": "encoder/queues", "sequencer": "control", "capture": "control", "output_delay": "control"}
 
 
 def classify(design: str, name: str, module: str = "top") -> str:

@@ -25,12 +25,14 @@ class Scoreboard:
         self.compared = 0
         self.mismatches: list[dict] = []
         self.missing = 0
+        self.failures: list[str] = []
 
     @classmethod
     def from_report(cls, report: dict) -> "Scoreboard":
         """The scoreboard a bench's JSON report describes (for printing its summary)."""
         board = cls()
         board.compared, board.mismatches, board.missing = report["compared"], report["mismatches"], report["missing"]
+        board.failures = list(report.get("failures", []))
         return board
 
     def compare(self, expected, got) -> int:
@@ -53,15 +55,21 @@ class Scoreboard:
         self.compared += expected_cmp.size
         return len(bad)
 
+    def require(self, condition: bool, failure: str) -> None:
+        """A check beside the outputs (e.g. the design's error flag); a false one fails the run."""
+        if not condition:
+            self.failures.append(failure)
+
     @property
     def passed(self) -> bool:
-        return not self.mismatches and not self.missing
+        return not self.mismatches and not self.missing and not self.failures
 
     def summary(self) -> str:
         if self.passed:
             return f"PASS: {self.compared} outputs compared, 0 mismatches"
         lines = [f"FAIL: {len(self.mismatches)} mismatches, {self.missing} outputs missing, "
                  f"{self.compared} compared"]
+        lines += [f"  {failure}" for failure in self.failures]
         for m in self.mismatches[:MAX_LISTED]:
             label = f" ({m['case']})" if "case" in m else ""
             lines.append(f"  index {tuple(m['index'])}{label}: expected {m['expected']}, got {m['got']}")
@@ -71,7 +79,7 @@ class Scoreboard:
 
     def report(self, **extra) -> dict:
         return {"passed": self.passed, "compared": self.compared, "mismatch_count": len(self.mismatches),
-                "missing": self.missing, "mismatches": self.mismatches, **extra}
+                "missing": self.missing, "mismatches": self.mismatches, "failures": self.failures, **extra}
 
     def assert_clean(self) -> None:
         if not self.passed:

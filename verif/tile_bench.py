@@ -31,6 +31,7 @@ class TokenDriver:
     progress_path: str
     blocks: int
     cycles: list[int] = field(default_factory=list)
+    error_tokens: list[int] = field(default_factory=list)
 
     async def run_token(self, token: int, total_tokens: int) -> None:
         dut = self.dut
@@ -45,6 +46,8 @@ class TokenDriver:
                 break
             self._progress(token * self.blocks + int(dut.block.value), total_tokens * self.blocks)
         self.cycles.append(int(dut.cycles.value))
+        if str(dut.error.value) != "0":  # the tile saw an out-of-contract word (or X)
+            self.error_tokens.append(token)
         self._progress((token + 1) * self.blocks, total_tokens * self.blocks)
 
     def _progress(self, done_blocks: int, total: int) -> None:
@@ -84,6 +87,7 @@ async def tile_matches_golden(dut):
         got[t, n] ^= 1
     board = Scoreboard()
     board.compare(expected=expected, got=got)
+    board.require(not driver.error_tokens, f"the tile raised error on tokens {driver.error_tokens[:10]}")
     report = board.report(cycles=sum(driver.cycles), cycles_per_token=driver.cycles, wall_seconds=wall,
                           tokens=tokens, shape=[tokens, cfg.in_features, cfg.out_features])
     with open(os.environ["SPIKEACC_REPORT"], "w") as f:

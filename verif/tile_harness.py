@@ -76,7 +76,7 @@ def harness_verilog(cfg: SpikeConfig, design: str = "tile") -> str:
     widths = {p["name"]: p["width"] for p in ports}
     lane = activation_lane_layout(cfg)
     wb, cb = cfg.weight_bits, cfg.count_bits
-    control = {"clk", "rst", "start", "token", "busy", "done", "cycles", "block"}
+    control = {"clk", "rst", "start", "token", "busy", "done", "cycles", "block", "error"}
     decl = []
     for port in ports:
         if port["name"] in control:
@@ -99,7 +99,7 @@ def harness_verilog(cfg: SpikeConfig, design: str = "tile") -> str:
 `timescale 1ns/1ps
 module {harness_name(cfg, design)} (
   input clk, input rst, input start, input [{widths['token'] - 1}:0] token, input dump,
-  output busy, output done, output [31:0] cycles, output [{widths['block'] - 1}:0] block
+  output busy, output done, output error, output [31:0] cycles, output [{widths['block'] - 1}:0] block
 );
   reg [{L * ACT_LANE_SLOT - 1}:0] act_mem [0:{cfg.max_tokens * cfg.k_words - 1}];
   reg [{P * 8 - 1}:0] weight_mem [0:{cfg.blocks * cfg.in_features - 1}];

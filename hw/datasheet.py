@@ -1,0 +1,304 @@
+"""The datasheet of a generated design: every port bit, reset, timing and input range.
+
+Everything here is read off the component itself (its ``wiring.Signature``,
+the ``amaranth.lib.data`` layouts of its buffer words, its ``timing()``) and
+the configuration, so the document cannot drift from the RTL. The same facts
+go into the JSON manifest (``datasheet`` key) for scripts, and into
+``<top>.md`` for people; :mod:`spikeacc.verif.outside_tb` builds a plain
+Verilog testbench from the JSON alone to prove it is enough.
+"""
+
+from __future__ import annotations
+
+from amaranth import Shape
+from amaranth.lib import data
+
+from spikeacc.config import SpikeConfig
+
+__all__ = ["tile_cycles_closed_form", "describe_shape", "port_facts", "datasheet_facts", "datasheet_markdown", "example_word"]
+
+
+def describe_shape(shape) -> dict:
+    """A port's data shape as JSON: plain ``{width, signed}``, or a struct/array with every bit placed.
+
+    Amaranth's rule, stated here so nobody needs it: a struct's first field
+    sits in the lowest bits; array element j occupies bits ``[j·stride, (j+1)·stride)``.
+    """
+    if isinstance(shape, data.ArrayLayout):
+        element = describe_shape(shape.elem_shape)
+        return {"width": shape.size, "array": {"length": shape.length, "stride": element["width"], "element": element}}
+    if isinstance(shape, data.StructLayout):
+        fields = []
+        for name, field in shape:
+            inner = describe_shape(field.shape)
+            fields.append({"name": name, "offset": field.offset, **inner})
+        return {"width": shape.size, "struct": fields}
+    s = Shape.cast(shape)
+    return {"width": s.width, "signed": s.signed}
+
+
+def _bit_rows(desc: dict, prefix: str = "", base: int = 0, stride_note: str = "") -> list[tuple[str, str, str]]:
+    """(bits, field, type) rows; arrays are shown by element index ``[i]`` with its bit formula."""
+    if "array" in desc:
+        arr = desc["array"]
+        elem_rows = _bit_rows(arr["element"], "", 0)
+        rows = []
+        for bits, name, kind in elem_rows:
+            lo, hi = _span(bits)
+            where = (f"[{base + lo} + {arr['stride']}·i +: {hi - lo + 1}]" if arr["length"] > 1
+                     else f"[{base + hi}:{base + lo}]")
+            rows.append((where, f"{prefix}[i]{name}, i = 0..{arr['length'] - 1}", kind))
+        return rows
+    if "struct" in desc:
+        rows = []
+        for field in desc["struct"]:
+            rows += _bit_rows(field, f"{prefix}.{field['name']}", base + field["offset"])
+        return rows
+    kind = f"{'signed' if desc['signed'] else 'unsigned'}({desc['width']})"
+    return [(f"[{base + desc['width'] - 1}:{base}]", prefix, kind)]
+
+
+def _span(bits: str) -> tuple[int, int]:
+    hi, lo = bits.strip("[]").split(":")
+    return int(lo), int(hi)
+
+
+def port_facts(signature) -> list[dict]:
+    """Every top-level Verilog port in order, ``clk``/``rst`` first, with direction and bit layout."""
+    ports = [{"name": "clk", "direction": "input", "width": 1, "signed": False},
+             {"name": "rst", "direction": "input", "width": 1, "signed": False}]
+    for path, member, _ in signature.flatten(signature.create()):
+        desc = describe_shape(member.shape)
+        desc.setdefault("signed", False)
+        ports.append({"name": "__".join(str(p) for p in path),
+                      "direction": "input" if member.flow.name.lower() == "in" else "output", **desc})
+    return ports
+
+
+def example_word(desc: dict, value) -> int:
+    """Pack a nested Python value (dicts for structs, lists for arrays) as the port's integer."""
+    if "array" in desc:
+        arr = desc["array"]
+        return sum(example_word(arr["element"], v) << (i * arr["stride"]) for i, v in enumerate(value))
+    if "struct" in desc:
+        return sum(example_word(f, value[f["name"]]) << f["offset"] for f in desc["struct"])
+    return int(value) & ((1 << desc["width"]) - 1)
+
+
+def _contract(cfg: SpikeConfig) -> dict:
+    """Legal values of every field an integrator writes, and what happens outside them."""
+    def beyond(field_max: int, width: int, what: str) -> str:
+        return "every value of the port is legal" if field_max == (1 << width) - 1 else what
+
+    dont_care = "raises `error`; the token's counts are then don't-care"
+    return {
+        "mantissa": {"min": -cfg.mantissa_max, "max": cfg.mantissa_max,
+                     "outside": f"{-(cfg.mantissa_max + 1)} fits the port but {dont_care}"},
+        "shift": {"min": 0, "max": cfg.shift_max,
+                  "outside": beyond(cfg.shift_max, cfg.shift_bits, f"a larger value that fits the port {dont_care}")},
+        "weight": {"min": -cfg.weight_max, "max": cfg.weight_max,
+                   "outside": f"{-(cfg.weight_max + 1)} fits the port but, when read, {dont_care}"},
+        "theta": {"min": 1, "max": cfg.theta_max,
+                  "outside": f"Θ = 0 {dont_care} (it would fire 2^b_out − 1 spikes for any potential ≥ 0)"},
+        "phi": {"min": -(cfg.phi_bound + 1), "max": cfg.phi_bound, "outside": "every value of the port is legal"},
+        "token": {"min": 0, "max": cfg.max_tokens - 1,
+                  "outside": beyond(cfg.max_tokens - 1, cfg.token_bits, f"a larger token that fits the port {dont_care}")},
+    }
+
+
+def _buffers(cfg: SpikeConfig, design: str) -> dict:
+    K, N, L, P, B, M = cfg.in_features, cfg.out_features, cfg.lanes, cfg.pes, cfg.blocks, cfg.max_tokens
+    thresh_fields = "theta, phi" + (", recip" if design == "mac" else "")
+    buffers = {
+        "act": {"ports": ["act"], "depth": M * cfg.k_words, "address": f"token·{cfg.k_words} + word",
+                "element": f"array element l of word `word` is input k = word·{L} + l",
+                "fields": "mantissa, shift: the activation is mantissa · 2^shift"},
+        "weight": {"ports": [f"weight__{j}" for j in range(L)], "depth": B * K, "address": f"block·{K} + k",
+                   "element": f"array element p is the weight code of output neuron block·{P} + p for input k",
+                   "fields": "weight code w (signed); every lane port reads the same contents"},
+        "thresh": {"ports": ["thresh"], "depth": M * B, "address": f"token·{B} + block",
+                   "element": f"array element p belongs to output neuron block·{P} + p",
+                   "fields": thresh_fields},
+        "out": {"ports": ["out"], "depth": M * B, "address": f"token·{B} + block",
+                "element": f"array element p is the spike count of output neuron block·{P} + p",
+                "fields": "count (unsigned)"},
+    }
+    if design == "mac":
+        buffers["thresh"]["recip"] = f"R = ceil(2^{cfg.requant_shift} / Θ), computed offline per neuron"
+    return buffers
+
+
+def tile_cycles_closed_form(cfg: SpikeConfig, nonzero_per_magnitude) -> int:
+    """The datasheet's cycle formula for the spiking tile (equal to :func:`~spikeacc.hw.tile.tile_cycles`)."""
+    from spikeacc.hw.tile import SpikingTile
+
+    R = sum(max(1, -(-int(nonzero_per_magnitude[m]) // cfg.lanes)) for m in range(1, cfg.window))
+    gap = SpikingTile.fire_gap_for(cfg)
+    return (cfg.k_words + SpikingTile.ENCODE_TAIL + (1 + R) + (cfg.blocks - 1) * max(1 + R, gap)
+            + cfg.max_count + 1 + SpikingTile.PIPELINE + 3)
+
+
+def _tile_timing(cfg: SpikeConfig, design: str, component) -> dict:
+    if design == "mac":
+        formula = f"cycles = (N/P)·(K/L) + {component.OUTPUT_DELAY + 2} = {component.timing()['cycles_per_token']}"
+        return {"cycles_formula": formula, "cycles_exact": component.timing()["cycles_per_token"]}
+    gap = component.fire_gap
+    return {
+        "cycles_formula": (f"cycles = (K/L + {component.ENCODE_TAIL}) + (1 + R) + (N/P − 1)·max(1 + R, {gap}) "
+                           f"+ {cfg.max_count + 1 + component.PIPELINE + 3}, "
+                           "R = Σ_{t=1}^{T−1} max(1, ⌈n_t/L⌉), n_t = number of inputs with |mantissa| = T − t"),
+        "encode_cycles": cfg.k_words + component.ENCODE_TAIL,
+        "fire_gap": gap,
+    }
+
+
+HANDSHAKE = [
+    "`start` is sampled on a rising edge while `busy` is low; `token` is captured on that same edge.",
+    "`busy` is high from the next cycle for exactly `cycles` cycles; `start` is ignored meanwhile.",
+    "`done` is high for one cycle, the cycle after `busy` falls; a `start` in that cycle is accepted.",
+    "`cycles` is reset at `start` and holds its final value from `done` until the next `start`.",
+    "`error` is cleared at `start` and is valid with `done`.",
+    "Every buffer port reads synchronously: data must appear on `*__data` one cycle after a cycle with "
+    "`*__en` high, and hold while `en` is low. `out__data` is valid in cycles with `out__en` high.",
+]
+
+RESET = ("`rst` is synchronous and active high. Hold it high for at least one rising edge of `clk` after "
+         "power-up, with `start` low. It clears the control FSM, the pipeline valid bits, the firing units, "
+         "`busy`, `done`, `error` and `cycles`. Memories inside the design (the event queues) need no reset: "
+         "every word is written before it is read. The design does not rely on Verilog initial values "
+         "(a regression runs it with all of them removed, X-initial under Icarus). Drive `rst` from the "
+         "testbench's reset sequence, not from a declaration initialiser (`reg rst = 1;`): under "
+         "`iverilog -g2012` that initialiser races the design's own initial values and `out__en` can be X "
+         "for a cycle.")
+
+
+def _tile_diagram(cfg: SpikeConfig, design: str) -> str:
+    from spikeacc.hw.mac import MacTile
+    from spikeacc.hw.tile import SpikingTile
+
+    if design == "mac":
+        return "\n".join([
+            "clk        _|‾|_|‾|_|‾|_|‾|_|‾|_ ... _|‾|_|‾|_|‾|_|‾|_",
+            "start      _/‾‾‾\\_________________ ... ______________",
+            "busy       _____/‾‾‾‾‾‾‾‾‾‾‾‾‾‾‾ ... ‾‾‾‾‾‾‾‾‾\\______",
+            "act__en    _____/‾‾‾‾‾‾‾‾‾‾‾‾‾‾‾ ... ‾‾‾\\____________   (K/L words per block, every block)",
+            "thresh__en _____/‾‾‾\\___________ ... ______________   (first word of each block)",
+            f"out__en    ____________________ .../‾‾‾\\___________   "
+            f"({MacTile.OUTPUT_DELAY + 1} cycles after the act__en of each block's last word)",
+            "done       ____________________ ... _________/‾‾‾\\_",
+        ])
+    return "\n".join([
+        "           |start| encode (K/L + 2) | block 0: open, R rows | block 1: open+fire 0 ... | last fire | drain |",
+        "start      _/‾‾‾\\_____________________________________________________________________________________",
+        "busy       _____/‾‾‾‾‾‾‾‾‾‾‾‾‾‾‾‾‾‾‾‾‾‾‾‾‾‾‾‾‾‾‾‾‾‾‾‾‾‾‾‾‾‾‾‾‾‾‾‾‾‾‾‾‾‾‾‾‾‾‾‾‾‾‾‾‾‾‾‾‾‾‾‾‾‾‾‾‾‾‾‾‾‾\\____",
+        "act__en    _____/‾‾‾‾‾‾‾‾‾‾‾‾‾‾‾‾\\__________________________________________________________________",
+        "thresh__en ________________________/‾\\____________________/‾\\_________________________________________",
+        "weight__en __________________________/‾‾\\_/‾‾‾\\_‾‾\\____________/‾‾\\_/‾‾\\___________________________   "
+        "(lanes carrying an event)",
+        f"out__en    _______________________________________________________/‾\\_____ ... __________/‾\\______   "
+        f"(block b: {SpikingTile.write_delay_for(cfg)} cycles after the thresh__en opening block b + 1, "
+        "or after the last fire)",
+        "done       _____________________________________________________________________________________/‾\\",
+    ])
+
+
+def datasheet_facts(design: str, cfg: SpikeConfig, component, top: str) -> dict:
+    """Everything an integrator needs, as JSON (the manifest's ``datasheet`` key)."""
+    facts = {"top": top, "ports": port_facts(component.signature), "clock": "clk, rising edge",
+             "reset": RESET}
+    if design in ("tile", "mac"):
+        facts.update({"handshake": HANDSHAKE, "buffers": _buffers(cfg, design), "contract": _contract(cfg),
+                      "timing": _tile_timing(cfg, design, component), "diagram": _tile_diagram(cfg, design),
+                      "computes": ("for every token t and output neuron i: count[t, i] = "
+                                   "clamp(floor((2^F·acc + Φ) / Θ), 0, 2^b_out − 1), "
+                                   "acc = Σ_k w[i, k]·mantissa[t, k]·2^shift[t, k]; "
+                                   f"F = {cfg.frac_bits}, b_out = {cfg.out_bits}")})
+        if design == "mac":
+            facts["requant_shift"] = cfg.requant_shift
+    elif design == "pe":
+        facts["protocol"] = [
+            "Assert `start` for one cycle with `theta` and `phi` valid: current ← 0, membrane ← Φ, Θ latched.",
+            f"For each time step t = 1..{cfg.window - 1}, present the spikes of the inputs with |mantissa| = "
+            f"T − t (T = {cfg.window}), up to {cfg.lanes} per cycle on `spikes`, with `step` high on the last "
+            "cycle of the step (a step with no spike still takes one cycle with `step` high).",
+            "Assert `fire` for one cycle (no spikes, no step): the neuron fires while potential ≥ Θ, "
+            "subtracting Θ, at most 2^b_out − 1 times. `fire` may coincide with the next `start`.",
+            "`done` strobes n + 1 cycles after `fire` for n output spikes; `count` is valid from `done` "
+            "until the next `fire`.",
+        ]
+        contract = {k: v for k, v in _contract(cfg).items() if k in ("shift", "weight", "theta", "phi")}
+        for field in contract.values():  # the PE has no error flag: the tile around it checks
+            field["outside"] = field["outside"].replace("but, when read, ", "but ").replace(
+                "raises `error`; the token's counts are then don't-care", "is not checked; the count is then don't-care")
+        facts["contract"] = contract
+        facts["reset"] = ("`rst` is synchronous and active high; hold it high for at least one rising edge of `clk` "
+                          "after power-up. It clears the current, membrane, firing unit, `count`, `busy` and `done`. "
+                          "The design does not rely on Verilog initial values (a regression runs it with all of "
+                          "them removed, X-initial under Icarus).")
+    facts["example"] = _example(design, cfg, facts["ports"])
+    return facts
+
+
+def _example(design: str, cfg: SpikeConfig, ports: list[dict]) -> list[dict]:
+    """One worked word per data port: the value, and the hex an integrator's memory file holds."""
+    by_name = {p["name"]: p for p in ports}
+    P, L = cfg.pes, cfg.lanes
+    if design in ("tile", "mac"):
+        neuron = {"theta": 3 << cfg.frac_bits, "phi": -(1 << (cfg.frac_bits - 1))}
+        if design == "mac":
+            neuron["recip"] = -(-(1 << cfg.requant_shift) // neuron["theta"])
+        values = {"act__data": [{"mantissa": -3 if j == 0 else j + 1, "shift": min(j, cfg.shift_max)}
+                                for j in range(L)],
+                  "weight__0__data": [(-1) ** p * (p + 1) for p in range(P)],
+                  "thresh__data": [neuron] * P,
+                  "out__data": [min(p * 3, cfg.max_count) for p in range(P)]}
+    else:
+        values = {"spikes": [{"valid": 1, "negative": j % 2, "shift": min(1, cfg.shift_max), "weight": j - 2}
+                             for j in range(L)]}
+    return [{"port": name, "value": value,
+             "hex": f"{example_word(by_name[name], value):0{-(-by_name[name]['width'] // 4)}x}"}
+            for name, value in values.items()]
+
+
+def datasheet_markdown(facts: dict, cfg: SpikeConfig) -> str:
+    """``<top>.md``: the facts as tables and prose."""
+    out = [f"# {facts['top']}: datasheet", "",
+           f"Generated by spikeacc from configuration `{cfg.tag}`; regenerate rather than edit. "
+           f"The same facts are in `{facts['top']}.json` under `datasheet`.", ""]
+    if "computes" in facts:
+        out += ["## What it computes", "", facts["computes"], ""]
+    out += ["## Clock and reset", "", f"Clock: {facts['clock']}. {facts['reset']}", "", "## Ports", "",
+            "| port | dir | width | type |", "|---|---|---|---|"]
+    for p in facts["ports"]:
+        kind = ("struct/array, see layout" if ("struct" in p or "array" in p)
+                else ("signed" if p["signed"] else "unsigned"))
+        out.append(f"| `{p['name']}` | {p['direction']} | {p['width']} | {kind} |")
+    out += ["", "## Bit layouts", "",
+            "Bits are numbered from 0 (least significant). A struct's first field is in the lowest bits; "
+            "array element i starts at bit i·stride.", ""]
+    for p in facts["ports"]:
+        if "struct" in p or "array" in p:
+            out += [f"### `{p['name']}` ({p['width']} bits)", "", "| bits | field | type |", "|---|---|---|"]
+            out += [f"| `{bits}` | `{name or p['name']}` | {kind} |" for bits, name, kind in _bit_rows(p)]
+            out.append("")
+    out += ["Worked examples (the hex is what a `$readmemh` file holds for that word):", ""]
+    out += [f"- `{ex['port']}` = `{ex['value']}` → `{ex['hex']}`" for ex in facts["example"]]
+    out.append("")
+    if "buffers" in facts:
+        out += ["## Buffers", "", "| buffer | ports | depth | address | element order | fields |",
+                "|---|---|---|---|---|---|"]
+        for name, b in facts["buffers"].items():
+            out.append(f"| {name} | {', '.join(f'`{p}`' for p in b['ports'])} | {b['depth']} | "
+                       f"`{b['address']}` | {b['element']} | {b['fields']} |")
+        if "recip" in facts["buffers"]["thresh"]:
+            out += ["", f"MAC threshold word: {facts['buffers']['thresh']['recip']}."]
+        out += ["", "## Handshake and timing", ""] + [f"- {line}" for line in facts["handshake"]]
+        t = facts["timing"]
+        out += ["", "Cycles per token, exactly as the `cycles` port reports them:", "", f"    {t['cycles_formula']}", "",
+                "One token (not to scale):", "", "```text", facts["diagram"], "```", ""]
+    if "protocol" in facts:
+        out += ["## Protocol", ""] + [f"{i + 1}. {line}" for i, line in enumerate(facts["protocol"])] + [""]
+    out += ["## Input ranges", "", "| field | min | max | outside the range |", "|---|---|---|---|"]
+    for name, c in facts["contract"].items():
+        out.append(f"| {name} | {c['min']} | {c['max']} | {c['outside']} |")
+    return "\n".join(out) + "\n"
