@@ -107,7 +107,7 @@ def _contract(cfg: SpikeConfig) -> dict:
 
 
 def _buffers(cfg: SpikeConfig, design: str) -> dict:
-    K, N, L, P, B, M = cfg.in_features, cfg.out_features, cfg.lanes, cfg.pes, cfg.blocks, cfg.max_tokens
+    K, L, P, B, M = cfg.in_features, cfg.lanes, cfg.pes, cfg.blocks, cfg.max_tokens
     thresh_fields = "theta, phi" + (", recip" if design == "mac" else "")
     buffers = {
         "act": {"ports": ["act"], "depth": M * cfg.k_words, "address": f"token·{cfg.k_words} + word",

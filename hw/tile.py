@@ -107,14 +107,15 @@ class SpikingTile(wiring.Component):
     loads Θ/Φ and fires the previous block, whose counts are written to the
     output buffer a fixed ``max_count + 2`` cycles later.
 
-    Cycles per token-layer (exactly, see :func:`tile_cycles`), with
+    Cycles per token-layer, exactly what the ``cycles`` port reports (and
+    the number of cycles ``busy`` is high; see :func:`tile_cycles`), with
     ``R = Σ_{t=1}^{T−1} max(1, ⌈n_t/L⌉)`` rows of events per block::
 
         (K/L + 2)                                  encode
-        + (N/P) · (1 + R)                          blocks (each at least 2^b_out + 2
-                                                   cycles after block 0, so counts are
-                                                   captured before the next fire)
-        + 1 + 2 + 2^b_out + 3                      last fire, pipeline, drain
+        + (1 + R)                                  block 0: open, then the rows
+        + (N/P − 1) · max(1 + R, 2^b_out + 2)      further blocks (a fire waits until the
+                                                   previous block's counts are captured)
+        + 2^b_out + 5                              last fire, pipeline, drain
 
     against the ideal ``(N/P)·⌈K_nz/L⌉`` (K_nz nonzero mantissas) and the
     dense bound ``K·N/(L·P) + T·N/P``. The overhead is the encode pass, the

@@ -12,13 +12,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
-from spikeacc.config import SpikeConfig
 from spikeacc.golden.vectors import random_vectors, save_vectors
 from spikeacc.hw.package import write_package
 from spikeacc.verif import outside_tb
 from spikeacc.verif.outside_tb import run_outside, strip_initial_values
 from spikeacc.verif.pe_cases import make_cases
+
+from spikeacc.config import SpikeConfig
 
 SMALL_TILE = SpikeConfig(in_features=128, out_features=16, pes=4, lanes=2)
 

@@ -10,11 +10,11 @@ import pytest
 from amaranth import ClockDomain, Module, unsigned
 from amaranth.lib import data, memory
 from amaranth.sim import Simulator
-
-from spikeacc.config import SpikeConfig
 from spikeacc.golden.vectors import random_vectors
 from spikeacc.hw.mac import MacTile, mac_cycles, requant_multiplier
 from spikeacc.hw.tile import SpikingTile, tile_cycles
+
+from spikeacc.config import SpikeConfig
 
 
 def _word(port, value) -> int:

@@ -9,14 +9,20 @@ from __future__ import annotations
 import subprocess
 import time
 
-from spikeacc import workdirs
-from spikeacc.errors import ToolFailure, build_failure
 from spikeacc.golden.vectors import load_vectors
-from spikeacc.hw.generate import generate, write_if_changed
+from spikeacc.verif.runner import locked_sources
 from spikeacc.verif.scoreboard import Scoreboard
-from spikeacc.verif.tile_harness import harness_name, harness_verilog, read_counts, write_buffers
+from spikeacc.verif.tile_harness import (
+    harness_name,
+    harness_verilog,
+    read_counts,
+    write_buffers,
+)
 from spikeacc.verif.tile_regress import tile_config_for
 from spikeacc.verif.toolchain import BUILD_WAIVERS, use_verilator
+
+from spikeacc import workdirs
+from spikeacc.errors import ToolFailure, build_failure
 
 __all__ = ["run_native"]
 
@@ -60,11 +66,8 @@ def run_native(vectors_path, *, build_root="sim_build", pes=None, lanes=None) ->
     top = harness_name(cfg)
     exe = build_dir / "obj" / f"V{top}"
     t0 = time.perf_counter()
-    with workdirs.build_lock(build_dir):
-        design = generate("tile", cfg, build_dir / "rtl")
-        harness = write_if_changed(build_dir / "rtl" / f"{top}.v", harness_verilog(cfg))
-        main = write_if_changed(build_dir / "main.cpp", MAIN_CPP.format(top=top))
-        sources = [design.verilog, harness, main]
+    extra = {f"rtl/{top}.v": harness_verilog(cfg), "main.cpp": MAIN_CPP.format(top=top)}
+    with locked_sources(build_dir, "tile", cfg, extra) as (_, sources):
         if not exe.is_file() or any(s.stat().st_mtime > exe.stat().st_mtime for s in sources):
             cmd = [str(bin_dir / "verilator"), "--cc", "--exe", "--build", "-O3", "-j", "2", *BUILD_WAIVERS,
                    "--top-module", top, "--Mdir", str(build_dir / "obj"), *map(str, sources)]

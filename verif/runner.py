@@ -6,15 +6,34 @@ import json
 import subprocess
 import threading
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 from spikeacc import workdirs
 from spikeacc.config import SpikeConfig
 from spikeacc.errors import ToolFailure, build_failure
+from spikeacc.hw.generate import GeneratedDesign, generate, write_if_changed
 from spikeacc.verif.toolchain import BUILD_WAIVERS, use_icarus, use_verilator
 
-__all__ = ["BenchRun", "build_bench", "run_bench", "run_pe_regression"]
+__all__ = ["BenchRun", "build_bench", "locked_sources", "run_bench", "run_pe_regression"]
+
+
+@contextmanager
+def locked_sources(build_dir: Path, design: str, cfg: SpikeConfig, extra: dict[str, str] | None = None):
+    """Hold ``build_dir``'s lock while its sources are (re)generated and built; yields (design, sources).
+
+    Every simulator build shared between runs goes through here: the RTL goes
+    to ``rtl/``, ``extra`` maps paths relative to ``build_dir`` (a harness, a
+    C++ main) to their text. Files are rewritten only when they change, so
+    builds stay incremental.
+    """
+    with workdirs.build_lock(build_dir):
+        rtl: GeneratedDesign = generate(design, cfg, build_dir / "rtl")
+        sources = [rtl.verilog]
+        for name, text in (extra or {}).items():
+            sources.append(write_if_changed(build_dir / name, text))
+        yield rtl, sources
 
 
 @dataclass
@@ -31,8 +50,8 @@ def build_bench(*, top: str, sources: list[Path], build_dir: Path, build_args: t
                 always: bool = False) -> float:
     """Build (incrementally) one simulator in ``build_dir`` under a cross-process lock; return seconds.
 
-    Callers generate the sources inside the same :func:`build_lock` when they
-    share ``build_dir`` with other runs.
+    Callers that share ``build_dir`` with other runs call it inside
+    :func:`locked_sources`.
     """
     from cocotb_tools.runner import get_runner
 
@@ -142,7 +161,6 @@ def run_pe_regression(cfg: SpikeConfig, *, n_random: int = 2000, seed: int = 0,
     prove the scoreboard fails when it should. The simulator build is shared by
     every run of the configuration; cases, report and logs are the run's own.
     """
-    from spikeacc.hw.generate import generate
     from spikeacc.verif.pe_cases import make_cases
 
     if isinstance(n_random, bool) or not isinstance(n_random, int) or n_random < 0:
@@ -155,9 +173,8 @@ def run_pe_regression(cfg: SpikeConfig, *, n_random: int = 2000, seed: int = 0,
         cases.expected[corrupt] = (cases.expected[corrupt] + 1) % (cfg.max_count + 1)
 
     def build(always=False):
-        with workdirs.build_lock(build_dir):
-            design = generate("pe", cfg, build_dir / "rtl")
-            return build_bench(top=design.top, sources=[design.verilog], build_dir=build_dir,
+        with locked_sources(build_dir, "pe", cfg) as (design, sources):
+            return build_bench(top=design.top, sources=sources, build_dir=build_dir,
                                simulator=simulator, always=always), design
 
     build_seconds, design = build()

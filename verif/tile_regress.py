@@ -13,10 +13,9 @@ from tqdm import tqdm
 from spikeacc import workdirs
 from spikeacc.config import SpikeConfig
 from spikeacc.golden.vectors import load_vectors
-from spikeacc.hw.generate import generate, write_if_changed
 from spikeacc.hw.mac import mac_cycles
 from spikeacc.hw.tile import tile_cycles
-from spikeacc.verif.runner import BenchRun, build_bench, run_bench
+from spikeacc.verif.runner import BenchRun, build_bench, locked_sources, run_bench
 from spikeacc.verif.scoreboard import Scoreboard
 from spikeacc.verif.tile_harness import harness_name, harness_verilog, write_buffers
 
@@ -31,41 +30,48 @@ def tile_config_for(vectors, pes: int | None = None, lanes: int | None = None) -
                        max_tokens=max(cfg.max_tokens, m))
 
 
-def build_tile(cfg: SpikeConfig, *, build_root="sim_build", design: str = "tile", saif: bool = False):
+def build_tile(cfg: SpikeConfig, *, build_root="sim_build", design: str = "tile", saif: bool = False,
+               gates=None):
     """Generate and build the tile harness for ``cfg`` once; every run of that configuration reuses it.
 
     Returns ``(build_dir, top, build_seconds, rebuild)``; generation and build
     hold the build directory's lock, so concurrent callers wait, then reuse.
+    ``gates`` (a :class:`~spikeacc.verif.gate_power.GateLevel`) simulates the
+    design's standard-cell netlist instead of its RTL, in the same harness.
     """
-    build_dir = (workdirs.build_root(build_root) / f"{design}_{cfg.tag}_t{cfg.max_tokens}{'_saif' if saif else ''}").resolve()
+    suffix = ("_saif" if saif else "") + (f"_gates_{gates.tag}" if gates is not None else "")
+    build_dir = (workdirs.build_root(build_root) / f"{design}_{cfg.tag}_t{cfg.max_tokens}{suffix}").resolve()
     top = harness_name(cfg, design)
 
     def build(always=False) -> float:
-        with workdirs.build_lock(build_dir):
-            rtl = generate(design, cfg, build_dir / "rtl")
-            harness = write_if_changed(build_dir / "rtl" / f"{top}.v", harness_verilog(cfg, design))
-            return build_bench(top=top, sources=[rtl.verilog, harness], build_dir=build_dir, ports_only=True,
-                               saif=saif, always=always)
+        with locked_sources(build_dir, design, cfg, {f"rtl/{top}.v": harness_verilog(cfg, design)}) as (rtl, sources):
+            args: tuple[str, ...] = ()
+            if gates is not None:
+                sources = gates.sources(rtl, build_dir / "gates") + sources[1:]
+                args = gates.build_args
+            return build_bench(top=top, sources=sources, build_dir=build_dir, ports_only=True,
+                               saif=saif, always=always, build_args=args)
 
     return build_dir, top, build(), lambda: build(always=True)
 
 
 def run_tile_regression(vectors_path, *, build_root="sim_build", pes=None, lanes=None, config=None,
                         progress: bool = True, design: str = "tile", saif_to: Path | None = None,
-                        inject_fault: tuple[int, int] | None = None) -> tuple[BenchRun, dict]:
+                        inject_fault: tuple[int, int] | None = None, gates=None) -> tuple[BenchRun, dict]:
     """Build (or reuse) the tile for the vectors' shape, run every token, and return the run and its report.
 
     The run's buffers, output dump, report and logs live in a directory of
     their own, so runs of the same configuration at once never mix. With
     ``saif_to`` the run records per-net toggle counts and moves them there.
     ``inject_fault=(token, neuron)`` flips one bit of the RTL's output there,
-    to prove the checker reports a wrong count with its index.
+    to prove the checker reports a wrong count with its index. ``gates`` runs
+    the standard-cell netlist instead of the RTL (see :func:`build_tile`).
     """
     t_load = time.perf_counter()
     vectors = load_vectors(vectors_path, config=config)
     cfg = tile_config_for(vectors, pes, lanes)
     build_dir, top, build_seconds, rebuild = build_tile(cfg, build_root=build_root, design=design,
-                                                        saif=saif_to is not None)
+                                                        saif=saif_to is not None, gates=gates)
     bar = tqdm(total=vectors.shape[0] * cfg.blocks, desc=f"{design} {vectors.shape}", unit="block",
                disable=not progress or None, leave=False)
 

