@@ -148,16 +148,43 @@ def cmd_synth(args) -> int:
     return 0
 
 
+def _default_vectors(args) -> str:
+    """``--vectors``, or the embedded default: SmolLM2 block 0 q_proj, 8 tokens, exported into ``--out``."""
+    if args.vectors is not None:
+        return args.vectors
+    from spikeacc.golden.vectors import export_vectors
+    return export_vectors(layer="model.layers.0.self_attn.q_proj", tokens=8,
+                          out=Path(args.out) / "smollm2_l0_q_proj.npz")
+
+
+def cmd_power(args) -> int:
+    from spikeacc.verif.liberty import DEFAULT_LIBERTY
+    from spikeacc.verif.power import run_power
+
+    designs = [d.strip() for d in args.designs.split(",") if d.strip()]
+    bad = [d for d in designs if d not in ("tile", "mac")]
+    if bad or not designs:
+        raise ValueError(f"--designs takes tile and/or mac, got {args.designs!r}")
+    liberty = Path(args.liberty) if args.liberty else DEFAULT_LIBERTY
+    if not liberty.is_file():
+        raise ValueError(f"--liberty {liberty} does not exist"
+                         + (" (Debian: apt-get install qflow-tech-osu018)" if not args.liberty else ""))
+    workdirs.build_root(args.build_dir)
+    workdirs.output_dir(args.out, "--out directory")
+    r = run_power(_default_vectors(args), designs=designs, liberty=liberty, out=args.out,
+                  build_root=args.build_dir, pes=args.pes, lanes=args.lanes)
+    print((Path(args.out) / "power.md").read_text())
+    print(f"wrote {Path(args.out) / 'power.json'} and power.md; netlist SAIF: "
+          + ", ".join(d["saif"] for d in r["designs"].values()))
+    return 0
+
+
 def cmd_energy(args) -> int:
     from spikeacc.verif.energy import run_energy
 
     workdirs.build_root(args.build_dir)
     workdirs.output_dir(args.out, "--out directory")
-    vectors = args.vectors
-    if vectors is None:  # the embedded default: SmolLM2 block 0 q_proj
-        from spikeacc.golden.vectors import export_vectors
-        vectors = export_vectors(layer="model.layers.0.self_attn.q_proj", tokens=8,
-                                 out=Path(args.out) / "smollm2_l0_q_proj.npz")
+    vectors = _default_vectors(args)
     run_energy(vectors, out=args.out, build_root=args.build_dir, pes=args.pes, lanes=args.lanes)
     print((Path(args.out) / "energy.md").read_text())
     print(f"wrote {Path(args.out) / 'energy.json'}, energy.md, energy.png")
@@ -247,6 +274,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lanes", type=int, default=None)
     p.add_argument("--build-dir", default="sim_build")
     p.set_defaults(func=cmd_energy)
+
+    p = sub.add_parser("power", help="gate-level energy: standard-cell netlists simulated on the vectors")
+    p.add_argument("--vectors", help="layer vector file (default: SmolLM2 block 0 q_proj, 8 tokens)")
+    p.add_argument("--designs", default="tile,mac", help="comma-separated: tile (spiking), mac")
+    p.add_argument("--liberty", help="Liberty file (default: Debian qflow-tech-osu018, OSU 0.18 um)")
+    p.add_argument("--out", default="out/power")
+    p.add_argument("--pes", type=int, default=None)
+    p.add_argument("--lanes", type=int, default=None)
+    p.add_argument("--build-dir", default="sim_build")
+    p.set_defaults(func=cmd_power)
 
     p = sub.add_parser("ppl", help="perplexity table: FP, RTN and SpikeQuant, with a bit sweep")
     p.add_argument("--model", help="local HF folder or .gguf file (default: embedded SmolLM2-135M)")
