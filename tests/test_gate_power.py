@@ -1,0 +1,173 @@
+"""Gate-level power: Liberty reading, cell models, a netlist simulated bit-exact, and the energy accounting.
+
+The fast tests read the OSU 0.18 µm Liberty and check every generated cell
+model against its Liberty function under Icarus. The gate-level test
+synthesizes a tiny spiking tile, simulates its netlist in the regression
+harness and checks the clock energy against a hand computation from the
+Liberty. Both tiles at once, and the default configuration, are slow runs.
+"""
+
+import itertools
+import re
+import subprocess
+
+import numpy as np
+import pytest
+
+from spikeacc.cli import main
+from spikeacc.config import SpikeConfig
+from spikeacc.golden.vectors import random_vectors, save_vectors
+
+TINY = SpikeConfig(in_features=8, out_features=4, pes=2, lanes=2, out_bits=4, max_tokens=2)
+
+pytestmark = pytest.mark.gates
+
+
+@pytest.fixture(scope="module")
+def library():
+    from spikeacc.verif.liberty import load_library
+    return load_library()
+
+
+def test_osu018_liberty_is_read_with_power_tables(library):
+    assert library.voltage == 1.8 and len(library.cells) == 32
+    dff = library.cells["DFFPOSX1"]
+    assert dff.ff["next_state"] == "D" and dff.ff["clocked_on"] == "CLK"
+    assert dff.pins["CLK"].clock and dff.pins["CLK"].capacitance > 0
+    rise, fall = dff.pins["CLK"].power[""]            # the clock pin's own (passive) energy
+    assert 0 < rise.at(0, 0.1) < fall.at(0, 0.1) < 1  # pJ per transition
+    rise, fall = dff.pins["Q"].power["CLK"]           # output energy grows with its load
+    assert rise.at(0.1, 0.1) > rise.at(0.01, 0.1)
+    assert library.cells["NAND2X1"].leakage_nw > 0
+
+
+def _liberty_eval(function: str, values: dict[str, int]) -> int:
+    """An independent evaluator of a Liberty boolean function (recursive descent)."""
+    tokens = re.findall(r"[A-Za-z_][A-Za-z0-9_]*|[()!'^*&|+]", function)
+    pos = 0
+
+    def primary():
+        nonlocal pos
+        tok = tokens[pos]
+        pos += 1
+        if tok == "!":
+            v = 1 - primary()
+        elif tok == "(":
+            v = expr()
+            pos += 1  # ')'
+        else:
+            v = values[tok]
+        while pos < len(tokens) and tokens[pos] == "'":
+            v, pos = 1 - v, pos + 1
+        return v
+
+    def xor_term():
+        nonlocal pos
+        v = primary()
+        while pos < len(tokens) and tokens[pos] == "^":
+            pos += 1
+            v ^= primary()
+        return v
+
+    def and_term():
+        nonlocal pos
+        v = xor_term()
+        while pos < len(tokens) and tokens[pos] not in (")", "|", "+"):
+            if tokens[pos] in ("*", "&"):
+                pos += 1
+            v &= xor_term()
+        return v
+
+    def expr():
+        nonlocal pos
+        v = and_term()
+        while pos < len(tokens) and tokens[pos] in ("|", "+"):
+            pos += 1
+            v |= and_term()
+        return v
+
+    return expr()
+
+
+@pytest.mark.icarus
+def test_every_combinational_cell_model_matches_its_liberty_function(library, tmp_path):
+    from spikeacc.verif.liberty import cell_models
+    cells = [c for c in library.cells.values() if c.ff is None and not c.latch
+             and all(c.pins[o].function for o in c.outputs)]
+    bench, expected = ["module tb;"], []
+    for n, cell in enumerate(cells):
+        ins, outs = cell.inputs, cell.outputs
+        bench += [f"  reg [{len(ins) - 1}:0] i{n};", f"  wire [{len(outs) - 1}:0] o{n};",
+                  f"  {cell.name} u{n} ({', '.join(f'.{p}(i{n}[{k}])' for k, p in enumerate(ins))}, "
+                  f"{', '.join(f'.{p}(o{n}[{k}])' for k, p in enumerate(outs))});"]
+        for combo in itertools.product((0, 1), repeat=len(ins)):
+            values = dict(zip(ins, combo))
+            expected.append(f"{cell.name} {''.join(map(str, combo))} "
+                            + "".join(str(_liberty_eval(cell.pins[o].function, values)) for o in outs))
+    bench.append("  initial begin")
+    for n, cell in enumerate(cells):
+        k = len(cell.inputs)
+        for combo in itertools.product((0, 1), repeat=k):
+            word = "".join(map(str, reversed(combo)))
+            fmt = "%b" * len(cell.outputs)
+            bench.append(f"    i{n} = {k}'b{word}; #1 $display(\"{cell.name} {''.join(map(str, combo))} {fmt}\", "
+                         + ", ".join(f"o{n}[{j}]" for j in range(len(cell.outputs))) + ");")
+    bench += ["  end", "endmodule"]
+    (tmp_path / "tb.v").write_text("\n".join(bench) + "\n")
+    (tmp_path / "cells.v").write_text(cell_models(library))
+    subprocess.run(["iverilog", "-o", str(tmp_path / "tb"), str(tmp_path / "tb.v"), str(tmp_path / "cells.v")],
+                   check=True)
+    run = subprocess.run(["vvp", "-n", str(tmp_path / "tb")], capture_output=True, text=True, check=True)
+    got = [line.strip() for line in run.stdout.splitlines() if line.strip()]
+    assert len(cells) >= 20
+    bad = [(e, g) for e, g in zip(expected, got) if e != g]
+    assert len(got) == len(expected) and not bad, bad[:5]
+
+
+@pytest.mark.verilator
+def test_tiny_tile_netlist_is_bit_exact_and_its_clock_energy_is_the_liberty_sum(tmp_path, library):
+    from spikeacc.verif.power import run_power
+    v = random_vectors(TINY, 2, seed=1)
+    path = save_vectors(tmp_path / "v.npz", v)
+    r = run_power(path, designs=("tile",), out=tmp_path / "power", build_root=tmp_path / "build")
+    d = r["designs"]["tile"]
+    assert d["unannotated_pins"] == 0 and d["pins"] > 1000
+    # the netlist ran the same number of cycles the RTL cycle model predicts
+    from spikeacc.hw.tile import tile_cycles
+    assert d["cycles"] == sum(tile_cycles(TINY, np.bincount(np.abs(row.astype(np.int64)), minlength=TINY.window))
+                              ["total"] for row in v.mant)
+    # clock: every flip-flop's CLK pin toggles twice a cycle; ½CV² plus its passive table, per toggle
+    dff = library.cells["DFFPOSX1"].pins["CLK"]
+    rise, fall = dff.power[""]
+    per_toggle = 0.5 * dff.capacitance * library.voltage ** 2 + (rise.at(0, 0.1) + fall.at(0, 0.1)) / 2
+    from spikeacc.verif.saif import read_saif
+    header, nets = read_saif(d["saif"])
+    clk = next(n for n in nets if n.path and n.path[-1] == "dut" and n.name == "clk")
+    assert set(d["cells"]) >= {"DFFPOSX1"} and not any(k.startswith("DFF") and k != "DFFPOSX1" for k in d["cells"])
+    expected_clock = d["flip_flops"] * clk.toggles * per_toggle / v.shape[0]
+    assert d["by_class_pj"]["clock"] == pytest.approx(expected_clock, rel=1e-9)
+    # weight reads counted from the netlist's enables: one lane read per nonzero input and block
+    assert d["weight_reads"] == int((v.mant != 0).sum()) * TINY.blocks
+    assert {"PE arithmetic", "encoder/queues", "control"} <= set(d["by_role_pj"])
+    assert (tmp_path / "power" / "power.md").read_text().count("|") > 20
+
+
+@pytest.mark.slow
+@pytest.mark.verilator
+def test_both_tiles_at_gate_level_give_every_ratio(tmp_path):
+    from spikeacc.verif.power import run_power
+    path = save_vectors(tmp_path / "v.npz", random_vectors(TINY, 2, seed=2))
+    r = run_power(path, out=tmp_path / "power", build_root=tmp_path / "build")
+    assert set(r["ratio_mac_over_spiking"]) == {"pe_arithmetic", "pe_arithmetic_without_clock", "tile_without_clock",
+                                                "tile_with_clock", "tile_with_clock_and_weight_memory"}
+    assert all(x > 0 for x in r["ratio_mac_over_spiking"].values())
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--designs", "pe"], "--designs takes tile and/or mac"),
+    (["--liberty", "/nonexistent.lib"], "--liberty /nonexistent.lib does not exist"),
+])
+def test_power_bad_options_are_one_line_exit_2(tmp_path, capsys, argv, message):
+    assert main(["power", "--out", str(tmp_path / "o"), *argv]) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and "\n" not in err
