@@ -267,22 +267,20 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config_args(p)
     p.set_defaults(func=cmd_synth)
 
-    p = sub.add_parser("energy", help="spiking vs MAC energy from RTL toggles on the same vectors")
-    p.add_argument("--vectors", help="layer vector file (default: SmolLM2 block 0 q_proj, 8 tokens)")
-    p.add_argument("--out", default="out/energy")
-    p.add_argument("--pes", type=int, default=None)
-    p.add_argument("--lanes", type=int, default=None)
-    p.add_argument("--build-dir", default="sim_build")
-    p.set_defaults(func=cmd_energy)
+    def energy_run(name: str, help_text: str):
+        """The options every energy measurement on one vector file shares."""
+        p = sub.add_parser(name, help=help_text)
+        p.add_argument("--vectors", help="layer vector file (default: SmolLM2 block 0 q_proj, 8 tokens)")
+        p.add_argument("--out", default=f"out/{name}")
+        p.add_argument("--pes", type=int, default=None)
+        p.add_argument("--lanes", type=int, default=None)
+        p.add_argument("--build-dir", default="sim_build")
+        return p
 
-    p = sub.add_parser("power", help="gate-level energy: standard-cell netlists simulated on the vectors")
-    p.add_argument("--vectors", help="layer vector file (default: SmolLM2 block 0 q_proj, 8 tokens)")
+    energy_run("energy", "spiking vs MAC energy from RTL toggles on the same vectors").set_defaults(func=cmd_energy)
+    p = energy_run("power", "gate-level energy: standard-cell netlists simulated on the vectors")
     p.add_argument("--designs", default="tile,mac", help="comma-separated: tile (spiking), mac")
     p.add_argument("--liberty", help="Liberty file (default: Debian qflow-tech-osu018, OSU 0.18 um)")
-    p.add_argument("--out", default="out/power")
-    p.add_argument("--pes", type=int, default=None)
-    p.add_argument("--lanes", type=int, default=None)
-    p.add_argument("--build-dir", default="sim_build")
     p.set_defaults(func=cmd_power)
 
     p = sub.add_parser("ppl", help="perplexity table: FP, RTN and SpikeQuant, with a bit sweep")

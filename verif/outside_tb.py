@@ -95,6 +95,26 @@ def _declarations(ports, skip=("clk",)) -> tuple[str, str]:
     return "\n".join(decl), ",\n    ".join(connect)
 
 
+def _bench_head(sheet: dict, memories: str) -> str:
+    """``module outside_tb``: the design's ports as regs/wires, ``memories``, the instance and a 100 MHz clock."""
+    decl, connect = _declarations(sheet["ports"])
+    return f"""`timescale 1ns/1ps
+module outside_tb;
+  reg clk;
+{decl}
+{memories}
+
+  {sheet['top']} dut (
+    {connect}
+  );
+
+  initial begin
+    clk = 0;
+    forever #5 clk = ~clk;
+  end
+"""
+
+
 def _tile_bench(manifest: dict, vectors, work: Path, reset_cycles: int) -> tuple[str, dict]:
     """Verilog testbench and hex buffers of a tile (spiking or MAC) for a layer vector file."""
     sheet, cfg = manifest["datasheet"], manifest["config"]
@@ -125,33 +145,19 @@ def _tile_bench(manifest: dict, vectors, work: Path, reset_cycles: int) -> tuple
     for name, words, port in (("act", act, "act__data"), ("weight", weight, "weight__0__data"),
                               ("thresh", thresh, "thresh__data")):
         _hex_file(work / f"{name}.hex", words, ports[port]["width"])
-    decl, connect = _declarations(sheet["ports"])
     reads = []
     for name in ("act", "thresh") + tuple(f"weight__{j}" for j in range(L)):
         mem = name.split("__")[0] + "_mem"
         reads.append(f"  always @(posedge clk) if ({name}__en) {name}__data <= {mem}[{name}__addr];")
     guard = _guard(cfg)
-    bench = f"""`timescale 1ns/1ps
-module outside_tb;
-  reg clk;
-{decl}
-  reg [{ports['act__data']['width'] - 1}:0] act_mem [0:{depth['act'] - 1}];
+    memories = f"""  reg [{ports['act__data']['width'] - 1}:0] act_mem [0:{depth['act'] - 1}];
   reg [{ports['weight__0__data']['width'] - 1}:0] weight_mem [0:{depth['weight'] - 1}];
   reg [{ports['thresh__data']['width'] - 1}:0] thresh_mem [0:{depth['thresh'] - 1}];
   reg [{ports['out__data']['width'] - 1}:0] out_mem [0:{depth['out'] - 1}];
 {chr(10).join(reads)}
   always @(posedge clk) if (out__en) out_mem[out__addr] <= out__data;
-
-  {sheet['top']} dut (
-    {connect}
-  );
-
-  integer t, i, log, guard;
-  initial begin
-    clk = 0;
-    forever #5 clk = ~clk;
-  end
-  initial begin
+  integer t, i, log, guard;"""
+    bench = _bench_head(sheet, memories) + f"""  initial begin
     $readmemh("act.hex", act_mem);
     $readmemh("weight.hex", weight_mem);
     $readmemh("thresh.hex", thresh_mem);
@@ -234,24 +240,10 @@ def _pe_bench(manifest: dict, cases, work: Path, reset_cycles: int) -> tuple[str
              for s, st, f, wt, th, ph, sp in cycles]
     width = 4 + tw + pw + sw
     _hex_file(work / "stimulus.hex", words, width)
-    decl, connect = _declarations(sheet["ports"])
-    bench = f"""`timescale 1ns/1ps
-module outside_tb;
-  reg clk;
-{decl}
-  reg [{width - 1}:0] stim [0:{len(words) - 1}];
+    memories = f"""  reg [{width - 1}:0] stim [0:{len(words) - 1}];
   reg wait_done;
-  integer i, log, guard;
-
-  {sheet['top']} dut (
-    {connect}
-  );
-
-  initial begin
-    clk = 0;
-    forever #5 clk = ~clk;
-  end
-  initial begin
+  integer i, log, guard;"""
+    bench = _bench_head(sheet, memories) + f"""  initial begin
     $readmemh("stimulus.hex", stim);
     log = $fopen("counts.txt", "w");
     rst = 1; {{start, step, fire, wait_done, theta, phi, spikes}} = 0;
