@@ -106,6 +106,22 @@ def _contract(cfg: SpikeConfig) -> dict:
     }
 
 
+def _unchecked(contract: dict, fields) -> dict:
+    """The contract of a bare PE: it has no error flag (the tile around it checks), so nothing is flagged."""
+    out = {}
+    for name in fields:
+        text = contract[name]["outside"].replace("but, when read, ", "but ").replace(
+            "raises `error`; the token's counts are then don't-care", "is not checked; the count is then don't-care")
+        out[name] = {**contract[name], "outside": text}
+    return out
+
+
+PE_RESET = ("`rst` is synchronous and active high; hold it high for at least one rising edge of `clk` after "
+            "power-up. It clears every register of the neuron (accumulator or membrane, firing or requantizing "
+            "stages, `count`). The design does not rely on Verilog initial values (the spiking PE's regression "
+            "runs it with all of them removed, X-initial under Icarus).")
+
+
 def _buffers(cfg: SpikeConfig, design: str) -> dict:
     K, L, P, B, M = cfg.in_features, cfg.lanes, cfg.pes, cfg.blocks, cfg.max_tokens
     thresh_fields = "theta, phi" + (", recip" if design == "mac" else "")
@@ -226,15 +242,20 @@ def datasheet_facts(design: str, cfg: SpikeConfig, component, top: str) -> dict:
             "`done` strobes n + 1 cycles after `fire` for n output spikes; `count` is valid from `done` "
             "until the next `fire`.",
         ]
-        contract = {k: v for k, v in _contract(cfg).items() if k in ("shift", "weight", "theta", "phi")}
-        for field in contract.values():  # the PE has no error flag: the tile around it checks
-            field["outside"] = field["outside"].replace("but, when read, ", "but ").replace(
-                "raises `error`; the token's counts are then don't-care", "is not checked; the count is then don't-care")
-        facts["contract"] = contract
-        facts["reset"] = ("`rst` is synchronous and active high; hold it high for at least one rising edge of `clk` "
-                          "after power-up. It clears the current, membrane, firing unit, `count`, `busy` and `done`. "
-                          "The design does not rely on Verilog initial values (a regression runs it with all of "
-                          "them removed, X-initial under Icarus).")
+        facts["contract"] = _unchecked(_contract(cfg), ("shift", "weight", "theta", "phi"))
+        facts["reset"] = PE_RESET
+    elif design == "mac_pe":
+        facts["protocol"] = [
+            f"Each cycle, present up to {cfg.lanes} (weight, mantissa, shift) triples on `inputs` with `valid` set; "
+            "the PE adds Σ (w·m) << e to its accumulator.",
+            "Assert `clear` with the first word of a neuron: the accumulator restarts from that word, and `params` "
+            "(Θ, Φ, R = ceil(2^S/Θ)) is sampled.",
+            "Assert `requant` with the last word: `count` = clamp(floor((2^F·acc + Φ)/Θ), 0, 2^b_out − 1), computed "
+            "as (y·R) >> S, is valid from the third cycle after it, while the next neuron accumulates.",
+        ]
+        facts["contract"] = _unchecked(_contract(cfg), ("mantissa", "shift", "weight", "theta", "phi"))
+        facts["reset"] = PE_RESET
+        facts["requant_shift"] = cfg.requant_shift
     facts["example"] = _example(design, cfg, facts["ports"])
     return facts
 
@@ -252,6 +273,9 @@ def _example(design: str, cfg: SpikeConfig, ports: list[dict]) -> list[dict]:
                   "weight__0__data": [(-1) ** p * (p + 1) for p in range(P)],
                   "thresh__data": [neuron] * P,
                   "out__data": [min(p * 3, cfg.max_count) for p in range(P)]}
+    elif design == "mac_pe":
+        values = {"inputs": [{"valid": 1, "mantissa": -3 + j, "shift": min(j, cfg.shift_max), "weight": j + 1}
+                             for j in range(L)]}
     else:
         values = {"spikes": [{"valid": 1, "negative": j % 2, "shift": min(1, cfg.shift_max), "weight": j - 2}
                              for j in range(L)]}

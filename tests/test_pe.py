@@ -76,12 +76,14 @@ def test_generation_is_reproducible(tmp_path):
 
 
 @pytest.mark.verilator
-def test_pe_regression_2000_cases_bit_exact(tmp_path):
+@pytest.mark.parametrize("cases", [pytest.param(2000, marks=pytest.mark.slow), 400])
+def test_pe_regression_bit_exact(tmp_path, cases):
+    """2,000 cases run in the slow suite and in every `make run`; 400 by default."""
     cfg = SpikeConfig()
-    run = run_pe_regression(cfg, n_random=2000, build_root="sim_build")
+    run = run_pe_regression(cfg, n_random=cases, build_root="sim_build")
     rep = run.report
     assert rep["passed"], rep["mismatches"][:10]
-    assert rep["compared"] >= 2000 + 19 and rep["mismatch_count"] == 0 and rep["missing"] == 0
+    assert rep["compared"] >= cases + 19 and rep["mismatch_count"] == 0 and rep["missing"] == 0
 
 
 @pytest.mark.verilator
