@@ -9,7 +9,7 @@ from amaranth.lib.wiring import In, Out
 from spikeacc.config import SpikeConfig, unsigned_bits_for
 from spikeacc.hw.pe import SpikingPE
 from spikeacc.hw.sequencer import Sequencer
-from spikeacc.hw.tile_parts import DelayLine, EventQueues, activation_lane_layout, drive_contract_error, event_layout
+from spikeacc.hw.tile_parts import CountdownDelay, EventQueues, activation_lane_layout, drive_contract_error, event_layout
 
 __all__ = ["SpikingTile", "address_bits", "tile_ports", "activation_lane_layout", "threshold_layout", "event_layout", "tile_cycles"]
 
@@ -198,7 +198,7 @@ class SpikingTile(wiring.Component):
         m = Module()
         m.submodules.sequencer = seq = Sequencer(cfg, self.fire_gap)
         m.submodules.queues = queues = EventQueues(cfg)
-        m.submodules.capture = capture = DelayLine(self.fire_gap - 1, unsigned_bits_for(cfg.blocks))
+        m.submodules.capture = capture = CountdownDelay(self.fire_gap - 1, unsigned_bits_for(cfg.blocks))
         token, blk = seq.current_token, seq.block
 
         # ---- stage 0: the sequencer, its buffer reads and the encode pass into the queues ----
@@ -210,6 +210,7 @@ class SpikingTile(wiring.Component):
                      queues.clear.eq(seq.queue_clear), queues.write.eq(seq.queue_write),
                      queues.base.eq(seq.queue_base), queues.lanes.eq(self.act.data),
                      seq.queue_count.eq(queues.count), queues.row.eq(seq.row),
+                     queues.read_magnitude.eq(seq.magnitude), queues.read.eq(seq.lanes),
                      seq.capture_pending.eq(capture.pending)]
 
         # ---- stage 1: queue data -> events; issue weight reads ----
@@ -227,8 +228,13 @@ class SpikingTile(wiring.Component):
         s2_lanes = Signal(L)
         s2_events = Signal(data.ArrayLayout(event_layout(cfg), L))
         s2_thresh = Signal(data.ArrayLayout(threshold_layout(cfg), P))
-        m.d.sync += [s2_open.eq(s1_open), s2_fire.eq(s1_fire), s2_step.eq(s1_step), s2_lanes.eq(s1_lanes),
-                     s2_thresh.eq(self.thresh.data), s2_events.eq(queues.events)]
+        m.d.sync += [s2_open.eq(s1_open), s2_fire.eq(s1_fire), s2_step.eq(s1_step), s2_lanes.eq(s1_lanes)]
+        # load only what the PEs will use: Θ/Φ as a block opens, events when a lane carries one
+        # (enables that synthesis keeps, so these wide registers can be clock-gated)
+        with m.If(s1_open):
+            m.d.sync += s2_thresh.eq(self.thresh.data)
+        with m.If(s1_lanes.any()):
+            m.d.sync += s2_events.eq(queues.events)
         for p in range(P):
             pe = SpikingPE(cfg)
             m.submodules[f"pe{p}"] = pe

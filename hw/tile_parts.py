@@ -18,7 +18,8 @@ from amaranth.lib.wiring import In, Out
 
 from spikeacc.config import SpikeConfig, unsigned_bits_for
 
-__all__ = ["EventQueues", "DelayLine", "event_layout", "activation_lane_layout", "drive_contract_error"]
+__all__ = ["EventQueues", "DelayLine", "CountdownDelay", "event_layout", "activation_lane_layout",
+           "drive_contract_error"]
 
 
 def activation_lane_layout(cfg: SpikeConfig) -> data.StructLayout:
@@ -51,8 +52,10 @@ class EventQueues(wiring.Component):
         Append ``lanes`` (elements ``base + j``) this cycle.
     count : Out(ArrayLayout(unsigned, T))
         Events queued per magnitude (index 0 is unused).
-    row : In
-        Row to read; its events appear on ``events`` one cycle later.
+    row, read_magnitude, read : In
+        Read row ``row`` of magnitude ``read_magnitude`` from the banks set in
+        ``read`` (one bit per bank); the events appear one cycle later. Only
+        those banks are enabled, as an SRAM would be.
     select : In
         Magnitude whose row ``events`` shows (give it the cycle after ``row``).
     events : Out(ArrayLayout(event_layout, L))
@@ -69,6 +72,8 @@ class EventQueues(wiring.Component):
             "lanes": In(data.ArrayLayout(activation_lane_layout(cfg), cfg.lanes)),
             "count": Out(data.ArrayLayout(unsigned(cfg.k_bits + 1), cfg.window)),
             "row": In(unsigned(unsigned_bits_for(self.depth))),
+            "read_magnitude": In(unsigned(cfg.a_bits + 1)),
+            "read": In(cfg.lanes),
             "select": In(unsigned(cfg.a_bits + 1)),
             "events": Out(data.ArrayLayout(event_layout(cfg), cfg.lanes)),
         })
@@ -93,7 +98,7 @@ class EventQueues(wiring.Component):
             rank = sum((magnitude[i] == magnitude[j]) for i in range(j)) if j else 0
             m.d.comb += position[j].eq(self.count[magnitude[j]] + rank)
         for (mag, bank), (wp, rp) in banks.items():
-            m.d.comb += rp.addr.eq(self.row)
+            m.d.comb += [rp.addr.eq(self.row), rp.en.eq(self.read[bank] & (self.read_magnitude == mag))]
             for j in reversed(range(L)):  # at most one lane matches; the loop just builds the mux
                 hit = self.write & (magnitude[j] == mag)
                 if L > 1:
@@ -144,6 +149,36 @@ class DelayLine(wiring.Component):
             m.d.sync += [strobes[i].eq(strobes[i - 1]), tags[i].eq(tags[i - 1])]
         m.d.comb += [self.delayed.eq(strobes[-1]), self.delayed_tag.eq(tags[-1]),
                      self.pending.eq(Cat(*strobes) != 0)]
+        return m
+
+
+class CountdownDelay(wiring.Component):
+    """:class:`DelayLine`'s interface for a strobe that is never closer than ``depth + 1`` cycles to the next.
+
+    With at most one strobe in flight a counter and one tag register do the
+    job of ``depth`` stages: ⌈log2(depth + 1)⌉ + tag bits of flip-flops
+    instead of ``depth·(1 + tag bits)``, and only they are clocked. The
+    spiking tile's capture delay is 2^b_out + 2 cycles (257 stages at
+    b_out = 8), and its fires are ``fire_gap`` = depth + 1 apart, so this is
+    the one it uses. A strobe arriving while one is in flight restarts the
+    count (the caller's spacing rules that out).
+    """
+
+    def __init__(self, depth: int, tag_width: int):
+        if depth < 1:
+            raise ValueError(f"depth must be at least 1, got {depth}")
+        self.depth = depth
+        super().__init__({"strobe": In(1), "tag": In(unsigned(tag_width)), "delayed": Out(1),
+                          "delayed_tag": Out(unsigned(tag_width)), "pending": Out(1)})
+
+    def elaborate(self, platform):
+        m = Module()
+        remaining = Signal(range(self.depth + 1))
+        m.d.comb += [self.pending.eq(remaining != 0), self.delayed.eq(remaining == 1)]
+        with m.If(self.strobe):
+            m.d.sync += [remaining.eq(self.depth), self.delayed_tag.eq(self.tag)]
+        with m.Elif(remaining != 0):
+            m.d.sync += remaining.eq(remaining - 1)
         return m
 
 

@@ -172,7 +172,8 @@ def cmd_power(args) -> int:
     workdirs.build_root(args.build_dir)
     workdirs.output_dir(args.out, "--out directory")
     r = run_power(_default_vectors(args), designs=designs, liberty=liberty, out=args.out,
-                  build_root=args.build_dir, pes=args.pes, lanes=args.lanes)
+                  build_root=args.build_dir, pes=args.pes, lanes=args.lanes, sram=args.memories == "sram",
+                  gated=not args.no_clock_gating)
     print((Path(args.out) / "power.md").read_text())
     print(f"wrote {Path(args.out) / 'power.json'} and power.md; netlist SAIF: "
           + ", ".join(d["saif"] for d in r["designs"].values()))
@@ -281,6 +282,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = energy_run("power", "gate-level energy: standard-cell netlists simulated on the vectors")
     p.add_argument("--designs", default="tile,mac", help="comma-separated: tile (spiking), mac")
     p.add_argument("--liberty", help="Liberty file (default: Debian qflow-tech-osu018, OSU 0.18 um)")
+    p.add_argument("--memories", choices=("sram", "flops"), default="sram",
+                   help="the tile's own memories (event queues): SRAM macros charged per access, or flip-flops")
+    p.add_argument("--no-clock-gating", action="store_true",
+                   help="clock every flip-flop every cycle (default: gate the ones with an enable)")
     p.set_defaults(func=cmd_power)
 
     p = sub.add_parser("ppl", help="perplexity table: FP, RTN and SpikeQuant, with a bit sweep")

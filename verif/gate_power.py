@@ -43,7 +43,9 @@ from spikeacc.verif.saif import read_saif
 
 __all__ = ["CLASSES", "INPUT_SLEW_NS", "find_yosys", "synthesize_cells", "gate_energy", "GateNetlist"]
 
-CLASSES = ("clock", "registers", "combinational", "leakage")
+CLASSES = ("clock", "registers", "combinational", "leakage", "memory")
+MEMORY_CELL = "$mem_v2"          # a memory yosys kept (``sram=True``): charged per access, not per gate
+CLOCK_PERIOD_S = 10e-9           # the harness clock
 INPUT_SLEW_NS = 0.1   # every cell input's transition time (no wires, no clock tree): a mid-table value
 
 
@@ -69,13 +71,60 @@ class GateNetlist:
     log: Path
 
 
-def synthesize_cells(rtl: Path, top: str, library: Library, work: Path) -> GateNetlist:
-    """Map ``rtl`` to ``library``'s cells, hierarchy kept; ``work`` receives netlist, JSON and log."""
-    work.mkdir(parents=True, exist_ok=True)
+GATED_CELL = "SPIKEACC_DFFE"     # a flip-flop with an enable, clock-gated (``gated=True``)
+GATED_MODEL = f"""// A clock-gated flip-flop: the library's DFFPOSX1 behind an integrated clock gate (ICG).
+module {GATED_CELL} (CLK, D, E, Q);
+  input CLK, D, E;
+  output reg Q;
+  always @(posedge CLK) if (E) Q <= D;
+endmodule
+"""
+_GATED_STUB = f"(* blackbox *) module {GATED_CELL} (input CLK, input D, input E, output Q); endmodule\n"
+_GATED_MAP = f"""module \\$_DFFE_PP_ (input D, input C, input E, output Q);
+  {GATED_CELL} _TECHMAP_REPLACE_ (.CLK(C), .D(D), .E(E), .Q(Q));
+endmodule
+module \\$_SDFFE_PP0P_ (input D, input C, input R, input E, output Q);
+  wire e = E | R, d = D & ~R;   // a synchronous reset must also open the gate
+  {GATED_CELL} _TECHMAP_REPLACE_ (.CLK(C), .D(d), .E(e), .Q(Q));
+endmodule
+module \\$_SDFFE_PP1P_ (input D, input C, input R, input E, output Q);
+  wire e = E | R, d = D | R;
+  {GATED_CELL} _TECHMAP_REPLACE_ (.CLK(C), .D(d), .E(e), .Q(Q));
+endmodule
+"""
+
+
+def synth_script(rtl: Path, top: str, library: Library, work: Path, sram: bool, gated: bool) -> str:
+    """The yosys script :func:`synthesize_cells` runs (also the key of a cached netlist)."""
     lib = str(library.path)
-    script = (f"read_verilog {rtl}; synth -top {top}; dfflibmap -liberty {lib}; abc -liberty {lib}; "
-              f"setundef -zero; opt_clean; rename -enumerate; stat -liberty {lib}; "
-              f"write_verilog -noattr -noexpr {work / 'netlist.v'}; write_json {work / 'netlist.json'}")
+    # synth's "fine" stage without memory_map: everything but the $mem_v2 cells becomes gates
+    generic = (f"synth -top {top} -run begin:fine; opt -fast -full; opt -full; techmap; opt -fast; "
+               "abc -fast; opt -fast" if sram else f"synth -top {top}")
+    gating = ""
+    if gated:  # every register yosys finds an enable for becomes a clock-gated flip-flop
+        (work / "gated_stub.v").write_text(_GATED_STUB)
+        (work / "gated_map.v").write_text(_GATED_MAP)
+        # registers with an enable (and a synchronous reset, as Amaranth writes them) keep it; the
+        # rest become plain flip-flops with their reset as logic
+        gating = ("dfflegalize -cell $_DFF_P_ 01 -cell $_DFFE_PP_ 01 -cell $_SDFFE_PP0P_ 01 "
+                  f"-cell $_SDFFE_PP1P_ 01; techmap -map {work / 'gated_map.v'}; techmap; opt -fast; ")
+        rtl = f"{work / 'gated_stub.v'} {rtl}"
+    return (f"read_verilog {rtl}; {generic}; {gating}dfflibmap -liberty {lib}; abc -liberty {lib}; "
+            f"setundef -zero; opt_clean; rename -enumerate; stat -liberty {lib}; "
+            f"write_verilog -noattr -noexpr {work / 'netlist.v'}; write_json {work / 'netlist.json'}")
+
+
+def synthesize_cells(rtl: Path, top: str, library: Library, work: Path, sram: bool = False,
+                     gated: bool = False) -> GateNetlist:
+    """Map ``rtl`` to ``library``'s cells, hierarchy kept; ``work`` receives netlist, JSON and log.
+
+    With ``sram`` the design's memories (the event queues) stay memories —
+    SRAM macros in an ASIC, block RAM on an FPGA — simulated behaviourally
+    and charged per access (class ``memory``); otherwise they become
+    flip-flops and multiplexers like every other register.
+    """
+    work.mkdir(parents=True, exist_ok=True)
+    script = synth_script(rtl, top, library, work, sram, gated)
     log = work / "yosys.log"
     result = subprocess.run([*find_yosys(), "-q", "-l", str(log), "-p", script], capture_output=True, text=True)
     if result.returncode:
@@ -95,14 +144,15 @@ def _load_netlist(work: Path, top: str, library: Library) -> GateNetlist:
         nonlocal area
         for cell in netlist["modules"][module]["cells"].values():
             kind = cell["type"]
-            if kind in netlist["modules"]:
+            if kind in netlist["modules"] and kind != GATED_CELL:  # the gated flip-flop's blackbox stub
                 walk(kind, times)
             else:
                 counts[kind] += times
-                area += times * library.cells[kind].area if kind in library.cells else 0.0
+                base = "DFFPOSX1" if kind == GATED_CELL else kind
+                area += times * library.cells[base].area if base in library.cells else 0.0
 
     walk(top)
-    unknown = sorted(k for k in counts if k not in library.cells)
+    unknown = sorted(k for k in counts if k not in library.cells and k not in (MEMORY_CELL, GATED_CELL))
     if unknown:
         raise ToolFailure(f"the netlist of {top} uses cells the Liberty does not define: {unknown}")
     return GateNetlist(work / "netlist.v", work / "netlist.json", top, dict(counts), area, work / "yosys.log")
@@ -121,23 +171,51 @@ def _bit_names(module: dict) -> dict[int, list[tuple[str, int]]]:
 class _Activity:
     """Toggle counts of one SAIF scope, looked up by the netlist's bit numbers."""
 
-    def __init__(self, nets: dict[str, dict[int, int]], names: dict[int, list[tuple[str, int]]]):
-        self.nets, self.names = nets, names
+    def __init__(self, nets: dict[str, dict[int, int]], names: dict[int, list[tuple[str, int]]],
+                 high: dict[str, dict[int, int]] | None = None):
+        self.nets, self.names, self.high_time = nets, names, high or {}
         self.missing = 0
 
-    def toggles(self, bit) -> int:
-        if not isinstance(bit, int):
-            return 0  # a constant
+    def _lookup(self, table, bit) -> int:
         for name, i in self.names.get(bit, ()):
-            net = self.nets.get(name)
+            net = table.get(name)
             if net is not None and i in net:
                 return net[i]
         self.missing += 1
         return 0
 
+    def toggles(self, bit) -> int:
+        return self._lookup(self.nets, bit) if isinstance(bit, int) else 0   # a constant never toggles
+
+    def high(self, bit) -> int:
+        """Time the bit was 1 (SAIF unit); a constant 1 is high throughout."""
+        if not isinstance(bit, int):
+            return self.duration if bit == "1" else 0
+        return self._lookup(self.high_time, bit)
+
+
+def _pin_pj(pin, v2: float) -> float:
+    """Energy of one transition of an input pin: ½CV² plus its passive internal-power table (mean rise/fall)."""
+    rise, fall = pin.power.get("", (None, None))
+    tables = [t for t in (rise, fall) if t is not None]
+    return 0.5 * pin.capacitance * v2 + (sum(t.at(0.0, INPUT_SLEW_NS) for t in tables) / 2 if tables else 0.0)
+
+
+def _memory_pj(cell: dict, activity: "_Activity", pj_per_bit: float, unit: float) -> float:
+    """A kept memory: every cycle with a port enabled moves WIDTH bits at ``pj_per_bit``."""
+    width = int(str(cell["parameters"]["WIDTH"]), 2) if set(str(cell["parameters"]["WIDTH"])) <= {"0", "1"} \
+        else int(cell["parameters"]["WIDTH"])
+    conn = cell["connections"]
+    accesses = 0.0
+    for port in ("RD_EN", "WR_EN"):
+        bits = conn.get(port, [])
+        if bits:
+            accesses += activity.high(bits[0]) * unit / CLOCK_PERIOD_S
+    return accesses * width * pj_per_bit
+
 
 def gate_energy(netlist: GateNetlist, library: Library, saif: Path, scope: tuple[str, ...],
-                clock: str = "clk") -> dict:
+                clock: str = "clk", sram_pj_per_bit: float = 0.0) -> dict:
     """Energy in pJ by class and by module instance for the simulated window of ``saif``.
 
     ``scope`` is the SAIF instance path of the design's top (e.g. the
@@ -147,9 +225,12 @@ def gate_energy(netlist: GateNetlist, library: Library, saif: Path, scope: tuple
     design = json.loads(netlist.json.read_text())["modules"]
     header, nets = read_saif(saif)
     seconds = header["DURATION"] * header["TIMESCALE"]
+    unit = header["TIMESCALE"]
     by_scope: dict[tuple[str, ...], dict[str, dict[int, int]]] = defaultdict(dict)
+    high_by_scope: dict[tuple[str, ...], dict[str, dict[int, int]]] = defaultdict(dict)
     for net in nets:
         by_scope[net.path][net.name] = net.bit_toggles
+        high_by_scope[net.path][net.name] = net.bit_high
     top_scope = next((p for p in by_scope if p[-len(scope):] == scope), None)
     if top_scope is None:
         raise ToolFailure(f"{saif} has no instance {'/'.join(scope)}; was the netlist traced?")
@@ -159,37 +240,51 @@ def gate_energy(netlist: GateNetlist, library: Library, saif: Path, scope: tuple
 
     def visit(module_name: str, path: tuple[str, ...], label: str):
         module = design[module_name]
-        activity = _Activity(by_scope.get(path, {}), _bit_names(module))
+        gates_seen: set = set()
+        activity = _Activity(by_scope.get(path, {}), _bit_names(module), high_by_scope.get(path, {}))
+        activity.duration = header["DURATION"]
         # load capacitance of each bit inside this module (for output internal energy)
         load: dict[int, float] = defaultdict(float)
         for cell in module["cells"].values():
-            lib_cell = library.cells.get(cell["type"])
+            lib_cell = library.cells.get("DFFPOSX1" if cell["type"] == GATED_CELL else cell["type"])
             if lib_cell is None:
                 continue
             for pin, bits in cell["connections"].items():
-                if lib_cell.pins[pin].direction == "input":
+                if pin in lib_cell.pins and lib_cell.pins[pin].direction == "input":
                     load[bits[0]] += lib_cell.pins[pin].capacitance
         for inst, cell in module["cells"].items():
             kind = cell["type"]
-            if kind in design:
+            if kind in design and kind != GATED_CELL:
                 visit(kind, path + (inst.lstrip("\\"),), f"{label}.{inst.lstrip(chr(92))}" if label else
                       inst.lstrip("\\"))
                 continue
+            if kind == MEMORY_CELL:
+                energy[label, "memory"] += _memory_pj(cell, activity, sram_pj_per_bit, unit)
+                continue
+            duty = 1.0  # fraction of clock edges that reach the flip-flop
+            if kind == GATED_CELL:
+                enable = cell["connections"]["E"][0]
+                duty = activity.high(enable) / header["DURATION"] if header["DURATION"] else 0.0
+                if isinstance(enable, int) and enable not in gates_seen:  # one always-clocked ICG per enable net
+                    gates_seen.add(enable)
+                    icg = library.cells["DFFPOSX1"].pins["CLK"]
+                    energy[label, "clock"] += activity.toggles(cell["connections"]["CLK"][0]) * _pin_pj(icg, v2)
+                kind = "DFFPOSX1"
             lib_cell = library.cells[kind]
             is_ff = lib_cell.ff is not None
             clock_pin = lib_cell.ff["clocked_on"].strip("!() '") if is_ff else None
             energy[label, "leakage"] += lib_cell.leakage_nw * 1e-9 * seconds * 1e12
             for pin, bits in cell["connections"].items():
+                if pin not in lib_cell.pins:
+                    continue  # a gated flip-flop's E: the ICG's input, charged with the ICG
                 lib_pin = lib_cell.pins[pin]
                 tc = activity.toggles(bits[0])
                 unannotated[1] += 1
+                if pin == clock_pin:
+                    tc = tc * duty
                 if lib_pin.direction == "input":
                     cls = "clock" if pin == clock_pin else ("registers" if is_ff else "combinational")
-                    energy[label, cls] += 0.5 * lib_pin.capacitance * v2 * tc
-                    rise, fall = lib_pin.power.get("", (None, None))
-                    if rise is not None or fall is not None:
-                        per = sum(t.at(0.0, INPUT_SLEW_NS) for t in (rise, fall) if t is not None)
-                        energy[label, cls] += tc / 2 * per
+                    energy[label, cls] += tc * _pin_pj(lib_pin, v2)
                 else:
                     cap = load.get(bits[0], 0.0) if isinstance(bits[0], int) else 0.0
                     tables = [t for t in lib_pin.power.values()]
@@ -218,9 +313,10 @@ class GateLevel:
 
     build_args = ("--trace-underscore", "-Wno-UNOPTFLAT", "-Wno-PINMISSING", "-Wno-IMPLICIT")
 
-    def __init__(self, library: Library):
+    def __init__(self, library: Library, sram: bool = True, gated: bool = True):
         self.library = library
-        self.tag = library.name
+        self.sram, self.gated = sram, gated
+        self.tag = library.name + ("_sram" if sram else "_flops") + ("_gated" if gated else "")
         self.netlist: GateNetlist | None = None
 
     def sources(self, rtl, work: Path) -> list[Path]:
@@ -229,13 +325,15 @@ class GateLevel:
 
         work.mkdir(parents=True, exist_ok=True)
         stamp = work / "synth.stamp"
-        key = " ".join([hashlib.sha256(rtl.verilog.read_bytes()).hexdigest(),
-                        hashlib.sha256(self.library.path.read_bytes()).hexdigest()])
+        script = synth_script(rtl.verilog, rtl.top, self.library, work, self.sram, self.gated)
+        key = " ".join(hashlib.sha256(data).hexdigest() for data in
+                       (rtl.verilog.read_bytes(), self.library.path.read_bytes(), script.encode()))
         netlist_json = work / "netlist.json"
         if stamp.is_file() and stamp.read_text() == key and netlist_json.is_file():
             self.netlist = _load_netlist(work, rtl.top, self.library)
         else:
-            self.netlist = synthesize_cells(rtl.verilog, rtl.top, self.library, work)
+            self.netlist = synthesize_cells(rtl.verilog, rtl.top, self.library, work, sram=self.sram,
+                                            gated=self.gated)
             stamp.write_text(key)
-        models = write_if_changed(work / "cells.v", cell_models(self.library))
+        models = write_if_changed(work / "cells.v", cell_models(self.library) + GATED_MODEL)
         return [models, self.netlist.verilog]

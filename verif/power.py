@@ -11,7 +11,11 @@ SRAM macro): Horowitz (ISSCC 2014) gives 10 pJ for a 64-bit read of an 8 KB
 SRAM at 45 nm, 0.9 V; scaled to the Liberty's node by C ∝ feature size and
 E ∝ V², that is ``0.156 pJ/bit × (node/45 nm) × (V/0.9 V)²`` (2.5 pJ/bit at
 0.18 µm, 1.8 V). Reads are counted from the netlist's own enables. Every
-ratio is reported with and without them.
+ratio is reported with and without them. The spiking tile's event queues are
+memories too (written once per token, read per block): by default they stay
+SRAM macros, charged per enabled access at the same rate (a small register
+file would cost less, so this is conservative); ``sram=False`` maps them to
+flip-flops instead, the before-and-after of that architecture step.
 """
 
 from __future__ import annotations
@@ -64,8 +68,15 @@ def _weight_reads(saif: Path, lanes: int) -> int:
 
 
 def run_power(vectors_path, *, designs=("tile", "mac"), liberty=DEFAULT_LIBERTY, out="out/power",
-              build_root="sim_build", pes=None, lanes=None, node_nm: float = 180.0) -> dict:
-    """Gate-level energy per token-layer for each design; writes power.json and power.md into ``out``."""
+              build_root="sim_build", pes=None, lanes=None, node_nm: float = 180.0, sram: bool = True,
+              gated: bool = True) -> dict:
+    """Gate-level energy per token-layer for each design; writes power.json and power.md into ``out``.
+
+    ``sram`` keeps the designs' own memories (the spiking tile's event
+    queues) as SRAM macros charged per access at the same modelled energy per
+    bit as the weight memory; ``False`` synthesizes them to flip-flops.
+    ``gated`` clock-gates every register yosys infers an enable for.
+    """
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     library = load_library(liberty)
@@ -76,7 +87,7 @@ def run_power(vectors_path, *, designs=("tile", "mac"), liberty=DEFAULT_LIBERTY,
     results = {}
     for design in tqdm(designs, desc="power", unit="design"):
         t0 = time.perf_counter()
-        gates = GateLevel(library)
+        gates = GateLevel(library, sram=sram, gated=gated)
         saif = out / f"{design}.gates.saif"
         _, rep = run_tile_regression(vectors_path, build_root=build_root, pes=pes, lanes=lanes, design=design,
                                      saif_to=saif, progress=False, gates=gates)
@@ -85,7 +96,7 @@ def run_power(vectors_path, *, designs=("tile", "mac"), liberty=DEFAULT_LIBERTY,
             raise VerificationFailed(f"the {design} netlist is not bit-exact on {vectors_path}: "
                                      f"{rep['mismatch_count']} mismatches, first at {tuple(first['index'])}; "
                                      f"{'; '.join(rep.get('failures', []))}")
-        energy = gate_energy(gates.netlist, library, saif, ("dut",))
+        energy = gate_energy(gates.netlist, library, saif, ("dut",), sram_pj_per_bit=e_bit)
         reads = _weight_reads(saif, cfg.lanes)
         memory_pj = reads * cfg.pes * cfg.weight_bits * e_bit
         roles: dict[str, float] = {}
@@ -93,7 +104,10 @@ def run_power(vectors_path, *, designs=("tile", "mac"), liberty=DEFAULT_LIBERTY,
             roles[_role(module)] = roles.get(_role(module), 0.0) + pj / tokens
         results[design] = {
             "cells": gates.netlist.cells, "flip_flops": sum(v for k, v in gates.netlist.cells.items()
-                                                            if library.cells[k].ff is not None),
+                                                            if k == "SPIKEACC_DFFE" or (k in library.cells
+                                                                                        and library.cells[k].ff)),
+            "memories": "sram" if sram else "flops",
+            "enable_flip_flops": gates.netlist.cells.get("SPIKEACC_DFFE", 0),
             "area_um2": gates.netlist.area, "cycles": rep["cycles"],
             "by_class_pj": {c: v / tokens for c, v in energy["by_class"].items()},
             "by_role_pj": roles,
@@ -108,6 +122,7 @@ def run_power(vectors_path, *, designs=("tile", "mac"), liberty=DEFAULT_LIBERTY,
         }
     result = {"vectors": str(vectors_path), "layer": vectors.meta.get("layer"), "model": vectors.meta.get("model"),
               "shape": list(vectors.shape), "config": cfg.to_dict(), "tokens": tokens,
+              "memories": "sram" if sram else "flops", "clock_gating": gated,
               "liberty": str(library.path), "voltage": library.voltage, "node_nm": node_nm,
               "sram_pj_per_bit": e_bit, "designs": results}
     if {"tile", "mac"} <= set(results):
@@ -142,8 +157,13 @@ def power_markdown(r: dict) -> str:
     lines = [f"# Gate-level energy: {r['layer']} ({r['model']}), M×K×N = {'×'.join(map(str, r['shape']))}", "",
              f"Netlists mapped to `{Path(r['liberty']).name}` ({r['voltage']} V), simulated bit-exact on the vectors "
              "with SAIF, charged from the Liberty (switching ½CV² on cell input pins, internal-power tables, "
-             "leakage). Ungated clock, no wires, no clock tree, no glitches. Weight-memory reads modelled at "
-             f"{r['sram_pj_per_bit']:.2f} pJ/bit (Horowitz 45 nm SRAM scaled to {r['node_nm']:.0f} nm).", "",
+             "leakage). No wires, no clock tree, no glitches. Weight-memory reads modelled at "
+             f"{r['sram_pj_per_bit']:.2f} pJ/bit (Horowitz 45 nm SRAM scaled to {r['node_nm']:.0f} nm); the "
+             + ("tile's own memories (event queues) are SRAM macros charged per access at the same rate."
+                if r["memories"] == "sram" else "tile's own memories (event queues) are flip-flops.")
+             + (" Clock gating: every register yosys infers an enable for is clock-gated (its clock pin toggles "
+                "only on enabled cycles), with one always-clocked integrated clock gate per enable net, charged "
+                "as one flip-flop clock pin." if r["clock_gating"] else " Ungated clock."), "",
              head, "|---" * (len(designs) + 1) + "|"]
     rows = [(c, lambda d, c=c: d["by_class_pj"][c]) for c in CLASSES]
     rows += [("**logic total**", lambda d: d["logic_pj"]), ("logic without clock", lambda d: d["logic_without_clock_pj"]),

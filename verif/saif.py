@@ -28,6 +28,7 @@ class SaifNet:
     toggles: int
     high_time: int          # T1 summed over bits, in the file's time unit
     bit_toggles: dict = None  # bit index -> TC (bit 0 for a scalar)
+    bit_high: dict = None     # bit index -> T1 (time high, in the file's unit)
 
 
 def timescale_seconds(text: str) -> float:
@@ -80,9 +81,11 @@ def read_saif(path: str | Path) -> tuple[dict, list[SaifNet]]:
                 key = (tuple(instances), base)
                 net = nets.get(key)
                 if net is None:
-                    net = nets[key] = SaifNet(key[0], base, 0, 0, 0, {})
+                    net = nets[key] = SaifNet(key[0], base, 0, 0, 0, {}, {})
                 bit = _BIT.search(name)
-                net.bit_toggles[int(bit.group(1)) if bit else 0] = fields.get("TC", 0)
+                index = int(bit.group(1)) if bit else 0
+                net.bit_toggles[index] = fields.get("TC", 0)
+                net.bit_high[index] = fields.get("T1", 0)
                 net.bits += 1
                 net.toggles += fields.get("TC", 0)
                 net.high_time += fields.get("T1", 0)
