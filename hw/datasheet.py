@@ -151,7 +151,7 @@ def tile_cycles_closed_form(cfg: SpikeConfig, nonzero_per_magnitude) -> int:
     R = sum(max(1, -(-int(nonzero_per_magnitude[m]) // cfg.lanes)) for m in range(1, cfg.window))
     gap = SpikingTile.fire_gap_for(cfg)
     return (cfg.k_words + SpikingTile.ENCODE_TAIL + (1 + R) + (cfg.blocks - 1) * max(1 + R, gap)
-            + cfg.max_count + 1 + SpikingTile.PIPELINE + 3)
+            + gap + 1 + SpikingTile.PIPELINE)
 
 
 def _tile_timing(cfg: SpikeConfig, design: str, component) -> dict:
@@ -161,7 +161,7 @@ def _tile_timing(cfg: SpikeConfig, design: str, component) -> dict:
     gap = component.fire_gap
     return {
         "cycles_formula": (f"cycles = (K/L + {component.ENCODE_TAIL}) + (1 + R) + (N/P − 1)·max(1 + R, {gap}) "
-                           f"+ {cfg.max_count + 1 + component.PIPELINE + 3}, "
+                           f"+ {gap + 1 + component.PIPELINE}, "
                            "R = Σ_{t=1}^{T−1} max(1, ⌈n_t/L⌉), n_t = number of inputs with |mantissa| = T − t"),
         "encode_cycles": cfg.k_words + component.ENCODE_TAIL,
         "fire_gap": gap,
@@ -237,10 +237,15 @@ def datasheet_facts(design: str, cfg: SpikeConfig, component, top: str) -> dict:
             f"For each time step t = 1..{cfg.window - 1}, present the spikes of the inputs with |mantissa| = "
             f"T − t (T = {cfg.window}), up to {cfg.lanes} per cycle on `spikes`, with `step` high on the last "
             "cycle of the step (a step with no spike still takes one cycle with `step` high).",
-            "Assert `fire` for one cycle (no spikes, no step): the neuron fires while potential ≥ Θ, "
-            "subtracting Θ, at most 2^b_out − 1 times. `fire` may coincide with the next `start`.",
-            "`done` strobes n + 1 cycles after `fire` for n output spikes; `count` is valid from `done` "
-            "until the next `fire`.",
+            "Assert `fire` for one cycle (no spikes, no step): `count` becomes clamp(floor(V/Θ), 0, "
+            "2^b_out − 1) for the potential V. `fire` may coincide with the next `start`.",
+            ("`firing = division`: the count is found by restoring division, one bit per cycle; it is final "
+             f"at most {cfg.fire_cycles} cycles after `fire` (2 when it saturates), and `done` strobes the "
+             "cycle after; `spike_out` strobes with `done` when the count is nonzero."
+             if cfg.firing == "division" else
+             "`firing = serial`: the neuron fires while V ≥ Θ, subtracting Θ, one spike per cycle on "
+             "`spike_out`, at most 2^b_out − 1 times; `done` strobes n + 1 cycles after `fire` for n spikes."),
+            "`count` is valid from `done` until the next `fire`.",
         ]
         facts["contract"] = _unchecked(_contract(cfg), ("shift", "weight", "theta", "phi"))
         facts["reset"] = PE_RESET

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from amaranth import Module, Mux, Signal, signed, unsigned
+from amaranth import Cat, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -32,10 +32,13 @@ class SpikingPE(wiring.Component):
     ``±(w << e)`` to the synaptic current I, and each step adds I to the
     membrane. Because a mantissa of magnitude |m| spikes at step ``T − |m|``, its
     weight is added to the membrane |m| times: after the window the membrane
-    holds ``Φ + 2^F·Σ w·m·2^e`` using adds and shifts only. The neuron then
-    fires while its potential is ≥ Θ, subtracting Θ each time (reset by
-    subtraction), at most ``2^b_out − 1`` times; the spike count is the next
-    layer's activation code. A negative potential fires nothing.
+    holds ``Φ + 2^F·Σ w·m·2^e`` using adds and shifts only. Firing turns the
+    potential V into the count ``n = clamp(floor(V/Θ), 0, 2^b_out − 1)``, the
+    next layer's activation code, in one of two ways (``config.firing``):
+    ``"serial"`` fires while V ≥ Θ, subtracting Θ each time (reset by
+    subtraction), one spike per cycle; ``"division"`` (default) finds the
+    same n by restoring division with shifted thresholds, one bit per cycle,
+    still without a multiplier. A negative potential gives 0.
 
     The firing unit has its own potential register, so ``fire`` and ``start``
     may be asserted in the same cycle: the next window integrates while the
@@ -43,9 +46,10 @@ class SpikingPE(wiring.Component):
 
     Latency and throughput: ``lanes`` spikes per cycle; a window takes one
     cycle per step plus one extra cycle for every further ``lanes`` spikes
-    within a step; firing n spikes takes n + 1 cycles after ``fire``
-    (``done`` strobes then, with ``count`` valid from that cycle until the
-    next ``fire``).
+    within a step; the count is final ``config.fire_cycles`` cycles after
+    ``fire`` at the latest (serially n + 1 for n spikes; by division b_out + 2,
+    or 2 when it saturates), ``done`` strobes the cycle after, and ``count``
+    stays valid until the next ``fire``.
 
     Parameters
     ----------
@@ -68,7 +72,8 @@ class SpikingPE(wiring.Component):
     phi : In(signed(phi_bits))
         Start potential Φ (fixed point), sampled at ``start``.
     spike_out : Out(1)
-        Strobes once per output spike.
+        Serial firing: strobes once per output spike. Division: strobes with
+        ``done`` when the count is nonzero.
     count : Out(count_bits)
         Spikes fired in the last window.
     done : Out(1)
@@ -128,26 +133,58 @@ class SpikingPE(wiring.Component):
             with m.If(self.step):
                 m.d.sync += membrane.eq(membrane + (current_next << cfg.frac_bits))
 
-        # Firing unit: reset by subtraction, one spike per cycle.
+        if cfg.firing == "division":
+            self._fire_by_division(m, membrane, theta_latched)
+        else:
+            self._fire_serially(m, membrane, theta_latched)
+        return m
+
+    def _fire_serially(self, m, membrane, theta_latched):
+        """One spike per cycle while the potential is ≥ Θ, subtracting Θ (reset by subtraction)."""
+        cfg = self._config
         potential = Signal(signed(cfg.membrane_bits), name="fire_potential")
         fire_theta = Signal(unsigned(cfg.theta_bits))
         can_fire = Signal()
         m.d.comb += can_fire.eq((potential >= fire_theta) & (self.count != cfg.max_count))
         m.d.sync += [self.spike_out.eq(0), self.done.eq(0)]
         with m.If(self.fire):
-            m.d.sync += [
-                potential.eq(membrane),
-                fire_theta.eq(theta_latched),
-                self.count.eq(0),
-                self.busy.eq(1),
-            ]
+            m.d.sync += [potential.eq(membrane), fire_theta.eq(theta_latched), self.count.eq(0), self.busy.eq(1)]
         with m.Elif(self.busy):
             with m.If(can_fire):
-                m.d.sync += [
-                    potential.eq(potential - fire_theta),
-                    self.count.eq(self.count + 1),
-                    self.spike_out.eq(1),
-                ]
+                m.d.sync += [potential.eq(potential - fire_theta), self.count.eq(self.count + 1),
+                             self.spike_out.eq(1)]
             with m.Else():
                 m.d.sync += [self.busy.eq(0), self.done.eq(1)]
-        return m
+
+    def _fire_by_division(self, m, membrane, theta_latched):
+        """The same count by restoring division: b_out shift-and-subtract steps, no multiplier.
+
+        The cycle after ``fire`` checks saturation (V ≥ Θ·2^b_out gives
+        2^b_out − 1); then for j = b_out − 1 .. 0, if V ≥ Θ·2^j: V −= Θ·2^j and
+        bit j is 1. The divisor is shifted right one place per step, and the
+        count shifts its bits in from the top. A negative V gives 0 (no
+        compare succeeds). ``spike_out`` strobes once with ``done`` when the
+        count is nonzero.
+        """
+        cfg = self._config
+        b = cfg.out_bits
+        potential = Signal(signed(cfg.membrane_bits), name="fire_potential")
+        divisor = Signal(unsigned(cfg.theta_bits + b), name="fire_divisor")
+        steps = Signal(range(b + 2), name="fire_steps")
+        ge = Signal()
+        m.d.comb += ge.eq(potential >= divisor)
+        m.d.sync += [self.spike_out.eq(0), self.done.eq(0)]
+        with m.If(self.fire):
+            m.d.sync += [potential.eq(membrane), divisor.eq(theta_latched << b), self.count.eq(0),
+                         steps.eq(b + 1), self.busy.eq(1)]
+        with m.Elif(self.busy):
+            m.d.sync += [divisor.eq(divisor >> 1), steps.eq(steps - 1)]
+            with m.If(steps == b + 1):          # saturation check against Θ·2^b_out
+                with m.If(ge):
+                    m.d.sync += [self.count.eq(cfg.max_count), steps.eq(0)]
+            with m.Elif(steps != 0):           # bit steps - 1
+                m.d.sync += self.count.eq(Cat(ge, self.count[:-1]))
+                with m.If(ge):
+                    m.d.sync += potential.eq(potential - divisor)
+            with m.Else():
+                m.d.sync += [self.busy.eq(0), self.done.eq(1), self.spike_out.eq(self.count != 0)]

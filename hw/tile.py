@@ -80,7 +80,7 @@ def tile_cycles(cfg: SpikeConfig, nonzero_per_magnitude) -> dict:
         t += 1 + rows                        # OPEN (step 0), then the rows of steps 1..T-1
     t = max(t, last_fire + gap) if last_fire is not None else t
     last_fire = t                            # LAST_FIRE
-    t = last_fire + SpikingTile.PIPELINE + cfg.max_count + 4   # DRAIN: capture, then done
+    t = last_fire + SpikingTile.PIPELINE + gap + 1   # DRAIN: the last counts are captured, then done
     nonzero = sum(int(nonzero_per_magnitude[m]) for m in range(1, cfg.window))
     return {
         "total": t,
@@ -105,7 +105,7 @@ class SpikingTile(wiring.Component):
     its current, and the last cycle of each step adds the current to the
     membrane. The cycle that opens a block is step 0 (when no spike can arrive),
     loads Θ/Φ and fires the previous block, whose counts are written to the
-    output buffer a fixed ``max_count + 2`` cycles later.
+    output buffer a fixed :meth:`write_delay_for` cycles later.
 
     Cycles per token-layer, exactly what the ``cycles`` port reports (and
     the number of cycles ``busy`` is high; see :func:`tile_cycles`), with
@@ -113,9 +113,13 @@ class SpikingTile(wiring.Component):
 
         (K/L + 2)                                  encode
         + (1 + R)                                  block 0: open, then the rows
-        + (N/P − 1) · max(1 + R, 2^b_out + 2)      further blocks (a fire waits until the
+        + (N/P − 1) · max(1 + R, G)                further blocks (a fire waits until the
                                                    previous block's counts are captured)
-        + 2^b_out + 5                              last fire, pipeline, drain
+        + G + 3                                    last fire, pipeline, drain
+
+    with the fire gap ``G`` = b_out + 4 (``firing="division"``, the default:
+    each PE finds its count by restoring division, one bit per cycle) or
+    2^b_out + 2 (``firing="serial"``, one spike per cycle).
 
     against the ideal ``(N/P)·⌈K_nz/L⌉`` (K_nz nonzero mantissas) and the
     dense bound ``K·N/(L·P) + T·N/P``. The overhead is the encode pass, the
@@ -161,8 +165,13 @@ class SpikingTile(wiring.Component):
 
     @staticmethod
     def fire_gap_for(cfg: SpikeConfig) -> int:
-        """Fewest cycles between two fires, so a block's counts are captured before the next fire."""
-        return cfg.max_count + 3
+        """Fewest cycles between two fires, so a block's counts are captured before the next fire.
+
+        The PEs' counts are final ``cfg.fire_cycles`` cycles after a fire
+        (b_out + 2 by division, 2^b_out serially); the capture takes them one
+        cycle later, and the next fire may load the PEs the cycle after that.
+        """
+        return cfg.fire_cycles + 2
 
     @classmethod
     def write_delay_for(cls, cfg: SpikeConfig) -> int:

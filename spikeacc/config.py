@@ -17,6 +17,7 @@ from pathlib import Path
 __all__ = ["SpikeConfig", "PRESETS", "signed_bits_for", "unsigned_bits_for"]
 
 ENCODINGS = ("ttfs",)
+FIRINGS = ("division", "serial")
 # Sizes a tile can be generated for in reasonable time (Llama-2-7B's largest is 11008):
 MAX_FEATURES = 16384
 MAX_PES = 256
@@ -67,6 +68,11 @@ class SpikeConfig:
         Tokens the tile's buffers address.
     encoding:
         Spike encoding; ``"ttfs"`` (time to first spike, SPEC §3).
+    firing:
+        How the neuron turns its potential into the count ``n``:
+        ``"division"`` (default) by restoring division with shifted thresholds,
+        one bit per cycle (b_out + 2 cycles, SPEC §3 option); ``"serial"`` one
+        spike per cycle, subtracting Θ (up to 2^b_out − 1 cycles). Same ``n``.
     """
 
     w_bits: int = 4
@@ -83,6 +89,7 @@ class SpikeConfig:
     lanes: int = 2
     max_tokens: int = 16
     encoding: str = "ttfs"
+    firing: str = "division"
 
     def __post_init__(self):
         def integer(name, lo, hi, what=None):
@@ -119,6 +126,8 @@ class SpikeConfig:
         integer("max_tokens", 1, MAX_TOKENS)
         if self.encoding not in ENCODINGS:
             raise ValueError(f"encoding must be one of {ENCODINGS}, got {self.encoding!r}")
+        if self.firing not in FIRINGS:
+            raise ValueError(f"firing must be one of {FIRINGS}, got {self.firing!r}")
         if self.membrane_bits > 64:
             raise ValueError(
                 f"the membrane needs {self.membrane_bits} bits (> 64, the int64 vector "
@@ -164,6 +173,11 @@ class SpikeConfig:
     @property
     def step_bits(self) -> int:
         return unsigned_bits_for(self.window - 1)
+
+    @property
+    def fire_cycles(self) -> int:
+        """Cycles after ``fire`` until the PE's count is final: b_out + 2 (division) or 2^b_out (serial)."""
+        return self.out_bits + 2 if self.firing == "division" else self.max_count + 1
 
     @property
     def max_count(self) -> int:
@@ -257,8 +271,9 @@ class SpikeConfig:
     def tag(self) -> str:
         """Short name that carries the configuration; Amaranth Verilog is not parameterized."""
         sal = f"s{self.shift_max}" + (f"c{self.salient_cap}" if self.salient_cap is not None else "")
+        firing = "" if self.firing == "division" else "_serial"
         return (f"w{self.w_bits}a{self.a_bits}o{self.out_bits}{sal}f{self.frac_bits}"
-                f"_k{self.in_features}n{self.out_features}p{self.pes}l{self.lanes}")
+                f"_k{self.in_features}n{self.out_features}p{self.pes}l{self.lanes}{firing}")
 
     def derived(self) -> dict:
         """Every derived width and bound, for manifests and reports."""

@@ -129,7 +129,7 @@ def test_tiny_tile_netlist_is_bit_exact_and_its_clock_energy_is_the_liberty_sum(
     from spikeacc.verif.power import run_power
     v = random_vectors(TINY, 2, seed=1)
     path = save_vectors(tmp_path / "v.npz", v)
-    r = run_power(path, designs=("tile",), out=tmp_path / "power", build_root=tmp_path / "build")
+    r = run_power(path, designs=("tile",), out=tmp_path / "power", build_root=tmp_path / "build", gated=False)
     d = r["designs"]["tile"]
     assert d["unannotated_pins"] == 0 and d["pins"] > 1000
     # the netlist ran the same number of cycles the RTL cycle model predicts
@@ -150,6 +150,20 @@ def test_tiny_tile_netlist_is_bit_exact_and_its_clock_energy_is_the_liberty_sum(
     assert d["weight_reads"] == int((v.mant != 0).sum()) * TINY.blocks
     assert {"PE arithmetic", "encoder/queues", "control"} <= set(d["by_role_pj"])
     assert (tmp_path / "power" / "power.md").read_text().count("|") > 20
+    # the event queues stayed SRAM macros, charged per enabled access
+    assert d["cells"]["$mem_v2"] == (TINY.window - 1) * TINY.lanes and d["by_class_pj"]["memory"] > 0
+
+
+@pytest.mark.slow
+@pytest.mark.verilator
+def test_clock_gating_keeps_the_netlist_bit_exact_and_cuts_clock_energy(tmp_path):
+    from spikeacc.verif.power import run_power
+    path = save_vectors(tmp_path / "v.npz", random_vectors(TINY, 2, seed=1))
+    runs = {g: run_power(path, designs=("tile",), out=tmp_path / f"p{g}", build_root=tmp_path / "build", gated=g)
+            ["designs"]["tile"] for g in (False, True)}
+    assert runs[True]["enable_flip_flops"] > 0 and runs[False]["enable_flip_flops"] == 0
+    assert runs[True]["cycles"] == runs[False]["cycles"]
+    assert runs[True]["by_class_pj"]["clock"] < 0.8 * runs[False]["by_class_pj"]["clock"]
 
 
 @pytest.mark.slow

@@ -17,12 +17,13 @@ def test_pe_rejects_non_config():
         SpikingPE({"w_bits": 4})
 
 
-def test_pe_in_amaranth_simulator_matches_golden():
-    """A few neurons through Amaranth's own simulator (no C++ build), checked every case."""
-    cfg = SpikeConfig(in_features=16, lanes=2)
+@pytest.mark.parametrize("firing", ["division", "serial"])
+def test_pe_in_amaranth_simulator_matches_golden(firing):
+    """A few neurons through Amaranth's own simulator (no C++ build), checked every case, both firing units."""
+    cfg = SpikeConfig(in_features=16, lanes=2, firing=firing)
     cases = make_cases(cfg, n_random=12, seed=7)
     dut = SpikingPE(cfg)
-    got = []
+    got, latency = [], []
 
     async def bench(ctx):
         for c in range(len(cases)):
@@ -50,15 +51,22 @@ def test_pe_in_amaranth_simulator_matches_golden():
             ctx.set(dut.fire, 1)
             await ctx.tick()
             ctx.set(dut.fire, 0)
+            waited = 1
             while not ctx.get(dut.done):
                 await ctx.tick()
+                waited += 1
             got.append(ctx.get(dut.count))
+            latency.append(waited)
 
     sim = Simulator(dut)
     sim.add_clock(1e-8)
     sim.add_testbench(bench)
     sim.run()
     assert got == list(cases.expected)
+    # the count is final fire_cycles after fire; done follows one cycle later
+    assert max(latency) <= cfg.fire_cycles + 1
+    if firing == "division":
+        assert set(latency) <= {3, cfg.fire_cycles + 1}  # saturated after the first check, or every bit
 
 
 @pytest.mark.verilator

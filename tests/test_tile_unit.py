@@ -115,11 +115,12 @@ def assert_bit_exact(expected, got):
 
 
 TINY = [SpikeConfig(in_features=8, out_features=4, pes=2, lanes=2, out_bits=4, max_tokens=2),
-        SpikeConfig(in_features=12, out_features=6, pes=3, lanes=1, out_bits=3, max_tokens=2, frac_bits=8),
+        SpikeConfig(in_features=12, out_features=6, pes=3, lanes=1, out_bits=3, max_tokens=2, frac_bits=8,
+                    firing="serial"),
         SpikeConfig(in_features=16, out_features=4, pes=4, lanes=4, out_bits=5, max_tokens=2, salient=False)]
 
 
-@pytest.mark.parametrize("cfg", TINY, ids=["K8-P2-L2", "K12-P3-L1", "K16-P4-L4-nosal"])
+@pytest.mark.parametrize("cfg", TINY, ids=["K8-P2-L2", "K12-P3-L1-serial", "K16-P4-L4-nosal"])
 def test_tiny_spiking_tile_values_and_cycles(cfg):
     v = random_vectors(cfg, 2, seed=3)
     trace = {}
@@ -174,7 +175,7 @@ def test_cycle_formula_of_the_datasheet_equals_the_cycle_model():
             assert tile_cycles_closed_form(cfg, hist) == tile_cycles(cfg, hist)["total"]
 
 
-@pytest.mark.parametrize("cfg", TINY[:2], ids=["K8-P2-L2", "K12-P3-L1"])
+@pytest.mark.parametrize("cfg", TINY[:2], ids=["K8-P2-L2", "K12-P3-L1-serial"])
 def test_tiny_mac_tile_values_and_cycles(cfg):
     v = random_vectors(cfg, 2, seed=4)
     trace = {}
