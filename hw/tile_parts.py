@@ -152,24 +152,17 @@ class DelayLine(wiring.Component):
         return m
 
 
-class CountdownDelay(wiring.Component):
-    """:class:`DelayLine`'s interface for a strobe that is never closer than ``depth + 1`` cycles to the next.
+class CountdownDelay(DelayLine):
+    """:class:`DelayLine` for a strobe that is never closer than ``depth + 1`` cycles to the next.
 
     With at most one strobe in flight a counter and one tag register do the
     job of ``depth`` stages: ⌈log2(depth + 1)⌉ + tag bits of flip-flops
     instead of ``depth·(1 + tag bits)``, and only they are clocked. The
-    spiking tile's capture delay is 2^b_out + 2 cycles (257 stages at
-    b_out = 8), and its fires are ``fire_gap`` = depth + 1 apart, so this is
-    the one it uses. A strobe arriving while one is in flight restarts the
-    count (the caller's spacing rules that out).
+    spiking tile's capture delay is ``fire_cycles + 1`` (257 stages with
+    serial firing at b_out = 8), and its fires are ``fire_gap`` = depth + 1
+    apart, so this is the one it uses. A strobe arriving while one is in
+    flight restarts the count (the caller's spacing rules that out).
     """
-
-    def __init__(self, depth: int, tag_width: int):
-        if depth < 1:
-            raise ValueError(f"depth must be at least 1, got {depth}")
-        self.depth = depth
-        super().__init__({"strobe": In(1), "tag": In(unsigned(tag_width)), "delayed": Out(1),
-                          "delayed_tag": Out(unsigned(tag_width)), "pending": Out(1)})
 
     def elaborate(self, platform):
         m = Module()
