@@ -35,7 +35,7 @@ import numpy as np
 from spikeacc.config import PRESETS, SpikeConfig
 from spikeacc.golden.integer import accumulate, check_codes, fire_count
 
-__all__ = ["LayerVectors", "load_vectors", "save_vectors", "export_vectors", "export_layers", "derive_config",
+__all__ = ["LayerVectors", "crop_vectors", "load_vectors", "save_vectors", "export_vectors", "export_layers", "derive_config",
            "VectorFileError",
            "vectors_from_hardware", "random_vectors"]
 
@@ -404,13 +404,50 @@ def vectors_from_hardware(cfg: SpikeConfig, q, hw, meta: dict) -> LayerVectors:
                         expected=expected, meta=meta)
 
 
-def random_vectors(cfg: SpikeConfig, tokens: int, seed: int = 0, zero_fraction: float = 0.22,
-                   salient_fraction: float = 0.025) -> LayerVectors:
-    """Seeded random layer vectors in the contract, with SmolLM2-like zero and salient ratios."""
+def _range_thresholds(cfg: SpikeConfig, acc: np.ndarray):
+    """Θ, Φ [M, N] that spread each token's accumulators over the whole output range (a dynamic per-token step)."""
     import torch
 
     from spikeacc.golden.output_quant import threshold_pair
 
+    n = acc.shape[1]
+    spread = np.maximum(acc.max(axis=1, keepdims=True) - acc.min(axis=1, keepdims=True), 1)
+    ratio = spread / cfg.max_count                                   # Δ/(s_w·s_x), per token
+    zero = np.round(-acc.min(axis=1, keepdims=True) / ratio)
+    return (t.numpy() * np.ones((1, n), np.int64)
+            for t in threshold_pair(torch.from_numpy(ratio.astype(np.float64)), torch.from_numpy(zero), cfg.frac_bits))
+
+
+def crop_vectors(v: LayerVectors, cfg: SpikeConfig) -> LayerVectors:
+    """The first K inputs and N outputs of a real layer, for a tile of ``cfg``'s shape.
+
+    Weights, mantissas and shifts are the real layer's (its zero and salient
+    statistics carry over); the thresholds are recomputed over the cropped
+    layer's own per-token range, so the counts use the whole output range, and
+    ``acc``/``expected`` come from the golden formula. Gate-level simulation of
+    a full 576 × 576 layer is out of reach on a small machine; this is what
+    ``spikeacc power`` measures by default.
+    """
+    m, k, n = v.shape
+    if cfg.in_features > k or cfg.out_features > n:
+        raise ValueError(f"cannot crop a {k}×{n} layer to {cfg.in_features}×{cfg.out_features}")
+    w = v.w[:cfg.out_features, :cfg.in_features]
+    mant, shift = v.mant[:, :cfg.in_features], v.shift[:, :cfg.in_features]
+    if int(shift.max(initial=0)) > cfg.shift_max:
+        raise ValueError(f"the layer's shifts reach {int(shift.max())}, above e_max = {cfg.shift_max}")
+    acc = accumulate(w, mant, shift)
+    theta, phi = _range_thresholds(cfg, acc)
+    meta = {**v.meta, "layer": f"{v.meta.get('layer')} [:{cfg.out_features}, :{cfg.in_features}]",
+            "cropped_from": [k, n], "thresholds": "recomputed over the cropped layer's per-token range",
+            "config": cfg.replace(max_tokens=max(cfg.max_tokens, m)).to_dict()}
+    return LayerVectors(w=w.copy(), mant=mant.copy(), shift=shift.copy(), theta=theta, phi=phi,
+                        frac_bits=cfg.frac_bits, out_bits=cfg.out_bits, acc=acc,
+                        expected=fire_count(acc, theta, phi, cfg.frac_bits, cfg.out_bits), meta=meta)
+
+
+def random_vectors(cfg: SpikeConfig, tokens: int, seed: int = 0, zero_fraction: float = 0.22,
+                   salient_fraction: float = 0.025) -> LayerVectors:
+    """Seeded random layer vectors in the contract, with SmolLM2-like zero and salient ratios."""
     rng = np.random.default_rng(seed)
     k, n = cfg.in_features, cfg.out_features
     w = rng.integers(-cfg.weight_max, cfg.weight_max + 1, size=(n, k))
@@ -419,11 +456,7 @@ def random_vectors(cfg: SpikeConfig, tokens: int, seed: int = 0, zero_fraction: 
     shift = np.where(rng.random((tokens, k)) < salient_fraction,
                      rng.integers(1, cfg.shift_max + 1, size=(tokens, k)) if cfg.shift_max else 0, 0)
     acc = accumulate(w, mant, shift)
-    spread = np.maximum(acc.max(axis=1, keepdims=True) - acc.min(axis=1, keepdims=True), 1)
-    ratio = spread / cfg.max_count                                   # Δ/(s_w·s_x), per token
-    zero = np.round(-acc.min(axis=1, keepdims=True) / ratio)
-    theta, phi = (t.numpy() * np.ones((1, n), np.int64)
-                  for t in threshold_pair(torch.from_numpy(ratio.astype(np.float64)), torch.from_numpy(zero), cfg.frac_bits))
+    theta, phi = _range_thresholds(cfg, acc)
     expected = fire_count(acc, theta, phi, cfg.frac_bits, cfg.out_bits)
     meta = {"model": f"random (seed {seed})", "layer": "random", "token_positions": list(range(tokens)),
             "mode": "dynamic", "config": cfg.replace(max_tokens=max(cfg.max_tokens, tokens)).to_dict()}

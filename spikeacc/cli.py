@@ -171,7 +171,12 @@ def cmd_power(args) -> int:
                          + (" (Debian: apt-get install qflow-tech-osu018)" if not args.liberty else ""))
     workdirs.build_root(args.build_dir)
     workdirs.output_dir(args.out, "--out directory")
-    r = run_power(_default_vectors(args), designs=designs, liberty=liberty, out=args.out,
+    vectors = args.vectors
+    if vectors is None:  # real SmolLM2 q_proj data on the default tile: a full 576×576 netlist is too slow here
+        from spikeacc.golden.vectors import crop_vectors, load_vectors, save_vectors
+        full = load_vectors(_default_vectors(args))
+        vectors = save_vectors(Path(args.out) / "smollm2_l0_q_proj_k64n16.npz", crop_vectors(full, PRESETS["default"]))
+    r = run_power(vectors, designs=designs, liberty=liberty, out=args.out,
                   build_root=args.build_dir, pes=args.pes, lanes=args.lanes, sram=args.memories == "sram",
                   gated=not args.no_clock_gating)
     print((Path(args.out) / "power.md").read_text())
@@ -268,10 +273,10 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config_args(p)
     p.set_defaults(func=cmd_synth)
 
-    def energy_run(name: str, help_text: str):
+    def energy_run(name: str, help_text: str, default_vectors: str = "SmolLM2 block 0 q_proj, 8 tokens"):
         """The options every energy measurement on one vector file shares."""
         p = sub.add_parser(name, help=help_text)
-        p.add_argument("--vectors", help="layer vector file (default: SmolLM2 block 0 q_proj, 8 tokens)")
+        p.add_argument("--vectors", help=f"layer vector file (default: {default_vectors})")
         p.add_argument("--out", default=f"out/{name}")
         p.add_argument("--pes", type=int, default=None)
         p.add_argument("--lanes", type=int, default=None)
@@ -279,7 +284,8 @@ def build_parser() -> argparse.ArgumentParser:
         return p
 
     energy_run("energy", "spiking vs MAC energy from RTL toggles on the same vectors").set_defaults(func=cmd_energy)
-    p = energy_run("power", "gate-level energy: standard-cell netlists simulated on the vectors")
+    p = energy_run("power", "gate-level energy: standard-cell netlists simulated on the vectors",
+                   "SmolLM2 block 0 q_proj, 8 tokens, cropped to the default 64×16 tile")
     p.add_argument("--designs", default="tile,mac", help="comma-separated: tile (spiking), mac")
     p.add_argument("--liberty", help="Liberty file (default: Debian qflow-tech-osu018, OSU 0.18 um)")
     p.add_argument("--memories", choices=("sram", "flops"), default="sram",

@@ -185,3 +185,17 @@ def test_power_bad_options_are_one_line_exit_2(tmp_path, capsys, argv, message):
     assert main(["power", "--out", str(tmp_path / "o"), *argv]) == 2
     err = capsys.readouterr().err.strip()
     assert message in err and "\n" not in err
+
+
+@pytest.mark.model
+def test_cropped_real_vectors_are_valid_for_the_default_tile(tmp_path):
+    """What `spikeacc power` measures by default: real SmolLM2 codes on the 64×16 tile, golden-consistent."""
+    from spikeacc.golden.vectors import crop_vectors, export_vectors, load_vectors
+    full = load_vectors(export_vectors(layer="model.layers.0.self_attn.q_proj", tokens=2, out=tmp_path / "q.npz"))
+    cfg = SpikeConfig()
+    v = load_vectors(save_vectors(tmp_path / "c.npz", crop_vectors(full, cfg)))  # the loader re-checks acc/expected
+    assert v.shape == (2, cfg.in_features, cfg.out_features)
+    assert (v.w == full.w[:16, :64]).all() and (v.mant == full.mant[:, :64]).all()
+    assert v.expected.max() == cfg.max_count and v.expected.min() == 0  # the whole output range is used
+    with pytest.raises(ValueError, match="cannot crop"):
+        crop_vectors(v, SpikeConfig(in_features=128))
