@@ -178,7 +178,7 @@ def cmd_power(args) -> int:
         vectors = save_vectors(Path(args.out) / "smollm2_l0_q_proj_k64n16.npz", crop_vectors(full, PRESETS["default"]))
     r = run_power(vectors, designs=designs, liberty=liberty, out=args.out,
                   build_root=args.build_dir, pes=args.pes, lanes=args.lanes, sram=args.memories == "sram",
-                  gated=not args.no_clock_gating)
+                  gated=not args.no_clock_gating, firing=args.firing)
     print((Path(args.out) / "power.md").read_text())
     print(f"wrote {Path(args.out) / 'power.json'} and power.md; netlist SAIF: "
           + ", ".join(d["saif"] for d in r["designs"].values()))
@@ -290,6 +290,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--liberty", help="Liberty file (default: Debian qflow-tech-osu018, OSU 0.18 um)")
     p.add_argument("--memories", choices=("sram", "flops"), default="sram",
                    help="the tile's own memories (event queues): SRAM macros charged per access, or flip-flops")
+    p.add_argument("--firing", choices=("division", "serial"), default=None,
+                   help="the spiking PEs' firing unit (default: the vectors' configuration, division)")
     p.add_argument("--no-clock-gating", action="store_true",
                    help="clock every flip-flop every cycle (default: gate the ones with an enable)")
     p.set_defaults(func=cmd_power)

@@ -69,19 +69,20 @@ def _weight_reads(saif: Path, lanes: int) -> int:
 
 def run_power(vectors_path, *, designs=("tile", "mac"), liberty=DEFAULT_LIBERTY, out="out/power",
               build_root="sim_build", pes=None, lanes=None, node_nm: float = 180.0, sram: bool = True,
-              gated: bool = True) -> dict:
+              gated: bool = True, firing: str | None = None) -> dict:
     """Gate-level energy per token-layer for each design; writes power.json and power.md into ``out``.
 
     ``sram`` keeps the designs' own memories (the spiking tile's event
     queues) as SRAM macros charged per access at the same modelled energy per
     bit as the weight memory; ``False`` synthesizes them to flip-flops.
-    ``gated`` clock-gates every register yosys infers an enable for.
+    ``gated`` clock-gates every register yosys infers an enable for;
+    ``firing`` overrides the vectors' firing unit (``"division"``/``"serial"``).
     """
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     library = load_library(liberty)
     vectors = load_vectors(vectors_path)
-    cfg = tile_config_for(vectors, pes, lanes)
+    cfg = tile_config_for(vectors, pes, lanes, firing)
     tokens = vectors.shape[0]
     e_bit = sram_pj_per_bit(node_nm, library.voltage)
     results = {}
@@ -90,7 +91,7 @@ def run_power(vectors_path, *, designs=("tile", "mac"), liberty=DEFAULT_LIBERTY,
         gates = GateLevel(library, sram=sram, gated=gated)
         saif = out / f"{design}.gates.saif"
         _, rep = run_tile_regression(vectors_path, build_root=build_root, pes=pes, lanes=lanes, design=design,
-                                     saif_to=saif, progress=False, gates=gates)
+                                     saif_to=saif, progress=False, gates=gates, firing=firing)
         if not rep["passed"]:
             first = rep["mismatches"][0] if rep["mismatches"] else {"index": "-", "expected": "-", "got": "-"}
             raise VerificationFailed(f"the {design} netlist is not bit-exact on {vectors_path}: "

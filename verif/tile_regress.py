@@ -22,12 +22,16 @@ from spikeacc.verif.tile_harness import harness_name, harness_verilog, write_buf
 __all__ = ["tile_config_for", "build_tile", "run_tile_regression", "regress_tile"]
 
 
-def tile_config_for(vectors, pes: int | None = None, lanes: int | None = None) -> SpikeConfig:
-    """The vectors' configuration, with the tile shape optionally changed (validated)."""
+def tile_config_for(vectors, pes: int | None = None, lanes: int | None = None,
+                    firing: str | None = None) -> SpikeConfig:
+    """The vectors' configuration, with the tile shape (P, L, firing unit) optionally changed (validated).
+
+    None of these change a count, only how the hardware computes it.
+    """
     cfg = vectors.config
     m = vectors.shape[0]
     return cfg.replace(pes=cfg.pes if pes is None else pes, lanes=cfg.lanes if lanes is None else lanes,
-                       max_tokens=max(cfg.max_tokens, m))
+                       firing=cfg.firing if firing is None else firing, max_tokens=max(cfg.max_tokens, m))
 
 
 def build_tile(cfg: SpikeConfig, *, build_root="sim_build", design: str = "tile", saif: bool = False,
@@ -57,7 +61,8 @@ def build_tile(cfg: SpikeConfig, *, build_root="sim_build", design: str = "tile"
 
 def run_tile_regression(vectors_path, *, build_root="sim_build", pes=None, lanes=None, config=None,
                         progress: bool = True, design: str = "tile", saif_to: Path | None = None,
-                        inject_fault: tuple[int, int] | None = None, gates=None) -> tuple[BenchRun, dict]:
+                        inject_fault: tuple[int, int] | None = None, gates=None,
+                        firing: str | None = None) -> tuple[BenchRun, dict]:
     """Build (or reuse) the tile for the vectors' shape, run every token, and return the run and its report.
 
     The run's buffers, output dump, report and logs live in a directory of
@@ -69,7 +74,7 @@ def run_tile_regression(vectors_path, *, build_root="sim_build", pes=None, lanes
     """
     t_load = time.perf_counter()
     vectors = load_vectors(vectors_path, config=config)
-    cfg = tile_config_for(vectors, pes, lanes)
+    cfg = tile_config_for(vectors, pes, lanes, firing)
     build_dir, top, build_seconds, rebuild = build_tile(cfg, build_root=build_root, design=design,
                                                         saif=saif_to is not None, gates=gates)
     bar = tqdm(total=vectors.shape[0] * cfg.blocks, desc=f"{design} {vectors.shape}", unit="block",
