@@ -38,7 +38,8 @@ def run_flow(out: Path, *, build_root="sim_build", block: int = 0, tokens: int =
         q_proj = out / "vectors" / f"model.layers.{block}.self_attn.q_proj.npz"
         r = run_energy(q_proj, out=out / "energy", build_root=build_root)
         rat = r["ratio_mac_over_spiking"]
-        print(f"energy (q_proj, MAC ÷ spiking): datapath {rat['toggles_datapath']:.2f}x from toggles, "
+        print(f"energy MODEL (q_proj, MAC ÷ spiking; per-bit toggle model, not gate level — see "
+              f"`spikeacc power`): datapath {rat['toggles_datapath']:.2f}x from toggles, "
               f"{rat['ops_datapath']:.2f}x from op counts; with weight-memory reads "
               f"{rat['toggles_total_with_weight_memory']:.2f}x / {rat['ops_total_with_weight_memory']:.2f}x "
               f"(paper {rat['paper']}x); report {out / 'energy' / 'energy.md'}")
