@@ -37,30 +37,28 @@ def describe_shape(shape) -> dict:
     return {"width": s.width, "signed": s.signed}
 
 
-def _bit_rows(desc: dict, prefix: str = "", base: int = 0, stride_note: str = "") -> list[tuple[str, str, str]]:
-    """(bits, field, type) rows; arrays are shown by element index ``[i]`` with its bit formula."""
-    if "array" in desc:
-        arr = desc["array"]
-        elem_rows = _bit_rows(arr["element"], "", 0)
-        rows = []
-        for bits, name, kind in elem_rows:
-            lo, hi = _span(bits)
-            where = (f"[{base + lo} + {arr['stride']}·i +: {hi - lo + 1}]" if arr["length"] > 1
-                     else f"[{base + hi}:{base + lo}]")
-            rows.append((where, f"{prefix}[i]{name}, i = 0..{arr['length'] - 1}", kind))
-        return rows
+def _leaves(desc: dict, name: str = "", base: int = 0):
+    """(field name, bit offset, width, signed) of every scalar of a struct (or scalar) description."""
     if "struct" in desc:
-        rows = []
         for field in desc["struct"]:
-            rows += _bit_rows(field, f"{prefix}.{field['name']}", base + field["offset"])
-        return rows
-    kind = f"{'signed' if desc['signed'] else 'unsigned'}({desc['width']})"
-    return [(f"[{base + desc['width'] - 1}:{base}]", prefix, kind)]
+            yield from _leaves(field, f"{name}.{field['name']}", base + field["offset"])
+    else:
+        yield name, base, desc["width"], desc["signed"]
 
 
-def _span(bits: str) -> tuple[int, int]:
-    hi, lo = bits.strip("[]").split(":")
-    return int(lo), int(hi)
+def _bit_rows(desc: dict) -> list[tuple[str, str, str]]:
+    """(bits, field, type) rows of a port; an array shows element i by its bit formula."""
+    arr = desc.get("array")
+    rows = []
+    for name, lo, width, signed in _leaves(arr["element"] if arr else desc):
+        kind = f"{'signed' if signed else 'unsigned'}({width})"
+        if arr is None:
+            rows.append((f"[{lo + width - 1}:{lo}]", name, kind))
+        elif arr["length"] > 1:
+            rows.append((f"[{lo} + {arr['stride']}·i +: {width}]", f"[i]{name}, i = 0..{arr['length'] - 1}", kind))
+        else:
+            rows.append((f"[{lo + width - 1}:{lo}]", f"[i]{name}, i = 0..0", kind))
+    return rows
 
 
 def port_facts(signature) -> list[dict]:

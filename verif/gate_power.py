@@ -140,16 +140,16 @@ def _load_netlist(work: Path, top: str, library: Library) -> GateNetlist:
     counts: dict[str, int] = defaultdict(int)
     area = 0.0
 
-    def walk(module: str, times: int = 1):
+    def walk(module: str):  # every module instance is its own module in Amaranth's hierarchy
         nonlocal area
         for cell in netlist["modules"][module]["cells"].values():
             kind = cell["type"]
             if kind in netlist["modules"] and kind != GATED_CELL:  # the gated flip-flop's blackbox stub
-                walk(kind, times)
+                walk(kind)
             else:
-                counts[kind] += times
+                counts[kind] += 1
                 base = "DFFPOSX1" if kind == GATED_CELL else kind
-                area += times * library.cells[base].area if base in library.cells else 0.0
+                area += library.cells[base].area if base in library.cells else 0.0
 
     walk(top)
     unknown = sorted(k for k in counts if k not in library.cells and k not in (MEMORY_CELL, GATED_CELL))
@@ -172,8 +172,8 @@ class _Activity:
     """Toggle counts of one SAIF scope, looked up by the netlist's bit numbers."""
 
     def __init__(self, nets: dict[str, dict[int, int]], names: dict[int, list[tuple[str, int]]],
-                 high: dict[str, dict[int, int]] | None = None):
-        self.nets, self.names, self.high_time = nets, names, high or {}
+                 high: dict[str, dict[int, int]], duration: int):
+        self.nets, self.names, self.high_time, self.duration = nets, names, high, duration
         self.missing = 0
 
     def _lookup(self, table, bit) -> int:
@@ -215,7 +215,7 @@ def _memory_pj(cell: dict, activity: "_Activity", pj_per_bit: float, unit: float
 
 
 def gate_energy(netlist: GateNetlist, library: Library, saif: Path, scope: tuple[str, ...],
-                clock: str = "clk", sram_pj_per_bit: float = 0.0) -> dict:
+                sram_pj_per_bit: float = 0.0) -> dict:
     """Energy in pJ by class and by module instance for the simulated window of ``saif``.
 
     ``scope`` is the SAIF instance path of the design's top (e.g. the
@@ -241,8 +241,8 @@ def gate_energy(netlist: GateNetlist, library: Library, saif: Path, scope: tuple
     def visit(module_name: str, path: tuple[str, ...], label: str):
         module = design[module_name]
         gates_seen: set = set()
-        activity = _Activity(by_scope.get(path, {}), _bit_names(module), high_by_scope.get(path, {}))
-        activity.duration = header["DURATION"]
+        activity = _Activity(by_scope.get(path, {}), _bit_names(module), high_by_scope.get(path, {}),
+                             header["DURATION"])
         # load capacitance of each bit inside this module (for output internal energy)
         load: dict[int, float] = defaultdict(float)
         for cell in module["cells"].values():
@@ -255,8 +255,8 @@ def gate_energy(netlist: GateNetlist, library: Library, saif: Path, scope: tuple
         for inst, cell in module["cells"].items():
             kind = cell["type"]
             if kind in design and kind != GATED_CELL:
-                visit(kind, path + (inst.lstrip("\\"),), f"{label}.{inst.lstrip(chr(92))}" if label else
-                      inst.lstrip("\\"))
+                name = inst.lstrip("\\")
+                visit(kind, path + (name,), f"{label}.{name}" if label else name)
                 continue
             if kind == MEMORY_CELL:
                 energy[label, "memory"] += _memory_pj(cell, activity, sram_pj_per_bit, unit)

@@ -184,9 +184,8 @@ def load_library(path: str | Path = DEFAULT_LIBERTY) -> Library:
     return Library(lib.args[0], voltage, cells, path)
 
 
-def _verilog_expr(function: str, names: dict[str, str] | None = None) -> str:
+def _verilog_expr(function: str) -> str:
     """A Liberty boolean ``function`` as a Verilog expression (``!``/``'`` not, ``*``/``&``/space and, ``+``/``|`` or)."""
-    names = names or {}
     tokens = re.findall(r"[A-Za-z_][A-Za-z0-9_]*|[()!'^*&|+]", function)
     out: list[str] = []
     prev_operand = False
@@ -209,7 +208,7 @@ def _verilog_expr(function: str, names: dict[str, str] | None = None) -> str:
                 out.insert(len(out) - 1, "~")
             prev_operand = True
             continue
-        out.append({"!": "~", "*": "&", "+": "|"}.get(tok, names.get(tok, tok)))
+        out.append({"!": "~", "*": "&", "+": "|"}.get(tok, tok))
         prev_operand = tok == ")" or bool(re.match(r"[A-Za-z_]", tok))
     return " ".join(out)
 

@@ -194,7 +194,7 @@ def _guard(cfg: dict) -> int:
     return 4 * (K // L + (N // P) * (K // L + window + fire + 8)) + 1000
 
 
-def _tile_results(manifest: dict, vectors, work: Path, shape: dict) -> dict:
+def _tile_results(manifest: dict, work: Path, shape: dict) -> dict:
     ports = {p["name"]: p for p in manifest["datasheet"]["ports"]}
     tokens, B, P = shape["tokens"], shape["blocks"], shape["pes"]
     lines = [ln.strip() for ln in (work / "out.hex").read_text().splitlines()
@@ -314,7 +314,7 @@ def run_outside(manifest_path, vectors_path, work=None, no_initial_values=False,
         if got.shape != expected.shape:
             raise RuntimeError(f"{len(got)} counts from the testbench, {len(expected)} cases")
     else:
-        result = _tile_results(manifest, vectors, work, shape)
+        result = _tile_results(manifest, work, shape)
         got = result["got"]
     bad = [tuple(int(i) for i in idx) for idx in np.argwhere(got != expected)]
     errors = [row for row in result["tokens"] if row[2] != "0"]
