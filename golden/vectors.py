@@ -433,8 +433,7 @@ def crop_vectors(v: LayerVectors, cfg: SpikeConfig) -> LayerVectors:
         raise ValueError(f"cannot crop a {k}×{n} layer to {cfg.in_features}×{cfg.out_features}")
     w = v.w[:cfg.out_features, :cfg.in_features]
     mant, shift = v.mant[:, :cfg.in_features], v.shift[:, :cfg.in_features]
-    if int(shift.max(initial=0)) > cfg.shift_max:
-        raise ValueError(f"the layer's shifts reach {int(shift.max())}, above e_max = {cfg.shift_max}")
+    check_codes(cfg, w, mant, shift)
     acc = accumulate(w, mant, shift)
     theta, phi = _range_thresholds(cfg, acc)
     meta = {**v.meta, "layer": f"{v.meta.get('layer')} [:{cfg.out_features}, :{cfg.in_features}]",

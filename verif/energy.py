@@ -24,11 +24,12 @@ from spikeacc.golden.energy import PAPER_RATIO, op_counts, op_energy, sram_read_
 from spikeacc.golden.vectors import load_vectors
 from spikeacc.errors import VerificationFailed
 from spikeacc.verif.saif import read_saif
+from spikeacc.verif.tile_harness import CLOCK_PERIOD_NS
 from spikeacc.verif.tile_regress import run_tile_regression, tile_config_for
 
 __all__ = ["classify", "activity_energy", "run_energy"]
 
-CLOCK_PERIOD_S = 10e-9  # the benches' clock
+CLOCK_PERIOD_S = CLOCK_PERIOD_NS * 1e-9
 
 # (role, pattern on the net name), first match wins; per design.
 ROLES = {

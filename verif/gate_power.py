@@ -40,12 +40,13 @@ from pathlib import Path
 from spikeacc.errors import ToolFailure, build_failure
 from spikeacc.verif.liberty import Library
 from spikeacc.verif.saif import read_saif
+from spikeacc.verif.tile_harness import CLOCK_PERIOD_NS
 
 __all__ = ["CLASSES", "INPUT_SLEW_NS", "find_yosys", "synthesize_cells", "gate_energy", "GateNetlist"]
 
 CLASSES = ("clock", "registers", "combinational", "leakage", "memory")
 MEMORY_CELL = "$mem_v2"          # a memory yosys kept (``sram=True``): charged per access, not per gate
-CLOCK_PERIOD_S = 10e-9           # the harness clock
+CLOCK_PERIOD_S = CLOCK_PERIOD_NS * 1e-9
 INPUT_SLEW_NS = 0.1   # every cell input's transition time (no wires, no clock tree): a mid-table value
 
 
@@ -72,7 +73,8 @@ class GateNetlist:
 
 
 GATED_CELL = "SPIKEACC_DFFE"     # a flip-flop with an enable, clock-gated (``gated=True``)
-GATED_MODEL = f"""// A clock-gated flip-flop: the library's DFFPOSX1 behind an integrated clock gate (ICG).
+GATED_BASE = "DFFPOSX1"          # the library flip-flop a gated one is charged as (its ICG: one more clock pin)
+GATED_MODEL = f"""// A clock-gated flip-flop: the library's {GATED_BASE} behind an integrated clock gate (ICG).
 module {GATED_CELL} (CLK, D, E, Q);
   input CLK, D, E;
   output reg Q;
@@ -148,7 +150,7 @@ def _load_netlist(work: Path, top: str, library: Library) -> GateNetlist:
                 walk(kind)
             else:
                 counts[kind] += 1
-                base = "DFFPOSX1" if kind == GATED_CELL else kind
+                base = GATED_BASE if kind == GATED_CELL else kind
                 area += library.cells[base].area if base in library.cells else 0.0
 
     walk(top)
@@ -246,7 +248,7 @@ def gate_energy(netlist: GateNetlist, library: Library, saif: Path, scope: tuple
         # load capacitance of each bit inside this module (for output internal energy)
         load: dict[int, float] = defaultdict(float)
         for cell in module["cells"].values():
-            lib_cell = library.cells.get("DFFPOSX1" if cell["type"] == GATED_CELL else cell["type"])
+            lib_cell = library.cells.get(GATED_BASE if cell["type"] == GATED_CELL else cell["type"])
             if lib_cell is None:
                 continue
             for pin, bits in cell["connections"].items():
@@ -267,12 +269,11 @@ def gate_energy(netlist: GateNetlist, library: Library, saif: Path, scope: tuple
                 duty = activity.high(enable) / header["DURATION"] if header["DURATION"] else 0.0
                 if isinstance(enable, int) and enable not in gates_seen:  # one always-clocked ICG per enable net
                     gates_seen.add(enable)
-                    icg = library.cells["DFFPOSX1"].pins["CLK"]
+                    icg = library.cells[GATED_BASE].pins[library.cells[GATED_BASE].clock_pin]
                     energy[label, "clock"] += activity.toggles(cell["connections"]["CLK"][0]) * _pin_pj(icg, v2)
-                kind = "DFFPOSX1"
+                kind = GATED_BASE
             lib_cell = library.cells[kind]
-            is_ff = lib_cell.ff is not None
-            clock_pin = lib_cell.ff["clocked_on"].strip("!() '") if is_ff else None
+            is_ff, clock_pin = lib_cell.ff is not None, lib_cell.clock_pin
             energy[label, "leakage"] += lib_cell.leakage_nw * 1e-9 * seconds * 1e12
             for pin, bits in cell["connections"].items():
                 if pin not in lib_cell.pins:

@@ -127,6 +127,11 @@ class Cell:
     latch: bool = False
 
     @property
+    def clock_pin(self) -> str | None:
+        """The pin a flip-flop is clocked on (``clocked_on`` without its inversion), or None."""
+        return re.sub(r"[!()' ]", "", self.ff["clocked_on"]) if self.ff else None
+
+    @property
     def outputs(self) -> list[str]:
         return [p for p, pin in self.pins.items() if pin.direction == "output"]
 
@@ -225,11 +230,9 @@ def cell_models(library: Library) -> str:
         lines += [f"  output {p};" for p in cell.outputs]
         if cell.ff:
             st, st_n = cell.ff["state"], cell.ff["state_n"]
-            clk = cell.ff["clocked_on"]
-            edge = "negedge" if clk.strip().startswith(("!", "(!")) else "posedge"
-            clk_name = re.sub(r"[!()' ]", "", clk)
+            edge = "negedge" if cell.ff["clocked_on"].strip().startswith(("!", "(!")) else "posedge"
             lines.append(f"  reg {st};")
-            sens = [f"{edge} {clk_name}"]
+            sens = [f"{edge} {cell.clock_pin}"]
             body = []
             clear, preset = cell.ff.get("clear"), cell.ff.get("preset")
             for cond, value in ((clear, "1'b0"), (preset, "1'b1")):

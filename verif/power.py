@@ -28,7 +28,7 @@ from tqdm import tqdm
 
 from spikeacc.errors import VerificationFailed
 from spikeacc.golden.vectors import load_vectors
-from spikeacc.verif.gate_power import CLASSES, GateLevel, gate_energy
+from spikeacc.verif.gate_power import CLASSES, CLOCK_PERIOD_S, GATED_CELL, GateLevel, gate_energy
 from spikeacc.verif.liberty import DEFAULT_LIBERTY, load_library
 from spikeacc.verif.saif import read_saif
 from spikeacc.verif.tile_regress import run_tile_regression, tile_config_for
@@ -36,7 +36,6 @@ from spikeacc.verif.tile_regress import run_tile_regression, tile_config_for
 __all__ = ["run_power", "sram_pj_per_bit", "ROLE_OF_MODULE"]
 
 SRAM_45NM_PJ_PER_BIT = 10.0 / 64   # Horowitz ISSCC 2014: 8 KB SRAM, 64-bit read, 45 nm, 0.9 V
-CLOCK_PERIOD_S = 10e-9             # the harness clock
 
 # module instance (first path element) -> role; anything else is the tile's glue and pipeline
 ROLE_OF_MODULE = (("pe", "PE arithmetic"), ("mac", "PE arithmetic"), ("queues", "encoder/queues"),
@@ -105,10 +104,10 @@ def run_power(vectors_path, *, designs=("tile", "mac"), liberty=DEFAULT_LIBERTY,
             roles[_role(module)] = roles.get(_role(module), 0.0) + pj / tokens
         results[design] = {
             "cells": gates.netlist.cells, "flip_flops": sum(v for k, v in gates.netlist.cells.items()
-                                                            if k == "SPIKEACC_DFFE" or (k in library.cells
+                                                            if k == GATED_CELL or (k in library.cells
                                                                                         and library.cells[k].ff)),
             "memories": "sram" if sram else "flops",
-            "enable_flip_flops": gates.netlist.cells.get("SPIKEACC_DFFE", 0),
+            "enable_flip_flops": gates.netlist.cells.get(GATED_CELL, 0),
             "area_um2": gates.netlist.area, "cycles": rep["cycles"],
             "by_class_pj": {c: v / tokens for c, v in energy["by_class"].items()},
             "by_role_pj": roles,

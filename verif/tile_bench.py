@@ -20,7 +20,7 @@ from cocotb.triggers import ClockCycles, First, RisingEdge, ValueChange
 
 from spikeacc.config import SpikeConfig
 from spikeacc.verif.scoreboard import Scoreboard
-from spikeacc.verif.tile_harness import read_counts
+from spikeacc.verif.tile_harness import CLOCK_PERIOD_NS, read_counts
 
 
 @dataclass
@@ -62,7 +62,7 @@ async def tile_matches_golden(dut):
     cfg = SpikeConfig.from_json(os.environ["SPIKEACC_CONFIG"])  # the tile's shape may differ from the export's
     tokens = expected.shape[0]
 
-    cocotb.start_soon(Clock(dut.clk, 10, unit="ns").start())
+    cocotb.start_soon(Clock(dut.clk, CLOCK_PERIOD_NS, unit="ns").start())
     dut.start.value = 0
     dut.dump.value = 0
     dut.rst.value = 1

@@ -31,6 +31,7 @@ __all__ = ["harness_verilog", "write_buffers", "read_counts", "harness_name"]
 
 
 DESIGNS = ("tile", "mac")
+CLOCK_PERIOD_NS = 10  # the clock the bench drives; activity (SAIF high times) converts to cycles with it
 
 
 def harness_name(cfg: SpikeConfig, design: str = "tile") -> str:
