@@ -1,6 +1,6 @@
 """Gate-level energy: the generated RTL mapped to a real standard-cell library, simulated, and charged from its Liberty.
 
-Flow per design (:func:`synthesize_cells`, then :func:`gate_energy`):
+Flow per design (:func:`synth_script` and :func:`synthesize_cells`, then :func:`gate_energy`):
 
 1. Yosys maps the RTL to the Liberty's cells, keeping the module hierarchy
    (PEs, queues, sequencer, …) so energy can be split per module. Native
@@ -39,10 +39,9 @@ from pathlib import Path
 
 from spikeacc.errors import ToolFailure, build_failure
 from spikeacc.verif.liberty import Library
-from spikeacc.verif.saif import read_saif
 from spikeacc.verif.tile_harness import CLOCK_PERIOD_NS
 
-__all__ = ["CLASSES", "INPUT_SLEW_NS", "find_yosys", "synthesize_cells", "gate_energy", "GateNetlist"]
+__all__ = ["CLASSES", "INPUT_SLEW_NS", "find_yosys", "synth_script", "synthesize_cells", "gate_energy", "GateNetlist"]
 
 CLASSES = ("clock", "registers", "combinational", "leakage", "memory")
 MEMORY_CELL = "$mem_v2"          # a memory yosys kept (``sram=True``): charged per access, not per gate
@@ -97,13 +96,22 @@ endmodule
 
 
 def synth_script(rtl: Path, top: str, library: Library, work: Path, sram: bool, gated: bool) -> str:
-    """The yosys script :func:`synthesize_cells` runs (also the key of a cached netlist)."""
+    """The yosys script that maps ``rtl`` to ``library``'s cells, hierarchy kept (also a cached netlist's key).
+
+    With ``sram`` the design's memories (the event queues) stay memories —
+    SRAM macros in an ASIC, block RAM on an FPGA — simulated behaviourally
+    and charged per access (class ``memory``); otherwise they become
+    flip-flops and multiplexers like every other register. With ``gated``
+    every register yosys keeps an enable for becomes a clock-gated flip-flop.
+    Writes the techmap files the script reads into ``work``.
+    """
+    work.mkdir(parents=True, exist_ok=True)
     lib = str(library.path)
     # synth's "fine" stage without memory_map: everything but the $mem_v2 cells becomes gates
     generic = (f"synth -top {top} -run begin:fine; opt -fast -full; opt -full; techmap; opt -fast; "
                "abc -fast; opt -fast" if sram else f"synth -top {top}")
     gating = ""
-    if gated:  # every register yosys finds an enable for becomes a clock-gated flip-flop
+    if gated:
         (work / "gated_stub.v").write_text(_GATED_STUB)
         (work / "gated_map.v").write_text(_GATED_MAP)
         # registers with an enable (and a synchronous reset, as Amaranth writes them) keep it; the
@@ -116,17 +124,8 @@ def synth_script(rtl: Path, top: str, library: Library, work: Path, sram: bool, 
             f"write_verilog -noattr -noexpr {work / 'netlist.v'}; write_json {work / 'netlist.json'}")
 
 
-def synthesize_cells(rtl: Path, top: str, library: Library, work: Path, sram: bool = False,
-                     gated: bool = False) -> GateNetlist:
-    """Map ``rtl`` to ``library``'s cells, hierarchy kept; ``work`` receives netlist, JSON and log.
-
-    With ``sram`` the design's memories (the event queues) stay memories —
-    SRAM macros in an ASIC, block RAM on an FPGA — simulated behaviourally
-    and charged per access (class ``memory``); otherwise they become
-    flip-flops and multiplexers like every other register.
-    """
-    work.mkdir(parents=True, exist_ok=True)
-    script = synth_script(rtl, top, library, work, sram, gated)
+def synthesize_cells(script: str, top: str, library: Library, work: Path) -> GateNetlist:
+    """Run a :func:`synth_script`; ``work`` receives the netlist (Verilog and JSON) and ``yosys.log``."""
     log = work / "yosys.log"
     result = subprocess.run([*find_yosys(), "-q", "-l", str(log), "-p", script], capture_output=True, text=True)
     if result.returncode:
@@ -216,16 +215,18 @@ def _memory_pj(cell: dict, activity: "_Activity", pj_per_bit: float, unit: float
     return accesses * width * pj_per_bit
 
 
-def gate_energy(netlist: GateNetlist, library: Library, saif: Path, scope: tuple[str, ...],
+def gate_energy(netlist: GateNetlist, library: Library, saif: tuple[dict, list], scope: tuple[str, ...],
                 sram_pj_per_bit: float = 0.0) -> dict:
     """Energy in pJ by class and by module instance for the simulated window of ``saif``.
 
-    ``scope`` is the SAIF instance path of the design's top (e.g. the
-    harness's ``dut``). Returns ``{"total_pj", "by_class", "by_module",
-    "by_module_class", "seconds", "unannotated_pins"}``.
+    ``saif`` is what :func:`~spikeacc.verif.saif.read_saif` returned (a
+    netlist's SAIF is large: the caller reads it once); ``scope`` is the SAIF
+    instance path of the design's top (e.g. the harness's ``dut``). Returns
+    ``{"total_pj", "by_class", "by_module", "by_module_class", "seconds",
+    "unannotated_pins"}``.
     """
     design = json.loads(netlist.json.read_text())["modules"]
-    header, nets = read_saif(saif)
+    header, nets = saif
     seconds = header["DURATION"] * header["TIMESCALE"]
     unit = header["TIMESCALE"]
     by_scope: dict[tuple[str, ...], dict[str, dict[int, int]]] = defaultdict(dict)
@@ -235,7 +236,7 @@ def gate_energy(netlist: GateNetlist, library: Library, saif: Path, scope: tuple
         high_by_scope[net.path][net.name] = net.bit_high
     top_scope = next((p for p in by_scope if p[-len(scope):] == scope), None)
     if top_scope is None:
-        raise ToolFailure(f"{saif} has no instance {'/'.join(scope)}; was the netlist traced?")
+        raise ToolFailure(f"the SAIF has no instance {'/'.join(scope)}; was the netlist traced?")
     v2 = library.voltage ** 2
     energy: dict[tuple[str, str], float] = defaultdict(float)
     unannotated = [0, 0]   # pins without activity, pins seen
@@ -324,7 +325,6 @@ class GateLevel:
         from spikeacc.hw.generate import write_if_changed
         from spikeacc.verif.liberty import cell_models
 
-        work.mkdir(parents=True, exist_ok=True)
         stamp = work / "synth.stamp"
         script = synth_script(rtl.verilog, rtl.top, self.library, work, self.sram, self.gated)
         key = " ".join(hashlib.sha256(data).hexdigest() for data in
@@ -333,8 +333,7 @@ class GateLevel:
         if stamp.is_file() and stamp.read_text() == key and netlist_json.is_file():
             self.netlist = _load_netlist(work, rtl.top, self.library)
         else:
-            self.netlist = synthesize_cells(rtl.verilog, rtl.top, self.library, work, sram=self.sram,
-                                            gated=self.gated)
+            self.netlist = synthesize_cells(script, rtl.top, self.library, work)
             stamp.write_text(key)
         models = write_if_changed(work / "cells.v", cell_models(self.library) + GATED_MODEL)
         return [models, self.netlist.verilog]

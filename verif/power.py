@@ -54,9 +54,8 @@ def _role(module: str) -> str:
     return "control"   # the tile's own registers: pipeline stages, token, error flag
 
 
-def _weight_reads(saif: Path, lanes: int) -> int:
+def _weight_reads(header: dict, nets: list, lanes: int) -> int:
     """Cycles with a weight read enable high, summed over lanes, from the netlist's SAIF."""
-    header, nets = read_saif(saif)
     unit = header["TIMESCALE"]
     names = {f"weight__{j}__en" for j in range(lanes)}
     reads = 0.0
@@ -96,8 +95,9 @@ def run_power(vectors_path, *, designs=("tile", "mac"), liberty=DEFAULT_LIBERTY,
             raise VerificationFailed(f"the {design} netlist is not bit-exact on {vectors_path}: "
                                      f"{rep['mismatch_count']} mismatches, first at {tuple(first['index'])}; "
                                      f"{'; '.join(rep.get('failures', []))}")
-        energy = gate_energy(gates.netlist, library, saif, ("dut",), sram_pj_per_bit=e_bit)
-        reads = _weight_reads(saif, cfg.lanes)
+        header, nets = read_saif(saif)
+        energy = gate_energy(gates.netlist, library, (header, nets), ("dut",), sram_pj_per_bit=e_bit)
+        reads = _weight_reads(header, nets, cfg.lanes)
         memory_pj = reads * cfg.pes * cfg.weight_bits * e_bit
         roles: dict[str, float] = {}
         for module, pj in energy["by_module"].items():
