@@ -83,35 +83,32 @@ def example_word(desc: dict, value) -> int:
     return int(value) & ((1 << desc["width"]) - 1)
 
 
-def _contract(cfg: SpikeConfig) -> dict:
-    """Legal values of every field an integrator writes, and what happens outside them."""
+def _contract(cfg: SpikeConfig, fields, checked: bool = True) -> dict:
+    """Legal values of ``fields``, and what happens outside them.
+
+    ``checked``: the design raises ``error`` on them (the tiles); a bare PE
+    has no error flag, the tile around it checks.
+    """
     def beyond(field_max: int, width: int, what: str) -> str:
         return "every value of the port is legal" if field_max == (1 << width) - 1 else what
 
-    dont_care = "raises `error`; the token's counts are then don't-care"
-    return {
+    dont_care = ("raises `error`; the token's counts are then don't-care" if checked
+                 else "is not checked; the count is then don't-care")
+    when_read = ", when read," if checked else ""
+    contract = {
         "mantissa": {"min": -cfg.mantissa_max, "max": cfg.mantissa_max,
                      "outside": f"{-(cfg.mantissa_max + 1)} fits the port but {dont_care}"},
         "shift": {"min": 0, "max": cfg.shift_max,
                   "outside": beyond(cfg.shift_max, cfg.shift_bits, f"a larger value that fits the port {dont_care}")},
         "weight": {"min": -cfg.weight_max, "max": cfg.weight_max,
-                   "outside": f"{-(cfg.weight_max + 1)} fits the port but, when read, {dont_care}"},
+                   "outside": f"{-(cfg.weight_max + 1)} fits the port but{when_read} {dont_care}"},
         "theta": {"min": 1, "max": cfg.theta_max,
                   "outside": f"Θ = 0 {dont_care} (it would fire 2^b_out − 1 spikes for any potential ≥ 0)"},
         "phi": {"min": -(cfg.phi_bound + 1), "max": cfg.phi_bound, "outside": "every value of the port is legal"},
         "token": {"min": 0, "max": cfg.max_tokens - 1,
                   "outside": beyond(cfg.max_tokens - 1, cfg.token_bits, f"a larger token that fits the port {dont_care}")},
     }
-
-
-def _unchecked(contract: dict, fields) -> dict:
-    """The contract of a bare PE: it has no error flag (the tile around it checks), so nothing is flagged."""
-    out = {}
-    for name in fields:
-        text = contract[name]["outside"].replace("but, when read, ", "but ").replace(
-            "raises `error`; the token's counts are then don't-care", "is not checked; the count is then don't-care")
-        out[name] = {**contract[name], "outside": text}
-    return out
+    return {name: contract[name] for name in fields}
 
 
 PE_RESET = ("`rst` is synchronous and active high; hold it high for at least one rising edge of `clk` after "
@@ -154,8 +151,9 @@ def tile_cycles_closed_form(cfg: SpikeConfig, nonzero_per_magnitude) -> int:
 
 def _tile_timing(cfg: SpikeConfig, design: str, component) -> dict:
     if design == "mac":
-        formula = f"cycles = (N/P)·(K/L) + {component.OUTPUT_DELAY + 2} = {component.timing()['cycles_per_token']}"
-        return {"cycles_formula": formula, "cycles_exact": component.timing()["cycles_per_token"]}
+        cycles = component.timing()["cycles_per_token"]
+        return {"cycles_formula": f"cycles = (N/P)·(K/L) + {component.OUTPUT_DELAY + 2} = {cycles}",
+                "cycles_exact": cycles}
     gap = component.fire_gap
     return {
         "cycles_formula": (f"cycles = (K/L + {component.ENCODE_TAIL}) + (1 + R) + (N/P − 1)·max(1 + R, {gap}) "
@@ -221,7 +219,8 @@ def datasheet_facts(design: str, cfg: SpikeConfig, component, top: str) -> dict:
     facts = {"top": top, "ports": port_facts(component.signature), "clock": "clk, rising edge",
              "reset": RESET}
     if design in ("tile", "mac"):
-        facts.update({"handshake": HANDSHAKE, "buffers": _buffers(cfg, design), "contract": _contract(cfg),
+        facts.update({"handshake": HANDSHAKE, "buffers": _buffers(cfg, design),
+                      "contract": _contract(cfg, ("mantissa", "shift", "weight", "theta", "phi", "token")),
                       "timing": _tile_timing(cfg, design, component), "diagram": _tile_diagram(cfg, design),
                       "computes": ("for every token t and output neuron i: count[t, i] = "
                                    "clamp(floor((2^F·acc + Φ) / Θ), 0, 2^b_out − 1), "
@@ -245,7 +244,7 @@ def datasheet_facts(design: str, cfg: SpikeConfig, component, top: str) -> dict:
              "`spike_out`, at most 2^b_out − 1 times; `done` strobes n + 1 cycles after `fire` for n spikes."),
             "`count` is valid from `done` until the next `fire`.",
         ]
-        facts["contract"] = _unchecked(_contract(cfg), ("shift", "weight", "theta", "phi"))
+        facts["contract"] = _contract(cfg, ("shift", "weight", "theta", "phi"), checked=False)
         facts["reset"] = PE_RESET
     elif design == "mac_pe":
         facts["protocol"] = [
@@ -256,7 +255,7 @@ def datasheet_facts(design: str, cfg: SpikeConfig, component, top: str) -> dict:
             "Assert `requant` with the last word: `count` = clamp(floor((2^F·acc + Φ)/Θ), 0, 2^b_out − 1), computed "
             "as (y·R) >> S, is valid from the third cycle after it, while the next neuron accumulates.",
         ]
-        facts["contract"] = _unchecked(_contract(cfg), ("mantissa", "shift", "weight", "theta", "phi"))
+        facts["contract"] = _contract(cfg, ("mantissa", "shift", "weight", "theta", "phi"), checked=False)
         facts["reset"] = PE_RESET
         facts["requant_shift"] = cfg.requant_shift
     facts["example"] = _example(design, cfg, facts["ports"])

@@ -227,7 +227,7 @@ class SpikingTile(wiring.Component):
         s1_lanes = Signal(L)
         s1_blk = Signal.like(blk)
         m.d.sync += [s1_open.eq(seq.open), s1_fire.eq(seq.fire), s1_step.eq(seq.step),
-                     s1_lanes.eq(seq.lanes), queues.select.eq(seq.magnitude), s1_blk.eq(blk)]
+                     s1_lanes.eq(seq.lanes), s1_blk.eq(blk)]
         for j in range(L):
             m.d.comb += [self.weight[j].addr.eq(s1_blk * cfg.in_features + queues.events[j].index),
                          self.weight[j].en.eq(s1_lanes[j])]

@@ -56,10 +56,9 @@ class EventQueues(wiring.Component):
         Read row ``row`` of magnitude ``read_magnitude`` from the banks set in
         ``read`` (one bit per bank); the events appear one cycle later. Only
         those banks are enabled, as an SRAM would be.
-    select : In
-        Magnitude whose row ``events`` shows (give it the cycle after ``row``).
     events : Out(ArrayLayout(event_layout, L))
-        The selected row, one event per bank.
+        The row read last cycle, one event per bank (banks not read hold
+        their previous data).
     """
 
     def __init__(self, config: SpikeConfig):
@@ -74,7 +73,6 @@ class EventQueues(wiring.Component):
             "row": In(unsigned(unsigned_bits_for(self.depth))),
             "read_magnitude": In(unsigned(cfg.a_bits + 1)),
             "read": In(cfg.lanes),
-            "select": In(unsigned(cfg.a_bits + 1)),
             "events": Out(data.ArrayLayout(event_layout(cfg), cfg.lanes)),
         })
 
@@ -113,8 +111,10 @@ class EventQueues(wiring.Component):
         with m.Elif(self.write):
             m.d.sync += [self.count[mag].eq(self.count[mag] + sum(magnitude[j] == mag for j in range(L)))
                          for mag in mags]
+        shown = Signal.like(self.read_magnitude)  # the magnitude read last cycle, whose data arrives now
+        m.d.sync += shown.eq(self.read_magnitude)
         for j in range(L):
-            with m.Switch(self.select):
+            with m.Switch(shown):
                 for mag in mags:
                     with m.Case(mag):
                         m.d.comb += self.events[j].eq(banks[mag, j][1].data)
