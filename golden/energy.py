@@ -77,7 +77,7 @@ def op_energy(cfg: SpikeConfig, ops: dict[str, dict[str, int]]) -> dict[str, dic
     """pJ per operation class, from the table above and the configuration's widths."""
     w = cfg.weight_bits
     per_op = {
-        "spiking": {"current_add": add_pj(cfg.current_bits), "membrane_add": add_pj(cfg.membrane_bits),
+        "spiking": {"current_add": add_pj(cfg.current_bits), "membrane_add": add_pj(cfg.acc_bits),
                     "fire_subtract": add_pj(cfg.membrane_bits), "weight_read": sram_read_pj(w)},
         "mac": {"multiply": mult_pj(w, cfg.mantissa_bits), "accumulate_add": add_pj(cfg.acc_bits),
                 "requant_add": add_pj(cfg.membrane_bits),

@@ -230,7 +230,7 @@ def datasheet_facts(design: str, cfg: SpikeConfig, component, top: str) -> dict:
             facts["requant_shift"] = cfg.requant_shift
     elif design == "pe":
         facts["protocol"] = [
-            "Assert `start` for one cycle with `theta` and `phi` valid: current ← 0, membrane ← Φ, Θ latched.",
+            "Assert `start` for one cycle with `theta` and `phi` valid: current ← 0, membrane ← 0, Θ and Φ latched.",
             f"For each time step t = 1..{cfg.window - 1}, present the spikes of the inputs with |mantissa| = "
             f"T − t (T = {cfg.window}), up to {cfg.lanes} per cycle on `spikes`, with `step` high on the last "
             "cycle of the step (a step with no spike still takes one cycle with `step` high).",

@@ -32,7 +32,9 @@ class SpikingPE(wiring.Component):
     ``±(w << e)`` to the synaptic current I, and each step adds I to the
     membrane. Because a mantissa of magnitude |m| spikes at step ``T − |m|``, its
     weight is added to the membrane |m| times: after the window the membrane
-    holds ``Φ + 2^F·Σ w·m·2^e`` using adds and shifts only. Firing turns the
+    holds ``Σ w·m·2^e`` using adds only, and firing starts from the potential
+    ``V = 2^F·Σ + Φ`` (F fraction bits join there, so the register clocked at
+    every step is ``acc_bits`` wide, not ``membrane_bits``). Firing turns the
     potential V into the count ``n = clamp(floor(V/Θ), 0, 2^b_out − 1)``, the
     next layer's activation code, in one of two ways (``config.firing``):
     ``"serial"`` fires while V ≥ Θ, subtracting Θ each time (reset by
@@ -59,12 +61,12 @@ class SpikingPE(wiring.Component):
     Members
     -------
     start : In(1)
-        Begin a window: current ← 0, membrane ← ``phi``, latch ``theta``.
+        Begin a window: current ← 0, membrane ← 0, latch ``theta`` and ``phi``.
     spikes : In(ArrayLayout(spike_event_layout, lanes))
         Spikes arriving this cycle, one per lane.
     step : In(1)
         This cycle closes a time step: membrane += current (including this
-        cycle's spikes) · 2^F.
+        cycle's spikes).
     fire : In(1)
         The window is over (no spikes or step this cycle): start firing.
     theta : In(theta_bits)
@@ -108,8 +110,12 @@ class SpikingPE(wiring.Component):
         m = Module()
 
         current = Signal(signed(cfg.current_bits))
-        membrane = Signal(signed(cfg.membrane_bits))
+        # The membrane integrates the integer Σ w·m·2^e only (acc_bits wide); Φ and the
+        # F fraction bits join once, at fire time, so the register clocked every step is
+        # about half the width of the potential (issue #12, "narrower arithmetic").
+        membrane = Signal(signed(cfg.acc_bits))
         theta_latched = Signal(unsigned(cfg.theta_bits))
+        phi_latched = Signal(signed(cfg.phi_bits))
 
         # Sum of this cycle's arriving spikes: ±(w << e) per lane, adds and shifts only.
         arriving = []
@@ -121,25 +127,37 @@ class SpikingPE(wiring.Component):
             arriving.append(contribution)
         current_next = Signal(signed(cfg.current_bits))
         m.d.comb += current_next.eq(current + sum(arriving))
+        any_spike = Signal()
+        m.d.comb += any_spike.eq(Cat(spike.valid for spike in self.spikes).any())
 
         with m.If(self.start):
             m.d.sync += [
                 current.eq(0),
-                membrane.eq(self.phi),
+                membrane.eq(0),
                 theta_latched.eq(self.theta),
+                phi_latched.eq(self.phi),
             ]
         with m.Else():
-            m.d.sync += current.eq(current_next)
+            with m.If(any_spike):               # the current only changes when a spike arrives
+                m.d.sync += current.eq(current_next)
             with m.If(self.step):
-                m.d.sync += membrane.eq(membrane + (current_next << cfg.frac_bits))
+                m.d.sync += membrane.eq(membrane + current_next)
+
+        # V = 2^F·Σ + Φ, formed only in the cycle that fires: the membrane reaches the
+        # adder through AND gates opened by ``fire`` (operand isolation), so the wide
+        # adder does not toggle at every step while the neuron integrates.
+        isolated = Signal(signed(cfg.acc_bits))
+        m.d.comb += isolated.eq(Mux(self.fire, membrane, 0))
+        potential_at_fire = Signal(signed(cfg.membrane_bits))
+        m.d.comb += potential_at_fire.eq((isolated << cfg.frac_bits) + phi_latched)
 
         if cfg.firing == "division":
-            self._fire_by_division(m, membrane, theta_latched)
+            self._fire_by_division(m, potential_at_fire, theta_latched)
         else:
-            self._fire_serially(m, membrane, theta_latched)
+            self._fire_serially(m, potential_at_fire, theta_latched)
         return m
 
-    def _fire_serially(self, m, membrane, theta_latched):
+    def _fire_serially(self, m, potential_at_fire, theta_latched):
         """One spike per cycle while the potential is ≥ Θ, subtracting Θ (reset by subtraction)."""
         cfg = self._config
         potential = Signal(signed(cfg.membrane_bits), name="fire_potential")
@@ -148,7 +166,7 @@ class SpikingPE(wiring.Component):
         m.d.comb += can_fire.eq((potential >= fire_theta) & (self.count != cfg.max_count))
         m.d.sync += [self.spike_out.eq(0), self.done.eq(0)]
         with m.If(self.fire):
-            m.d.sync += [potential.eq(membrane), fire_theta.eq(theta_latched), self.count.eq(0), self.busy.eq(1)]
+            m.d.sync += [potential.eq(potential_at_fire), fire_theta.eq(theta_latched), self.count.eq(0), self.busy.eq(1)]
         with m.Elif(self.busy):
             with m.If(can_fire):
                 m.d.sync += [potential.eq(potential - fire_theta), self.count.eq(self.count + 1),
@@ -156,7 +174,7 @@ class SpikingPE(wiring.Component):
             with m.Else():
                 m.d.sync += [self.busy.eq(0), self.done.eq(1)]
 
-    def _fire_by_division(self, m, membrane, theta_latched):
+    def _fire_by_division(self, m, potential_at_fire, theta_latched):
         """The same count by restoring division: b_out shift-and-subtract steps, no multiplier.
 
         The cycle after ``fire`` checks saturation (V ≥ Θ·2^b_out gives
@@ -171,11 +189,14 @@ class SpikingPE(wiring.Component):
         potential = Signal(signed(cfg.membrane_bits), name="fire_potential")
         divisor = Signal(unsigned(cfg.theta_bits + b), name="fire_divisor")
         steps = Signal(range(b + 2), name="fire_steps")
+        # one subtractor serves both the compare (its sign) and the new remainder
+        difference = Signal(signed(cfg.membrane_bits + 1), name="fire_difference")
+        m.d.comb += difference.eq(potential - divisor)
         ge = Signal()
-        m.d.comb += ge.eq(potential >= divisor)
+        m.d.comb += ge.eq(~difference[-1])
         m.d.sync += [self.spike_out.eq(0), self.done.eq(0)]
         with m.If(self.fire):
-            m.d.sync += [potential.eq(membrane), divisor.eq(theta_latched << b), self.count.eq(0),
+            m.d.sync += [potential.eq(potential_at_fire), divisor.eq(theta_latched << b), self.count.eq(0),
                          steps.eq(b + 1), self.busy.eq(1)]
         with m.Elif(self.busy):
             m.d.sync += [divisor.eq(divisor >> 1), steps.eq(steps - 1)]
@@ -185,6 +206,6 @@ class SpikingPE(wiring.Component):
             with m.Elif(steps != 0):           # bit steps - 1
                 m.d.sync += self.count.eq(Cat(ge, self.count[:-1]))
                 with m.If(ge):
-                    m.d.sync += potential.eq(potential - divisor)
+                    m.d.sync += potential.eq(difference)
             with m.Else():
                 m.d.sync += [self.busy.eq(0), self.done.eq(1), self.spike_out.eq(self.count != 0)]

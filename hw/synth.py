@@ -74,6 +74,10 @@ def synthesize(verilog: Path, top: str, work: Path, *, place_and_route: bool = T
         "check -assert",
         f"select -assert-none {LATCH_CELLS}",
         "tee -q -o generic.json stat -json",
+        # generic `synth` maps memories to flip-flops; iCE40 mapping starts again from the
+        # source so the tile's event queues can become block RAM (SB_RAM40_4K)
+        "design -reset",
+        f"read_verilog {local.name}",
         f"synth_ice40 -top {top} -json {netlist}",
         "tee -q -o ice40.json stat -json",
     ])

@@ -191,7 +191,8 @@ def cmd_energy(args) -> int:
     workdirs.build_root(args.build_dir)
     workdirs.output_dir(args.out, "--out directory")
     vectors = _default_vectors(args)
-    run_energy(vectors, out=args.out, build_root=args.build_dir, pes=args.pes, lanes=args.lanes)
+    run_energy(vectors, out=args.out, build_root=args.build_dir, pes=args.pes, lanes=args.lanes,
+               gate_level=args.gate_level)
     print((Path(args.out) / "energy.md").read_text())
     print(f"wrote {Path(args.out) / 'energy.json'}, energy.md, energy.png")
     return 0
@@ -283,7 +284,11 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--build-dir", default="sim_build")
         return p
 
-    energy_run("energy", "spiking vs MAC energy from RTL toggles on the same vectors").set_defaults(func=cmd_energy)
+    p = energy_run("energy", "spiking vs MAC energy from RTL toggles on the same vectors")
+    p.add_argument("--gate-level", metavar="POWER_JSON",
+                   help="a `spikeacc power` result (power.json or its directory) of the same vectors: "
+                        "report its ratio and the toggle models' errors against it")
+    p.set_defaults(func=cmd_energy)
     p = energy_run("power", "gate-level energy: standard-cell netlists simulated on the vectors",
                    "SmolLM2 block 0 q_proj, 8 tokens, cropped to the default 64×16 tile")
     p.add_argument("--designs", default="tile,mac", help="comma-separated: tile (spiking), mac")

@@ -234,7 +234,7 @@ class SpikeConfig:
 
     @property
     def membrane_bits(self) -> int:
-        """Signed membrane width: holds Φ + 2^F·acc at every step (SPEC §5)."""
+        """Signed width of the firing potential V = Φ + 2^F·acc (SPEC §5); the PE's membrane integrates acc alone (``acc_bits``)."""
         return signed_bits_for((self.acc_bound << self.frac_bits) + self.phi_bound)
 
     @property

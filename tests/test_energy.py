@@ -47,6 +47,7 @@ def test_op_counts_skip_zero_mantissas():
     assert ops["mac"]["multiply"] == 3 * cfg.in_features * cfg.out_features
 
 
+@pytest.mark.slow  # both tiles built with tracing; `spikeacc run` reports energy every time
 @pytest.mark.verilator
 def test_energy_report_on_random_vectors(tmp_path):
     """Both tiles bit-exact under tracing; RTL-counted weight reads equal the golden op counts."""
@@ -76,3 +77,79 @@ def test_energy_refuses_a_design_that_is_not_bit_exact(tmp_path):
     path = save_vectors(tmp_path / "v.npz", v)
     with pytest.raises(VerificationFailed, match=r"tile is not bit-exact .* first at index \(0, 3\)"):
         run_energy(path, out=tmp_path / "energy", inject_fault=(0, 3))
+
+
+# --- the toggle model calibrated to gate level (verif/calibration.py) ---------------------------------
+
+def _runs(tile_toggles, mac_toggles, tokens=2, cycles=100, pes=4):
+    """An RTL energy run and a gate-level run of the same (made-up) vectors, as the two commands write them."""
+    common = {"vectors": "v.npz", "config": {"pes": pes}, "layer": "L", "tokens": tokens}
+    energy = {**common, "designs": {
+        "tile": {"toggles_by_gate_role": tile_toggles, "weight_bits_read": 400, "cycles": cycles},
+        "mac": {"toggles_by_gate_role": mac_toggles, "weight_bits_read": 800, "cycles": cycles}}}
+    classes = lambda clock, rest: {"clock": clock, "registers": rest / 2, "combinational": rest / 2,  # noqa: E731
+                                   "leakage": 0.0, "memory": 0.0}
+    power = {**common, "liberty": "x.lib", "memories": "sram", "clock_gating": True, "sram_pj_per_bit": 2.5,
+             "designs": {
+                 "tile": {"cycles": cycles, "weight_memory_pj": 500.0, "logic_pj": 3100.0, "by_module_class_pj": {
+                     "pe0": classes(400.0, 600.0), "pe1": classes(400.0, 600.0), "queues": classes(100.0, 500.0),
+                     "sequencer": classes(200.0, 300.0)}},
+                 "mac": {"cycles": cycles, "weight_memory_pj": 1000.0, "logic_pj": 2400.0, "by_module_class_pj": {
+                     "mac0": classes(300.0, 1500.0), "top": classes(200.0, 400.0)}}}}
+    return energy, power
+
+
+def test_calibrated_model_reproduces_the_run_it_was_fitted_on():
+    from spikeacc.verif.calibration import compare, estimate, fit
+    energy, power = _runs({"PE arithmetic": 3000, "encoder/queues": 700, "control": 500},
+                          {"PE arithmetic": 9000, "control": 800})
+    cal = fit(energy, power)
+    assert cal["designs"]["tile"]["PE arithmetic"]["clock_pj_per_cycle"] == pytest.approx(800 * 2 / 100 / 4)
+    est = {d: estimate(cal, d, energy["designs"][d], 100, 4, 2) for d in ("tile", "mac")}
+    assert est["tile"]["logic_pj"] == pytest.approx(3100.0)
+    assert est["tile"]["by_role_pj"]["encoder/queues"] == pytest.approx(600.0)
+    assert est["mac"]["total_pj"] == pytest.approx(2400.0 + 1000.0)
+    errors = compare(est, 2.0, power)
+    assert errors["calibrated_ratio_error"] == pytest.approx(0.0, abs=1e-12)
+    assert errors["raw_toggle_ratio_error"] == pytest.approx(2.0 / (3400.0 / 3600.0) - 1)
+
+
+def test_calibrated_model_follows_activity_and_cycles():
+    """Twice the toggles doubles the non-clock energy; twice the cycles doubles the clock energy."""
+    from spikeacc.verif.calibration import estimate, fit
+    energy, power = _runs({"PE arithmetic": 3000, "encoder/queues": 700, "control": 500},
+                          {"PE arithmetic": 9000, "control": 800})
+    cal = fit(energy, power)
+    busier = {**energy["designs"]["tile"], "toggles_by_gate_role": {"PE arithmetic": 6000, "encoder/queues": 1400,
+                                                                    "control": 1000}}
+    assert estimate(cal, "tile", busier, 100, 4, 2)["logic_pj"] == pytest.approx(3100.0 + 2000.0)
+    assert estimate(cal, "tile", energy["designs"]["tile"], 200, 4, 2)["logic_pj"] == pytest.approx(3100.0 + 1100.0)
+
+
+def test_fit_refuses_runs_of_different_vectors():
+    from spikeacc.verif.calibration import fit
+    energy, power = _runs({}, {})
+    with pytest.raises(ValueError, match="same vectors"):
+        fit({**energy, "vectors": "other.npz"}, power)
+
+
+def test_gate_level_comparison_refuses_another_vector_file(tmp_path):
+    import json
+
+    from spikeacc.verif.energy import _gate_level_run
+    (tmp_path / "power.json").write_text(json.dumps({"vectors": str(tmp_path / "a.npz"),
+                                                     "designs": {"tile": {}, "mac": {}}}))
+    with pytest.raises(ValueError, match="not .*b.npz: compare runs of the same vectors"):
+        _gate_level_run(tmp_path, tmp_path / "b.npz")
+    with pytest.raises(ValueError, match="not a readable power.json"):
+        _gate_level_run(tmp_path / "none", tmp_path / "b.npz")
+
+
+def test_shipped_calibration_was_checked_on_real_vectors_within_25_percent():
+    from spikeacc.verif.calibration import load_calibration
+    cal = load_calibration()
+    assert set(cal["designs"]) == {"tile", "mac"}
+    assert cal["fitted"]["calibrated_ratio_error"] == pytest.approx(0.0, abs=1e-9)
+    for check in cal["checked_all"]:
+        assert "SmolLM2" in (check["layer"] or "") or "layers.0" in (check["layer"] or ""), check["layer"]
+        assert abs(check["calibrated_ratio_error"]) <= 0.25, check

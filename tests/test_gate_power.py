@@ -1,10 +1,11 @@
 """Gate-level power: Liberty reading, cell models, a netlist simulated bit-exact, and the energy accounting.
 
 The fast tests read the OSU 0.18 µm Liberty and check every generated cell
-model against its Liberty function under Icarus. The gate-level test
-synthesizes a tiny spiking tile, simulates its netlist in the regression
-harness and checks the clock energy against a hand computation from the
-Liberty. Both tiles at once, and the default configuration, are slow runs.
+model against its Liberty function under Icarus. The gate-level tests (slow
+runs: each synthesizes and builds a netlist) simulate a tiny spiking tile's
+netlist in the regression harness and check the clock energy against a hand
+computation from the Liberty, gating, and both tiles at the default
+configuration.
 """
 
 import itertools
@@ -124,6 +125,7 @@ def test_every_combinational_cell_model_matches_its_liberty_function(library, tm
     assert len(got) == len(expected) and not bad, bad[:5]
 
 
+@pytest.mark.slow  # synthesis plus a netlist build: about a minute
 @pytest.mark.verilator
 def test_tiny_tile_netlist_is_bit_exact_and_its_clock_energy_is_the_liberty_sum(tmp_path, library):
     from spikeacc.verif.power import run_power

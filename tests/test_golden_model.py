@@ -181,6 +181,7 @@ def test_missing_vector_file(tmp_path):
         load_vectors(tmp_path / "none.npz")
 
 
+@pytest.mark.slow  # full 11008 x 4096 shape
 def test_synthetic_llama2_down_proj_vectors(tmp_path):
     """The synthetic Llama-2-7B layer at full shape (11008 -> 4096), one token."""
     from spikeacc.golden.vectors import export_vectors

@@ -444,6 +444,7 @@ def test_read_only_build_root(immutable_dir, capsys):
     assert f"build directory {immutable_dir} is not writable" in err
 
 
+@pytest.mark.slow  # a full Verilator build of its own
 def test_failed_cxx_build_quotes_build_log_and_recovers(tmp_path):
     empty = tmp_path / "emptybin"
     empty.mkdir()
@@ -459,6 +460,7 @@ def test_failed_cxx_build_quotes_build_log_and_recovers(tmp_path):
     assert again.returncode == 0, again.stderr
 
 
+@pytest.mark.slow  # a Verilator build of its own
 @pytest.mark.verilator
 def test_corrupt_simulator_binary_is_rebuilt(tmp_path, capsys):
     build = tmp_path / "b"
@@ -470,6 +472,7 @@ def test_corrupt_simulator_binary_is_rebuilt(tmp_path, capsys):
     assert "PASS" in out
 
 
+@pytest.mark.slow  # a Verilator build of its own
 @pytest.mark.verilator
 def test_ctrl_c_is_exit_130_and_one_line(tmp_path):
     result = spikeacc_subprocess(["regress", "--design", "pe", "--cases", "200000", "--build-dir", "b"], {},
@@ -540,8 +543,7 @@ def test_third_party_vector_file_is_accepted_and_passes(tmp_path, capsys, rng, w
     assert (cfg.in_features, cfg.out_features, cfg.max_tokens) == (48, 12, 3)
     assert (cfg.w_bits, cfg.a_bits, cfg.out_bits, cfg.frac_bits, cfg.salient) == (3, 3, 6, 12, False)
     assert v.meta["config_source"] == "derived from the arrays"
-    out, _ = run_cli(capsys, ["regress", "--design", "tile", "--vectors", str(path), "--pes", "4", "--lanes", "2",
-                              "--build-dir", str(tmp_path / "b")], 0)
+    out, _ = run_cli(capsys, ["regress", "--design", "tile", "--vectors", str(path), "--pes", "4", "--lanes", "2"], 0)
     assert "PASS: 36 outputs compared" in out
 
 

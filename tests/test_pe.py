@@ -94,6 +94,7 @@ def test_pe_regression_bit_exact(cases):
     assert rep["compared"] >= cases + 19 and rep["mismatch_count"] == 0 and rep["missing"] == 0
 
 
+@pytest.mark.slow  # a Verilator build of its own
 @pytest.mark.verilator
 def test_pe_regression_at_largest_k_and_one_lane():
     cfg = SpikeConfig(in_features=256, lanes=1, out_features=4, pes=4)

@@ -25,12 +25,18 @@ def predicted_cycles(cfg, mant):
             for row in mant]
 
 
+# The default shape under Verilator in the default suite; the other shapes (one
+# Verilator build each) are slow runs; tests/test_tile_unit.py covers tiny
+# shapes of every kind in Amaranth's simulator without a build.
 @pytest.mark.parametrize("cfg", [
-    SpikeConfig(),                                                    # K=64, N=16, P=4, L=2
-    SpikeConfig(in_features=48, out_features=12, pes=3, lanes=4, salient=False),
-    SpikeConfig(in_features=32, out_features=8, pes=8, lanes=1, out_bits=3, frac_bits=12),
-    SpikeConfig(in_features=96, out_features=8, pes=2, lanes=2, out_bits=6),
-], ids=["default-out8", "L4-no-salient", "L1-P8-out3", "out6"])
+    pytest.param(SpikeConfig(), id="default-out8"),                   # K=64, N=16, P=4, L=2
+    pytest.param(SpikeConfig(in_features=48, out_features=12, pes=3, lanes=4, salient=False),
+                 id="L4-no-salient", marks=pytest.mark.slow),
+    pytest.param(SpikeConfig(in_features=32, out_features=8, pes=8, lanes=1, out_bits=3, frac_bits=12),
+                 id="L1-P8-out3", marks=pytest.mark.slow),
+    pytest.param(SpikeConfig(in_features=96, out_features=8, pes=2, lanes=2, out_bits=6),
+                 id="out6", marks=pytest.mark.slow),
+])
 def test_tile_bit_exact_and_cycle_model(tmp_path, cfg):
     path = write_random(tmp_path, cfg, tokens=4)
     run, rep = run_tile_regression(path, build_root="sim_build", progress=False)
@@ -119,8 +125,11 @@ def block0_vectors(tmp_path_factory):
     return dict(zip(PROJECTIONS, export_layers(layers=layers, tokens=8, outs=[out / f"{p}.npz" for p in PROJECTIONS])))
 
 
-@pytest.mark.parametrize("proj", ["self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj",
-                                  "mlp.gate_proj", "mlp.up_proj", "mlp.down_proj"])
+# q_proj in the default suite; the other six (a Verilator build per shape) are
+# slow runs, and `spikeacc run` (the main job) verifies all seven every time.
+@pytest.mark.parametrize("proj", ["self_attn.q_proj"] + [
+    pytest.param(p, marks=pytest.mark.slow) for p in ("self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj",
+                                                      "mlp.gate_proj", "mlp.up_proj", "mlp.down_proj")])
 def test_smollm2_layer0_projection_bit_exact(block0_vectors, proj):
     """Real SmolLM2-135M vectors, 8 tokens, every projection type of decoder block 0 (default: 8-bit outputs)."""
     _, rep = run_tile_regression(block0_vectors[proj], build_root="sim_build", progress=False)

@@ -23,6 +23,8 @@ from tqdm import tqdm
 from spikeacc.golden.energy import PAPER_RATIO, op_counts, op_energy, sram_read_pj, toggle_pj
 from spikeacc.golden.vectors import load_vectors
 from spikeacc.errors import VerificationFailed
+from spikeacc.verif.calibration import compare, estimate, load_calibration
+from spikeacc.verif.power import role_of_module
 from spikeacc.verif.saif import read_saif
 from spikeacc.verif.tile_harness import CLOCK_PERIOD_NS
 from spikeacc.verif.tile_regress import run_tile_regression, tile_config_for
@@ -79,6 +81,7 @@ def activity_energy(design: str, saif_path: Path, cfg) -> dict:
     period = CLOCK_PERIOD_S / header["TIMESCALE"]
     toggles, energy = defaultdict(int), defaultdict(float)
     by_module = defaultdict(float)
+    by_gate_role = defaultdict(int)   # the gate-level roles, for the calibrated model
     lane_cycles = 0.0
     first_pe = "pe0" if design == "tile" else "mac0"
     lane_valid = re.compile(r"^(spikes|inputs)\[\d+\]\.valid$")
@@ -96,26 +99,34 @@ def activity_energy(design: str, saif_path: Path, cfg) -> dict:
         pj = net.toggles * toggle_pj("multiplier" if operands else "adder", operands)
         toggles[role] += net.toggles
         energy[role] += pj
+        by_gate_role[role_of_module(net.path[2] if len(net.path) > 2 else "top")] += net.toggles
         module = re.sub(r"\d+$", "", net.path[2]) if len(net.path) > 2 else "top"
         by_module[module] += pj
     weight_bits = lane_cycles * cfg.pes * cfg.weight_bits
     energy["weight memory reads"] = sram_read_pj(1) * weight_bits
     synapse_ops = int(round(lane_cycles * cfg.pes))  # one add (spiking) or multiply-add (MAC) per weight read
-    return {"toggles": dict(toggles), "energy_pj": dict(energy), "by_module_pj": dict(by_module),
+    return {"toggles": dict(toggles), "toggles_by_gate_role": dict(by_gate_role),
+            "energy_pj": dict(energy), "by_module_pj": dict(by_module),
             "weight_reads": synapse_ops, "weight_bits_read": int(round(weight_bits)),
             "rtl_ops": {"current_add": synapse_ops} if design == "tile"
             else {"multiply": synapse_ops, "accumulate_add": synapse_ops}}
 
 
 def run_energy(vectors_path, *, out="out/energy", build_root="sim_build", pes=None, lanes=None,
-               inject_fault=None) -> dict:
+               inject_fault=None, gate_level: Path | None = None, calibrated: bool = True) -> dict:
     """Run both tiles with SAIF on one vector file; write energy.json, energy.md and energy.png.
 
     A design that is not bit-exact stops the run (``inject_fault`` proves it does).
+    Besides the raw 45 nm toggle model, every run gives the gate-calibrated
+    estimate (:mod:`spikeacc.verif.calibration`); ``gate_level`` names a
+    ``spikeacc power`` result (power.json) of the same vectors, whose ratio is
+    reported beside both models with their errors. ``calibrated=False`` skips
+    the calibrated estimate (``benchmarks/calibrate_energy.py``, which fits it).
     """
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
     vectors = load_vectors(vectors_path)
+    power = _gate_level_run(gate_level, vectors_path) if gate_level is not None else None
+    out.mkdir(parents=True, exist_ok=True)
     cfg = tile_config_for(vectors, pes, lanes)
     m = vectors.shape[0]
     designs = {}
@@ -166,13 +177,41 @@ def run_energy(vectors_path, *, out="out/energy", build_root="sim_build", pes=No
             "ops_total_with_weight_memory": op_summary["mac"]["total_pj"] / op_summary["tile"]["total_pj"],
             "paper": PAPER_RATIO,
         },
+        "calibrated": None,
+        "gate_level": None,
         "zero_fraction": zero,
         "zero_skipping_saved_pj_per_token_layer": per_token(skip_saved),
     }
+    if calibrated:
+        calibration = load_calibration()
+        est = {d: estimate(calibration, d, designs[d], designs[d]["cycles"], cfg.pes, m) for d in designs}
+        result["calibrated"] = {"per_token_layer": est, "fitted_on": calibration["fitted_on"],
+                                "checked": calibration.get("checked"),
+                                "ratio_mac_over_spiking": est["mac"]["total_pj"] / est["tile"]["total_pj"]}
+        if power is not None:
+            raw = summary["mac"]["total_pj"] / summary["tile"]["total_pj"]
+            result["gate_level"] = {"power_json": str(gate_level), **compare(est, raw, power)}
     (out / "energy.json").write_text(json.dumps(result, indent=2) + "\n")
     (out / "energy.md").write_text(_markdown(result))
     _plot(result, out / "energy.png")
     return result
+
+
+def _gate_level_run(path: Path, vectors_path) -> dict:
+    """A ``spikeacc power`` result of the same vectors, or a one-line refusal."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / "power.json"
+    try:
+        power = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"--gate-level {path}: not a readable power.json ({exc})") from None
+    if not {"tile", "mac"} <= set(power.get("designs", {})):
+        raise ValueError(f"--gate-level {path}: needs both designs (spikeacc power --designs tile,mac)")
+    if Path(power["vectors"]).resolve() != Path(vectors_path).resolve():
+        raise ValueError(f"--gate-level {path} measured {power['vectors']}, not {vectors_path}: "
+                         "compare runs of the same vectors")
+    return power
 
 
 def _markdown(r: dict) -> str:
@@ -186,7 +225,27 @@ def _markdown(r: dict) -> str:
              f"| total with weight-memory reads, from toggles (pJ) | {s['total_pj']:.1f} | {mac['total_pj']:.1f} | {rat['toggles_total_with_weight_memory']:.2f}x |",
              f"| datapath, from op counts (pJ) | {r['op_per_token_layer']['tile']['datapath_pj']:.1f} | {r['op_per_token_layer']['mac']['datapath_pj']:.1f} | {rat['ops_datapath']:.2f}x |",
              f"| total with weight-memory reads, from op counts (pJ) | {r['op_per_token_layer']['tile']['total_pj']:.1f} | {r['op_per_token_layer']['mac']['total_pj']:.1f} | {rat['ops_total_with_weight_memory']:.2f}x |",
-             f"| SpikeQuant paper (op-count estimate) | | | {rat['paper']}x |", "",
+             f"| SpikeQuant paper (op-count estimate) | | | {rat['paper']}x |"]
+    if r["calibrated"]:
+        cal = r["calibrated"]["per_token_layer"]
+        lines.append(f"| **calibrated to gate level** (OSU 0.18 µm, clock and weight memory included) (pJ) | "
+                     f"{cal['tile']['total_pj']:.1f} | {cal['mac']['total_pj']:.1f} | "
+                     f"{r['calibrated']['ratio_mac_over_spiking']:.2f}x |")
+    lines.append("")
+    g = r["gate_level"]
+    if g:
+        lines += [f"Gate level (`{g['power_json']}`, same vectors): MAC ÷ spiking = {g['gate_ratio']:.2f}x with "
+                  f"clock and weight memory. Error of the calibrated model: {g['calibrated_ratio_error']:+.0%} "
+                  f"on the ratio, {g['calibrated_energy_error']['tile']:+.0%} (spiking) and "
+                  f"{g['calibrated_energy_error']['mac']:+.0%} (MAC) on energy; the raw 45 nm toggle model's "
+                  f"ratio ({g['raw_toggle_ratio']:.2f}x) is off by {g['raw_toggle_ratio_error']:+.0%}.", ""]
+    elif r["calibrated"] and r["calibrated"].get("checked"):
+        c = r["calibrated"]["checked"]
+        lines += [f"The calibration was fitted on {r['calibrated']['fitted_on']['layer']} and checked on "
+                  f"{c['layer']}: ratio error {c['calibrated_ratio_error']:+.0%} against gate level there (raw "
+                  f"toggle model {c['raw_toggle_ratio_error']:+.0%}). Pass `--gate-level out/power` for this "
+                  "run's own gate-level comparison.", ""]
+    lines += [
              f"Zero activation mantissas: {r['zero_fraction']:.1%}; skipping them saved "
              f"{r['zero_skipping_saved_pj_per_token_layer']:.1f} pJ per token-layer (current adds and weight reads).", "",
              "Energy by role (pJ per token-layer, toggles):", ""]

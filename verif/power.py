@@ -33,7 +33,7 @@ from spikeacc.verif.liberty import DEFAULT_LIBERTY, load_library
 from spikeacc.verif.saif import read_saif
 from spikeacc.verif.tile_regress import run_tile_regression, tile_config_for
 
-__all__ = ["run_power", "sram_pj_per_bit", "ROLE_OF_MODULE"]
+__all__ = ["run_power", "sram_pj_per_bit", "ROLE_OF_MODULE", "role_of_module"]
 
 SRAM_45NM_PJ_PER_BIT = 10.0 / 64   # Horowitz ISSCC 2014: 8 KB SRAM, 64-bit read, 45 nm, 0.9 V
 
@@ -47,7 +47,7 @@ def sram_pj_per_bit(node_nm: float = 180.0, voltage: float = 1.8) -> float:
     return SRAM_45NM_PJ_PER_BIT * (node_nm / 45.0) * (voltage / 0.9) ** 2
 
 
-def _role(module: str) -> str:
+def role_of_module(module: str) -> str:
     for prefix, role in ROLE_OF_MODULE:
         if module.split(".")[0].startswith(prefix):
             return role
@@ -101,7 +101,7 @@ def run_power(vectors_path, *, designs=("tile", "mac"), liberty=DEFAULT_LIBERTY,
         memory_pj = reads * cfg.pes * cfg.weight_bits * e_bit
         roles: dict[str, float] = {}
         for module, pj in energy["by_module"].items():
-            roles[_role(module)] = roles.get(_role(module), 0.0) + pj / tokens
+            roles[role_of_module(module)] = roles.get(role_of_module(module), 0.0) + pj / tokens
         results[design] = {
             "cells": gates.netlist.cells, "flip_flops": sum(v for k, v in gates.netlist.cells.items()
                                                             if k == GATED_CELL or (k in library.cells
@@ -137,7 +137,7 @@ def _ratios(s: dict, m: dict) -> dict:
         return d["by_role_pj"].get("PE arithmetic", 0.0)
 
     def pe_no_clock(d):
-        return sum(v for mod, cls in d["by_module_class_pj"].items() if _role(mod) == "PE arithmetic"
+        return sum(v for mod, cls in d["by_module_class_pj"].items() if role_of_module(mod) == "PE arithmetic"
                    for c, v in cls.items() if c != "clock")
 
     return {

@@ -74,6 +74,7 @@ def run_tile_regression(vectors_path, *, build_root="sim_build", pes=None, lanes
     """
     t_load = time.perf_counter()
     vectors = load_vectors(vectors_path, config=config)
+    fault_env = _fault_env(vectors, inject_fault)  # a bad fault index is refused before the build
     cfg = tile_config_for(vectors, pes, lanes, firing)
     build_dir, top, build_seconds, rebuild = build_tile(cfg, build_root=build_root, design=design,
                                                         saif=saif_to is not None, gates=gates)
@@ -96,7 +97,7 @@ def run_tile_regression(vectors_path, *, build_root="sim_build", pes=None, lanes
         try:
             run = run_bench(top=top, build_dir=build_dir, work_dir=work.path, test_module="spikeacc.verif.tile_bench",
                             env={"SPIKEACC_EXPECTED": str(expected_path), "SPIKEACC_CONFIG": str(config_path),
-                                 "SPIKEACC_OUT": str(out_path), **_fault_env(vectors, inject_fault)},
+                                 "SPIKEACC_OUT": str(out_path), **fault_env},
                             plusargs=[f"+{name}={path}" for name, path in files.items()] + [f"+out={out_path}"],
                             on_progress=on_progress, saif=saif_to is not None, rebuild=rebuild)
         finally:
