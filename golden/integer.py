@@ -17,7 +17,7 @@ import numpy as np
 
 from spikeacc.config import SpikeConfig
 
-__all__ = ["accumulate", "fire_count", "simulate_ttfs", "spike_times", "check_codes"]
+__all__ = ["accumulate", "fire_count", "simulate_ttfs", "spike_times", "check_codes", "silence_fire"]
 
 
 def check_codes(cfg: SpikeConfig, w: np.ndarray, mant: np.ndarray, shift: np.ndarray) -> None:
@@ -69,6 +69,32 @@ def fire_count(acc: np.ndarray, theta: np.ndarray, phi: np.ndarray, frac_bits: i
         raise ValueError("threshold Θ must be positive everywhere")
     potential = (np.asarray(acc, dtype=np.int64) << frac_bits) + np.asarray(phi, dtype=np.int64)
     return np.clip(np.floor_divide(potential, theta), 0, (1 << out_bits) - 1)
+
+
+def silence_fire(acc: np.ndarray, theta: np.ndarray, phi: np.ndarray, frac_bits: int,
+                 out_bits: int) -> tuple[np.ndarray, np.ndarray]:
+    """Kirin's silence-threshold neuron, step by step (SPEC §4); returns ``(fire_step, count)``.
+
+    The threshold is infinite while the neuron integrates; over the output
+    window of ``T_o = 2^b_out`` steps k = 1..T_o − 1 it falls as
+    ``θ_k = (T_o − k)·Θ``, and the neuron (potential ``V = 2^F·acc + Φ``, no
+    reset) fires once, at the first k with ``V ≥ θ_k``, and never again. The
+    code is ``n = T_o − k`` (no spike: ``n = 0``, ``fire_step = -1``); the firing
+    step k is the TTFS time the next layer expects for magnitude n. The count
+    equals :func:`fire_count` for every input (tests prove it); this loop is
+    the algorithm the firing unit runs, one compare per step.
+    """
+    theta = np.asarray(theta, dtype=np.int64)
+    if (theta <= 0).any():
+        raise ValueError("threshold Θ must be positive everywhere")
+    potential = (np.asarray(acc, dtype=np.int64) << frac_bits) + np.asarray(phi, dtype=np.int64)
+    window = 1 << out_bits
+    fire_step = np.full(np.broadcast(potential, theta).shape, -1, dtype=np.int64)
+    for k in range(1, window):
+        fires = (fire_step < 0) & (potential >= (window - k) * theta)
+        fire_step[fires] = k
+    count = np.where(fire_step > 0, window - fire_step, 0)
+    return fire_step, count
 
 
 def spike_times(mant: np.ndarray, window: int) -> np.ndarray:

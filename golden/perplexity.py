@@ -93,8 +93,12 @@ def table_rows(quick: bool = False, full: bool = False, out_bits=(4, 6, 8),
             dict(method="rtn", w_bits=4, a_bits=4, mode="dynamic")]
     rows += [dict(sq, **i) for i in modes.values()]
     hw = dict(overrides="silu-floor")
+    kirin = dict(sq, method="kirin")   # the same spikes; outliers as 8-bit integers (SPEC §4)
+    kirin_hw = [dict(kirin, **i, **hw, out_bits=top, out_policy=out_policies[0]) for i in modes.values()]
     if quick:
-        return rows + [dict(sq, **i, **hw, out_bits=top, out_policy=out_policies[0]) for i in modes.values()]
+        return rows + [dict(sq, **i, **hw, out_bits=top, out_policy=out_policies[0]) for i in modes.values()] \
+            + kirin_hw
+    rows += [dict(kirin, **i) for i in modes.values()] + kirin_hw
     for policy in out_policies:
         widths = out_bits if policy == "channel" or full else (min(out_bits), top)
         rows += [dict(sq, **i, **hw, out_bits=b, out_policy=policy) for i in modes.values()
@@ -127,7 +131,8 @@ def row_label(row: dict) -> str:
     """Short text naming a row's configuration, as printed and plotted."""
     if row["method"] == "fp":
         return "FP"
-    text = f"{row['method']} W{row['w_bits']}A{row['a_bits']}"
+    text = f"{row['method']} W{row['w_bits']}A{row['a_bits']}" + (
+        f"&{row.get('outlier_bits', 8)}" if row["method"] == "kirin" else "")
     if row["mode"] != "none":
         text += f" {row['mode']}" + (f"-{row['input_step']}" if row.get("input_step", "any") != "any" else "")
     if row.get("w_group"):

@@ -113,9 +113,25 @@ def _exponent_code(x_steps: torch.Tensor, mmax: int, e_max: int) -> tuple[torch.
     return mant.to(torch.int64), e
 
 
+def _token_shift_code(x_steps: torch.Tensor, salient: torch.Tensor, qmax: int,
+                      e_max: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Kirin outliers: integers ``|q| ≤ qmax`` sharing one shift per token (SPEC §4).
+
+    The token's shift is the smallest ``E ≤ e_max`` at which every salient
+    value of the token fits, ``|round(x/2^E)| ≤ qmax`` (saturating at e_max).
+    Returns ``(q, E)`` with q [..., K] and E [..., 1].
+    """
+    mag = torch.where(salient, x_steps.abs(), torch.zeros_like(x_steps)).amax(dim=-1, keepdim=True)
+    e = torch.full_like(mag, e_max, dtype=torch.int64)
+    for cand in range(e_max, -1, -1):
+        e = torch.where(torch.round(mag / (1 << cand)) <= qmax, torch.full_like(e, cand), e)
+    q = torch.clamp(torch.round(x_steps / torch.pow(2.0, e.to(x_steps.dtype))), -qmax, qmax)
+    return q.to(torch.int64), e
+
+
 def quantize_activation(x: torch.Tensor, bits: int, *, kappa: float | None, e_max: int,
                         static_range: tuple[torch.Tensor, torch.Tensor] | None = None,
-                        pow2: int | None = None) -> ActQuant:
+                        pow2: int | None = None, outlier_bits: int | None = None) -> ActQuant:
     """SpikeQuant activation quantizer.
 
     Dynamic (``static_range=None``): per token, salient by the MAD rule with κ,
@@ -125,7 +141,10 @@ def quantize_activation(x: torch.Tensor, bits: int, *, kappa: float | None, e_ma
     ``kappa=None`` (dynamic) disables salient handling: plain per-token RTN.
     ``pow2=R`` (dynamic) rounds each token's step up to the grid ``2^(−j/R)``
     (R = 1: a power of two), so the neuron's threshold is a shift of one of R
-    constants (SPEC §3).
+    constants (SPEC §3). ``outlier_bits=B`` is Kirin's W4A4&8 (SPEC §4): salient
+    values become signed B-bit integers (|q| ≤ 2^(B−1) − 1) sharing one
+    power-of-two shift per token instead of a 5-bit mantissa with a shift each;
+    ``mantissa``/``shift`` then hold q and the token's shift at those places.
     """
     qmax = (1 << bits) - 1
     exponent = None
@@ -148,7 +167,11 @@ def quantize_activation(x: torch.Tensor, bits: int, *, kappa: float | None, e_ma
     ordinary = (code - zero).to(torch.int64)
     if kappa is None and static_range is None:
         return ActQuant(ordinary, torch.zeros_like(ordinary), step, zero, salient, exponent)
-    s_mant, s_exp = _exponent_code(x / step, qmax, e_max)
+    if outlier_bits is not None:
+        s_mant, s_exp = _token_shift_code(x / step, salient, (1 << (outlier_bits - 1)) - 1, e_max)
+        s_exp = s_exp.expand_as(s_mant)
+    else:
+        s_mant, s_exp = _exponent_code(x / step, qmax, e_max)
     mantissa = torch.where(salient, s_mant, ordinary)
     shift = torch.where(salient, s_exp, torch.zeros_like(s_exp))
     return ActQuant(mantissa, shift, step, zero, salient, exponent)

@@ -20,7 +20,7 @@ from spikeacc.golden.quant import (ActQuant, mad_salient, quantize_activation, q
 __all__ = ["SpikeQuantLinear", "QuantSpec", "HardwareResult", "thresholds", "ideal_counts", "METHODS",
            "CALIBRATION_STAGES"]
 
-METHODS = ("fp", "rtn", "spikequant")
+METHODS = ("fp", "rtn", "spikequant", "kirin")
 # Static activation ranges first (measured on the float network), then output ranges (measured
 # with every input quantized as it will be): the order the hardware's thresholds depend on them.
 CALIBRATION_STAGES = ("input", "output")
@@ -38,6 +38,9 @@ class QuantSpec:
     and ``input_step`` whether dynamic per-token steps are any float (``any``:
     thresholds reloaded per token), powers of two (``pow2``: a shift), or on the
     grid ``2^(−j/R)`` (``pow2/2``, ``pow2/4``: one of R constants, shifted).
+    ``method="kirin"`` keeps the salient values as signed ``outlier_bits``
+    integers with one power-of-two shift per token (Kirin's W4A4&8, SPEC §4)
+    instead of SpikeQuant's 5-bit mantissa with a shift per element.
     """
 
     method: str = "spikequant"
@@ -53,12 +56,15 @@ class QuantSpec:
     out_floor: float | None = None  # lowest output the range must cover (e.g. where SiLU is already ~0)
     frac_bits: int = 16
     input_step: str = "any"
+    outlier_bits: int = 8
 
     def __post_init__(self):
         if self.method not in METHODS:
             raise ValueError(f"method must be one of {METHODS}, got {self.method!r}")
         if self.mode not in ("dynamic", "static"):
             raise ValueError(f"mode must be 'dynamic' or 'static', got {self.mode!r}")
+        if not (isinstance(self.outlier_bits, int) and 2 <= self.outlier_bits <= 16):
+            raise ValueError(f"outlier_bits must be an integer in 2..16, got {self.outlier_bits!r}")
         if self.input_step not in INPUT_STEPS:
             raise ValueError(f"input_step must be one of {list(INPUT_STEPS)}, got {self.input_step!r}")
         if self.out_bits is not None:
@@ -182,10 +188,12 @@ class SpikeQuantLinear(nn.Module):
         spec = self.spec
         if spec.method == "rtn":
             return quantize_activation(x, spec.a_bits, kappa=None, e_max=0)
+        outliers = spec.outlier_bits if spec.method == "kirin" else None
         if spec.mode == "static":
             return quantize_activation(x, spec.a_bits, kappa=spec.kappa, e_max=spec.e_max,
-                                       static_range=(self.static_lo, self.static_hi))
-        return quantize_activation(x, spec.a_bits, kappa=spec.kappa, e_max=spec.e_max, pow2=spec.step_grid)
+                                       static_range=(self.static_lo, self.static_hi), outlier_bits=outliers)
+        return quantize_activation(x, spec.a_bits, kappa=spec.kappa, e_max=spec.e_max, pow2=spec.step_grid,
+                                   outlier_bits=outliers)
 
     def finish_calibration(self) -> None:
         """Static range = mean over calibration tokens of each token's non-salient min and max."""

@@ -130,6 +130,19 @@ def test_oracle_needs_no_calibration_and_is_labelled():
     assert labels and all("oracle" in label for label in labels)
 
 
+@pytest.mark.parametrize("quick", [True, False])
+def test_kirin_rows_sit_beside_spikequant_through_the_same_thresholds(quick):
+    rows = table_rows(quick=quick)
+    def hardware(method):
+        return {(r.get("mode"), r.get("input_step")) for r in rows
+                if r["method"] == method and r.get("out_bits") == 8 and r.get("out_policy") == "channel"
+                and r.get("overrides") == "silu-floor"}
+    assert hardware("kirin") and hardware("kirin") == hardware("spikequant")
+    labels = [row_label(r) for r in rows if r["method"] == "kirin"]
+    assert all(label.startswith("kirin W4A4&8") for label in labels)
+    assert any("out 8b channel" in label for label in labels)
+
+
 @pytest.mark.parametrize("kwargs, message", [
     (dict(out_bits=9), r"out_bits \(b_out\) must be an integer in 2..8, got 9"),
     (dict(out_bits=1), r"out_bits \(b_out\) must be an integer in 2..8, got 1"),

@@ -9,6 +9,7 @@ from spikeacc.golden.vectors import random_vectors, save_vectors
 from spikeacc.verif.saif import read_saif
 
 
+@pytest.mark.slow  # a Verilator build with SAIF
 @pytest.mark.verilator
 def test_toggle_counts_match_a_counter_analytically(tmp_path):
     """An n-bit counter enabled for C cycles toggles bit i exactly floor(C / 2^i) times."""
@@ -68,6 +69,7 @@ def test_energy_report_on_random_vectors(tmp_path):
     assert {"MAC multipliers", "accumulators", "requant multiplier"} <= set(r["designs"]["mac"]["energy_pj"])
 
 
+@pytest.mark.slow  # a tile build with tracing
 @pytest.mark.verilator
 def test_energy_refuses_a_design_that_is_not_bit_exact(tmp_path):
     from spikeacc.verif.energy import run_energy

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from spikeacc.golden.integer import accumulate, check_codes, fire_count, simulate_ttfs
+from spikeacc.golden.integer import accumulate, check_codes, fire_count, silence_fire, simulate_ttfs
 
 
 def random_layer(cfg, rng, m=5, n=7):
@@ -56,3 +56,50 @@ def test_codes_wider_than_declared_are_refused(cfg):
 def test_nonpositive_threshold_is_refused():
     with pytest.raises(ValueError, match="Θ must be positive"):
         fire_count(np.array([1]), np.array([0]), np.array([0]), 16, 4)
+
+
+# --- Kirin's silence-threshold neuron (SPEC §4) ------------------------------------------------------
+
+@pytest.mark.parametrize("out_bits", [2, 4, 8])
+def test_silence_threshold_fires_once_and_counts_like_fire_count(rng, out_bits):
+    """Random potentials from below zero to far past saturation: one spike, at step T_o − n."""
+    frac = 16
+    acc = rng.integers(-5_000, 400_000, size=(64, 33))
+    theta = rng.integers(1, 1 << 24, size=acc.shape)
+    phi = rng.integers(-(1 << 26), 1 << 26, size=acc.shape)
+    step, count = silence_fire(acc, theta, phi, frac, out_bits)
+    expected = fire_count(acc, theta, phi, frac, out_bits)
+    bad = np.argwhere(count != expected)
+    assert bad.size == 0, [(tuple(i), int(expected[tuple(i)]), int(count[tuple(i)])) for i in bad[:5]]
+    window = 1 << out_bits
+    assert np.array_equal(step > 0, count > 0)                  # no spike exactly when n = 0
+    assert np.array_equal(step[step > 0], window - count[step > 0])  # the step is the TTFS time of n
+    assert (count == window - 1).any() and (count == 0).any() and ((count > 0) & (count < window - 1)).any()
+    potential = (acc << frac) + phi
+    assert (count[potential < 0] == 0).all() and (potential < 0).any()
+
+
+def test_silence_threshold_edges():
+    # V exactly at a threshold fires at that step; just below waits one step
+    theta = np.array([1 << 16])
+    for n in (1, 7, 15):
+        step, count = silence_fire(np.array([n]), theta, np.array([0]), 16, 4)
+        assert (int(step[0]), int(count[0])) == (16 - n, n)
+        step, count = silence_fire(np.array([n]), theta, np.array([-1]), 16, 4)
+        assert (int(step[0]), int(count[0])) == (16 - n + 1 if n > 1 else -1, n - 1)
+    with pytest.raises(ValueError, match="Θ must be positive"):
+        silence_fire(np.array([1]), np.array([0]), np.array([0]), 16, 4)
+
+
+@pytest.mark.slow  # exports two real layers
+@pytest.mark.model
+def test_silence_threshold_counts_equal_real_layer_expected(tmp_path):
+    """Real SmolLM2 block-0 vectors (q_proj and down_proj, 8 tokens): the silence neuron gives `expected`."""
+    from spikeacc.golden.vectors import export_layers, load_vectors
+    names = ["model.layers.0.self_attn.q_proj", "model.layers.0.mlp.down_proj"]
+    for path in export_layers(layers=names, tokens=8, outs=[tmp_path / "q.npz", tmp_path / "d.npz"]):
+        v = load_vectors(path)
+        _, count = silence_fire(v.acc, v.theta, v.phi, v.frac_bits, v.out_bits)
+        bad = np.argwhere(count != v.expected)
+        assert bad.size == 0, [(tuple(i), int(v.expected[tuple(i)]), int(count[tuple(i)])) for i in bad[:5]]
+        assert len(np.unique(v.expected)) > 8

@@ -333,7 +333,7 @@ def test_vectors_bad_layers(tmp_path, capsys, layer, message):
 
 def test_vectors_out_without_suffix_reports_the_real_path(tmp_path, capsys):
     out, _ = run_cli(capsys, ["vectors", "--out", str(tmp_path / "vnoext"), "--tokens", "1",
-                              "--layer", "mlp.up_proj", "--llama2-shape"], 0)
+                              "--layer", "self_attn.q_proj", "--llama2-shape"], 0)
     assert f"wrote {tmp_path / 'vnoext.npz'}" in out and (tmp_path / "vnoext.npz").is_file()
 
 

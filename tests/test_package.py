@@ -82,8 +82,8 @@ def test_tile_event_queues_become_ice40_block_ram(tmp_path):
 @pytest.mark.icarus
 def test_icarus_and_verilator_agree_on_the_pe():
     cfg = SpikeConfig()
-    icarus = run_pe_regression(cfg, n_random=40, simulator="icarus").report
-    verilator = run_pe_regression(cfg, n_random=40, simulator="verilator").report
+    icarus = run_pe_regression(cfg, n_random=20, simulator="icarus").report
+    verilator = run_pe_regression(cfg, n_random=20, simulator="verilator").report
     assert icarus["passed"] and verilator["passed"]
     assert icarus["outputs"] == verilator["outputs"] and len(icarus["outputs"]) == icarus["compared"]
 

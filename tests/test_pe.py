@@ -84,9 +84,9 @@ def test_generation_is_reproducible(tmp_path):
 
 
 @pytest.mark.verilator
-@pytest.mark.parametrize("cases", [pytest.param(2000, marks=pytest.mark.slow), 400])
+@pytest.mark.parametrize("cases", [pytest.param(2000, marks=pytest.mark.slow), 200])
 def test_pe_regression_bit_exact(cases):
-    """2,000 cases run in the slow suite and in every `make run`; 400 by default."""
+    """2,000 cases run in the slow suite and in every `make run`; 200 by default."""
     cfg = SpikeConfig()
     run = run_pe_regression(cfg, n_random=cases, build_root="sim_build")
     rep = run.report

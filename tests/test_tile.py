@@ -125,11 +125,12 @@ def block0_vectors(tmp_path_factory):
     return dict(zip(PROJECTIONS, export_layers(layers=layers, tokens=8, outs=[out / f"{p}.npz" for p in PROJECTIONS])))
 
 
-# q_proj in the default suite; the other six (a Verilator build per shape) are
-# slow runs, and `spikeacc run` (the main job) verifies all seven every time.
-@pytest.mark.parametrize("proj", ["self_attn.q_proj"] + [
-    pytest.param(p, marks=pytest.mark.slow) for p in ("self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj",
-                                                      "mlp.gate_proj", "mlp.up_proj", "mlp.down_proj")])
+# Slow runs (one export of all seven, a Verilator build per shape); `spikeacc run`
+# (the main job) verifies all seven every time, and the static-mode test below
+# puts real q_proj codes through the tile in the default suite.
+@pytest.mark.slow
+@pytest.mark.parametrize("proj", ["self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj",
+                                  "mlp.gate_proj", "mlp.up_proj", "mlp.down_proj"])
 def test_smollm2_layer0_projection_bit_exact(block0_vectors, proj):
     """Real SmolLM2-135M vectors, 8 tokens, every projection type of decoder block 0 (default: 8-bit outputs)."""
     _, rep = run_tile_regression(block0_vectors[proj], build_root="sim_build", progress=False)
