@@ -40,7 +40,7 @@ def smollm2():
 @pytest.mark.parametrize("spec", [
     QuantSpec(mode="dynamic", out_bits=8),
     QuantSpec(mode="dynamic", out_bits=6, input_step="pow2/4"),
-    QuantSpec(mode="static", out_bits=4, out_policy="tensor"),
+    pytest.param(QuantSpec(mode="static", out_bits=4, out_policy="tensor"), marks=pytest.mark.slow),
 ], ids=["dynamic-8-channel", "grid4-6-channel", "static-4-tensor"])
 def test_hardware_faithful_counts_equal_exported_vectors_on_real_layers(tmp_path, smollm2, spec):
     """Block 0 of SmolLM2 in the hardware-faithful mode: each projection's counts, exported as a

@@ -427,6 +427,7 @@ def test_missing_verilator_for_a_tile_and_an_old_one_on_path(tmp_path):
     assert result.returncode == 3 and "is older than 5.036" in result.stderr, result.stderr
 
 
+@pytest.mark.slow  # rebuilds the default tile
 @pytest.mark.verilator
 def test_garbage_rtl_in_the_build_is_regenerated(tmp_path, capsys):
     from spikeacc.hw.generate import module_name
