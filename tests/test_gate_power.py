@@ -179,6 +179,38 @@ def test_both_tiles_at_gate_level_give_every_ratio(tmp_path):
     assert all(x > 0 for x in r["ratio_mac_over_spiking"].values())
 
 
+@pytest.mark.slow
+@pytest.mark.opensta
+@pytest.mark.verilator
+def test_opensta_agrees_with_our_combinational_power(tmp_path):
+    """The cross-check: OpenSTA, annotated from the same SAIF, within ±30% per PE and over the tile."""
+    from spikeacc.verif.liberty import DEFAULT_LIBERTY
+    from spikeacc.verif.power import run_power
+    from spikeacc.verif.sta_check import cross_check
+    path = save_vectors(tmp_path / "v.npz", random_vectors(TINY, 2, seed=3))
+    r = run_power(path, designs=("tile",), out=tmp_path / "power", build_root=tmp_path / "build")
+    rows = cross_check(r, "tile", DEFAULT_LIBERTY)
+    assert {"pe0", "queues", "sequencer"} <= set(rows)
+    for module in ("pe0", "pe1"):
+        assert 0.7 < rows[module]["opensta_w"] / rows[module]["ours_w"] < 1.3, rows[module]
+    total = sum(x["opensta_w"] for x in rows.values()) / sum(x["ours_w"] for x in rows.values())
+    assert 0.7 < total < 1.3, rows
+
+
+def test_sta_module_writes_plain_flops_and_memory_data_as_inputs():
+    from spikeacc.verif.sta_check import sta_module
+    module = {"ports": {"clk": {"direction": "input", "bits": [2]}, "a": {"direction": "input", "bits": [3]},
+                        "y": {"direction": "output", "bits": [5]}},
+              "cells": {"_1_": {"type": "INVX1", "connections": {"A": [3], "Y": [4]}},
+                        "_2_": {"type": "SPIKEACC_DFFE", "connections": {"CLK": [2], "D": [4], "E": ["1"], "Q": [5]}},
+                        "_3_": {"type": "$mem_v2", "connections": {"RD_DATA": [6, 7]}},
+                        "_4_": {"type": "NAND2X1", "connections": {"A": [6], "B": [7], "Y": [8]}}}}
+    verilog, inputs, flops = sta_module(module, "m", {"SPIKEACC_DFFE": {}})
+    assert "DFFPOSX1 c__2_ (.CLK(p_clk_0), .D(n4), .Q(p_y_0));" in verilog and ".E(" not in verilog
+    assert [p for p, _ in inputs] == ["p_clk_0", "p_a_0", "mem_6", "mem_7"]
+    assert flops == [("c__2_", 5)] and "$mem" not in verilog and "NAND2X1 c__4_ (.A(mem_6), .B(mem_7), .Y(n8));" in verilog
+
+
 @pytest.mark.parametrize("argv, message", [
     (["--designs", "pe"], "--designs takes tile and/or mac"),
     (["--liberty", "/nonexistent.lib"], "--liberty /nonexistent.lib does not exist"),
