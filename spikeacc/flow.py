@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from spikeacc.config import SpikeConfig
 from spikeacc.golden.model import PROJECTIONS
 
 __all__ = ["run_flow"]
@@ -39,9 +40,12 @@ def run_flow(out: Path, *, build_root="sim_build", block: int = 0, tokens: int =
         r = run_energy(q_proj, out=out / "energy", build_root=build_root)
         rat = r["ratio_mac_over_spiking"]
         cal = r["calibrated"]
+        fitted = SpikeConfig.from_dict(cal["fitted_on"]["config"])
+        where = ("" if fitted.tag == SpikeConfig.from_dict(r["config"]).tag else
+                 f" at the {fitted.in_features}x{fitted.out_features}, P = {fitted.pes} tile; this shape extrapolates")
         print(f"energy MODEL (q_proj, MAC ÷ spiking, clock and weight memory included): "
               f"{cal['ratio_mac_over_spiking']:.2f}x from RTL toggles calibrated to gate level (checked within "
-              f"{abs(cal['checked']['calibrated_ratio_error']):.0%} of `spikeacc power` on real vectors); the raw "
+              f"{abs(cal['checked']['calibrated_ratio_error']):.0%} of `spikeacc power` on real vectors{where}); the raw "
               f"45 nm toggle model says {rat['toggles_total_with_weight_memory']:.2f}x, op counts "
               f"{rat['ops_total_with_weight_memory']:.2f}x, the paper {rat['paper']}x; "
               f"report {out / 'energy' / 'energy.md'}")
