@@ -51,8 +51,8 @@ def main():
     rows = {}
     for name, (power, energy) in runs.items():
         cfg = power["config"]
-        calibrated = {d: estimate(calibration, d, energy["designs"][d], energy["designs"][d]["cycles"],
-                                  cfg["pes"], power["tokens"]) for d in ("tile", "mac")}
+        calibrated = {d: estimate(calibration, d, energy["designs"][d], cfg["pes"], power["tokens"])
+                      for d in ("tile", "mac")}
         raw = energy["ratio_mac_over_spiking"]["toggles_total_with_weight_memory"]
         rows[name] = {"layer": power["layer"], "vectors": power["vectors"], **compare(calibrated, raw, power)}
     print(f"\n{'vectors':18} {'gate level':>10} {'raw toggles':>12} {'error':>7} {'calibrated':>11} {'error':>7}"

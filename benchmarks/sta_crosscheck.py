@@ -29,7 +29,7 @@ def main():
     for design in args.designs.split(","):
         if "netlist" not in power["designs"][design]:
             sys.exit(f"{args.power}/power.json predates the netlist path: run `spikeacc power` again")
-        rows = cross_check(power, design, Path(power["liberty"]))
+        rows = cross_check(power["designs"][design], power["tokens"], Path(power["liberty"]))
         for module, r in rows.items():
             print(f"{design:7} {module:10} {r['ours_w'] * 1e3:9.3f} {r['opensta_w'] * 1e3:11.3f} "
                   f"{r['opensta_w'] / r['ours_w'] if r['ours_w'] else float('nan'):7.2f}")

@@ -132,7 +132,7 @@ def row_label(row: dict) -> str:
     if row["method"] == "fp":
         return "FP"
     text = f"{row['method']} W{row['w_bits']}A{row['a_bits']}" + (
-        f"&{row.get('outlier_bits', 8)}" if row["method"] == "kirin" else "")
+        f"&{row.get('outlier_bits', QuantSpec.outlier_bits)}" if row["method"] == "kirin" else "")
     if row["mode"] != "none":
         text += f" {row['mode']}" + (f"-{row['input_step']}" if row.get("input_step", "any") != "any" else "")
     if row.get("w_group"):
@@ -155,7 +155,8 @@ def _spec(row) -> QuantSpec:
                      a_bits=None if row["a_bits"] == 16 else row["a_bits"],
                      mode="dynamic" if row["mode"] == "none" else row["mode"], w_group=row.get("w_group"),
                      out_bits=row.get("out_bits"), out_policy=row.get("out_policy", "channel"),
-                     input_step=row.get("input_step", "any"), out_clip=row.get("out_clip", 0))
+                     input_step=row.get("input_step", "any"), out_clip=row.get("out_clip", 0),
+                     outlier_bits=row.get("outlier_bits", QuantSpec.outlier_bits))
 
 
 def read_text(path: str | Path) -> str:

@@ -107,7 +107,7 @@ def test_calibrated_model_reproduces_the_run_it_was_fitted_on():
                           {"PE arithmetic": 9000, "control": 800})
     cal = fit(energy, power)
     assert cal["designs"]["tile"]["PE arithmetic"]["clock_pj_per_cycle"] == pytest.approx(800 * 2 / 100 / 4)
-    est = {d: estimate(cal, d, energy["designs"][d], 100, 4, 2) for d in ("tile", "mac")}
+    est = {d: estimate(cal, d, energy["designs"][d], 4, 2) for d in ("tile", "mac")}
     assert est["tile"]["logic_pj"] == pytest.approx(3100.0)
     assert est["tile"]["by_role_pj"]["encoder/queues"] == pytest.approx(600.0)
     assert est["mac"]["total_pj"] == pytest.approx(2400.0 + 1000.0)
@@ -124,8 +124,9 @@ def test_calibrated_model_follows_activity_and_cycles():
     cal = fit(energy, power)
     busier = {**energy["designs"]["tile"], "toggles_by_gate_role": {"PE arithmetic": 6000, "encoder/queues": 1400,
                                                                     "control": 1000}}
-    assert estimate(cal, "tile", busier, 100, 4, 2)["logic_pj"] == pytest.approx(3100.0 + 2000.0)
-    assert estimate(cal, "tile", energy["designs"]["tile"], 200, 4, 2)["logic_pj"] == pytest.approx(3100.0 + 1100.0)
+    assert estimate(cal, "tile", busier, 4, 2)["logic_pj"] == pytest.approx(3100.0 + 2000.0)
+    longer = {**energy["designs"]["tile"], "cycles": 200}
+    assert estimate(cal, "tile", longer, 4, 2)["logic_pj"] == pytest.approx(3100.0 + 1100.0)
 
 
 def test_fit_refuses_runs_of_different_vectors():

@@ -189,7 +189,7 @@ def test_opensta_agrees_with_our_combinational_power(tmp_path):
     from spikeacc.verif.sta_check import cross_check
     path = save_vectors(tmp_path / "v.npz", random_vectors(TINY, 2, seed=3))
     r = run_power(path, designs=("tile",), out=tmp_path / "power", build_root=tmp_path / "build")
-    rows = cross_check(r, "tile", DEFAULT_LIBERTY)
+    rows = cross_check(r["designs"]["tile"], r["tokens"], DEFAULT_LIBERTY)
     assert {"pe0", "queues", "sequencer"} <= set(rows)
     for module in ("pe0", "pe1"):
         assert 0.7 < rows[module]["opensta_w"] / rows[module]["ours_w"] < 1.3, rows[module]

@@ -67,12 +67,12 @@ def load_calibration(path: Path = CALIBRATION_PATH) -> dict:
     return json.loads(Path(path).read_text())
 
 
-def estimate(calibration: dict, design: str, activity: dict, cycles: int, pes: int, tokens: int) -> dict:
-    """Calibrated pJ per token-layer of one design from its RTL activity: by role, logic, and with weights."""
+def estimate(calibration: dict, design: str, activity: dict, pes: int, tokens: int) -> dict:
+    """Calibrated pJ per token-layer of one design from its RTL run (toggles by role, cycles, bits read)."""
     roles = {}
     for role, cost in calibration["designs"][design].items():
         toggles = activity["toggles_by_gate_role"].get(role, 0)
-        clock = cost["clock_pj_per_cycle"] * cycles * (pes if role == PE_ROLE else 1)
+        clock = cost["clock_pj_per_cycle"] * activity["cycles"] * (pes if role == PE_ROLE else 1)
         roles[role] = (cost["pj_per_toggle"] * toggles + clock) / tokens
     logic = sum(roles.values())
     weights = activity["weight_bits_read"] * calibration["sram_pj_per_bit"] / tokens

@@ -184,7 +184,7 @@ def run_energy(vectors_path, *, out="out/energy", build_root="sim_build", pes=No
     }
     if calibrated:
         calibration = load_calibration()
-        est = {d: estimate(calibration, d, designs[d], designs[d]["cycles"], cfg.pes, m) for d in designs}
+        est = {d: estimate(calibration, d, designs[d], cfg.pes, m) for d in designs}
         result["calibrated"] = {"per_token_layer": est, "fitted_on": calibration["fitted_on"],
                                 "checked": calibration.get("checked"),
                                 "ratio_mac_over_spiking": est["mac"]["total_pj"] / est["tile"]["total_pj"]}

@@ -24,7 +24,7 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-from spikeacc.verif.gate_power import GATED_BASE, GATED_CELL, MEMORY_CELL, _Activity, _bit_names
+from spikeacc.verif.gate_power import GATED_BASE, GATED_CELL, INPUT_SLEW_NS, MEMORY_CELL, _Activity, _bit_names
 from spikeacc.verif.tile_harness import CLOCK_PERIOD_NS
 
 __all__ = ["sta_module", "cross_check"]
@@ -85,23 +85,34 @@ def _parse_group(report: str, group: str) -> tuple[float, float]:
     raise RuntimeError(f"no {group} row in OpenSTA's report:\n{report[-1500:]}")
 
 
-def cross_check(power: dict, design: str, liberty: Path, sta: str = "sta") -> dict[str, dict[str, float]]:
-    """Per module instance: our combinational power and OpenSTA's, in watts, for one design of a power run."""
+def cross_check(entry: dict, tokens: int, liberty: Path, saif: tuple[dict, list] | None = None,
+                sta: str = "sta") -> dict[str, dict[str, float]]:
+    """Per module instance: our combinational power and OpenSTA's, in watts, for one design of a power run.
+
+    ``entry`` is the design's record in power.json (its netlist, SAIF and
+    ``by_module_class_pj``); ``saif`` is that SAIF already read
+    (:func:`~spikeacc.verif.saif.read_saif`; read here when None).
+    """
     from spikeacc.verif.saif import read_saif
-    entry = power["designs"][design]
     modules = json.loads(Path(entry["netlist"]).read_text())["modules"]
-    header, saif_nets = read_saif(entry["saif"])
+    header, saif_nets = saif if saif is not None else read_saif(entry["saif"])
     seconds = header["DURATION"] * header["TIMESCALE"]
     cycles = seconds / (CLOCK_PERIOD_NS * 1e-9)
     top = next(n for n in modules if "." not in n and n != GATED_CELL)
     rows = {}
     for inst_name, classes in entry["by_module_class_pj"].items():
-        module_name = top if inst_name == "top" else f"{top}.{inst_name}"
-        module = modules[module_name]
+        module = modules[top if inst_name == "top" else f"{top}.{inst_name}"]
         scope = ("dut",) if inst_name == "top" else ("dut", inst_name)
-        toggles = {n.name: n.bit_toggles for n in saif_nets if n.path[-len(scope):] == scope}
-        high = {n.name: n.bit_high for n in saif_nets if n.path[-len(scope):] == scope}
+        toggles, high = {}, {}
+        for n in saif_nets:
+            if n.path[-len(scope):] == scope:
+                toggles[n.name], high[n.name] = n.bit_toggles, n.bit_high
         activity = _Activity(toggles, _bit_names(module), high, header["DURATION"])
+
+        def annotation(bit) -> tuple[str, str]:   # (transitions per clock period, duty) from the SAIF
+            return (f"{activity.toggles(bit) / cycles:.6g}",
+                    f"{min(activity.high(bit) / header['DURATION'], 1.0):.6g}")
+
         verilog, inputs, flops = sta_module(module, "m", modules)
         clock = next((p for p, _ in inputs if p.startswith("p_clk_")), None)
         with tempfile.TemporaryDirectory(prefix="spikeacc-sta-") as work:
@@ -109,20 +120,19 @@ def cross_check(power: dict, design: str, liberty: Path, sta: str = "sta") -> di
             tcl = [f"read_liberty {liberty}", f"read_verilog {Path(work, 'm.v')}", "link_design m"]
             if clock:
                 tcl.append(f"create_clock -name clk -period {CLOCK_PERIOD_NS} [get_ports {clock}]")
-            tcl += ["set_input_transition 0.1 [all_inputs]", "report_power > /dev/null"]
+            tcl += [f"set_input_transition {INPUT_SLEW_NS} [all_inputs]", "report_power > /dev/null"]
             for port, bit in inputs:
                 if port != clock:
-                    tcl.append(f"set_power_activity -input_ports [get_ports {port}] -activity "
-                               f"{activity.toggles(bit) / cycles:.6g} -duty "
-                               f"{min(activity.high(bit) / header['DURATION'], 1.0):.6g}")
+                    rate, duty = annotation(bit)
+                    tcl.append(f"set_power_activity -input_ports [get_ports {port}] -activity {rate} -duty {duty}")
             for inst, bit in flops:
-                tcl.append(f"sta::set_power_pin_activity [get_pins {inst}/Q] {activity.toggles(bit) / cycles:.6g} "
-                           f"{min(activity.high(bit) / header['DURATION'], 1.0):.6g}")
+                rate, duty = annotation(bit)
+                tcl.append(f"sta::set_power_pin_activity [get_pins {inst}/Q] {rate} {duty}")
             tcl += ["report_power", "exit"]
             Path(work, "m.tcl").write_text("\n".join(tcl) + "\n")
             run = subprocess.run([sta, "-no_splash", str(Path(work, "m.tcl"))], capture_output=True, text=True)
         internal, switching = _parse_group(run.stdout, "Combinational")
-        ours = classes["combinational"] * power["tokens"] * 1e-12 / seconds
+        ours = classes["combinational"] * tokens * 1e-12 / seconds
         rows[inst_name] = {"ours_w": ours, "opensta_w": internal / 2 + switching,
                            "opensta_internal_w": internal, "opensta_switching_w": switching}
     return rows
