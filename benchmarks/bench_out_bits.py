@@ -17,7 +17,7 @@ import numpy as np
 from spikeacc.config import PRESETS
 from spikeacc.golden.model import PROJECTIONS
 from spikeacc.golden.vectors import export_layers, load_vectors
-from spikeacc.hw.tile import tile_cycles
+from spikeacc.hw.tile import token_cycles
 from spikeacc.verif.tile_regress import run_tile_regression
 
 
@@ -39,8 +39,7 @@ def main():
         for layer, path in zip(layers, paths):
             v = load_vectors(path)
             cfg, row = v.config, rows[layer]
-            model = sum(tile_cycles(cfg, np.bincount(np.abs(r.astype(np.int64)), minlength=cfg.window))["total"]
-                        for r in v.mant)
+            model = sum(token_cycles(cfg, v.mant))
             row.update(shape=list(v.shape), pes=cfg.pes)
             row[f"cycles_o{b}"] = model // v.shape[0]
             if b in rtl:

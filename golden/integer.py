@@ -17,7 +17,7 @@ import numpy as np
 
 from spikeacc.config import SpikeConfig
 
-__all__ = ["accumulate", "fire_count", "simulate_ttfs", "spike_times", "check_codes", "silence_fire"]
+__all__ = ["accumulate", "fire_count", "simulate_ttfs", "spike_times", "check_codes", "silence_fire", "is_outlier"]
 
 
 def check_codes(cfg: SpikeConfig, w: np.ndarray, mant: np.ndarray, shift: np.ndarray) -> None:
@@ -33,18 +33,28 @@ def check_codes(cfg: SpikeConfig, w: np.ndarray, mant: np.ndarray, shift: np.nda
                          f"±{cfg.weight_max} (w_bits = {cfg.w_bits})")
     if mant.size and np.abs(mant.astype(np.int64)).max() > cfg.mantissa_max:
         idx = np.unravel_index(np.abs(mant.astype(np.int64)).argmax(), mant.shape)
+        width = f"outlier_bits = {cfg.outlier_bits}" if cfg.kirin else f"a_bits = {cfg.a_bits}"
         raise ValueError(f"mantissa {int(mant[idx])} at {tuple(map(int, idx))} exceeds "
-                         f"±{cfg.mantissa_max} (a_bits = {cfg.a_bits})")
+                         f"±{cfg.mantissa_max} ({width})")
     if shift.size and (shift.astype(np.int64).min() < 0 or shift.astype(np.int64).max() > cfg.shift_max):
         bad = (shift.astype(np.int64) < 0) | (shift.astype(np.int64) > cfg.shift_max)
         idx = tuple(int(i) for i in np.argwhere(bad)[0])
         raise ValueError(f"shift {int(shift[idx])} at {idx} is outside 0..{cfg.shift_max} "
                          f"(e_max = {cfg.e_max}, salient = {cfg.salient})")
     if cfg.salient_cap is not None:
-        per_token = (shift > 0).sum(axis=1)
+        per_token = ((shift > 0) | is_outlier(cfg, mant)).sum(axis=1)
         if per_token.size and per_token.max() > cfg.salient_cap:
             raise ValueError(f"token {int(per_token.argmax())} has {int(per_token.max())} shifted "
-                             f"(salient) elements, more than salient_cap = {cfg.salient_cap}")
+                             f"(salient) or outlier elements, more than salient_cap = {cfg.salient_cap}")
+
+
+def is_outlier(cfg: SpikeConfig, mant: np.ndarray) -> np.ndarray:
+    """Elements the Kirin integer path takes: ``|mant| > 2^b_a − 1`` (none in SpikeQuant mode).
+
+    A salient value small enough to spike spikes (with its shift): the sum is
+    the same and a spike is cheaper than the outlier's bit planes.
+    """
+    return np.abs(mant.astype(np.int64)) > cfg.spike_max
 
 
 def accumulate(w: np.ndarray, mant: np.ndarray, shift: np.ndarray) -> np.ndarray:
@@ -108,18 +118,26 @@ def simulate_ttfs(cfg: SpikeConfig, w: np.ndarray, mant: np.ndarray, shift: np.n
     """Time-stepped TTFS ramp and IF neuron; returns ``(integral, counts)``.
 
     At each step t every spike with ``t_k = t`` does ``I += sign(m)·(w << e)``,
-    then ``V += I``. After the window the neuron starts from ``Φ + 2^F·V`` and
-    fires while the potential is ≥ Θ, subtracting Θ each time, at most
-    ``2^b_out − 1`` times. ``integral`` equals :func:`accumulate` exactly.
+    then ``V += I``. A Kirin outlier q (SPEC §4) joins the current in the last
+    step, one bit plane j at a time (``I += sign(q)·(w << (e + j))`` for each
+    set bit j of |q|), so it is integrated once. After the window the neuron
+    starts from ``Φ + 2^F·V`` and fires while the potential is ≥ Θ,
+    subtracting Θ each time, at most ``2^b_out − 1`` times. ``integral``
+    equals :func:`accumulate` exactly.
     """
-    times = spike_times(mant, cfg.window)
+    outlier = is_outlier(cfg, mant)
+    times = np.where(outlier, -1, spike_times(mant, cfg.window))
     signed_shifted = np.sign(mant).astype(np.int64) << shift.astype(np.int64)  # ±2^e, [M, K]
+    magnitude = np.abs(mant.astype(np.int64))
     w64 = w.astype(np.int64)
     m_tokens, n_out = mant.shape[0], w.shape[0]
     current = np.zeros((m_tokens, n_out), dtype=np.int64)
     membrane = np.zeros((m_tokens, n_out), dtype=np.int64)
     for t in range(cfg.window):
         arriving = np.where(times == t, signed_shifted, 0)
+        if t == cfg.window - 1:
+            for plane in range(cfg.outlier_planes):
+                arriving = arriving + np.where(outlier & ((magnitude >> plane) & 1 == 1), signed_shifted << plane, 0)
         current += arriving @ w64.T
         membrane += current
     potential = (membrane << cfg.frac_bits) + np.asarray(phi, dtype=np.int64)

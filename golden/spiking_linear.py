@@ -168,6 +168,9 @@ class SpikeQuantLinear(nn.Module):
         self.out_calib = OutputCalibration()
         self.out_quant: OutputQuant | None = None
         self.record: list[HardwareResult] | None = None  # set to a list to keep every hardware call
+        # Stands in for hardware_forward when set: ``executor(module, x [M, K]) -> HardwareResult``
+        # (``spikeacc infer --rtl`` puts the generated tile's simulation here)
+        self.executor = None
         self.register_buffer("static_lo", torch.tensor(0.0))
         self.register_buffer("static_hi", torch.tensor(0.0))
         self.salient_count = 0
@@ -256,7 +259,8 @@ class SpikeQuantLinear(nn.Module):
             hi = torch.where(sal, torch.full_like(flat, float("-inf")), flat).amax(-1).clamp(min=0)
             self._calib.append(torch.stack([lo, hi], dim=1))
         elif self.spec.hardware_faithful and not self.calibrating_output:
-            hw = self.hardware_forward(x.reshape(-1, self.in_features))
+            flat = x.reshape(-1, self.in_features)
+            hw = self.executor(self, flat) if self.executor is not None else self.hardware_forward(flat)
             return hw.output().reshape(*x.shape[:-1], self.out_features).to(x.dtype)
         elif self.activations_quantized:
             aq = self.quantize_input(x)

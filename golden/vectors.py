@@ -6,7 +6,9 @@ One ``.npz`` file per layer with exactly these arrays:
 name       dtype    shape   meaning
 ========== ======== ======= ==================================================
 w          int8     [N, K]  signed weight codes ``Wq − z_w``
-mant       int8     [M, K]  signed activation mantissas, |mant| ≤ 2^b_a − 1
+mant       int8     [M, K]  signed activation mantissas, |mant| ≤ 2^b_a − 1; in
+                            Kirin mode (config ``outlier_bits`` = B) also the
+                            integer outliers, |mant| ≤ 2^(B−1) − 1
 shift      uint8    [M, K]  per-element exponent (0 for ordinary values)
 theta      int64    [M, N]  fixed-point thresholds Θ (F fraction bits)
 phi        int64    [M, N]  fixed-point start potentials Φ
@@ -22,6 +24,11 @@ meta       str      []      JSON: model, layer, token positions, config, scales,
 recomputes ``acc`` and ``expected`` from the inputs. A file with no spikeacc
 ``config`` in ``meta`` (another quantizer's) is accepted and its configuration
 derived from the arrays (:func:`derive_config`).
+
+Kirin mode needs no further array: an element with ``|mant| > 2^b_a − 1`` is
+an integer outlier (the tile's integer path takes it, shift-and-add over its
+bits); a smaller one spikes, salient or not, with its ``shift``. The golden
+Kirin quantizer gives every outlier of a token the same shift.
 """
 
 from __future__ import annotations
@@ -366,9 +373,10 @@ def _export_one(layer, linear, x, calib, positions, source, out, base, mode, out
     n_out, k_in = linear.weight.shape
     cfg = base.replace(max_tokens=max(len(positions), 1)).for_layer(k_in, n_out)
     projection = ".".join(layer.split(".")[-2:])
-    spec = QuantSpec(method="spikequant", w_bits=cfg.w_bits, a_bits=cfg.a_bits, mode=mode, kappa=cfg.kappa,
+    outliers = {"method": "kirin", "outlier_bits": cfg.outlier_bits} if cfg.kirin else {"method": "spikequant"}
+    spec = QuantSpec(w_bits=cfg.w_bits, a_bits=cfg.a_bits, mode=mode, kappa=cfg.kappa,
                      e_max=cfg.e_max, out_bits=cfg.out_bits, out_policy=out_policy, frac_bits=cfg.frac_bits,
-                     input_step=input_step).replace(**HARDWARE_OVERRIDES.get(projection, {}))
+                     input_step=input_step, **outliers).replace(**HARDWARE_OVERRIDES.get(projection, {}))
     q = SpikeQuantLinear(linear, spec)
     q.calibrate_on(calib)
     with torch.no_grad():
@@ -446,14 +454,19 @@ def crop_vectors(v: LayerVectors, cfg: SpikeConfig) -> LayerVectors:
 
 def random_vectors(cfg: SpikeConfig, tokens: int, seed: int = 0, zero_fraction: float = 0.22,
                    salient_fraction: float = 0.025) -> LayerVectors:
-    """Seeded random layer vectors in the contract, with SmolLM2-like zero and salient ratios."""
+    """Seeded random layer vectors in the contract, with SmolLM2-like zero and salient ratios.
+
+    In Kirin mode the salient elements are integer outliers up to ±(2^(B−1) − 1).
+    """
     rng = np.random.default_rng(seed)
     k, n = cfg.in_features, cfg.out_features
     w = rng.integers(-cfg.weight_max, cfg.weight_max + 1, size=(n, k))
-    mant = rng.integers(-cfg.mantissa_max, cfg.mantissa_max + 1, size=(tokens, k))
+    mant = rng.integers(-cfg.spike_max, cfg.spike_max + 1, size=(tokens, k))
     mant[rng.random((tokens, k)) < zero_fraction] = 0
-    shift = np.where(rng.random((tokens, k)) < salient_fraction,
-                     rng.integers(1, cfg.shift_max + 1, size=(tokens, k)) if cfg.shift_max else 0, 0)
+    salient = rng.random((tokens, k)) < salient_fraction
+    shift = np.where(salient, rng.integers(1, cfg.shift_max + 1, size=(tokens, k)) if cfg.shift_max else 0, 0)
+    if cfg.kirin:  # salient values as integer outliers (most too large to spike), with their shifts
+        mant = np.where(salient, rng.integers(-cfg.outlier_max, cfg.outlier_max + 1, size=(tokens, k)), mant)
     acc = accumulate(w, mant, shift)
     theta, phi = _range_thresholds(cfg, acc)
     expected = fire_count(acc, theta, phi, cfg.frac_bits, cfg.out_bits)

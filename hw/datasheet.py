@@ -123,7 +123,9 @@ def _buffers(cfg: SpikeConfig, design: str) -> dict:
     buffers = {
         "act": {"ports": ["act"], "depth": M * cfg.k_words, "address": f"token·{cfg.k_words} + word",
                 "element": f"array element l of word `word` is input k = word·{L} + l",
-                "fields": "mantissa, shift: the activation is mantissa · 2^shift"},
+                "fields": "mantissa, shift: the activation is mantissa · 2^shift"
+                          + (f"; a mantissa of magnitude above {cfg.spike_max} is an integer outlier (Kirin), taken by the "
+                             f"integer path" if cfg.kirin else "")},
         "weight": {"ports": [f"weight__{j}" for j in range(L)], "depth": B * K, "address": f"block·{K} + k",
                    "element": f"array element p is the weight code of output neuron block·{P} + p for input k",
                    "fields": "weight code w (signed); every lane port reads the same contents"},
@@ -139,14 +141,28 @@ def _buffers(cfg: SpikeConfig, design: str) -> dict:
     return buffers
 
 
-def tile_cycles_closed_form(cfg: SpikeConfig, nonzero_per_magnitude) -> int:
+def tile_cycles_closed_form(cfg: SpikeConfig, nonzero_per_magnitude, outliers: int = 0) -> int:
     """The datasheet's cycle formula for the spiking tile (equal to :func:`~spikeacc.hw.tile.tile_cycles`)."""
     from spikeacc.hw.tile import SpikingTile
 
     R = sum(max(1, -(-int(nonzero_per_magnitude[m]) // cfg.lanes)) for m in range(1, cfg.window))
+    R += cfg.outlier_planes * -(-int(outliers) // cfg.lanes)
     gap = SpikingTile.fire_gap_for(cfg)
     return (cfg.k_words + SpikingTile.ENCODE_TAIL + (1 + R) + (cfg.blocks - 1) * max(1 + R, gap)
             + gap + 1 + SpikingTile.PIPELINE)
+
+
+FIRING_PROTOCOL = {
+    "division": ("`firing = division`: the count is found by restoring division, one bit per cycle; it is final "
+                 "at most {fire_cycles} cycles after `fire` (2 when it saturates), and `done` strobes the "
+                 "cycle after; `spike_out` strobes with `done` when the count is nonzero."),
+    "serial": ("`firing = serial`: the neuron fires while V ≥ Θ, subtracting Θ, one spike per cycle on "
+               "`spike_out`, at most 2^b_out − 1 times; `done` strobes n + 1 cycles after `fire` for n spikes."),
+    "silence": ("`firing = silence` (Kirin): an output window of steps k = 1..{steps}, one per cycle after `fire`; "
+                "the threshold falls as (2^b_out − k)·Θ and the neuron fires once, at the first k with V ≥ θ_k: "
+                "`spike_out` strobes in that cycle, `fire_step` = k and `count` = 2^b_out − k (a neuron that "
+                "stays silent: both 0). `done` strobes {fire_cycles} cycles after `fire`, always."),
+}
 
 
 def _tile_timing(cfg: SpikeConfig, design: str, component) -> dict:
@@ -158,7 +174,11 @@ def _tile_timing(cfg: SpikeConfig, design: str, component) -> dict:
     return {
         "cycles_formula": (f"cycles = (K/L + {component.ENCODE_TAIL}) + (1 + R) + (N/P − 1)·max(1 + R, {gap}) "
                            f"+ {gap + 1 + component.PIPELINE}, "
-                           "R = Σ_{t=1}^{T−1} max(1, ⌈n_t/L⌉), n_t = number of inputs with |mantissa| = T − t"),
+                           "R = Σ_{t=1}^{T−1} max(1, ⌈n_t/L⌉)"
+                           + (f" + {cfg.outlier_planes}·⌈n_q/L⌉" if cfg.kirin else "")
+                           + ", n_t = number of inputs with |mantissa| = T − t"
+                           + (f", n_q = number of integer outliers (|mantissa| > {cfg.spike_max})"
+                              if cfg.kirin else "")),
         "encode_cycles": cfg.k_words + component.ENCODE_TAIL,
         "fire_gap": gap,
     }
@@ -236,14 +256,14 @@ def datasheet_facts(design: str, cfg: SpikeConfig, component, top: str) -> dict:
             "cycle of the step (a step with no spike still takes one cycle with `step` high).",
             "Assert `fire` for one cycle (no spikes, no step): `count` becomes clamp(floor(V/Θ), 0, "
             "2^b_out − 1) for the potential V. `fire` may coincide with the next `start`.",
-            ("`firing = division`: the count is found by restoring division, one bit per cycle; it is final "
-             f"at most {cfg.fire_cycles} cycles after `fire` (2 when it saturates), and `done` strobes the "
-             "cycle after; `spike_out` strobes with `done` when the count is nonzero."
-             if cfg.firing == "division" else
-             "`firing = serial`: the neuron fires while V ≥ Θ, subtracting Θ, one spike per cycle on "
-             "`spike_out`, at most 2^b_out − 1 times; `done` strobes n + 1 cycles after `fire` for n spikes."),
+            FIRING_PROTOCOL[cfg.firing].format(fire_cycles=cfg.fire_cycles, steps=cfg.max_count),
             "`count` is valid from `done` until the next `fire`.",
         ]
+        if cfg.kirin:
+            facts["protocol"].insert(2, (
+                f"Kirin integer outliers (|q| in {cfg.spike_max + 1}..{cfg.outlier_max}, shift e): in the cycles of "
+                f"step {cfg.window - 1}, after its spikes and before `step`, present one spike per set bit j of |q| "
+                f"(j = 0..{cfg.outlier_planes - 1}) with shift e + j and the sign of q: the PE adds w·q·2^e once."))
         facts["contract"] = _contract(cfg, ("shift", "weight", "theta", "phi"), checked=False)
         facts["reset"] = PE_RESET
     elif design == "mac_pe":

@@ -16,11 +16,13 @@ def spike_event_layout(cfg: SpikeConfig) -> data.StructLayout:
 
     The polarity is ``sign(m)`` of the TTFS-encoded mantissa; the shift is the
     salient exponent e, applied to the weight (``w << e``), never a multiply.
+    In Kirin mode a bit plane j of an integer outlier arrives as a spike with
+    shift ``e + j`` (``config.event_shift_max``).
     """
     return data.StructLayout({
         "valid": unsigned(1),
         "negative": unsigned(1),
-        "shift": unsigned(cfg.shift_bits),
+        "shift": unsigned(cfg.event_shift_bits),
         "weight": signed(cfg.weight_bits),
     })
 
@@ -36,11 +38,21 @@ class SpikingPE(wiring.Component):
     ``V = 2^F·Σ + Φ`` (F fraction bits join there, so the register clocked at
     every step is ``acc_bits`` wide, not ``membrane_bits``). Firing turns the
     potential V into the count ``n = clamp(floor(V/Θ), 0, 2^b_out − 1)``, the
-    next layer's activation code, in one of two ways (``config.firing``):
+    next layer's activation code, in one of three ways (``config.firing``):
     ``"serial"`` fires while V ≥ Θ, subtracting Θ each time (reset by
     subtraction), one spike per cycle; ``"division"`` (default) finds the
     same n by restoring division with shifted thresholds, one bit per cycle,
-    still without a multiplier. A negative potential gives 0.
+    still without a multiplier; ``"silence"`` is Kirin's silence threshold
+    (SPEC §4): over an output window of steps k = 1..2^b_out − 1 the
+    threshold falls as ``(2^b_out − k)·Θ`` (one subtraction per step) and the
+    neuron fires once, at the first k with V ≥ θ_k, so ``n = 2^b_out − k``
+    and ``fire_step`` = k is the TTFS time the next layer expects. A negative
+    potential gives 0.
+
+    Kirin mode (``config.outlier_bits``): an integer outlier q reaches the PE
+    as the set bit planes j of |q|, spikes with shift ``e + j`` in the last
+    step of the window, so ``w·q·2^e`` is integrated once; the PE stays
+    adds and shifts only.
 
     The firing unit has its own potential register, so ``fire`` and ``start``
     may be asserted in the same cycle: the next window integrates while the
@@ -82,6 +94,10 @@ class SpikingPE(wiring.Component):
         Strobes when firing has finished.
     busy : Out(1)
         High while firing.
+    fire_step : Out(count_bits)
+        ``firing="silence"`` only: the output-window step k (1..2^b_out − 1) of
+        the neuron's one spike, 0 when it stays silent; valid with ``done``.
+        Equals ``(−count) mod 2^b_out``.
     """
 
     def __init__(self, config: SpikeConfig):
@@ -99,6 +115,7 @@ class SpikingPE(wiring.Component):
             "count": Out(unsigned(config.count_bits)),
             "done": Out(1),
             "busy": Out(1),
+            **({"fire_step": Out(unsigned(config.count_bits))} if config.firing == "silence" else {}),
         })
 
     @property
@@ -120,9 +137,9 @@ class SpikingPE(wiring.Component):
         # Sum of this cycle's arriving spikes: ±(w << e) per lane, adds and shifts only.
         arriving = []
         for lane, spike in enumerate(self.spikes):
-            shifted = Signal(signed(cfg.weight_bits + cfg.shift_max), name=f"shifted{lane}")
+            shifted = Signal(signed(cfg.weight_bits + cfg.event_shift_max), name=f"shifted{lane}")
             m.d.comb += shifted.eq(spike.weight << spike.shift)
-            contribution = Signal(signed(cfg.weight_bits + cfg.shift_max + 1), name=f"synapse{lane}")
+            contribution = Signal(signed(cfg.weight_bits + cfg.event_shift_max + 1), name=f"synapse{lane}")
             m.d.comb += contribution.eq(Mux(spike.valid, Mux(spike.negative, -shifted, shifted), 0))
             arriving.append(contribution)
         current_next = Signal(signed(cfg.current_bits))
@@ -153,9 +170,43 @@ class SpikingPE(wiring.Component):
 
         if cfg.firing == "division":
             self._fire_by_division(m, potential_at_fire, theta_latched)
+        elif cfg.firing == "silence":
+            self._fire_at_silence_threshold(m, potential_at_fire, theta_latched)
         else:
             self._fire_serially(m, potential_at_fire, theta_latched)
         return m
+
+    def _fire_at_silence_threshold(self, m, potential_at_fire, theta_latched):
+        """Kirin's output window: one compare per step against a falling threshold, one spike at most.
+
+        ``fire`` loads V and θ_1 = (2^b_out − 1)·Θ = (Θ << b_out) − Θ (a shift
+        and a subtraction). Each of the next 2^b_out − 1 cycles is step k: if
+        the neuron has not fired and V ≥ θ_k it fires (``spike_out``,
+        ``fire_step`` ← k, ``count`` ← 2^b_out − k); then θ ← θ − Θ. ``done``
+        strobes the cycle after step 2^b_out − 1: the window has a fixed
+        length, so a chained layer sees every spike at its own step.
+        """
+        cfg = self._config
+        b = cfg.out_bits
+        potential = Signal(signed(cfg.membrane_bits), name="fire_potential")
+        falling = Signal(unsigned(cfg.theta_bits + b), name="fire_threshold")
+        theta = Signal(unsigned(cfg.theta_bits), name="fire_theta")
+        remaining = Signal(unsigned(b), name="fire_remaining")   # 2^b_out − k: the code if it fires now
+        fired = Signal(name="fire_fired")
+        reached = Signal()
+        m.d.comb += reached.eq(potential >= falling)
+        m.d.sync += [self.spike_out.eq(0), self.done.eq(0)]
+        with m.If(self.fire):
+            m.d.sync += [potential.eq(potential_at_fire), falling.eq((theta_latched << b) - theta_latched),
+                         theta.eq(theta_latched), remaining.eq(cfg.max_count), fired.eq(0),
+                         self.count.eq(0), self.fire_step.eq(0), self.busy.eq(1)]
+        with m.Elif(self.busy):
+            m.d.sync += [falling.eq(falling - theta), remaining.eq(remaining - 1)]
+            with m.If(~fired & reached):
+                m.d.sync += [fired.eq(1), self.spike_out.eq(1), self.count.eq(remaining),
+                             self.fire_step.eq(-remaining)]
+            with m.If(remaining == 1):
+                m.d.sync += [self.busy.eq(0), self.done.eq(1)]
 
     def _fire_serially(self, m, potential_at_fire, theta_latched):
         """One spike per cycle while the potential is ≥ Θ, subtracting Θ (reset by subtraction)."""

@@ -52,6 +52,16 @@ class Sequencer(wiring.Component):
         Lanes of ``row`` holding an event (only while replaying a step).
     capture_pending : In(1)
         A fired block's counts are still on their way to the output buffer.
+    outlier_count : In
+        Kirin mode: integer outliers queued for this token.
+    read_outliers, plane : Out
+        Kirin mode: replaying outlier rows, bit plane ``plane`` of their magnitudes.
+
+    Kirin mode: the last step (T − 1) does not close after its spikes when
+    the token has outliers; the OUTLIERS state replays the outlier rows once
+    per bit plane j = 0..B − 2 (an outlier's lane carries a spike where bit j
+    of |q| is set, shift e + j), and the last of those rows closes the step,
+    so each outlier is integrated exactly once: ``w·q·2^e`` with adds only.
     """
 
     def __init__(self, config: SpikeConfig, fire_gap: int):
@@ -79,6 +89,9 @@ class Sequencer(wiring.Component):
             "step": Out(1),
             "lanes": Out(cfg.lanes),
             "capture_pending": In(1),
+            "outlier_count": In(unsigned(cfg.k_bits + 1)),
+            "read_outliers": Out(1),
+            "plane": Out(unsigned(unsigned_bits_for(max(cfg.outlier_planes - 1, 0)))),
         })
 
     def elaborate(self, platform):
@@ -106,6 +119,22 @@ class Sequencer(wiring.Component):
                      last_row.eq(((row + 1) << lane_bits) >= count)]
         for j in range(L):
             m.d.comb += row_lanes[j].eq(((row << lane_bits) + j) < count)
+        # Kirin: the outlier rows, replayed once per bit plane after the last step's spikes
+        outlier_last_row = Signal()
+        outlier_lanes = Signal(L)
+        outliers_follow = Signal()
+        m.d.comb += [outlier_last_row.eq(((row + 1) << lane_bits) >= self.outlier_count),
+                     outliers_follow.eq((step == T - 1) & (self.outlier_count != 0) if cfg.kirin else 0)]
+        for j in range(L):
+            m.d.comb += outlier_lanes[j].eq(((row << lane_bits) + j) < self.outlier_count)
+
+        def next_block():
+            """After the last step of block ``blk``: open the next block, or fire the last one."""
+            with m.If(blk == cfg.blocks - 1):
+                m.next = "LAST_FIRE"
+            with m.Else():
+                m.d.sync += blk.eq(blk + 1)
+                m.next = "OPEN"
 
         m.d.sync += self.done.eq(0)
         with m.FSM(name="control") as fsm:
@@ -131,17 +160,32 @@ class Sequencer(wiring.Component):
                     m.next = "STEP"
             with m.State("STEP"):  # steps 1..T-1: magnitude T - step, L events per cycle
                 m.d.sync += self.cycles.eq(self.cycles + 1)
-                m.d.comb += [self.step.eq(last_row), self.lanes.eq(row_lanes)]
+                m.d.comb += [self.step.eq(last_row & ~outliers_follow), self.lanes.eq(row_lanes)]
                 with m.If(last_row):
                     m.d.sync += [row.eq(0), step.eq(step + 1)]
-                    with m.If(step == T - 1):
-                        with m.If(blk == cfg.blocks - 1):
-                            m.next = "LAST_FIRE"
-                        with m.Else():
-                            m.d.sync += blk.eq(blk + 1)
-                            m.next = "OPEN"
+                    if cfg.kirin:
+                        with m.If(outliers_follow):
+                            m.d.sync += self.plane.eq(0)
+                            m.next = "OUTLIERS"
+                        with m.Elif(step == T - 1):
+                            next_block()
+                    else:
+                        with m.If(step == T - 1):
+                            next_block()
                 with m.Else():
                     m.d.sync += row.eq(row + 1)
+            if cfg.kirin:
+                with m.State("OUTLIERS"):  # bit plane `plane` of every outlier, L per cycle
+                    m.d.sync += self.cycles.eq(self.cycles + 1)
+                    last_plane = self.plane == cfg.outlier_planes - 1
+                    m.d.comb += [self.read_outliers.eq(1), self.lanes.eq(outlier_lanes),
+                                 self.step.eq(outlier_last_row & last_plane)]
+                    with m.If(outlier_last_row):
+                        m.d.sync += [row.eq(0), self.plane.eq(self.plane + 1)]
+                        with m.If(last_plane):
+                            next_block()
+                    with m.Else():
+                        m.d.sync += row.eq(row + 1)
             with m.State("LAST_FIRE"):
                 m.d.sync += self.cycles.eq(self.cycles + 1)
                 with m.If(gap_over):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 from amaranth import Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, memory, wiring
 from amaranth.lib.wiring import In, Out
@@ -11,12 +12,18 @@ from spikeacc.hw.pe import SpikingPE
 from spikeacc.hw.sequencer import Sequencer
 from spikeacc.hw.tile_parts import CountdownDelay, EventQueues, activation_lane_layout, drive_contract_error, event_layout
 
-__all__ = ["SpikingTile", "address_bits", "tile_ports", "activation_lane_layout", "threshold_layout", "event_layout", "tile_cycles"]
+__all__ = ["SpikingTile", "address_bits", "tile_ports", "activation_lane_layout", "threshold_layout", "event_layout", "tile_cycles",
+           "token_cycles", "spike_histogram", "outlier_rows"]
 
 
 def threshold_layout(cfg: SpikeConfig) -> data.StructLayout:
     """One neuron's threshold Θ and start potential Φ."""
     return data.StructLayout({"theta": unsigned(cfg.theta_bits), "phi": signed(cfg.phi_bits)})
+
+
+def spike_layout(cfg: SpikeConfig) -> data.StructLayout:
+    """What a lane carries from the queues to the PEs besides the weight: polarity and shift."""
+    return data.StructLayout({"negative": unsigned(1), "shift": unsigned(cfg.event_shift_bits)})
 
 
 def address_bits(cfg: SpikeConfig) -> dict[str, int]:
@@ -61,14 +68,33 @@ def tile_ports(cfg: SpikeConfig, thresholds: data.StructLayout) -> dict:
 BUFFERS = ("act", "weight", "thresh", "out")
 
 
-def tile_cycles(cfg: SpikeConfig, nonzero_per_magnitude) -> dict:
+def spike_histogram(cfg: SpikeConfig, mant_row) -> tuple[np.ndarray, int]:
+    """One token's spiking elements per magnitude |m| (index 0..T−1) and its Kirin outliers."""
+    mag = np.abs(np.asarray(mant_row, dtype=np.int64))
+    outlier = mag > cfg.spike_max
+    return np.bincount(mag[~outlier], minlength=cfg.window)[:cfg.window], int(outlier.sum())
+
+
+def token_cycles(cfg: SpikeConfig, mant) -> list[int]:
+    """The tile's ``cycles`` for each token (row) of ``mant``, by :func:`tile_cycles`."""
+    return [tile_cycles(cfg, *spike_histogram(cfg, row))["total"] for row in np.atleast_2d(mant)]
+
+
+def outlier_rows(cfg: SpikeConfig, outliers: int) -> int:
+    """Kirin: cycles the integer path adds to each block, one row of L outliers per bit plane."""
+    return cfg.outlier_planes * -(-int(outliers) // cfg.lanes)
+
+
+def tile_cycles(cfg: SpikeConfig, nonzero_per_magnitude, outliers: int = 0) -> dict:
     """Cycles of one token-layer, walking the control FSM state by state.
 
-    ``nonzero_per_magnitude[j]`` is the number of elements with |m| = j
-    (j = 1..2^b_a − 1). Returns the exact count the tile's ``cycles`` output
-    reports, the ideal ``(N/P)·⌈K_nz/L⌉`` and the dense bound ``K·N/(L·P) + T·N/P``.
+    ``nonzero_per_magnitude[j]`` is the number of spiking elements with |m| = j
+    (j = 1..2^b_a − 1), ``outliers`` the number of Kirin integer outliers.
+    Returns the exact count the tile's ``cycles`` output reports, the ideal
+    ``(N/P)·⌈K_nz/L⌉`` and the dense bound ``K·N/(L·P) + T·N/P``.
     """
     rows = sum(max(1, -(-int(nonzero_per_magnitude[m]) // cfg.lanes)) for m in range(1, cfg.window))
+    rows += outlier_rows(cfg, outliers)
     gap = SpikingTile.fire_gap_for(cfg)
     t = cfg.k_words + SpikingTile.ENCODE_TAIL  # ENCODE: one read per word, then drain the read pipeline
     last_fire = None
@@ -81,7 +107,7 @@ def tile_cycles(cfg: SpikeConfig, nonzero_per_magnitude) -> dict:
     t = max(t, last_fire + gap) if last_fire is not None else t
     last_fire = t                            # LAST_FIRE
     t = last_fire + SpikingTile.PIPELINE + gap + 1   # DRAIN: the last counts are captured, then done
-    nonzero = sum(int(nonzero_per_magnitude[m]) for m in range(1, cfg.window))
+    nonzero = sum(int(nonzero_per_magnitude[m]) for m in range(1, cfg.window)) + int(outliers)
     return {
         "total": t,
         "ideal": cfg.blocks * -(-nonzero // cfg.lanes),
@@ -107,9 +133,21 @@ class SpikingTile(wiring.Component):
     loads Θ/Φ and fires the previous block, whose counts are written to the
     output buffer a fixed :meth:`write_delay_for` cycles later.
 
+    Kirin mode (``config.outlier_bits`` = B, SPEC §4): elements with
+    ``|m| > 2^b_a − 1`` are integer outliers. The encoder queues them apart;
+    after the spikes of the last step each block replays the outlier rows
+    once per bit plane j = 0..B − 2, a lane spiking where bit j of |q| is set
+    with shift ``e + j``, and the last of these rows closes the step: the
+    integer path is shift-and-add through the PEs' own spike adders, so a
+    PE gains no multiplier and one more shift bit, and a token without
+    outliers costs nothing extra. It adds ``(B − 1)·⌈n_q/L⌉`` cycles per block
+    for n_q outliers (a 5×8 multiplier per PE and lane would take one row
+    instead of B − 1; ``spikeacc synth`` measures what the shift-add costs).
+
     Cycles per token-layer, exactly what the ``cycles`` port reports (and
     the number of cycles ``busy`` is high; see :func:`tile_cycles`), with
-    ``R = Σ_{t=1}^{T−1} max(1, ⌈n_t/L⌉)`` rows of events per block::
+    ``R = Σ_{t=1}^{T−1} max(1, ⌈n_t/L⌉) + (B − 1)·⌈n_q/L⌉`` rows of events per
+    block (n_q = 0 outside Kirin mode)::
 
         (K/L + 2)                                  encode
         + (1 + R)                                  block 0: open, then the rows
@@ -119,7 +157,8 @@ class SpikingTile(wiring.Component):
 
     with the fire gap ``G`` = b_out + 4 (``firing="division"``, the default:
     each PE finds its count by restoring division, one bit per cycle) or
-    2^b_out + 2 (``firing="serial"``, one spike per cycle).
+    2^b_out + 2 (``firing="serial"``, one spike per cycle; ``"silence"``,
+    Kirin's output window of 2^b_out − 1 steps, one spike per neuron).
 
     against the ideal ``(N/P)·⌈K_nz/L⌉`` (K_nz nonzero mantissas) and the
     dense bound ``K·N/(L·P) + T·N/P``. The overhead is the encode pass, the
@@ -220,7 +259,8 @@ class SpikingTile(wiring.Component):
                      queues.base.eq(seq.queue_base), queues.lanes.eq(self.act.data),
                      seq.queue_count.eq(queues.count), queues.row.eq(seq.row),
                      queues.read_magnitude.eq(seq.magnitude), queues.read.eq(seq.lanes),
-                     seq.capture_pending.eq(capture.pending)]
+                     seq.capture_pending.eq(capture.pending),
+                     seq.outlier_count.eq(queues.outlier_count), queues.read_outliers.eq(seq.read_outliers)]
 
         # ---- stage 1: queue data -> events; issue weight reads ----
         s1_open, s1_fire, s1_step = Signal(), Signal(), Signal()
@@ -228,22 +268,39 @@ class SpikingTile(wiring.Component):
         s1_blk = Signal.like(blk)
         m.d.sync += [s1_open.eq(seq.open), s1_fire.eq(seq.fire), s1_step.eq(seq.step),
                      s1_lanes.eq(seq.lanes), s1_blk.eq(blk)]
+        # what each lane carries to the PEs: a spike, or (Kirin) bit plane j of an outlier as a spike
+        # with shift e + j, present only where that bit of |q| is set
+        s1_events = Signal(data.ArrayLayout(spike_layout(cfg), L))
+        s1_spiking = Signal(L)
+        if cfg.kirin:
+            s1_outliers, s1_plane = Signal(), Signal.like(seq.plane)
+            m.d.sync += [s1_outliers.eq(seq.read_outliers), s1_plane.eq(seq.plane)]
         for j in range(L):
-            m.d.comb += [self.weight[j].addr.eq(s1_blk * cfg.in_features + queues.events[j].index),
-                         self.weight[j].en.eq(s1_lanes[j])]
+            spike, outlier = queues.events[j], queues.outliers[j]
+            index = spike.index
+            m.d.comb += [s1_events[j].negative.eq(spike.negative), s1_events[j].shift.eq(spike.shift),
+                         s1_spiking[j].eq(s1_lanes[j])]
+            if cfg.kirin:
+                index = Mux(s1_outliers, outlier.index, spike.index)
+                with m.If(s1_outliers):
+                    m.d.comb += [s1_events[j].negative.eq(outlier.negative),
+                                 s1_events[j].shift.eq(outlier.shift + s1_plane),
+                                 s1_spiking[j].eq(s1_lanes[j] & outlier.magnitude.bit_select(s1_plane, 1))]
+            m.d.comb += [self.weight[j].addr.eq(s1_blk * cfg.in_features + index),
+                         self.weight[j].en.eq(s1_spiking[j])]
 
         # ---- stage 2: weights arrive; drive the PEs ----
         s2_open, s2_fire, s2_step = Signal(), Signal(), Signal()
         s2_lanes = Signal(L)
-        s2_events = Signal(data.ArrayLayout(event_layout(cfg), L))
+        s2_events = Signal(data.ArrayLayout(spike_layout(cfg), L))
         s2_thresh = Signal(data.ArrayLayout(threshold_layout(cfg), P))
-        m.d.sync += [s2_open.eq(s1_open), s2_fire.eq(s1_fire), s2_step.eq(s1_step), s2_lanes.eq(s1_lanes)]
+        m.d.sync += [s2_open.eq(s1_open), s2_fire.eq(s1_fire), s2_step.eq(s1_step), s2_lanes.eq(s1_spiking)]
         # load only what the PEs will use: Θ/Φ as a block opens, events when a lane carries one
         # (enables that synthesis keeps, so these wide registers can be clock-gated)
         with m.If(s1_open):
             m.d.sync += s2_thresh.eq(self.thresh.data)
-        with m.If(s1_lanes.any()):
-            m.d.sync += s2_events.eq(queues.events)
+        with m.If(s1_spiking.any()):
+            m.d.sync += s2_events.eq(s1_events)
         for p in range(P):
             pe = SpikingPE(cfg)
             m.submodules[f"pe{p}"] = pe

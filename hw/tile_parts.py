@@ -18,7 +18,7 @@ from amaranth.lib.wiring import In, Out
 
 from spikeacc.config import SpikeConfig, unsigned_bits_for
 
-__all__ = ["EventQueues", "DelayLine", "CountdownDelay", "event_layout", "activation_lane_layout",
+__all__ = ["EventQueues", "DelayLine", "CountdownDelay", "event_layout", "outlier_layout", "activation_lane_layout",
            "drive_contract_error"]
 
 
@@ -34,6 +34,12 @@ def event_layout(cfg: SpikeConfig) -> data.StructLayout:
                               "shift": unsigned(cfg.shift_bits)})
 
 
+def outlier_layout(cfg: SpikeConfig) -> data.StructLayout:
+    """A queued Kirin integer outlier: which input, its sign, its magnitude |q| and its shift."""
+    return data.StructLayout({"index": unsigned(cfg.k_bits), "negative": unsigned(1),
+                              "magnitude": unsigned(max(cfg.outlier_planes, 1)), "shift": unsigned(cfg.shift_bits)})
+
+
 class EventQueues(wiring.Component):
     """One queue per mantissa magnitude |m| = 1..2^b_a − 1, each of L banks (SPEC §3 encoding).
 
@@ -43,6 +49,11 @@ class EventQueues(wiring.Component):
     lane j of magnitude |m| goes to bank ``(count + rank) mod L``, so one row of
     L events per magnitude is written and later read in one cycle, with no
     bank conflicts. Zero mantissas are dropped.
+
+    Kirin mode (``outlier_bits``): an element with ``|m| > 2^b_a − 1`` does not
+    spike; it goes to one more queue of L banks, the outliers, filled the same
+    way and replayed by the integer path (``read_outliers``). A token
+    without outliers leaves it empty and costs nothing extra.
 
     Members
     -------
@@ -59,6 +70,12 @@ class EventQueues(wiring.Component):
     events : Out(ArrayLayout(event_layout, L))
         The row read last cycle, one event per bank (banks not read hold
         their previous data).
+    outlier_count : Out(unsigned)
+        Kirin mode: outliers queued.
+    read_outliers : In(1)
+        Kirin mode: read row ``row`` of the outlier queue instead of a magnitude.
+    outliers : Out(ArrayLayout(outlier_layout, L))
+        Kirin mode: the outlier row read last cycle.
     """
 
     def __init__(self, config: SpikeConfig):
@@ -74,6 +91,9 @@ class EventQueues(wiring.Component):
             "read_magnitude": In(unsigned(cfg.a_bits + 1)),
             "read": In(cfg.lanes),
             "events": Out(data.ArrayLayout(event_layout(cfg), cfg.lanes)),
+            "outlier_count": Out(unsigned(cfg.k_bits + 1)),
+            "read_outliers": In(1),
+            "outliers": Out(data.ArrayLayout(outlier_layout(cfg), cfg.lanes)),
         })
 
     def elaborate(self, platform):
@@ -89,14 +109,17 @@ class EventQueues(wiring.Component):
                 m.submodules[f"queue{mag}_{bank}"] = mem
                 banks[mag, bank] = (mem.write_port(), mem.read_port())
 
-        magnitude = [Signal(unsigned(cfg.a_bits), name=f"mag{j}") for j in range(L)]
+        magnitude = [Signal(unsigned(cfg.mantissa_bits - 1), name=f"mag{j}") for j in range(L)]
         position = [Signal(unsigned(cfg.k_bits + 1), name=f"pos{j}") for j in range(L)]
         for j, lane in enumerate(self.lanes):
             m.d.comb += magnitude[j].eq(Mux(lane.mantissa < 0, -lane.mantissa, lane.mantissa))
             rank = sum((magnitude[i] == magnitude[j]) for i in range(j)) if j else 0
-            m.d.comb += position[j].eq(self.count[magnitude[j]] + rank)
+            m.d.comb += position[j].eq(self.count[magnitude[j][:cfg.a_bits]] + rank)
+        if cfg.kirin:
+            self._outlier_queue(m, magnitude)
         for (mag, bank), (wp, rp) in banks.items():
-            m.d.comb += [rp.addr.eq(self.row), rp.en.eq(self.read[bank] & (self.read_magnitude == mag))]
+            m.d.comb += [rp.addr.eq(self.row),
+                         rp.en.eq(self.read[bank] & (self.read_magnitude == mag) & ~self.read_outliers)]
             for j in reversed(range(L)):  # at most one lane matches; the loop just builds the mux
                 hit = self.write & (magnitude[j] == mag)
                 if L > 1:
@@ -119,6 +142,36 @@ class EventQueues(wiring.Component):
                     with m.Case(mag):
                         m.d.comb += self.events[j].eq(banks[mag, j][1].data)
         return m
+
+    def _outlier_queue(self, m: Module, magnitude) -> None:
+        """Kirin's integer path in the encoder: L more banks for the elements too large to spike."""
+        cfg = self._config
+        L = cfg.lanes
+        lane_bits = unsigned_bits_for(L - 1) if L > 1 else 0
+        outlier = [Signal(name=f"outlier{j}") for j in range(L)]
+        for j in range(L):
+            m.d.comb += outlier[j].eq(magnitude[j] > cfg.spike_max)
+        for bank in range(L):
+            mem = memory.Memory(shape=outlier_layout(cfg), depth=self.depth, init=[])
+            m.submodules[f"outliers_{bank}"] = mem
+            wp, rp = mem.write_port(), mem.read_port()
+            m.d.comb += [rp.addr.eq(self.row), rp.en.eq(self.read[bank] & self.read_outliers),
+                         self.outliers[bank].eq(rp.data)]
+            for j in reversed(range(L)):
+                position = self.outlier_count + (sum(outlier[:j]) if j else 0)
+                hit = self.write & outlier[j]
+                if L > 1:
+                    hit &= position[:lane_bits] == bank
+                with m.If(hit):
+                    m.d.comb += [wp.en.eq(1), wp.addr.eq(position >> lane_bits),
+                                 wp.data.index.eq(self.base + j),
+                                 wp.data.negative.eq(self.lanes[j].mantissa < 0),
+                                 wp.data.magnitude.eq(magnitude[j]),
+                                 wp.data.shift.eq(self.lanes[j].shift)]
+        with m.If(self.clear):
+            m.d.sync += self.outlier_count.eq(0)
+        with m.Elif(self.write):
+            m.d.sync += self.outlier_count.eq(self.outlier_count + sum(outlier))
 
 
 class DelayLine(wiring.Component):

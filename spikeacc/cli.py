@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 from spikeacc import workdirs
-from spikeacc.config import PRESETS, SpikeConfig
+from spikeacc.config import FIRINGS, KIRIN_MODE, PRESETS, SpikeConfig
 from spikeacc.errors import EXIT_INPUT, EXIT_INTERRUPT, EXIT_TOOL, EXIT_VERIFY, ToolFailure, VerificationFailed
 
 __all__ = ["main"]
@@ -222,10 +222,40 @@ def cmd_vectors(args) -> int:
     from spikeacc.golden.vectors import export_vectors
     out = Path(args.out) if str(args.out).endswith(".npz") else Path(f"{args.out}.npz")
     workdirs.output_file(out, "--out file", inputs=[args.model])
+    base = PRESETS["smollm2"].replace(**KIRIN_MODE) if args.kirin else None
     path = export_vectors(model=args.model, layer=args.layer, tokens=args.tokens, out=args.out,
                           mode=args.mode, llama2_shape=args.llama2_shape, seed=args.seed,
-                          out_policy=args.out_policy, input_step=args.input_step, out_bits=args.out_bits)
+                          out_policy=args.out_policy, input_step=args.input_step, out_bits=args.out_bits,
+                          base=base)
     print(f"wrote {path}")
+    return 0
+
+
+def cmd_infer(args) -> int:
+    from spikeacc.verif.infer import run_infer
+    if args.model is not None and not Path(args.model).exists():
+        raise FileNotFoundError(f"model path {args.model} does not exist")
+    fault = None
+    if args.inject_fault:
+        layer, _, rest = args.inject_fault.partition(",")
+        try:
+            token, neuron = (int(v) for v in rest.split(","))
+        except ValueError:
+            raise ValueError(f"--inject-fault takes LAYER,TOKEN,NEURON, got {args.inject_fault!r}") from None
+        fault = (layer, token, neuron)
+    rep = run_infer(args.prompt, max_new_tokens=args.max_new_tokens, model=args.model, rtl=not args.golden,
+                    layers=args.layers, workers=args.workers, scheduler=args.scheduler, out=args.out,
+                    build_root=args.build_dir, method="kirin" if args.kirin else "spikequant", inject_fault=fault)
+    print(f"prompt: {rep['prompt']!r}")
+    print(f"text:   {rep['text']!r}")
+    if rep["mode"] == "rtl":
+        t = rep["totals"]
+        print(f"RTL: {rep['layers_on_rtl']} projections on the spiking tile, {t['calls']} calls, "
+              f"{t['outputs_compared']:,} output counts compared, {t['mismatches']} mismatches; "
+              f"{t['simulated_cycles']:,} simulated cycles in {t['rtl_wall_seconds']} s "
+              f"({t['simulated_cycles_per_wall_second']:,} cycles/s; builds {rep['builds']['seconds']} s)")
+        print(f"golden text identical: {rep['identical']}; wall {rep['wall_seconds']} s")
+    print(f"wrote {Path(args.out) / 'infer.json'}")
     return 0
 
 
@@ -295,7 +325,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--liberty", help="Liberty file (default: Debian qflow-tech-osu018, OSU 0.18 um)")
     p.add_argument("--memories", choices=("sram", "flops"), default="sram",
                    help="the tile's own memories (event queues): SRAM macros charged per access, or flip-flops")
-    p.add_argument("--firing", choices=("division", "serial"), default=None,
+    p.add_argument("--firing", choices=FIRINGS, default=None,
                    help="the spiking PEs' firing unit (default: the vectors' configuration, division)")
     p.add_argument("--no-clock-gating", action="store_true",
                    help="clock every flip-flop every cycle (default: gate the ones with an enable)")
@@ -316,6 +346,23 @@ def build_parser() -> argparse.ArgumentParser:
                    help="activation-step modes of the rows: static, dynamic, dynamic-<pow2|pow2/2|pow2/4>")
     p.set_defaults(func=cmd_ppl)
 
+    p = sub.add_parser("infer", help="generate text with every selected projection computed by the RTL")
+    p.add_argument("--prompt", required=True)
+    p.add_argument("--max-new-tokens", type=int, default=16)
+    p.add_argument("--model", help="local HF folder or .gguf file (default: embedded SmolLM2-135M)")
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--rtl", action="store_true", help="the projections on the spiking tile under Verilator (default)")
+    g.add_argument("--golden", action="store_true", help="the hardware-faithful golden model only")
+    p.add_argument("--layers", default="all", help="decoder blocks on the RTL: all, none, 0,1 or 0-3 (others golden)")
+    p.add_argument("--workers", type=int, default=None, help="simulators at once (default: the number of cores)")
+    p.add_argument("--scheduler", metavar="tcp://HOST:PORT", help="run the tile calls on a Dask cluster")
+    p.add_argument("--kirin", action="store_true", help="Kirin mode: 8-bit integer outliers, silence firing")
+    p.add_argument("--inject-fault", metavar="LAYER,TOKEN,NEURON",
+                   help="self-test: flip one bit of the RTL's count there; the run must stop there")
+    p.add_argument("--out", default="out/infer")
+    p.add_argument("--build-dir", default="sim_build")
+    p.set_defaults(func=cmd_infer)
+
     p = sub.add_parser("vectors", help="export one layer's integer vectors for the hardware")
     p.add_argument("--layer", default="model.layers.0.self_attn.q_proj")
     p.add_argument("--tokens", type=int, default=8)
@@ -329,6 +376,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out-policy", choices=["channel", "tensor", "oracle"], default="channel",
                    help="where the output step comes from (oracle: not realizable, an upper bound)")
     p.add_argument("--out-bits", type=int, default=None, help="tile output width b_out (default: the preset's)")
+    p.add_argument("--kirin", action="store_true",
+                   help="Kirin mode (W4A4&8): salient values as 8-bit integer outliers, silence-threshold firing")
     p.add_argument("--llama2-shape", action="store_true",
                    help="synthetic Llama-2-7B decoder layer (hidden 4096, intermediate 11008), seeded")
     p.add_argument("--seed", type=int, default=0)

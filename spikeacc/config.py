@@ -14,10 +14,10 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["SpikeConfig", "PRESETS", "signed_bits_for", "unsigned_bits_for"]
+__all__ = ["SpikeConfig", "PRESETS", "KIRIN_MODE", "signed_bits_for", "unsigned_bits_for"]
 
 ENCODINGS = ("ttfs",)
-FIRINGS = ("division", "serial")
+FIRINGS = ("division", "serial", "silence")
 # Sizes a tile can be generated for in reasonable time (Llama-2-7B's largest is 11008):
 MAX_FEATURES = 16384
 MAX_PES = 256
@@ -72,7 +72,15 @@ class SpikeConfig:
         How the neuron turns its potential into the count ``n``:
         ``"division"`` (default) by restoring division with shifted thresholds,
         one bit per cycle (b_out + 2 cycles, SPEC §3 option); ``"serial"`` one
-        spike per cycle, subtracting Θ (up to 2^b_out − 1 cycles). Same ``n``.
+        spike per cycle, subtracting Θ (up to 2^b_out − 1 cycles);
+        ``"silence"`` Kirin's silence threshold (SPEC §4): one spike per
+        neuron, at the step of an output window of 2^b_out steps where the
+        falling threshold meets the potential. Same ``n`` from all three.
+    outlier_bits:
+        Kirin mode, W4A4&B (SPEC §4): ``None`` (SpikeQuant) or B, the width of
+        signed integer outliers kept beside the spikes. An element with
+        ``|mant| > 2^b_a − 1`` (up to ``2^(B−1) − 1``, with its shift) goes
+        through the integer path, shift-and-add over its bits; the rest spike.
     """
 
     w_bits: int = 4
@@ -90,6 +98,7 @@ class SpikeConfig:
     max_tokens: int = 16
     encoding: str = "ttfs"
     firing: str = "division"
+    outlier_bits: int | None = None
 
     def __post_init__(self):
         def integer(name, lo, hi, what=None):
@@ -128,6 +137,10 @@ class SpikeConfig:
             raise ValueError(f"encoding must be one of {ENCODINGS}, got {self.encoding!r}")
         if self.firing not in FIRINGS:
             raise ValueError(f"firing must be one of {FIRINGS}, got {self.firing!r}")
+        if self.outlier_bits is not None:
+            integer("outlier_bits", self.a_bits + 2, 8,
+                    f" (wider than the {self.a_bits + 1}-bit spiking mantissas, at most 8: vectors store "
+                    f"int8) or null for SpikeQuant mode")
         if self.membrane_bits > 64:
             raise ValueError(
                 f"the membrane needs {self.membrane_bits} bits (> 64, the int64 vector "
@@ -152,14 +165,43 @@ class SpikeConfig:
         return self.w_bits + 1
 
     @property
-    def mantissa_max(self) -> int:
-        """Largest |m| of an activation mantissa (ordinary value or salient 5-bit sign-magnitude)."""
+    def spike_max(self) -> int:
+        """Largest |m| that travels as a TTFS spike, 2^b_a − 1."""
         return (1 << self.a_bits) - 1
 
     @property
+    def kirin(self) -> bool:
+        """Kirin mode: integer outliers beside the spikes (``outlier_bits`` set)."""
+        return self.outlier_bits is not None
+
+    @property
+    def outlier_max(self) -> int:
+        """Largest |q| of a Kirin integer outlier, 2^(B−1) − 1 (0 in SpikeQuant mode)."""
+        return (1 << (self.outlier_bits - 1)) - 1 if self.kirin else 0
+
+    @property
+    def outlier_planes(self) -> int:
+        """Bit planes of an outlier's magnitude the integer path adds one by one (B − 1; 0 if off)."""
+        return self.outlier_bits - 1 if self.kirin else 0
+
+    @property
+    def mantissa_max(self) -> int:
+        """Largest |mant| of the vector contract: a spiking mantissa, or a Kirin outlier."""
+        return max(self.spike_max, self.outlier_max)
+
+    @property
     def mantissa_bits(self) -> int:
-        """Signed mantissa width, b_a + 1."""
-        return self.a_bits + 1
+        """Signed mantissa width of the activation buffer: b_a + 1, or B in Kirin mode."""
+        return self.outlier_bits if self.kirin else self.a_bits + 1
+
+    @property
+    def event_shift_max(self) -> int:
+        """Largest shift a PE applies to a weight: e_max, plus bit planes B − 2 of a Kirin outlier."""
+        return self.shift_max + max(self.outlier_planes - 1, 0)
+
+    @property
+    def event_shift_bits(self) -> int:
+        return unsigned_bits_for(self.event_shift_max)
 
     @property
     def shift_bits(self) -> int:
@@ -168,7 +210,7 @@ class SpikeConfig:
     @property
     def window(self) -> int:
         """TTFS window T: a mantissa of magnitude |m| spikes at step T − |m| (SPEC §3)."""
-        return self.mantissa_max + 1
+        return self.spike_max + 1
 
     @property
     def step_bits(self) -> int:
@@ -176,7 +218,7 @@ class SpikeConfig:
 
     @property
     def fire_cycles(self) -> int:
-        """Cycles after ``fire`` until the PE's count is final: b_out + 2 (division) or 2^b_out (serial)."""
+        """Cycles after ``fire`` until the PE's count is final: b_out + 2 (division), 2^b_out (serial, silence)."""
         return self.out_bits + 2 if self.firing == "division" else self.max_count + 1
 
     @property
@@ -190,21 +232,27 @@ class SpikeConfig:
 
     @property
     def salient_bound(self) -> int:
-        """S of SPEC §5: the salient elements a token may hold."""
-        if not self.salient:
+        """S of SPEC §5: the salient elements (shifted, or Kirin outliers) a token may hold."""
+        if not self.salient and not self.kirin:
             return 0
         return self.in_features if self.salient_cap is None else self.salient_cap
 
     @property
     def current_bound(self) -> int:
-        """Bound on |I|, the sum of |w << e| over all spikes of a window."""
+        """Bound on |I|, the sum of |w << e| over all spikes of a window.
+
+        A Kirin outlier joins the current in the window's last step as
+        ``w·q·2^e`` (its bit planes), so it counts |q| ≤ 2^(B−1) − 1 times.
+        """
         s = self.salient_bound
-        return self.weight_max * ((self.in_features - s) + s * (1 << self.shift_max))
+        return self.weight_max * ((self.in_features - s) + s * max(1, self.outlier_max) * (1 << self.shift_max))
 
     @property
     def acc_bound(self) -> int:
-        """|acc| ≤ (K − S)·m·w + S·m·w·2^e_max (SPEC §5)."""
-        return self.current_bound * self.mantissa_max
+        """|acc| ≤ (K − S)·m·w + S·max(m, q)·w·2^e_max (SPEC §5; q: a Kirin outlier)."""
+        s = self.salient_bound
+        return self.weight_max * ((self.in_features - s) * self.spike_max
+                                  + s * self.mantissa_max * (1 << self.shift_max))
 
     @property
     def current_bits(self) -> int:
@@ -271,13 +319,15 @@ class SpikeConfig:
     def tag(self) -> str:
         """Short name that carries the configuration; Amaranth Verilog is not parameterized."""
         sal = f"s{self.shift_max}" + (f"c{self.salient_cap}" if self.salient_cap is not None else "")
-        firing = "" if self.firing == "division" else "_serial"
-        return (f"w{self.w_bits}a{self.a_bits}o{self.out_bits}{sal}f{self.frac_bits}"
+        firing = "" if self.firing == "division" else f"_{self.firing}"
+        outliers = f"q{self.outlier_bits}" if self.kirin else ""
+        return (f"w{self.w_bits}a{self.a_bits}{outliers}o{self.out_bits}{sal}f{self.frac_bits}"
                 f"_k{self.in_features}n{self.out_features}p{self.pes}l{self.lanes}{firing}")
 
     def derived(self) -> dict:
         """Every derived width and bound, for manifests and reports."""
-        names = ["shift_max", "weight_bits", "mantissa_bits", "shift_bits", "window", "max_count",
+        names = ["shift_max", "weight_bits", "spike_max", "mantissa_max", "mantissa_bits", "shift_bits",
+                 "outlier_max", "outlier_planes", "event_shift_max", "window", "max_count",
                  "salient_bound", "current_bound", "current_bits", "acc_bound", "acc_bits",
                  "theta_bits", "phi_bits", "membrane_bits", "requant_shift", "blocks", "k_words", "token_bits"]
         return {name: getattr(self, name) for name in names}
@@ -351,3 +401,6 @@ PRESETS: dict[str, SpikeConfig] = {
     "llama2-q": SpikeConfig(in_features=4096, out_features=4096, pes=32, lanes=2, max_tokens=1),
     "llama2-down": SpikeConfig(in_features=11008, out_features=4096, pes=32, lanes=2, max_tokens=1),
 }
+# Kirin mode (SPEC §4): 8-bit integer outliers beside the spikes, silence-threshold firing.
+KIRIN_MODE = {"outlier_bits": 8, "firing": "silence"}
+PRESETS["kirin"] = PRESETS["default"].replace(**KIRIN_MODE)

@@ -23,6 +23,24 @@ def test_time_stepped_ttfs_equals_closed_form(cfg, rng):
     assert np.array_equal(counts, fire_count(acc, theta, phi, cfg.frac_bits, cfg.out_bits))
 
 
+def test_kirin_outliers_integrate_once_in_the_last_step(rng):
+    """Kirin mode: |mant| up to 127 with shifts; the bit-plane integer path gives the same integral and counts."""
+    from spikeacc.config import PRESETS
+    from spikeacc.golden.integer import is_outlier
+
+    cfg = PRESETS["kirin"]
+    w, mant, shift = random_layer(cfg, rng, m=6)
+    mant[:, :5] = [127, -127, 16, -16, 15]                      # the edges of both paths
+    assert is_outlier(cfg, mant).any() and (~is_outlier(cfg, mant) & (mant != 0)).any()
+    acc = accumulate(w, mant, shift)
+    theta = rng.integers(1, 1 << 30, size=acc.shape)
+    phi = rng.integers(-(1 << 30), 1 << 30, size=acc.shape)
+    integral, counts = simulate_ttfs(cfg, w, mant, shift, theta, phi)
+    assert np.array_equal(integral, acc)
+    assert np.array_equal(counts, fire_count(acc, theta, phi, cfg.frac_bits, cfg.out_bits))
+    assert np.abs(acc).max() <= cfg.acc_bound
+
+
 def test_fire_count_formula():
     # floor((2^F acc + phi) / theta), clamped to 0..15
     assert fire_count(np.array([3]), np.array([1 << 16]), np.array([0]), 16, 4)[0] == 3

@@ -18,19 +18,24 @@ from spikeacc.verif import outside_tb
 from spikeacc.verif.outside_tb import run_outside, strip_initial_values
 from spikeacc.verif.pe_cases import make_cases
 
-from spikeacc.config import SpikeConfig
+from spikeacc.config import KIRIN_MODE, SpikeConfig
 
 SMALL_TILE = SpikeConfig(in_features=128, out_features=16, pes=4, lanes=2)
 
 
+# Kirin mode: integer outliers and the silence-threshold neuron, from X-initial too
+KIRIN_TILE = SMALL_TILE.replace(**KIRIN_MODE)
+
+
 def _package(tmp_path, design):
-    cfg = SpikeConfig() if design == "pe" else SMALL_TILE
-    files = write_package(design, cfg, tmp_path / design)
+    cfg = {"pe": SpikeConfig(), "kirin-tile": KIRIN_TILE}.get(design, SMALL_TILE)
+    files = write_package(design.removeprefix("kirin-"), cfg, tmp_path / design)
     if design == "pe":
         vectors = tmp_path / "cases.npz"
         make_cases(cfg, 150, seed=2).save(vectors)
     else:
-        vectors = save_vectors(tmp_path / "vectors.npz", random_vectors(cfg, 3, seed=1))
+        vectors = save_vectors(tmp_path / "vectors.npz",
+                               random_vectors(cfg, 3, seed=1, salient_fraction=0.2 if cfg.kirin else 0.025))
     return files["manifest"], vectors
 
 
@@ -49,7 +54,7 @@ def test_stripping_removes_every_initial_value():
 
 
 @pytest.mark.icarus
-@pytest.mark.parametrize("design", ["pe", "tile", "mac"])
+@pytest.mark.parametrize("design", ["pe", "tile", "mac", "kirin-tile"])
 def test_manifest_alone_drives_the_design_bit_exact_from_x_initial(tmp_path, design):
     manifest, vectors = _package(tmp_path, design)
     rtl = Path(manifest).with_suffix(".v").read_text()

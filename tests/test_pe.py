@@ -1,6 +1,7 @@
 """The spiking PE: Amaranth simulation for quick checks, Verilator/cocotb for the regression."""
 
 
+import numpy as np
 import pytest
 from amaranth.sim import Simulator
 
@@ -8,7 +9,7 @@ from spikeacc.config import SpikeConfig
 from spikeacc.hw.generate import generate
 from spikeacc.hw.pe import SpikingPE
 from spikeacc.verif import toolchain
-from spikeacc.verif.pe_cases import make_cases, schedule
+from spikeacc.verif.pe_cases import make_cases, schedule, silence_steps
 from spikeacc.verif.runner import run_pe_regression
 
 
@@ -17,13 +18,17 @@ def test_pe_rejects_non_config():
         SpikingPE({"w_bits": 4})
 
 
-@pytest.mark.parametrize("firing", ["division", "serial"])
-def test_pe_in_amaranth_simulator_matches_golden(firing):
-    """A few neurons through Amaranth's own simulator (no C++ build), checked every case, both firing units."""
-    cfg = SpikeConfig(in_features=16, lanes=2, firing=firing)
+@pytest.mark.parametrize("firing,outlier_bits", [("division", None), ("serial", None), ("silence", None),
+                                                 ("division", 8), ("silence", 8)])
+def test_pe_in_amaranth_simulator_matches_golden(firing, outlier_bits):
+    """A few neurons through Amaranth's own simulator (no C++ build), checked every case, every firing unit,
+    SpikeQuant and Kirin (8-bit integer outliers as bit-plane spikes)."""
+    cfg = SpikeConfig(in_features=16, lanes=2, firing=firing, outlier_bits=outlier_bits)
     cases = make_cases(cfg, n_random=12, seed=7)
+    if cfg.kirin:
+        assert (np.abs(cases.mant.astype(int)) > cfg.spike_max).any()
     dut = SpikingPE(cfg)
-    got, latency = [], []
+    got, latency, steps = [], [], []
 
     async def bench(ctx):
         for c in range(len(cases)):
@@ -57,6 +62,8 @@ def test_pe_in_amaranth_simulator_matches_golden(firing):
                 waited += 1
             got.append(ctx.get(dut.count))
             latency.append(waited)
+            if firing == "silence":
+                steps.append(ctx.get(dut.fire_step))
 
     sim = Simulator(dut)
     sim.add_clock(1e-8)
@@ -67,6 +74,10 @@ def test_pe_in_amaranth_simulator_matches_golden(firing):
     assert max(latency) <= cfg.fire_cycles + 1
     if firing == "division":
         assert set(latency) <= {3, cfg.fire_cycles + 1}  # saturated after the first check, or every bit
+    if firing == "silence":  # a fixed output window (done with its last step); the one spike at the golden step
+        assert set(latency) == {cfg.fire_cycles}
+        assert steps == list(silence_steps(cfg, cases))
+        assert 0 in steps and len(set(steps)) > 3
 
 
 @pytest.mark.verilator
@@ -100,6 +111,16 @@ def test_pe_regression_at_largest_k_and_one_lane():
     cfg = SpikeConfig(in_features=256, lanes=1, out_features=4, pes=4)
     run = run_pe_regression(cfg, n_random=200, build_root="sim_build")
     assert run.report["passed"], run.report["mismatches"][:10]
+
+
+@pytest.mark.slow  # a Verilator build of its own; the Kirin tile's regression covers the same PE by default
+@pytest.mark.verilator
+def test_kirin_pe_regression_with_silence_firing_bit_exact():
+    """Outliers as bit-plane spikes and the silence neuron's count and firing step, under Verilator."""
+    from spikeacc.config import PRESETS
+    run = run_pe_regression(PRESETS["kirin"], n_random=500, build_root="sim_build")
+    assert run.report["passed"], (run.report["mismatches"][:10], run.report.get("failures"))
+    assert run.report["compared"] >= 500
 
 
 @pytest.mark.verilator

@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 
 from spikeacc.cli import main
-from spikeacc.config import SpikeConfig
+from spikeacc.config import KIRIN_MODE, PRESETS, SpikeConfig
 from spikeacc.golden.vectors import random_vectors, save_vectors
 from spikeacc.hw.generate import generate
-from spikeacc.hw.tile import SpikingTile, tile_cycles
+from spikeacc.hw.tile import SpikingTile, token_cycles
 from spikeacc.verif.tile_regress import run_tile_regression
 from spikeacc.verif.toolchain import lint
 
@@ -21,8 +21,7 @@ def write_random(tmp_path, cfg, tokens=3, seed=0, name="v.npz", **kw):
 
 
 def predicted_cycles(cfg, mant):
-    return [tile_cycles(cfg, np.bincount(np.abs(row.astype(np.int64)), minlength=cfg.window))["total"]
-            for row in mant]
+    return token_cycles(cfg, mant)
 
 
 # The default shape under Verilator in the default suite; the other shapes (one
@@ -173,3 +172,58 @@ def test_mac_baseline_bit_exact_and_cycle_model(tmp_path):
     _, rep = run_tile_regression(path, build_root="sim_build", progress=False, design="mac")
     assert rep["passed"], rep["mismatches"][:10]
     assert rep["cycles_per_token"] == rep["predicted_cycles_per_token"]
+
+
+# --- Kirin mode (SPEC §4): integer outliers beside the spikes, silence-threshold firing ---------------
+
+KIRIN = PRESETS["kirin"]
+
+
+def test_kirin_tile_bit_exact_on_random_and_real_codes(tmp_path):
+    """One Kirin build at the default shape: random codes with many outliers, then real q_proj codes cropped."""
+    from spikeacc.golden.vectors import crop_vectors, export_vectors, load_vectors
+    path = write_random(tmp_path, KIRIN, tokens=4, salient_fraction=0.1)
+    v = load_vectors(path)
+    assert (np.abs(v.mant.astype(int)) > KIRIN.spike_max).sum(axis=1).min() >= 3
+    _, rep = run_tile_regression(path, build_root="sim_build", progress=False)
+    assert rep["passed"], rep["mismatches"][:10]
+    assert rep["compared"] == 4 * KIRIN.out_features
+    assert rep["cycles_per_token"] == predicted_cycles(KIRIN, v.mant)   # outlier rows included, token by token
+    real = export_vectors(layer="model.layers.0.self_attn.q_proj", tokens=8, out=tmp_path / "kq.npz",
+                          base=PRESETS["smollm2"].replace(**KIRIN_MODE))
+    cropped = save_vectors(tmp_path / "kq64.npz", crop_vectors(load_vectors(real), KIRIN))
+    assert (np.abs(load_vectors(cropped).mant.astype(int)) > KIRIN.spike_max).any(), "real outliers reach the tile"
+    _, rep = run_tile_regression(cropped, build_root="sim_build", progress=False)
+    assert rep["passed"], rep["mismatches"][:10]
+    assert rep["config"]["outlier_bits"] == 8 and rep["config"]["firing"] == "silence"
+
+
+@pytest.fixture(scope="module")
+def block0_kirin_vectors(tmp_path_factory):
+    """Real SmolLM2-135M vectors of every projection of block 0 in Kirin mode, 8 tokens, one model pass."""
+    from spikeacc.golden.model import PROJECTIONS
+    from spikeacc.golden.vectors import export_layers
+    out = tmp_path_factory.mktemp("block0_kirin")
+    layers = [f"model.layers.0.{p}" for p in PROJECTIONS]
+    return dict(zip(PROJECTIONS, export_layers(layers=layers, tokens=8, outs=[out / f"{p}.npz" for p in PROJECTIONS],
+                                               base=PRESETS["smollm2"].replace(**KIRIN_MODE))))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("proj", ["self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj",
+                                  "mlp.gate_proj", "mlp.up_proj", "mlp.down_proj"])
+def test_smollm2_layer0_projection_bit_exact_in_kirin_mode(block0_kirin_vectors, proj):
+    """Kirin mode on real vectors at full size, every projection of block 0; the cycle model holds."""
+    _, rep = run_tile_regression(block0_kirin_vectors[proj], build_root="sim_build", progress=False)
+    assert rep["passed"], rep["mismatches"][:10]
+    assert rep["compared"] == 8 * rep["shape"][2]
+    assert rep["cycles_per_token"] == rep["predicted_cycles_per_token"]
+    assert rep["config"]["outlier_bits"] == 8
+
+
+@pytest.mark.slow
+def test_mac_baseline_takes_kirin_vectors(tmp_path):
+    """The MAC baseline on Kirin codes: its multipliers widen to the 8-bit outliers (the fair W4A4&8 baseline)."""
+    path = write_random(tmp_path, KIRIN, tokens=3, salient_fraction=0.1)
+    _, rep = run_tile_regression(path, build_root="sim_build", progress=False, design="mac")
+    assert rep["passed"], rep["mismatches"][:10]

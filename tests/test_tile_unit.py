@@ -12,7 +12,7 @@ from amaranth.lib import data, memory
 from amaranth.sim import Simulator
 from spikeacc.golden.vectors import random_vectors
 from spikeacc.hw.mac import MacTile, mac_cycles, requant_multiplier
-from spikeacc.hw.tile import SpikingTile, tile_cycles
+from spikeacc.hw.tile import SpikingTile, tile_cycles, token_cycles
 
 from spikeacc.config import SpikeConfig
 
@@ -118,17 +118,23 @@ TINY = [SpikeConfig(in_features=8, out_features=4, pes=2, lanes=2, out_bits=4, m
         SpikeConfig(in_features=12, out_features=6, pes=3, lanes=1, out_bits=3, max_tokens=2, frac_bits=8,
                     firing="serial"),
         SpikeConfig(in_features=16, out_features=4, pes=4, lanes=4, out_bits=5, max_tokens=2, salient=False)]
+# Kirin mode: integer outliers beside the spikes, silence-threshold firing (and with division, one lane)
+KIRIN = [SpikeConfig(in_features=8, out_features=4, pes=2, lanes=2, out_bits=4, max_tokens=2, outlier_bits=8,
+                     firing="silence"),
+         SpikeConfig(in_features=12, out_features=6, pes=3, lanes=1, out_bits=3, max_tokens=2, frac_bits=8,
+                     outlier_bits=6, e_max=3)]
 
 
-@pytest.mark.parametrize("cfg", TINY, ids=["K8-P2-L2", "K12-P3-L1-serial", "K16-P4-L4-nosal"])
+@pytest.mark.parametrize("cfg", TINY + KIRIN, ids=["K8-P2-L2", "K12-P3-L1-serial", "K16-P4-L4-nosal",
+                                                   "kirin-K8-P2-L2-silence", "kirin6-K12-P3-L1"])
 def test_tiny_spiking_tile_values_and_cycles(cfg):
-    v = random_vectors(cfg, 2, seed=3)
+    v = random_vectors(cfg, 2, seed=3, salient_fraction=0.3 if cfg.kirin else 0.025)
+    if cfg.kirin:
+        assert (np.abs(v.mant.astype(int)) > cfg.spike_max).sum(axis=1).min() >= 1, "every token has outliers"
     trace = {}
     counts, cycles = simulate("tile", cfg, v, trace)
     assert_bit_exact(v.expected, counts)
-    model = [tile_cycles(cfg, np.bincount(np.abs(row.astype(np.int64)), minlength=cfg.window))["total"]
-             for row in v.mant]
-    assert cycles == model
+    assert cycles == token_cycles(cfg, v.mant)
     assert trace["busy"] == cycles, "the datasheet promises busy is high for exactly `cycles` cycles"
     assert trace["error"] == [0, 0]
     for strobes in trace["strobes"]:  # the datasheet's write timing: each block's counts, a fixed delay after the next open
@@ -164,20 +170,32 @@ def test_out_of_contract_inputs_raise_error_until_the_next_start(design, what):
     assert trace["error"] == ([1, 1] if (design, what) == ("mac", "weight") else [1, 0])
 
 
+def test_kirin_outlier_of_minus_2_to_the_b_raises_error():
+    """Kirin: −2^(B−1) fits the 8-bit mantissa port but not the contract (|q| ≤ 127)."""
+    cfg = KIRIN[0]
+    v = _out_of_contract(cfg, random_vectors(cfg, 2, seed=6, salient_fraction=0.3), "mantissa")
+    assert v.mant[0, 3] == -128
+    trace = {}
+    simulate("tile", cfg, v, trace)
+    assert trace["error"] == [1, 0]
+
+
 def test_cycle_formula_of_the_datasheet_equals_the_cycle_model():
     """The closed form printed in the datasheet, against the state-by-state model, over many histograms."""
     from spikeacc.hw.datasheet import tile_cycles_closed_form
     rng = np.random.default_rng(0)
-    for cfg in TINY + [SpikeConfig(), SpikeConfig(out_bits=3, in_features=512, out_features=64, pes=4)]:
+    for cfg in TINY + KIRIN + [SpikeConfig(), SpikeConfig(out_bits=3, in_features=512, out_features=64, pes=4)]:
         for _ in range(50):
             hist = rng.integers(0, 3 * cfg.lanes, size=cfg.window)
             hist[rng.random(cfg.window) < 0.3] = 0
-            assert tile_cycles_closed_form(cfg, hist) == tile_cycles(cfg, hist)["total"]
+            outliers = int(rng.integers(0, 4)) if cfg.kirin else 0
+            assert tile_cycles_closed_form(cfg, hist, outliers) == tile_cycles(cfg, hist, outliers)["total"]
 
 
-@pytest.mark.parametrize("cfg", TINY[:2], ids=["K8-P2-L2", "K12-P3-L1-serial"])
+@pytest.mark.parametrize("cfg", TINY[:2] + KIRIN[:1], ids=["K8-P2-L2", "K12-P3-L1-serial", "kirin-K8-P2-L2"])
 def test_tiny_mac_tile_values_and_cycles(cfg):
-    v = random_vectors(cfg, 2, seed=4)
+    """The MAC baseline on the same vectors; in Kirin mode its multipliers take the 8-bit outliers."""
+    v = random_vectors(cfg, 2, seed=4, salient_fraction=0.3 if cfg.kirin else 0.025)
     trace = {}
     counts, cycles = simulate("mac", cfg, v, trace)
     assert_bit_exact(v.expected, counts)

@@ -20,7 +20,7 @@ from cocotb.triggers import ClockCycles, FallingEdge, ReadOnly, RisingEdge
 from spikeacc.config import SpikeConfig
 from spikeacc.hw.pe import spike_event_layout
 from spikeacc.verif.packing import pack_array, pack_struct
-from spikeacc.verif.pe_cases import PECases, schedule
+from spikeacc.verif.pe_cases import PECases, schedule, silence_steps
 from spikeacc.verif.scoreboard import Scoreboard
 
 
@@ -82,16 +82,20 @@ class PEDriver:
 
 @dataclass
 class PEMonitor:
-    """Collects the spike count at every ``done`` strobe, and counts output spikes."""
+    """Collects the spike count at every ``done`` strobe (and a silence neuron's firing step)."""
 
     dut: object
+    silence: bool = False
     counts: list[int] = field(default_factory=list)
+    fire_steps: list[int] = field(default_factory=list)
 
     async def run(self) -> None:
         while True:
             await RisingEdge(self.dut.done)
             await ReadOnly()
             self.counts.append(int(self.dut.count.value))
+            if self.silence:
+                self.fire_steps.append(int(self.dut.fire_step.value))
 
 
 @cocotb.test()
@@ -106,7 +110,7 @@ async def pe_matches_golden(dut):
     await ClockCycles(dut.clk, 2)
     dut.rst.value = 0
 
-    driver, monitor = PEDriver(dut, cfg), PEMonitor(dut)
+    driver, monitor = PEDriver(dut, cfg), PEMonitor(dut, silence=cfg.firing == "silence")
     cocotb.start_soon(monitor.run())
     t0 = time.perf_counter()
     await driver.run(cases)
@@ -119,6 +123,10 @@ async def pe_matches_golden(dut):
 
     board = Scoreboard(names=cases.names)
     board.compare(expected=cases.expected, got=monitor.counts)
+    if monitor.silence:  # the one spike's step in the output window, against the step-by-step golden neuron
+        steps = Scoreboard(names=cases.names)
+        steps.compare(expected=silence_steps(cfg, cases), got=monitor.fire_steps)
+        board.require(steps.passed, f"fire_step differs from the golden silence neuron: {steps.summary()}")
     report = board.report(cycles=driver.cycles, wall_seconds=wall, outputs=monitor.counts)
     with open(report_path, "w") as f:
         json.dump(report, f, indent=2)

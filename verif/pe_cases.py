@@ -13,10 +13,10 @@ import numpy as np
 import torch
 
 from spikeacc.config import SpikeConfig
-from spikeacc.golden.integer import accumulate, check_codes, fire_count, simulate_ttfs
+from spikeacc.golden.integer import accumulate, check_codes, fire_count, is_outlier, silence_fire, simulate_ttfs
 from spikeacc.golden.output_quant import threshold_pair
 
-__all__ = ["PECases", "make_cases", "schedule"]
+__all__ = ["PECases", "make_cases", "schedule", "silence_steps"]
 
 
 @dataclass
@@ -104,10 +104,12 @@ def make_cases(cfg: SpikeConfig, n_random: int = 2000, seed: int = 0) -> PECases
     add("mixed polarities in one step", rng.integers(-wmax, wmax + 1, k), mixed, zeros, one * 20, one * 7)
 
     w = rng.integers(-wmax, wmax + 1, size=(n_random, k))
-    mant = rng.integers(-mmax, mmax + 1, size=(n_random, k))
+    mant = rng.integers(-cfg.spike_max, cfg.spike_max + 1, size=(n_random, k))
     mant[rng.random((n_random, k)) < 0.25] = 0                      # zero codes, as measured on SmolLM2
     salient = rng.random((n_random, k)) < 0.05
     shift = np.where(salient, rng.integers(0, emax + 1, size=(n_random, k)), 0)
+    if cfg.kirin:                                                   # salient values as integer outliers
+        mant = np.where(salient, rng.integers(-mmax, mmax + 1, size=(n_random, k)), mant)
     active = rng.integers(1, k + 1, size=n_random)                  # K' ≤ K synapses used
     unused = np.arange(k)[None, :] >= active[:, None]
     w[unused] = 0
@@ -132,14 +134,27 @@ def schedule(cfg: SpikeConfig, mant: np.ndarray, shift: np.ndarray):
 
     Spikes of step t (elements with ``T − |m| = t``) are spread over as few
     cycles as the lanes allow; the last cycle of each step closes it. Zero
-    mantissas emit nothing. A step without spikes still takes one cycle.
+    mantissas emit nothing. A step without spikes still takes one cycle. A
+    Kirin outlier q joins the last step as one spike per set bit j of |q|,
+    with shift ``e + j``.
     """
     mag = np.abs(mant.astype(np.int64))
+    outlier = is_outlier(cfg, mant)
     cycles = []
     for t in range(cfg.window):
-        ks = np.flatnonzero(mag == cfg.window - t)
+        ks = np.flatnonzero((mag == cfg.window - t) & ~outlier)
         events = [(int(k), bool(mant[k] < 0), int(shift[k])) for k in ks]
+        if t == cfg.window - 1:
+            events += [(int(k), bool(mant[k] < 0), int(shift[k]) + j)
+                       for j in range(cfg.outlier_planes) for k in np.flatnonzero(outlier & ((mag >> j) & 1 == 1))]
         chunks = [events[i:i + cfg.lanes] for i in range(0, len(events), cfg.lanes)] or [[]]
         for i, chunk in enumerate(chunks):
             cycles.append((i == len(chunks) - 1, chunk))
     return cycles
+
+
+def silence_steps(cfg: SpikeConfig, cases: PECases) -> np.ndarray:
+    """Each case's ``fire_step`` port value by the golden silence neuron (0: it stays silent)."""
+    acc = np.einsum("ck,ck->c", cases.w.astype(np.int64), cases.mant.astype(np.int64) << cases.shift.astype(np.int64))
+    step, _ = silence_fire(acc, cases.theta, cases.phi, cfg.frac_bits, cfg.out_bits)
+    return np.where(step < 0, 0, step)

@@ -14,7 +14,7 @@ from spikeacc import workdirs
 from spikeacc.config import SpikeConfig
 from spikeacc.golden.vectors import load_vectors
 from spikeacc.hw.mac import mac_cycles
-from spikeacc.hw.tile import tile_cycles
+from spikeacc.hw.tile import spike_histogram, tile_cycles
 from spikeacc.verif.runner import BenchRun, build_bench, locked_sources, run_bench
 from spikeacc.verif.scoreboard import Scoreboard
 from spikeacc.verif.tile_harness import harness_name, harness_verilog, write_buffers
@@ -109,7 +109,7 @@ def run_tile_regression(vectors_path, *, build_root="sim_build", pes=None, lanes
             shutil.move(str(work / "dump.saif"), str(saif_to))
     rep = run.report
     mags = np.abs(vectors.mant.astype(np.int64))
-    model = [tile_cycles(cfg, np.bincount(row, minlength=cfg.window)) for row in mags]
+    model = [tile_cycles(cfg, *spike_histogram(cfg, row)) for row in vectors.mant]
     if design == "tile":
         ideal, predicted = sum(c["ideal"] for c in model), [c["total"] for c in model]
     else:  # the MAC streams every word, zeros included

@@ -1,0 +1,70 @@
+"""The whole LLM through the RTL: SmolLM2 writes text with its projections on the spiking tile."""
+
+import json
+
+import pytest
+
+from spikeacc.errors import VerificationFailed
+from spikeacc.verif.infer import hardware_model, run_infer, select_layers
+
+pytestmark = [pytest.mark.verilator, pytest.mark.model]
+
+PROMPT = "The license is free"   # 4 tokens
+PER_BLOCK = 576 + 192 + 192 + 576 + 1536 + 1536 + 576   # outputs of one decoder block's 7 projections, per token
+
+
+@pytest.fixture(scope="module")
+def hardware():
+    """The hardware-faithful SmolLM2, calibrated once for every test here."""
+    return hardware_model()
+
+
+def test_two_blocks_on_the_rtl_write_the_golden_text(hardware, tmp_path):
+    """Blocks 0 and 1 (14 projections) on the tile, the rest golden: same counts, same text."""
+    rep = run_infer(PROMPT, max_new_tokens=3, layers="0-1", out=tmp_path, hardware=hardware, progress=False)
+    assert rep["prompt_tokens"] == 4
+    assert rep["identical"] and rep["text"] == rep["golden_text"] and rep["text"].strip()
+    t = rep["totals"]
+    # the prompt in one call per projection, then one call per new token but the last
+    assert t["outputs_compared"] == (4 + 2) * 2 * PER_BLOCK and t["mismatches"] == 0
+    assert t["calls"] == 14 * 3 and t["simulated_cycles"] > 0
+    rows = json.loads((tmp_path / "infer.json").read_text())["per_layer"]
+    assert len(rows) == 14 and all(r["utilization"] > 0.5 for r in rows)
+
+
+def test_dask_local_cluster_runs_the_same_calls(hardware, tmp_path):
+    """The Dask path with a LocalCluster of 2 worker processes: each builds or reuses its simulators."""
+    from distributed import LocalCluster
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
+        rep = run_infer(PROMPT, max_new_tokens=1, layers="0", scheduler=cluster.scheduler_address, out=tmp_path,
+                        hardware=hardware, progress=False)
+    assert rep["identical"] and rep["totals"]["outputs_compared"] == 4 * PER_BLOCK
+    assert rep["scheduler"].startswith("tcp://")
+
+
+def test_a_corrupted_rtl_count_stops_the_run_with_its_indices(hardware, tmp_path):
+    layer = "model.layers.1.mlp.down_proj"
+    with pytest.raises(VerificationFailed, match=rf"{layer}, token 2, neuron 5: expected \d+, got \d+"):
+        run_infer(PROMPT, max_new_tokens=2, layers="0-1", out=tmp_path, hardware=hardware, progress=False,
+                  inject_fault=(layer, 2, 5))
+    kept = json.loads((tmp_path / "infer.json").read_text())
+    assert "token 2, neuron 5" in kept["failure"] and kept["totals"]["mismatches"] == 1
+    assert kept["per_layer"], "what ran before the mismatch is kept"
+
+
+def test_layer_selection_is_checked(hardware):
+    net = hardware[0]
+    assert len(select_layers(net, "all")) == 210 and len(select_layers(net, "0,2-3")) == 21
+    with pytest.raises(ValueError, match="the model has blocks 0..29"):
+        select_layers(net, "30")
+    with pytest.raises(ValueError, match="--layers takes"):
+        select_layers(net, "first")
+
+
+@pytest.mark.slow
+def test_a_32_token_prompt_through_all_210_projections(hardware, tmp_path):
+    prompt = ("The GNU General Public License is a free, copyleft license for software and other kinds of works. "
+              "The licenses for most software are designed to take away your freedom")
+    rep = run_infer(prompt, max_new_tokens=8, out=tmp_path, hardware=hardware, progress=False)
+    assert rep["prompt_tokens"] == 32 and rep["layers_on_rtl"] == 210
+    assert rep["identical"] and rep["totals"]["outputs_compared"] >= 1.5e6 and rep["totals"]["mismatches"] == 0

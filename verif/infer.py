@@ -1,0 +1,380 @@
+"""``spikeacc infer``: the LLM writes text with its projections computed by the generated tile.
+
+The network is the hardware-faithful golden model (every projection returns
+``Δ_i·(n_i − z_y,i)`` from spike counts; attention, norms, SiLU and the residual
+stay in float). With ``rtl=True`` every selected projection's counts come from
+the spiking tile's RTL under Verilator instead, and each call is also compared
+with the golden counts for the same inputs: the first difference stops the run
+with the model layer, token, neuron, expected and got.
+
+How the RTL is reached (one job = one projection call on up to
+:data:`TILE_TOKENS` tokens):
+
+* one native Verilator harness per distinct (shape, P, L, ...) configuration,
+  built once under the build lock and reused by every call and run
+  (:func:`~spikeacc.verif.native.build_native`);
+* a call writes its buffers, runs the harness (a C++ process, no Python per
+  cycle) and reads the counts back;
+* projections that share an input (q/k/v, gate/up) are submitted together,
+  so they run at once: on a local pool of ``workers`` threads, each driving
+  its own simulator process, or on a Dask cluster (``scheduler``), whose
+  workers build or reuse the simulators they need.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import contextlib
+import json
+import os
+import threading
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from spikeacc.config import KIRIN_MODE, PRESETS, SpikeConfig
+from spikeacc.errors import VerificationFailed
+from spikeacc.golden.model import HARDWARE_OVERRIDES, PROJECTIONS, calibrate, convert_model, load_model, quantized_layers
+from spikeacc.golden.perplexity import default_text, token_splits
+from spikeacc.golden.spiking_linear import QuantSpec
+
+__all__ = ["TILE_TOKENS", "hardware_model", "select_layers", "RtlExecutor", "run_tile_call", "tile_pool",
+           "generate", "run_infer"]
+
+TILE_TOKENS = 32  # tokens per tile call (the harness buffers' depth); longer prefills are split
+# Projections computed from the same input, submitted at once (the leader is called first).
+SIBLINGS = {"self_attn.q_proj": ("self_attn.k_proj", "self_attn.v_proj"), "mlp.gate_proj": ("mlp.up_proj",)}
+
+
+def hardware_spec(method: str = "spikequant") -> QuantSpec:
+    """The shipped hardware configuration: W4A4, 8-bit outputs, per-token input steps on 2^(−j/4)."""
+    return QuantSpec(method=method, w_bits=4, a_bits=4, mode="dynamic", input_step="pow2/4", out_bits=8,
+                     out_policy="channel")
+
+
+def hardware_model(model: str | None = None, method: str = "spikequant"):
+    """``(net, tokenizer, name)``: the hardware-faithful model, calibrated on the shipped text."""
+    net, tokenizer, name = load_model(model)
+    convert_model(net, hardware_spec(method), overrides=HARDWARE_OVERRIDES)
+    calib, _ = token_splits(tokenizer, default_text(), 512)
+    calibrate(net, calib)
+    return net, tokenizer, name
+
+
+def select_layers(net, spec: str | None) -> dict[str, torch.nn.Module]:
+    """The projections of the decoder blocks ``spec`` names (``all``, ``0,1``, ``0-3``), by model name."""
+    layers = quantized_layers(net)
+    blocks = sorted({int(name.split(".")[2]) for name in layers})
+    if spec in (None, "", "all"):
+        chosen = set(blocks)
+    elif spec == "none":
+        chosen = set()
+    else:
+        chosen = set()
+        for part in spec.split(","):
+            lo, _, hi = part.strip().partition("-")
+            try:
+                chosen |= set(range(int(lo), int(hi or lo) + 1))
+            except ValueError:
+                raise ValueError(f"--layers takes 'all', 'none' or decoder blocks like 0,1 or 0-3; got {spec!r}") from None
+        missing = sorted(chosen - set(blocks))
+        if missing:
+            raise ValueError(f"--layers names block(s) {missing}; the model has blocks {blocks[0]}..{blocks[-1]}")
+    return {name: m for name, m in layers.items() if int(name.split(".")[2]) in chosen}
+
+
+def layer_config(module) -> SpikeConfig:
+    """The tile configuration a projection runs on (P and L adapted to its shape, as the exporter does)."""
+    base = PRESETS["smollm2"].replace(max_tokens=TILE_TOKENS)
+    if module.spec.method == "kirin":
+        base = base.replace(**KIRIN_MODE)
+    return base.for_layer(module.in_features, module.out_features)
+
+
+_SIMULATORS: dict[tuple[str, str], Path] = {}
+_SIMULATORS_LOCK = threading.Lock()
+
+
+def simulator(cfg: SpikeConfig, build_root: str) -> Path:
+    """The built harness for ``cfg``, checked once per process (generating the RTL to compare takes seconds)."""
+    from spikeacc.verif.native import build_native
+
+    key = (f"{cfg.tag}_t{cfg.max_tokens}", str(build_root))
+    with _SIMULATORS_LOCK:
+        if key not in _SIMULATORS:
+            _SIMULATORS[key] = build_native(cfg, build_root)
+        return _SIMULATORS[key]
+
+
+def run_tile_call(cfg_dict: dict, arrays: dict, build_root: str) -> dict:
+    """One projection call on the RTL: build or reuse the simulator, run, return counts and cycles.
+
+    A plain module-level function of plain data, so a Dask worker can run it.
+    """
+    from spikeacc.verif.native import call_native
+
+    cfg = SpikeConfig.from_dict(cfg_dict)
+    exe = simulator(cfg, build_root)
+    m, k = arrays["mant"].shape
+    counts, cycles, wall = call_native(cfg, exe, SimpleNamespace(**arrays, shape=(m, k, arrays["w"].shape[0])))
+    return {"counts": counts, "cycles": cycles, "wall": wall}
+
+
+@contextlib.contextmanager
+def tile_pool(workers: int | None = None, scheduler: str | None = None):
+    """``submit(fn, *args) -> future``: a local pool, or a Dask cluster at ``scheduler``.
+
+    The local pool runs threads, each waiting on a simulator process of its
+    own (the simulation itself is C++), so ``workers`` simulators run at once.
+    """
+    if scheduler is not None:
+        try:
+            from distributed import Client
+        except ImportError:
+            raise ValueError("--scheduler needs Dask: pip install distributed") from None
+        try:
+            client = Client(scheduler, timeout=10) if isinstance(scheduler, str) else Client(scheduler)
+        except OSError as exc:
+            raise ValueError(f"cannot reach the Dask scheduler at {scheduler}: {exc}") from None
+        try:
+            yield lambda fn, *args: client.submit(fn, *args, pure=False)
+        finally:
+            client.close()
+        return
+    workers = workers or os.cpu_count() or 1
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+        raise ValueError(f"--workers must be a positive integer, got {workers!r}")
+    with concurrent.futures.ThreadPoolExecutor(max_workers=workers) as pool:
+        yield pool.submit
+
+
+@dataclass
+class LayerStats:
+    """What one projection did over a run: calls, tokens, cycles, outputs compared, wall."""
+
+    shape: tuple[int, int]
+    pes: int
+    lanes: int
+    calls: int = 0
+    tokens: int = 0
+    cycles: int = 0
+    ideal_cycles: int = 0
+    compared: int = 0
+    wall: float = 0.0
+
+    def row(self, name: str) -> dict:
+        return {"layer": name, "shape": list(self.shape), "pes": self.pes, "lanes": self.lanes, "calls": self.calls,
+                "tokens": self.tokens, "cycles": self.cycles,
+                "utilization": self.ideal_cycles / self.cycles if self.cycles else 0.0,
+                "outputs_compared": self.compared, "wall_seconds": round(self.wall, 3)}
+
+
+@dataclass
+class _Pending:
+    key: tuple
+    result: object            # the golden HardwareResult
+    futures: list
+    submitted: float
+
+
+@dataclass
+class RtlExecutor:
+    """Stands in for ``hardware_forward`` of the selected projections: the tile computes, golden checks.
+
+    ``inject_fault=(layer, token, neuron)`` flips one bit of the RTL's count
+    there, as a harness fault would: the run must stop with those indices.
+    """
+
+    layers: dict
+    submit: object
+    build_root: str
+    bar: object = None
+    inject_fault: tuple | None = None
+    stats: dict = field(default_factory=dict)
+    positions: dict = field(default_factory=dict)
+    pending: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        self.names = {id(m): name for name, m in self.layers.items()}
+        self.configs = {name: layer_config(m) for name, m in self.layers.items()}
+        for name, cfg in self.configs.items():
+            self.stats[name] = LayerStats((cfg.in_features, cfg.out_features), cfg.pes, cfg.lanes)
+
+    def attach(self) -> None:
+        for m in self.layers.values():
+            m.executor = self
+
+    def detach(self) -> None:
+        for m in self.layers.values():
+            m.executor = None
+
+    def build_all(self) -> list[SpikeConfig]:
+        """Build every distinct simulator once, at once, before the first call."""
+        distinct = {cfg.tag: cfg for cfg in self.configs.values()}
+        futures = [self.submit(simulator, cfg, self.build_root) for cfg in distinct.values()]
+        for f in futures:
+            f.result()
+        return list(distinct.values())
+
+    def __call__(self, module, x: torch.Tensor):
+        name = self.names[id(module)]
+        key = (x.data_ptr(), tuple(x.shape), x.stride(), x._version)
+        entry = self.pending.pop(name, None)
+        if entry is None or entry.key != key:
+            group = [name] + [s for s in self._siblings(name) if s in self.layers]
+            for member in group:
+                self.pending[member] = self._submit(member, x, key)
+            entry = self.pending.pop(name)
+        return self._resolve(name, entry)
+
+    def _siblings(self, name: str) -> list[str]:
+        block, _, proj = name.rpartition(".layers.")[2].partition(".")
+        prefix = name[: len(name) - len(proj)]
+        return [prefix + s for s in SIBLINGS.get(proj, ())]
+
+    def _submit(self, name: str, x: torch.Tensor, key: tuple) -> _Pending:
+        module, cfg = self.layers[name], self.configs[name]
+        golden = module.hardware_forward(x)
+        w = module.w_code.numpy()
+        mant, shift = golden.act.mantissa.numpy(), golden.act.shift.numpy()
+        theta, phi = golden.theta.numpy(), golden.phi.numpy()
+        futures = []
+        for lo in range(0, mant.shape[0], TILE_TOKENS):
+            part = slice(lo, lo + TILE_TOKENS)
+            arrays = {"w": w, "mant": np.ascontiguousarray(mant[part]), "shift": np.ascontiguousarray(shift[part]),
+                      "theta": np.ascontiguousarray(theta[part]), "phi": np.ascontiguousarray(phi[part])}
+            futures.append(self.submit(run_tile_call, cfg.to_dict(), arrays, self.build_root))
+        return _Pending(key, golden, futures, time.perf_counter())
+
+    def _resolve(self, name: str, entry: _Pending):
+        results = [f.result() for f in entry.futures]
+        counts = np.concatenate([r["counts"] for r in results])
+        golden = entry.result
+        expected = golden.counts.numpy()
+        first = self.positions.get(name, 0)
+        if self.inject_fault is not None and self.inject_fault[0] == name:
+            token, neuron = self.inject_fault[1] - first, self.inject_fault[2]
+            if 0 <= token < counts.shape[0]:
+                counts[token, neuron] ^= 1
+        cfg, stats = self.configs[name], self.stats[name]
+        stats.calls += 1
+        stats.tokens += counts.shape[0]
+        stats.cycles += sum(r["cycles"] for r in results)
+        stats.ideal_cycles += _ideal_cycles(cfg, golden.act.mantissa.numpy())
+        stats.compared += counts.size
+        stats.wall += time.perf_counter() - entry.submitted
+        self.positions[name] = first + counts.shape[0]
+        bad = np.argwhere(counts != expected)
+        if len(bad):
+            t, n = (int(i) for i in bad[0])
+            raise VerificationFailed(
+                f"RTL and golden counts differ in {name}, token {first + t}, neuron {n}: expected "
+                f"{int(expected[t, n])}, got {int(counts[t, n])} ({len(bad)} differences in this call of "
+                f"{counts.shape[0]} tokens)")
+        if self.bar is not None:
+            self.bar.update(1)
+        return replace(golden, counts=torch.from_numpy(counts.astype(np.int64)))
+
+
+def _ideal_cycles(cfg: SpikeConfig, mant: np.ndarray) -> int:
+    """(N/P)·⌈K_nz/L⌉ per token: every cycle carries L events (see :func:`~spikeacc.hw.tile.tile_cycles`)."""
+    nonzero = (mant != 0).sum(axis=1)
+    return int(sum(cfg.blocks * -(-int(k) // cfg.lanes) for k in nonzero))
+
+
+@torch.no_grad()
+def generate(net, tokenizer, prompt: str, max_new_tokens: int) -> tuple[str, list[int]]:
+    """Greedy decoding with the KV cache: the prompt in one pass, then one token per pass."""
+    ids = tokenizer(prompt, return_tensors="pt").input_ids
+    if ids.shape[1] == 0:
+        raise ValueError("--prompt is empty after tokenization; give some text")
+    out = net(ids, use_cache=True)
+    new = []
+    while len(new) < max_new_tokens:
+        token = int(out.logits[0, -1].argmax())
+        new.append(token)
+        if token == tokenizer.eos_token_id or len(new) == max_new_tokens:
+            break
+        out = net(torch.tensor([[token]]), past_key_values=out.past_key_values, use_cache=True)
+    return tokenizer.decode(new, skip_special_tokens=True), new
+
+
+def run_infer(prompt: str, *, max_new_tokens: int = 16, model: str | None = None, rtl: bool = True,
+              layers: str | None = None, workers: int | None = None, scheduler=None, out: str | Path = "out/infer",
+              build_root: str = "sim_build", method: str = "spikequant", inject_fault: tuple | None = None,
+              progress: bool | None = None, hardware=None) -> dict:
+    """Generate from ``prompt`` with the golden model, then (``rtl``) with the selected projections on the RTL.
+
+    Writes ``out/infer.json``; raises :class:`VerificationFailed` at the first
+    RTL/golden difference (what was produced so far is written first).
+    ``hardware`` is a :func:`hardware_model` result to reuse (one model load
+    for several runs).
+    """
+    from spikeacc import workdirs
+
+    if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, int) or max_new_tokens < 0:
+        raise ValueError(f"--max-new-tokens must be a non-negative integer, got {max_new_tokens!r}")
+    out = workdirs.output_dir(out, "--out directory")
+    t0 = time.perf_counter()
+    net, tokenizer, name = hardware if hardware is not None else hardware_model(model, method)
+    chosen = select_layers(net, layers)
+    setup = time.perf_counter() - t0
+    t1 = time.perf_counter()
+    golden_text, golden_ids = generate(net, tokenizer, prompt, max_new_tokens)
+    report = {"model": name, "prompt": prompt, "method": method, "max_new_tokens": max_new_tokens,
+              "golden_text": golden_text, "golden_wall_seconds": round(time.perf_counter() - t1, 2),
+              "model_setup_seconds": round(setup, 2), "mode": "rtl" if rtl else "golden"}
+    if not rtl:
+        report["text"] = golden_text
+        _write(out, report)
+        return report
+    build_root = str(workdirs.build_root(build_root).resolve())
+    prompt_tokens = tokenizer(prompt, return_tensors="pt").input_ids.shape[1]
+    report.update(layers_on_rtl=len(chosen), prompt_tokens=prompt_tokens,
+                  scheduler=str(scheduler) if scheduler is not None else None,
+                  workers=None if scheduler is not None else (workers or os.cpu_count()))
+    with tile_pool(workers, scheduler) as submit:
+        executor = RtlExecutor(chosen, submit, build_root, inject_fault=inject_fault)
+        t2 = time.perf_counter()
+        built = executor.build_all()
+        report["builds"] = {"configurations": [c.tag for c in built], "seconds": round(time.perf_counter() - t2, 2)}
+        calls = len(chosen) * (1 + max(len(golden_ids) - 1, 0))
+        executor.bar = tqdm(total=calls, desc="infer --rtl", unit="call", disable=not progress if progress is not None
+                            else None)
+        executor.attach()
+        t3 = time.perf_counter()
+        try:
+            text, ids = generate(net, tokenizer, prompt, max_new_tokens)
+        except VerificationFailed as exc:
+            report.update(_totals(executor, time.perf_counter() - t3, mismatched=True), failure=str(exc))
+            _write(out, report)
+            raise
+        finally:
+            executor.detach()
+            executor.bar.close()
+    report.update(text=text, identical=text == golden_text and ids == golden_ids,
+                  **_totals(executor, time.perf_counter() - t3))
+    report["wall_seconds"] = round(time.perf_counter() - t0, 2)
+    _write(out, report)
+    if not report["identical"]:
+        raise VerificationFailed(f"the RTL-fed text differs from the golden text:\n  rtl:    {text!r}\n  golden: {golden_text!r}")
+    return report
+
+
+def _totals(executor: RtlExecutor, wall: float, mismatched: bool = False) -> dict:
+    rows = [s.row(name) for name, s in executor.stats.items() if s.calls]
+    cycles = sum(r["cycles"] for r in rows)
+    return {"per_layer": rows,
+            "totals": {"outputs_compared": sum(r["outputs_compared"] for r in rows), "mismatches": int(mismatched),
+                       "simulated_cycles": cycles, "calls": sum(r["calls"] for r in rows),
+                       "rtl_wall_seconds": round(wall, 2),
+                       "simulated_cycles_per_wall_second": round(cycles / wall) if wall else 0}}
+
+
+def _write(out: Path, report: dict) -> None:
+    (out / "infer.json").write_text(json.dumps(report, indent=2) + "\n")
