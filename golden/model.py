@@ -141,8 +141,26 @@ def _load_folder(folder: Path):
     return model, tokenizer
 
 
+_LOADED: dict[str, tuple] = {}
+
+
 def load_model(path: str | Path | None = None):
-    """``(model, tokenizer, name)`` in float32, eval mode, offline."""
+    """``(model, tokenizer, name)`` in float32, eval mode, offline.
+
+    Loaded once per process: later calls get a deep copy of the pristine
+    model (callers convert their copy in place), so a run that exports,
+    evaluates and generates reads the weights once.
+    """
+    import copy
+
+    key = str(Path(path).resolve()) if path is not None else ""
+    if key not in _LOADED:
+        _LOADED[key] = _load_model(path)
+    model, tok, name = _LOADED[key]
+    return copy.deepcopy(model), tok, name
+
+
+def _load_model(path):
     if path is None:
         gguf = default_gguf()
         model, tok = _load_gguf(gguf)

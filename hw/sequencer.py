@@ -123,10 +123,11 @@ class Sequencer(wiring.Component):
         outlier_last_row = Signal()
         outlier_lanes = Signal(L)
         outliers_follow = Signal()
-        m.d.comb += [outlier_last_row.eq(((row + 1) << lane_bits) >= self.outlier_count),
-                     outliers_follow.eq((step == T - 1) & (self.outlier_count != 0) if cfg.kirin else 0)]
-        for j in range(L):
-            m.d.comb += outlier_lanes[j].eq(((row << lane_bits) + j) < self.outlier_count)
+        if cfg.kirin:
+            m.d.comb += [outlier_last_row.eq(((row + 1) << lane_bits) >= self.outlier_count),
+                         outliers_follow.eq((step == T - 1) & (self.outlier_count != 0))]
+            for j in range(L):
+                m.d.comb += outlier_lanes[j].eq(((row << lane_bits) + j) < self.outlier_count)
 
         def next_block():
             """After the last step of block ``blk``: open the next block, or fire the last one."""

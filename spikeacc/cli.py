@@ -95,25 +95,15 @@ def cmd_regress(args) -> int:
 
 
 def cmd_run(args) -> int:
-    """The main job on the embedded default: the flow end to end."""
-    from spikeacc.hw.generate import generate
-    from spikeacc.verif.runner import run_pe_regression
-    from spikeacc.verif.toolchain import lint
-
-    cfg = PRESETS["default"]
+    """The main job: accuracy, verification, energy, area and the LLM through the RTL, in one report."""
+    from spikeacc.flow import run_main
+    if args.model is not None and not Path(args.model).exists():
+        raise FileNotFoundError(f"model path {args.model} does not exist")
     workdirs.build_root(args.build_dir)
     out = workdirs.output_dir(args.out, "--out directory")
-    design = generate("pe", cfg, out / "rtl")
-    lint([design.verilog], design.top)
-    print(f"generated {design.verilog} (lint clean)")
-    run = run_pe_regression(cfg, n_random=args.cases, build_root=args.build_dir)
-    ok = _print_run(run, f"PE {cfg.tag}")
-    (out / "pe_report.json").write_text(json.dumps(run.report, indent=2))
-    if ok and not args.pe_only:
-        from spikeacc.flow import run_flow
-        ok = run_flow(out, build_root=args.build_dir)
-    print("PASS" if ok else "FAIL")
-    return 0 if ok else 1
+    steps = tuple(s.strip() for s in args.steps.split(",") if s.strip())
+    report = run_main(out, steps=steps, quick=args.quick, model=args.model, build_root=args.build_dir)
+    return 0 if report["passed"] else 1
 
 
 def cmd_synth(args) -> int:
@@ -210,9 +200,22 @@ def _int_list(text: str, option: str) -> tuple[int, ...]:
 
 def cmd_ppl(args) -> int:
     from spikeacc.golden.perplexity import run_ppl_table
-    workdirs.output_dir(args.out, "--out directory")
-    run_ppl_table(model=args.model, text=args.text, out=args.out, tokens=args.tokens, quick=args.quick,
-                  full=args.full, out_bits=_int_list(args.out_bits, "--out-bits"),
+    out = workdirs.output_dir(args.out, "--out directory")
+    if args.rtl:
+        from spikeacc.verif.infer import rtl_perplexity
+        rep = rtl_perplexity(64 if args.tokens is None else args.tokens, model=args.model, layers=args.layers,
+                             workers=args.workers, scheduler=args.scheduler, build_root=args.build_dir)
+        (out / "ppl_rtl.json").write_text(json.dumps(rep, indent=2) + "\n")
+        t = rep["totals"]
+        print(f"hardware-faithful PPL on {rep['tokens']} held-out tokens: golden {rep['golden_ppl']:.6f}, "
+              f"RTL ({rep['layers_on_rtl']} projections on the tile) {rep['rtl_ppl']:.6f}; "
+              f"{t['outputs_compared']:,} counts compared, 0 mismatches, {t['rtl_wall_seconds']} s")
+        print(f"wrote {out / 'ppl_rtl.json'}")
+        if not rep["equal"]:
+            raise VerificationFailed("RTL and golden perplexities differ")
+        return 0
+    run_ppl_table(model=args.model, text=args.text, out=args.out, quick=args.quick, full=args.full,
+                  tokens=2048 if args.tokens is None else args.tokens, out_bits=_int_list(args.out_bits, "--out-bits"),
                   out_policies=tuple(p for p in args.out_policy.split(",") if p),
                   inputs=tuple(i for i in args.inputs.split(",") if i))
     return 0
@@ -289,11 +292,14 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--preset", choices=sorted(PRESETS), help="pe: named configuration (default: default)")
     p.set_defaults(func=cmd_regress)
 
-    p = sub.add_parser("run", help="the main job: generate, lint and verify on the embedded default")
+    p = sub.add_parser("run", help="the main job: embedded model to verified spiking RTL, with a report")
     p.add_argument("--out", default="out")
-    p.add_argument("--cases", type=int, default=2000)
+    p.add_argument("--steps", default="accuracy,verify,energy,synth,infer",
+                   help="comma-separated subset of accuracy,verify,energy,synth,infer")
+    p.add_argument("--quick", action="store_true",
+                   help="a reduced variant: tiles cropped to 64x16, PE 200 cases, one block through the RTL")
+    p.add_argument("--model", help="local HF folder or .gguf file (default: embedded SmolLM2-135M)")
     p.add_argument("--build-dir", default="sim_build")
-    p.add_argument("--pe-only", action="store_true", help="stop after the PE regression")
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("synth", help="Yosys cell counts, iCE40 LUT/FF and Fmax for each design")
@@ -335,7 +341,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", help="local HF folder or .gguf file (default: embedded SmolLM2-135M)")
     p.add_argument("--text", help="UTF-8 text file to evaluate on (default: shipped GPL-3 text)")
     p.add_argument("--out", default="out/ppl")
-    p.add_argument("--tokens", type=int, default=2048, help="evaluation tokens")
+    p.add_argument("--tokens", type=int, default=None,
+                   help="evaluation tokens (default 2048; with --rtl: the window, default 64)")
+    p.add_argument("--rtl", action="store_true",
+                   help="one short window through the RTL (every selected projection on the tile) beside golden")
+    p.add_argument("--layers", default="all", help="--rtl: decoder blocks on the RTL (all, 0,1, 0-3)")
+    p.add_argument("--workers", type=int, default=None, help="--rtl: simulators at once")
+    p.add_argument("--scheduler", metavar="tcp://HOST:PORT", help="--rtl: a Dask cluster")
+    p.add_argument("--build-dir", default="sim_build")
     p.add_argument("--quick", action="store_true",
                    help="baselines plus one hardware-faithful row per input mode")
     p.add_argument("--full", action="store_true", help="also the bit sweep and power-of-two weight groups")

@@ -1,52 +1,316 @@
-"""The main job on the embedded default: real SmolLM2 layer vectors through the tile."""
+"""The main job: the embedded model to verified spiking RTL, and one report that tells the story.
+
+``spikeacc run`` runs five steps, each writing its own section of
+``report.json`` (and files under ``out/``):
+
+1. accuracy: a short hardware-faithful perplexity, SpikeQuant and Kirin, FP and input-only rows beside them;
+2. verify: the PE regression, then the spiking tile in both modes on all seven projections of decoder block 0;
+3. energy: spiking vs the MAC baseline on the same q_proj vectors, from RTL toggles (and gate-calibrated);
+4. synth: Yosys/iCE40 numbers for the PE, MAC PE and tiles at the default configuration;
+5. infer: SmolLM2 writes text with the projections of its first blocks computed by the RTL.
+
+A step whose inputs have not changed (same options, same spikeacc sources,
+same model file; for synthesis, the same Verilog) is reused from
+``out/.cache`` and says so. A failing step stops the run with one line; what
+earlier steps produced stays, and the report is written with what exists.
+"""
 
 from __future__ import annotations
 
+import concurrent.futures
+import hashlib
 import json
+import time
 from pathlib import Path
 
-from spikeacc.config import SpikeConfig
-from spikeacc.golden.model import PROJECTIONS
+from spikeacc.config import KIRIN_MODE, PRESETS
+from spikeacc.errors import VerificationFailed
 
-__all__ = ["run_flow"]
+__all__ = ["STEPS", "run_main", "source_hash"]
+
+STEPS = ("accuracy", "verify", "energy", "synth", "infer")
+MODES = {"spikequant": {}, "kirin": KIRIN_MODE}
+INFER_PROMPT = "The GNU General Public License is a free license for"
 
 
-def run_flow(out: Path, *, build_root="sim_build", block: int = 0, tokens: int = 8, energy: bool = True) -> bool:
-    """Export every projection of one SmolLM2 decoder block, verify the tile on each,
-    then compare spiking and MAC energy on the q_proj vectors."""
-    from spikeacc.golden.vectors import export_layers
-    from spikeacc.verif.tile_regress import run_tile_regression
+def source_hash() -> str:
+    """Hash of every spikeacc source file: a code change invalidates every cached step."""
+    root = Path(__file__).resolve().parent.parent
+    digest = hashlib.sha256()
+    for pkg in ("spikeacc", "golden", "hw", "verif"):
+        for path in sorted((root / pkg).glob("*.py")):
+            digest.update(path.name.encode() + path.read_bytes())
+    return digest.hexdigest()[:16]
 
-    out = Path(out)
-    rows, ok = [], True
-    layers = [f"model.layers.{block}.{proj}" for proj in PROJECTIONS]
-    paths = export_layers(layers=layers, tokens=tokens, outs=[out / "vectors" / f"{layer}.npz" for layer in layers])
-    for layer, path in zip(layers, paths):
-        _, rep = run_tile_regression(path, build_root=build_root, progress=False)
-        m, k, n = rep["shape"]
-        verdict = "PASS" if rep["passed"] else f"FAIL ({rep['mismatch_count']} mismatches)"
-        print(f"tile {layer:<34} {m}x{k}x{n}: {verdict}, {rep['compared']} outputs, "
-              f"{rep['cycles']:,} cycles, utilization {rep['utilization']:.1%}, "
-              f"salient {rep.get('salient_ratio', 0):.1%}", flush=True)
-        rows.append({k: v for k, v in rep.items() if k != "mismatches"} | {"mismatches": rep["mismatches"][:50]})
-        ok &= rep["passed"]
-    (out / "tile_reports.json").write_text(json.dumps(rows, indent=2) + "\n")
-    total = sum(r["compared"] for r in rows)
-    print(f"tile: {len(rows)} layers, {total} output counts compared, "
-          f"{sum(r['mismatch_count'] for r in rows)} mismatches")
-    if ok and energy:
-        from spikeacc.verif.energy import run_energy
-        q_proj = out / "vectors" / f"model.layers.{block}.self_attn.q_proj.npz"
-        r = run_energy(q_proj, out=out / "energy", build_root=build_root)
-        rat = r["ratio_mac_over_spiking"]
+
+class StepCache:
+    """``out/.cache/<step>.json``: a step's section, valid while its key (inputs) is unchanged."""
+
+    def __init__(self, out: Path, model: str | None):
+        self.dir = out / ".cache"
+        self.dir.mkdir(parents=True, exist_ok=True)
+        model_id = "embedded"
+        if model is not None:
+            stat = Path(model).stat()
+            model_id = f"{Path(model).resolve()}:{stat.st_size}:{stat.st_mtime_ns}"
+        self.base = {"sources": source_hash(), "model": model_id}
+
+    def key(self, step: str, params: dict) -> str:
+        return hashlib.sha256(json.dumps({**self.base, "step": step, **params}, sort_keys=True).encode()).hexdigest()
+
+    def get(self, step: str, params: dict) -> dict | None:
+        path = self.dir / f"{step}.json"
+        if not path.is_file():
+            return None
+        entry = json.loads(path.read_text())
+        if entry.get("key") != self.key(step, params):
+            return None
+        if not all(Path(f).exists() for f in entry["section"].get("files", [])):
+            return None
+        return entry["section"]
+
+    def put(self, step: str, params: dict, section: dict) -> None:
+        (self.dir / f"{step}.json").write_text(json.dumps({"key": self.key(step, params), "section": section},
+                                                          indent=1) + "\n")
+
+
+def _log(message: str) -> None:
+    print(message, flush=True)
+
+
+# --- the steps: each returns its report section (plain JSON), with "status" and "headline" ---------------
+
+def step_accuracy(out: Path, quick: bool, model: str | None, build_root: str) -> dict:
+    from spikeacc.golden.perplexity import run_ppl_table
+
+    sq = dict(method="spikequant", w_bits=4, a_bits=4, mode="dynamic", input_step="pow2/4")
+    hw = dict(overrides="silu-floor", out_bits=8, out_policy="channel")
+    rows = [dict(method="fp", w_bits=16, a_bits=16, mode="none"), sq, dict(sq, **hw),
+            dict(sq, method="kirin"), dict(sq, method="kirin", **hw)]
+    results = run_ppl_table(model=model, out=out / "accuracy", tokens=512, rows=rows)
+    table = [{"label": r["label"], "ppl": r["ppl"], "method": r["method"],
+              "hardware_faithful": bool(r.get("out_bits")), "salient_ratio": r["salient_ratio"]} for r in results]
+    by = {(r["method"], r["hardware_faithful"]): r["ppl"] for r in table}
+    return {"status": "PASS", "tokens": results[0]["tokens"], "rows": table,
+            "headline": (f"PPL FP {by[('fp', False)]:.2f}; hardware-faithful SpikeQuant {by[('spikequant', True)]:.2f}, "
+                         f"Kirin {by[('kirin', True)]:.2f} ({results[0]['tokens']} tokens)"),
+            "plots": {"perplexity": str(out / "accuracy" / "ppl.png")}, "files": [str(out / "accuracy" / "ppl.json")]}
+
+
+def _vectors(out: Path, quick: bool, model: str | None) -> dict[str, dict[str, Path]]:
+    """Block-0 vectors of every projection in both modes (quick: q_proj and down_proj cropped to 64×16)."""
+    from spikeacc.golden.model import PROJECTIONS
+    from spikeacc.golden.vectors import crop_vectors, export_layers, load_vectors, save_vectors
+
+    projections = ("self_attn.q_proj", "mlp.down_proj") if quick else PROJECTIONS
+    paths = {}
+    for mode, fields in MODES.items():
+        layers = [f"model.layers.0.{p}" for p in projections]
+        outs = [out / "vectors" / mode / f"{p}.npz" for p in projections]
+        exported = export_layers(layers=layers, tokens=8, outs=outs, model=model,
+                                 base=PRESETS["smollm2"].replace(**fields))
+        if quick:
+            tile = PRESETS["default"].replace(**fields)
+            exported = [save_vectors(p.with_name(p.stem + "_64x16.npz"), crop_vectors(load_vectors(p), tile))
+                        for p in exported]
+        paths[mode] = dict(zip(projections, exported))
+    return paths
+
+
+def step_verify(out: Path, quick: bool, model: str | None, build_root: str) -> dict:
+    from spikeacc.hw.mac import mac_cycles
+    from spikeacc.verif.runner import run_pe_regression
+    from spikeacc.verif.tile_regress import run_tile_regression, tile_config_for
+    from spikeacc.golden.vectors import load_vectors
+
+    cfg = PRESETS["default"]
+    run = run_pe_regression(cfg, n_random=200 if quick else 2000, build_root=build_root)
+    pe = {k: run.report[k] for k in ("passed", "compared", "mismatch_count", "cycles")}
+    _log(f"  PE {cfg.tag}: {'PASS' if pe['passed'] else 'FAIL'}, {pe['compared']} cases")
+    tiles = []
+    for mode, layers in _vectors(out, quick, model).items():
+        for proj, path in layers.items():
+            _, rep = run_tile_regression(path, build_root=build_root, progress=False)
+            m, k, n = rep["shape"]
+            tcfg = tile_config_for(load_vectors(path))
+            tiles.append({"mode": mode, "layer": proj, "shape": [m, k, n], "pes": tcfg.pes, "passed": rep["passed"],
+                          "compared": rep["compared"], "mismatches": rep["mismatch_count"],
+                          "cycles_per_token_layer": rep["cycles"] / m, "utilization": rep["utilization"],
+                          "mac_cycles_per_token_layer": mac_cycles(tcfg), "vectors": str(path)})
+            _log(f"  tile {mode:<10} {proj:<17} {m}x{k}x{n}: {'PASS' if rep['passed'] else 'FAIL'}, "
+                 f"{rep['compared']} outputs, {rep['cycles'] / m:,.0f} cycles/token-layer, "
+                 f"utilization {rep['utilization']:.1%}")
+    passed = pe["passed"] and all(t["passed"] for t in tiles)
+    compared = pe["compared"] + sum(t["compared"] for t in tiles)
+    plots = {"utilization": str(out / "verify" / "utilization.png"), "cycles": str(out / "verify" / "cycles.png")}
+    from spikeacc.report import plot_cycles, plot_utilization
+    plot_utilization(tiles, plots["utilization"])
+    plot_cycles(tiles, plots["cycles"])
+    section = {"status": "PASS" if passed else "FAIL", "pe": pe, "tiles": tiles, "plots": plots,
+               "headline": (f"{compared:,} outputs compared, {sum(t['mismatches'] for t in tiles) + pe['mismatch_count']} "
+                            f"mismatches: PE + {len(tiles)} tile runs (SpikeQuant and Kirin"
+                            f"{', cropped to 64×16' if quick else ', all 7 block-0 projections'})"),
+               "files": list(plots.values())}
+    if not passed:
+        raise StepFailed(section)
+    return section
+
+
+def step_energy(out: Path, quick: bool, model: str | None, build_root: str) -> dict:
+    from spikeacc.verif.energy import run_energy
+
+    vectors = out / "vectors"
+    rows, plots = [], {}
+    for mode in MODES:
+        name = "self_attn.q_proj_64x16.npz" if quick else "self_attn.q_proj.npz"
+        path = vectors / mode / name
+        if not path.is_file():
+            path = _vectors(out, quick, model)[mode]["self_attn.q_proj"]
+        r = run_energy(path, out=out / "energy" / mode, build_root=build_root)
         cal = r["calibrated"]
-        fitted = SpikeConfig.from_dict(cal["fitted_on"]["config"])
-        where = ("" if fitted.tag == SpikeConfig.from_dict(r["config"]).tag else
-                 f" at the {fitted.in_features}x{fitted.out_features}, P = {fitted.pes} tile; this shape extrapolates")
-        print(f"energy MODEL (q_proj, MAC ÷ spiking, clock and weight memory included): "
-              f"{cal['ratio_mac_over_spiking']:.2f}x from RTL toggles calibrated to gate level (checked within "
-              f"{abs(cal['checked']['calibrated_ratio_error']):.0%} of `spikeacc power` on real vectors{where}); the raw "
-              f"45 nm toggle model says {rat['toggles_total_with_weight_memory']:.2f}x, op counts "
-              f"{rat['ops_total_with_weight_memory']:.2f}x, the paper {rat['paper']}x; "
-              f"report {out / 'energy' / 'energy.md'}")
-    return ok
+        rows.append({"mode": mode, "layer": r["layer"], "shape": r["shape"],
+                     "spiking_pj": r["per_token_layer"]["tile"]["total_pj"],
+                     "mac_pj": r["per_token_layer"]["mac"]["total_pj"],
+                     "ratio_toggles": r["ratio_mac_over_spiking"]["toggles_total_with_weight_memory"],
+                     "ratio_ops": r["ratio_mac_over_spiking"]["ops_total_with_weight_memory"],
+                     "ratio_calibrated": cal["ratio_mac_over_spiking"],
+                     "calibration_checked_error": cal["checked"]["calibrated_ratio_error"],
+                     "by_role_pj": {d: r["designs"][d]["energy_pj"] for d in ("tile", "mac")}})
+        plots[f"energy_{mode}"] = str(out / "energy" / mode / "energy.png")
+        _log(f"  energy {mode}: MAC ÷ spiking {rows[-1]['ratio_calibrated']:.2f}x gate-calibrated, "
+             f"{rows[-1]['ratio_toggles']:.2f}x raw toggles")
+    sq = rows[0]
+    return {"status": "PASS", "rows": rows, "plots": plots, "baseline": (
+                "MAC tile: the same buffers, P PEs each multiplying weight × activation and accumulating, then "
+                "requantizing with a fixed-point multiply (hw/mac.py), on the same vectors"),
+            "headline": (f"MAC ÷ spiking on q_proj {sq['ratio_calibrated']:.2f}x (gate-calibrated toggle model, "
+                         f"clock and weight memory included), {sq['ratio_toggles']:.2f}x raw; Kirin "
+                         f"{rows[1]['ratio_calibrated']:.2f}x"),
+            "files": list(plots.values())}
+
+
+def step_synth(out: Path, quick: bool, model: str | None, build_root: str, quiet: bool = False) -> dict:
+    """Synthesis per design, reused while the design's Verilog is unchanged (keyed by its hash).
+
+    ``quiet``: running in the background beside other steps; the section's
+    rows say what was reused instead of printing as it goes.
+    """
+    log = (lambda message: None) if quiet else _log
+    from spikeacc.hw.package import write_package
+    from spikeacc.hw.synth import synthesize
+
+    cfg = PRESETS["default"]
+    designs = ("pe", "mac_pe") if quick else ("pe", "mac_pe", "tile", "mac")
+    rows = []
+    for design in designs:
+        files = write_package(design, cfg, out / "synth" / design / "rtl")
+        digest = hashlib.sha256(Path(files["verilog"]).read_bytes()).hexdigest()
+        cached = out / "synth" / design / "result.json"
+        if cached.is_file() and json.loads(cached.read_text()).get("verilog_sha256") == digest:
+            row = json.loads(cached.read_text())
+            log(f"  synth {design}: reused (Verilog unchanged)")
+        else:
+            result = synthesize(files["verilog"], files["verilog"].stem, out / "synth" / design / "work",
+                                place_and_route=False)
+            row = {"design": design, "verilog_sha256": digest, **result.to_dict()}
+            cached.write_text(json.dumps(row, indent=1) + "\n")
+        rows.append({k: row[k] for k in ("design", "luts", "flip_flops", "brams", "seconds")}
+                    | {"generic_cells": sum(row["generic_cells"].values())})
+        log(f"  synth {design}: {rows[-1]['luts']} LUT4, {rows[-1]['flip_flops']} FF, {rows[-1]['brams']} BRAM")
+    by = {r["design"]: r for r in rows}
+    return {"status": "PASS", "config": cfg.tag, "rows": rows,
+            "headline": f"iCE40 LUT4: spiking PE {by['pe']['luts']}, MAC PE {by['mac_pe']['luts']}"
+                        + (f"; tiles {by['tile']['luts']} vs {by['mac']['luts']}" if "tile" in by else ""),
+            "files": [str(out / "synth" / d / "result.json") for d in designs]}
+
+
+def step_infer(out: Path, quick: bool, model: str | None, build_root: str) -> dict:
+    from spikeacc.verif.infer import run_infer
+
+    layers = "0" if quick else "0-1"
+    rep = run_infer(INFER_PROMPT, max_new_tokens=2 if quick else 6, model=model, layers=layers,
+                    out=out / "infer", build_root=build_root)
+    t = rep["totals"]
+    return {"status": "PASS" if rep["identical"] else "FAIL", "prompt": rep["prompt"], "text": rep["text"],
+            "golden_text": rep["golden_text"], "blocks_on_rtl": layers, "projections_on_rtl": rep["layers_on_rtl"],
+            "totals": t, "headline": (f"{rep['layers_on_rtl']} projections on the RTL, text identical to golden, "
+                                      f"{t['outputs_compared']:,} counts compared"),
+            "files": [str(out / "infer" / "infer.json")]}
+
+
+STEP_FUNCTIONS = {"accuracy": step_accuracy, "verify": step_verify, "energy": step_energy, "synth": step_synth,
+                  "infer": step_infer}
+
+
+class StepFailed(Exception):
+    """A step ran and its checks failed; carries the section for the report."""
+
+    def __init__(self, section: dict):
+        super().__init__(section.get("headline", "failed"))
+        self.section = section
+
+
+def run_main(out: Path, *, steps=STEPS, quick: bool = False, model: str | None = None,
+             build_root: str = "sim_build") -> dict:
+    """Run ``steps`` in order; write report.json/.md/.html; return the report. Raises on the first failure."""
+    from spikeacc.report import write_report
+
+    unknown = [s for s in steps if s not in STEPS]
+    if unknown or not steps:
+        raise ValueError(f"--steps takes a comma-separated subset of {','.join(STEPS)}; got {','.join(steps) or 'nothing'}")
+    out = Path(out)
+    cache = StepCache(out, model)
+    report = {"model": model or "embedded SmolLM2-135M-Instruct", "quick": quick, "steps": list(steps),
+              "config": PRESETS["default"].to_dict(), "sections": {}, "summary": []}
+    t_run = time.perf_counter()
+    failure = None
+    params = {"quick": quick}
+    # Synthesis (Yosys, a process of its own) overlaps the other steps instead of waiting for them.
+    background = concurrent.futures.ThreadPoolExecutor(max_workers=1)
+    early = None
+    if "synth" in steps and cache.get("synth", params) is None:
+        early = background.submit(step_synth, out, quick, model, build_root, quiet=True)
+    for i, step in enumerate(s for s in STEPS if s in steps):
+        _log(f"[{i + 1}/{len(steps)}] {step} ...")
+        t0 = time.perf_counter()
+        section = cache.get(step, params)
+        reused = section is not None
+        if not reused:
+            if step == "synth" and early is not None and not early.done():
+                _log("  (synthesis has been running in the background since the start; waiting for it)")
+            try:
+                section = early.result() if step == "synth" and early else \
+                    STEP_FUNCTIONS[step](out, quick, model, build_root)
+                cache.put(step, params, section)
+            except StepFailed as exc:
+                section = exc.section
+                failure = f"{step}: {section['headline']}"
+            except Exception as exc:  # the report keeps what earlier steps produced
+                section = {"status": "FAIL", "headline": f"{type(exc).__name__}: {exc}".splitlines()[0][:300]}
+                failure = f"{step}: {section['headline']}"
+        seconds = time.perf_counter() - t0
+        report["sections"][step] = section
+        report["summary"].append({"step": step, "status": section["status"], "headline": section["headline"],
+                                  "seconds": round(seconds, 1), "reused": reused})
+        _log(f"[{i + 1}/{len(steps)}] {step}: {section['status']}{' (reused: inputs unchanged)' if reused else ''}"
+             f" in {seconds:.0f} s: {section['headline']}")
+        if failure:
+            break
+    background.shutdown(wait=True)  # after a failure: the background synthesis finishes first (its results are cached)
+    report["wall_seconds"] = round(time.perf_counter() - t_run, 1)
+    report["passed"] = failure is None and all(s["status"] == "PASS" for s in report["summary"])
+    write_report(out, report)
+    print_summary(report, out)
+    if failure:
+        raise VerificationFailed(f"step {failure} (earlier steps' results are kept in {out})")
+    return report
+
+
+def print_summary(report: dict, out: Path) -> None:
+    print(f"\n{'step':<10}{'result':<8}{'time':>8}  summary")
+    for s in report["summary"]:
+        when = "reused" if s["reused"] else f"{s['seconds']:.0f} s"
+        print(f"{s['step']:<10}{s['status']:<8}{when:>8}  {s['headline']}")
+    print(f"{'all':<10}{'PASS' if report['passed'] else 'FAIL':<8}{report['wall_seconds']:>6.0f} s  "
+          f"report: {out / 'report.html'} ({out / 'report.md'}, {out / 'report.json'})")
+

@@ -68,3 +68,11 @@ def test_a_32_token_prompt_through_all_210_projections(hardware, tmp_path):
     rep = run_infer(prompt, max_new_tokens=8, out=tmp_path, hardware=hardware, progress=False)
     assert rep["prompt_tokens"] == 32 and rep["layers_on_rtl"] == 210
     assert rep["identical"] and rep["totals"]["outputs_compared"] >= 1.5e6 and rep["totals"]["mismatches"] == 0
+
+
+def test_perplexity_through_the_rtl_equals_golden(hardware):
+    """A short held-out window with block 0 on the tile: the same perplexity to the last digit."""
+    from spikeacc.verif.infer import rtl_perplexity
+    rep = rtl_perplexity(16, layers="0", hardware=hardware, progress=False)
+    assert rep["rtl_ppl"] == rep["golden_ppl"] and rep["equal"]
+    assert rep["totals"]["outputs_compared"] == 16 * PER_BLOCK

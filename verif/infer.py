@@ -44,7 +44,7 @@ from spikeacc.golden.perplexity import default_text, token_splits
 from spikeacc.golden.spiking_linear import QuantSpec
 
 __all__ = ["TILE_TOKENS", "hardware_model", "select_layers", "RtlExecutor", "run_tile_call", "tile_pool",
-           "generate", "run_infer"]
+           "generate", "run_infer", "rtl_perplexity"]
 
 TILE_TOKENS = 32  # tokens per tile call (the harness buffers' depth); longer prefills are split
 # Projections computed from the same input, submitted at once (the leader is called first).
@@ -378,3 +378,49 @@ def _totals(executor: RtlExecutor, wall: float, mismatched: bool = False) -> dic
 
 def _write(out: Path, report: dict) -> None:
     (out / "infer.json").write_text(json.dumps(report, indent=2) + "\n")
+
+
+@torch.no_grad()
+def rtl_perplexity(tokens: int = 64, *, model: str | None = None, layers: str | None = None,
+                   workers: int | None = None, scheduler=None, build_root: str = "sim_build",
+                   method: str = "spikequant", hardware=None, progress: bool | None = None) -> dict:
+    """Perplexity of the first ``tokens`` held-out tokens, golden and with the selected projections on the RTL.
+
+    The same window as the perplexity table's first (after the calibration
+    tokens of the shipped text). Equal counts give bit-identical logits, so
+    the two perplexities are equal to the last digit; the RTL one is computed
+    from the RTL's counts, each call also compared with the golden counts.
+    """
+    import math
+
+    from spikeacc import workdirs
+
+    if isinstance(tokens, bool) or not isinstance(tokens, int) or not 2 <= tokens <= 512:
+        raise ValueError(f"--tokens with --rtl must be an integer in 2..512 (one window), got {tokens!r}")
+    net, tokenizer, name = hardware if hardware is not None else hardware_model(model, method)
+    _, windows = token_splits(tokenizer, default_text(), 512)
+    ids = windows[0, :tokens]
+
+    def ppl() -> float:
+        logits = net(ids[None]).logits[0, :-1].float()
+        return math.exp(float(torch.nn.functional.cross_entropy(logits, ids[1:], reduction="mean")))
+
+    t0 = time.perf_counter()
+    golden = ppl()
+    golden_wall = time.perf_counter() - t0
+    chosen = select_layers(net, layers)
+    with tile_pool(workers, scheduler) as submit:
+        executor = RtlExecutor(chosen, submit, str(workdirs.build_root(build_root).resolve()))
+        executor.build_all()
+        executor.bar = tqdm(total=len(chosen), desc="ppl --rtl", unit="call",
+                            disable=not progress if progress is not None else None)
+        executor.attach()
+        t1 = time.perf_counter()
+        try:
+            rtl = ppl()
+        finally:
+            executor.detach()
+            executor.bar.close()
+    return {"model": name, "tokens": tokens, "layers_on_rtl": len(chosen), "golden_ppl": golden, "rtl_ppl": rtl,
+            "equal": rtl == golden, "golden_wall_seconds": round(golden_wall, 2),
+            **_totals(executor, time.perf_counter() - t1)}

@@ -1,0 +1,189 @@
+"""The main job's report: ``report.json`` (every number), ``report.md`` and one self-contained ``report.html``.
+
+The HTML page embeds its plots as PNG data URIs, so it can be mailed or
+archived as one file. Everything is rendered from the report dict that
+:func:`spikeacc.flow.run_main` assembles; nothing here measures.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+from pathlib import Path
+
+__all__ = ["write_report", "plot_utilization", "plot_cycles", "report_markdown", "report_html"]
+
+TITLES = {"accuracy": "Accuracy of what the hardware computes", "verify": "Verification (bit-exact)",
+          "energy": "Energy: spiking vs MAC", "synth": "Area (Yosys, iCE40)", "infer": "The LLM through the RTL"}
+EXPLAIN = {
+    "accuracy": ("Perplexity on held-out GPL-3 text. Input-only rows quantize activations and weights but return "
+                 "float outputs (what fake-quant papers report); hardware-faithful rows return the tile's spike "
+                 "counts through its thresholds (8-bit outputs), as the generated RTL computes them."),
+    "verify": ("Every output integer of the generated RTL under Verilator compared with the golden model: the PE on "
+               "corner and random neurons, the tile on real SmolLM2 block-0 vectors in SpikeQuant and Kirin mode."),
+    "energy": ("Energy per token-layer of the spiking tile and the MAC baseline on the same vectors, from RTL "
+               "toggles: a 45 nm per-bit table (raw) and the same toggles calibrated to gate-level simulation of "
+               "synthesized OSU 0.18 µm netlists (clock and weight memory included; an extrapolation beyond the "
+               "64×16 tile it was fitted on)."),
+    "synth": "Yosys synthesis at the default configuration (K = 64, N = 16, P = 4, L = 2), mapped to iCE40.",
+    "infer": ("SmolLM2 generates text with the projections of its first decoder blocks computed by the spiking "
+              "tile's RTL (the RTL's counts feed the network); the text must equal the golden model's."),
+}
+
+
+def _plt():
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    return plt
+
+
+def plot_utilization(tiles: list[dict], path) -> None:
+    """Tile utilization per layer and mode (ideal cycles ÷ measured cycles)."""
+    plt = _plt()
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    layers = list(dict.fromkeys(t["layer"] for t in tiles))
+    modes = list(dict.fromkeys(t["mode"] for t in tiles))
+    fig, ax = plt.subplots(figsize=(7.5, 3.6))
+    width = 0.8 / len(modes)
+    for j, mode in enumerate(modes):
+        values = {t["layer"]: t["utilization"] for t in tiles if t["mode"] == mode}
+        ax.bar([i + j * width for i in range(len(layers))], [100 * values.get(layer, 0) for layer in layers],
+               width, label=mode)
+    ax.set_xticks([i + width * (len(modes) - 1) / 2 for i in range(len(layers))],
+                  [layer.split(".")[-1] for layer in layers], fontsize=8)
+    ax.set_ylabel("utilization (%)")
+    ax.set_ylim(0, 100)
+    ax.set_title("spiking tile utilization per layer (ideal ÷ measured cycles)", fontsize=9)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def plot_cycles(tiles: list[dict], path) -> None:
+    """Measured cycles per token-layer of the spiking tile in each mode, beside the MAC tile's exact count."""
+    plt = _plt()
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    layers = list(dict.fromkeys(t["layer"] for t in tiles))
+    modes = list(dict.fromkeys(t["mode"] for t in tiles))
+    series = [(f"spiking, {mode}", {t["layer"]: t["cycles_per_token_layer"] for t in tiles if t["mode"] == mode})
+              for mode in modes]
+    series.append(("MAC baseline", {t["layer"]: t["mac_cycles_per_token_layer"] for t in tiles
+                                    if t["mode"] == modes[0]}))
+    fig, ax = plt.subplots(figsize=(7.5, 3.6))
+    width = 0.8 / len(series)
+    for j, (label, values) in enumerate(series):
+        ax.bar([i + j * width for i in range(len(layers))], [values.get(layer, 0) for layer in layers], width,
+               label=label)
+    ax.set_xticks([i + width * (len(series) - 1) / 2 for i in range(len(layers))],
+                  [layer.split(".")[-1] for layer in layers], fontsize=8)
+    ax.set_ylabel("cycles per token-layer")
+    ax.set_title("cycles per token-layer (spiking: measured on the RTL; MAC: its exact cycle count)", fontsize=9)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def _tables(step: str, section: dict) -> list[tuple[list[str], list[list]]]:
+    """(header, rows) tables of one section, shared by the Markdown and the HTML."""
+    if step == "accuracy":
+        return [(["configuration", "PPL", "salient"],
+                 [[r["label"], f"{r['ppl']:.2f}", f"{r['salient_ratio']:.2%}"] for r in section["rows"]])]
+    if step == "verify":
+        pe = section["pe"]
+        return [(["run", "shape M×K×N", "P", "outputs compared", "mismatches", "cycles/token-layer", "utilization"],
+                 [["PE regression", "–", "1", f"{pe['compared']:,}", pe["mismatch_count"], "–", "–"]]
+                 + [[f"tile {t['mode']} {t['layer']}", "×".join(map(str, t["shape"])), t["pes"], f"{t['compared']:,}",
+                     t["mismatches"], f"{t['cycles_per_token_layer']:,.0f}", f"{t['utilization']:.1%}"]
+                    for t in section["tiles"]])]
+    if step == "energy":
+        return [(["mode", "layer", "spiking pJ", "MAC pJ", "MAC ÷ spiking (raw toggles)",
+                  "MAC ÷ spiking (gate-calibrated)", "op counts"],
+                 [[r["mode"], r["layer"], f"{r['spiking_pj']:,.0f}", f"{r['mac_pj']:,.0f}", f"{r['ratio_toggles']:.2f}x",
+                   f"{r['ratio_calibrated']:.2f}x", f"{r['ratio_ops']:.2f}x"] for r in section["rows"]])]
+    if step == "synth":
+        return [(["design", "generic cells", "iCE40 LUT4", "FF", "BRAM"],
+                 [[r["design"], r["generic_cells"], r["luts"], r["flip_flops"], r["brams"]] for r in section["rows"]])]
+    if step == "infer":
+        t = section["totals"]
+        return [(["prompt", "RTL text", "golden text", "projections on RTL", "counts compared", "simulated cycles"],
+                 [[section["prompt"], section["text"], section["golden_text"], section["projections_on_rtl"],
+                   f"{t['outputs_compared']:,}", f"{t['simulated_cycles']:,}"]])]
+    return []
+
+
+def _md_table(header, rows) -> list[str]:
+    cell = lambda v: str(v).replace("|", "\\|").replace("\n", "⏎")  # noqa: E731
+    return ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)] + \
+        ["| " + " | ".join(cell(v) for v in row) + " |" for row in rows]
+
+
+def report_markdown(report: dict, out: Path) -> str:
+    lines = ["# spikeacc report", "",
+             f"Model: {report['model']}. Verdict: **{'PASS' if report['passed'] else 'FAIL'}** "
+             f"in {report['wall_seconds']:.0f} s" + (" (quick variant)" if report["quick"] else "") + ".", ""]
+    lines += _md_table(["step", "result", "time", "summary"],
+                       [[s["step"], s["status"], "reused" if s["reused"] else f"{s['seconds']:.0f} s", s["headline"]]
+                        for s in report["summary"]])
+    for step, section in report["sections"].items():
+        lines += ["", f"## {TITLES[step]}", "", EXPLAIN[step], ""]
+        if "baseline" in section:
+            lines += [f"Baseline: {section['baseline']}.", ""]
+        for header, rows in _tables(step, section) if section["status"] != "FAIL" or "rows" in section else []:
+            lines += _md_table(header, rows) + [""]
+        for name, path in section.get("plots", {}).items():
+            if Path(path).is_file():
+                lines.append(f"![{name}]({Path(path).resolve().relative_to(out.resolve())})")
+    return "\n".join(lines) + "\n"
+
+
+def _img(path: str) -> str:
+    data = base64.b64encode(Path(path).read_bytes()).decode()
+    return f'<img alt="{html.escape(Path(path).stem)}" src="data:image/png;base64,{data}">'
+
+
+def _html_table(header, rows) -> str:
+    head = "".join(f"<th>{html.escape(str(h))}</th>" for h in header)
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(str(v))}</td>" for v in row) + "</tr>" for row in rows)
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+STYLE = ("body{font-family:system-ui,sans-serif;max-width:1000px;margin:2em auto;padding:0 1em;color:#222}"
+         "table{border-collapse:collapse;margin:.8em 0;font-size:14px}td,th{border:1px solid #ccc;padding:4px 8px;"
+         "text-align:left}th{background:#f3f3f3}.PASS{color:#0a7a22;font-weight:bold}.FAIL{color:#b00020;"
+         "font-weight:bold}img{max-width:100%;margin:.5em 0}p.note{color:#555}")
+
+
+def report_html(report: dict) -> str:
+    verdict = "PASS" if report["passed"] else "FAIL"
+    parts = [f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>spikeacc report</title>"
+             f"<style>{STYLE}</style></head><body><h1>spikeacc report</h1>",
+             f"<p>Model: {html.escape(report['model'])}. Verdict: <span class='{verdict}'>{verdict}</span> in "
+             f"{report['wall_seconds']:.0f} s{' (quick variant)' if report['quick'] else ''}.</p>"]
+    rows = [[s["step"], s["status"], "reused" if s["reused"] else f"{s['seconds']:.0f} s", s["headline"]]
+            for s in report["summary"]]
+    table = _html_table(["step", "result", "time", "summary"], rows)
+    for status in ("PASS", "FAIL"):
+        table = table.replace(f"<td>{status}</td>", f"<td class='{status}'>{status}</td>")
+    parts.append(table)
+    for step, section in report["sections"].items():
+        parts.append(f"<h2>{html.escape(TITLES[step])}</h2><p class='note'>{html.escape(EXPLAIN[step])}</p>")
+        if "baseline" in section:
+            parts.append(f"<p class='note'>Baseline: {html.escape(section['baseline'])}.</p>")
+        if section["status"] == "FAIL" and "rows" not in section and "tiles" not in section:
+            parts.append(f"<p class='FAIL'>{html.escape(section['headline'])}</p>")
+            continue
+        parts += [_html_table(h, r) for h, r in _tables(step, section)]
+        parts += [_img(p) for p in section.get("plots", {}).values() if Path(p).is_file()]
+    parts.append("</body></html>")
+    return "\n".join(parts)
+
+
+def write_report(out: Path, report: dict) -> None:
+    out = Path(out)
+    (out / "report.json").write_text(json.dumps(report, indent=2) + "\n")
+    (out / "report.md").write_text(report_markdown(report, out))
+    (out / "report.html").write_text(report_html(report))

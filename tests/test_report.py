@@ -1,0 +1,48 @@
+"""The main job's report: `spikeacc run --steps verify --quick` from a clean output directory."""
+
+import json
+from html.parser import HTMLParser
+
+import pytest
+
+from spikeacc.cli import main
+
+pytestmark = [pytest.mark.verilator, pytest.mark.model]
+
+
+class Images(HTMLParser):
+    def __init__(self):
+        super().__init__()
+        self.sources, self.tables = [], 0
+
+    def handle_starttag(self, tag, attrs):
+        if tag == "img":
+            self.sources.append(dict(attrs)["src"])
+        self.tables += tag == "table"
+
+
+def test_quick_verify_run_writes_a_self_contained_report(tmp_path, capsys):
+    out = tmp_path / "out"
+    assert main(["run", "--steps", "verify", "--quick", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "verify    PASS" in printed and "report.html" in printed
+    report = json.loads((out / "report.json").read_text())
+    assert report["passed"] and list(report["sections"]) == ["verify"]
+    verify = report["sections"]["verify"]
+    assert verify["pe"]["compared"] >= 200 and verify["pe"]["mismatch_count"] == 0
+    assert {t["mode"] for t in verify["tiles"]} == {"spikequant", "kirin"}
+    for t in verify["tiles"]:
+        assert t["passed"] and t["compared"] == 8 * 16 and t["cycles_per_token_layer"] > 0 and 0 < t["utilization"] <= 1
+    page = Images()
+    page.feed((out / "report.html").read_text())
+    assert page.tables >= 2 and len(page.sources) == 2
+    assert all(src.startswith("data:image/png;base64,") for src in page.sources), "every image is embedded"
+    assert "## Verification (bit-exact)" in (out / "report.md").read_text()
+    # a second run reuses the step (its inputs are unchanged) and says so
+    assert main(["run", "--steps", "verify", "--quick", "--out", str(out)]) == 0
+    assert "reused" in capsys.readouterr().out
+
+
+def test_unknown_step_is_one_line(tmp_path, capsys):
+    assert main(["run", "--steps", "verify,colour", "--out", str(tmp_path)]) == 2
+    assert "--steps takes a comma-separated subset of accuracy,verify,energy,synth,infer" in capsys.readouterr().err
