@@ -131,7 +131,13 @@ def _first_line(exc: BaseException) -> str:
 
 
 def _load_folder(folder: Path):
+    import sys
+
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+    from transformers.utils import logging as hf_logging
+
+    if not sys.stderr.isatty():  # a log file gets no redrawn "Loading weights" bar
+        hf_logging.disable_progress_bar()
 
     if not (folder / "config.json").is_file():
         raise FileNotFoundError(f"{folder} has no config.json: not a Hugging Face model folder")

@@ -48,7 +48,7 @@ def token_splits(tokenizer, text: str, eval_tokens: int, window: int = WINDOW,
 @torch.no_grad()
 def perplexity(model, windows: torch.Tensor, desc: str = "ppl") -> float:
     nll, count = 0.0, 0
-    for ids in tqdm(windows, desc=desc, leave=False, unit="win"):
+    for ids in tqdm(windows, desc=desc, leave=False, unit="win", disable=None):
         logits = model(ids[None]).logits[0, :-1].float()
         loss = torch.nn.functional.cross_entropy(logits, ids[1:], reduction="sum")
         nll += float(loss)

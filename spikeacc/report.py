@@ -12,7 +12,7 @@ import html
 import json
 from pathlib import Path
 
-__all__ = ["write_report", "plot_utilization", "plot_cycles", "report_markdown", "report_html"]
+__all__ = ["write_report", "plot_accuracy", "plot_utilization", "plot_cycles", "report_markdown", "report_html"]
 
 TITLES = {"accuracy": "Accuracy of what the hardware computes", "verify": "Verification (bit-exact)",
           "energy": "Energy: spiking vs MAC", "synth": "Area (Yosys, iCE40)", "infer": "The LLM through the RTL"}
@@ -37,6 +37,33 @@ def _plt():
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     return plt
+
+
+def plot_accuracy(rows: list[dict], path) -> None:
+    """Perplexity per configuration: input-only (float outputs) beside hardware-faithful, per mode; FP as a line."""
+    plt = _plt()
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    fp = [r["ppl"] for r in rows if r["method"] == "fp"]
+    methods = [m for m in dict.fromkeys(r["method"] for r in rows) if m != "fp"]
+    fig, ax = plt.subplots(figsize=(7.5, 3.4))
+    width = 0.38
+    for j, (faithful, label) in enumerate([(False, "input-only (outputs float)"),
+                                           (True, "hardware-faithful (tile's 8-bit counts)")]):
+        values = {r["method"]: r["ppl"] for r in rows if r["hardware_faithful"] == faithful}
+        bars = ax.bar([i + j * width for i in range(len(methods))], [values.get(m, 0) for m in methods], width,
+                      label=label)
+        ax.bar_label(bars, fmt="%.2f", fontsize=8)
+    if fp:
+        ax.axhline(fp[0], color="0.4", linestyle="--", label=f"FP {fp[0]:.2f}")
+    ax.set_xticks([i + width / 2 for i in range(len(methods))],
+                  ["SpikeQuant W4A4" if m == "spikequant" else "Kirin W4A4&8" if m == "kirin" else m for m in methods])
+    ax.set_ylabel("perplexity")
+    ax.set_ylim(0, 1.35 * max(r["ppl"] for r in rows))
+    ax.set_title("perplexity of what the hardware computes (lower is better)", fontsize=9)
+    ax.legend(fontsize=8, loc="upper right", ncol=3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
 
 
 def plot_utilization(tiles: list[dict], path) -> None:
@@ -151,9 +178,15 @@ def _html_table(header, rows) -> str:
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
+CAPTIONS = {"perplexity": "Perplexity per configuration (one held-out window).",
+            "utilization": "Utilization: ideal cycles (every cycle carries L events) ÷ measured cycles.",
+            "cycles": "Cycles per token-layer.",
+            "energy_spikequant": "Energy by role, SpikeQuant mode (q_proj): spiking tile and MAC baseline.",
+            "energy_kirin": "Energy by role, Kirin mode (q_proj): spiking tile and MAC baseline."}
+
 STYLE = ("body{font-family:system-ui,sans-serif;max-width:1000px;margin:2em auto;padding:0 1em;color:#222}"
          "table{border-collapse:collapse;margin:.8em 0;font-size:14px}td,th{border:1px solid #ccc;padding:4px 8px;"
-         "text-align:left}th{background:#f3f3f3}.PASS{color:#0a7a22;font-weight:bold}.FAIL{color:#b00020;"
+         "text-align:left;white-space:nowrap}td:last-child{white-space:normal}th{background:#f3f3f3}.PASS{color:#0a7a22;font-weight:bold}.FAIL{color:#b00020;"
          "font-weight:bold}img{max-width:100%;margin:.5em 0}p.note{color:#555}")
 
 
@@ -177,7 +210,9 @@ def report_html(report: dict) -> str:
             parts.append(f"<p class='FAIL'>{html.escape(section['headline'])}</p>")
             continue
         parts += [_html_table(h, r) for h, r in _tables(step, section)]
-        parts += [_img(p) for p in section.get("plots", {}).values() if Path(p).is_file()]
+        for name, p in section.get("plots", {}).items():
+            if Path(p).is_file():
+                parts.append(f"<p class='note'>{html.escape(CAPTIONS.get(name, name))}</p>{_img(p)}")
     parts.append("</body></html>")
     return "\n".join(parts)
 

@@ -116,26 +116,37 @@ def test_cli_refuses_a_tile_shape_that_does_not_cover_the_layer(tmp_path, capsys
 
 @pytest.fixture(scope="module")
 def block0_vectors(tmp_path_factory):
-    """Real SmolLM2-135M vectors of every projection of decoder block 0, 8 tokens, one model pass."""
+    """Real SmolLM2-135M vectors of every projection of decoder block 0, 8 tokens, one pass per mode."""
     from spikeacc.golden.model import PROJECTIONS
     from spikeacc.golden.vectors import export_layers
-    out = tmp_path_factory.mktemp("block0")
-    layers = [f"model.layers.0.{p}" for p in PROJECTIONS]
-    return dict(zip(PROJECTIONS, export_layers(layers=layers, tokens=8, outs=[out / f"{p}.npz" for p in PROJECTIONS])))
+    exported = {}
+
+    def vectors(mode: str) -> dict:
+        if mode not in exported:
+            out = tmp_path_factory.mktemp(f"block0_{mode}")
+            base = PRESETS["smollm2"].replace(**(KIRIN_MODE if mode == "kirin" else {}))
+            layers = [f"model.layers.0.{p}" for p in PROJECTIONS]
+            exported[mode] = dict(zip(PROJECTIONS, export_layers(
+                layers=layers, tokens=8, outs=[out / f"{p}.npz" for p in PROJECTIONS], base=base)))
+        return exported[mode]
+    return vectors
 
 
-# Slow runs (one export of all seven, a Verilator build per shape); `spikeacc run`
-# (the main job) verifies all seven every time, and the static-mode test below
-# puts real q_proj codes through the tile in the default suite.
+# Slow runs (one export of all seven per mode, a Verilator build per shape); `spikeacc run`
+# (the main job) verifies all seven in both modes every time, and the default suite puts
+# real q_proj codes through the default tile in both modes (cropped).
 @pytest.mark.slow
+@pytest.mark.parametrize("mode", ["spikequant", "kirin"])
 @pytest.mark.parametrize("proj", ["self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj",
                                   "mlp.gate_proj", "mlp.up_proj", "mlp.down_proj"])
-def test_smollm2_layer0_projection_bit_exact(block0_vectors, proj):
-    """Real SmolLM2-135M vectors, 8 tokens, every projection type of decoder block 0 (default: 8-bit outputs)."""
-    _, rep = run_tile_regression(block0_vectors[proj], build_root="sim_build", progress=False)
+def test_smollm2_layer0_projection_bit_exact(block0_vectors, mode, proj):
+    """Real SmolLM2-135M vectors, 8 tokens, every projection of block 0 at full size (8-bit outputs)."""
+    _, rep = run_tile_regression(block0_vectors(mode)[proj], build_root="sim_build", progress=False)
     assert rep["passed"], rep["mismatches"][:10]
     assert rep["compared"] == 8 * rep["shape"][2]
+    assert rep["cycles_per_token"] == rep["predicted_cycles_per_token"]
     assert rep["config"]["out_bits"] == 8
+    assert rep["config"]["outlier_bits"] == (8 if mode == "kirin" else None)
 
 
 @pytest.mark.slow
@@ -196,29 +207,6 @@ def test_kirin_tile_bit_exact_on_random_and_real_codes(tmp_path):
     _, rep = run_tile_regression(cropped, build_root="sim_build", progress=False)
     assert rep["passed"], rep["mismatches"][:10]
     assert rep["config"]["outlier_bits"] == 8 and rep["config"]["firing"] == "silence"
-
-
-@pytest.fixture(scope="module")
-def block0_kirin_vectors(tmp_path_factory):
-    """Real SmolLM2-135M vectors of every projection of block 0 in Kirin mode, 8 tokens, one model pass."""
-    from spikeacc.golden.model import PROJECTIONS
-    from spikeacc.golden.vectors import export_layers
-    out = tmp_path_factory.mktemp("block0_kirin")
-    layers = [f"model.layers.0.{p}" for p in PROJECTIONS]
-    return dict(zip(PROJECTIONS, export_layers(layers=layers, tokens=8, outs=[out / f"{p}.npz" for p in PROJECTIONS],
-                                               base=PRESETS["smollm2"].replace(**KIRIN_MODE))))
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize("proj", ["self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj",
-                                  "mlp.gate_proj", "mlp.up_proj", "mlp.down_proj"])
-def test_smollm2_layer0_projection_bit_exact_in_kirin_mode(block0_kirin_vectors, proj):
-    """Kirin mode on real vectors at full size, every projection of block 0; the cycle model holds."""
-    _, rep = run_tile_regression(block0_kirin_vectors[proj], build_root="sim_build", progress=False)
-    assert rep["passed"], rep["mismatches"][:10]
-    assert rep["compared"] == 8 * rep["shape"][2]
-    assert rep["cycles_per_token"] == rep["predicted_cycles_per_token"]
-    assert rep["config"]["outlier_bits"] == 8
 
 
 @pytest.mark.slow

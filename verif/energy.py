@@ -130,7 +130,7 @@ def run_energy(vectors_path, *, out="out/energy", build_root="sim_build", pes=No
     cfg = tile_config_for(vectors, pes, lanes)
     m = vectors.shape[0]
     designs = {}
-    for design in tqdm(("tile", "mac"), desc="energy", unit="design"):
+    for design in tqdm(("tile", "mac"), desc="energy", unit="design", disable=None):
         t0 = time.perf_counter()
         saif = out / f"{design}.saif"
         _, rep = run_tile_regression(vectors_path, build_root=build_root, pes=pes, lanes=lanes,

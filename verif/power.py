@@ -86,7 +86,7 @@ def run_power(vectors_path, *, designs=("tile", "mac"), liberty=DEFAULT_LIBERTY,
     e_bit = sram_pj_per_bit(node_nm, library.voltage)
     results = {}
     opensta = {} if shutil.which("sta") else None   # the OpenSTA cross-check, where it runs
-    for design in tqdm(designs, desc="power", unit="design"):
+    for design in tqdm(designs, desc="power", unit="design", disable=None):
         t0 = time.perf_counter()
         gates = GateLevel(library, sram=sram, gated=gated)
         saif = out / f"{design}.gates.saif"
