@@ -24,6 +24,7 @@ import os
 import time
 from pathlib import Path
 
+from spikeacc import workdirs
 from spikeacc.config import KIRIN_MODE, PRESETS
 from spikeacc.errors import VerificationFailed
 
@@ -211,7 +212,9 @@ def step_synth(out: Path, quick: bool, model: str | None, build_root: str, quiet
     for design in designs:
         files = write_package(design, cfg, out / "synth" / design / "rtl")
         digest = hashlib.sha256(Path(files["verilog"]).read_bytes()).hexdigest()
-        cached = out / "synth" / design / "result.json"
+        # kept beside the simulator builds, so every --out directory reuses it while the Verilog is unchanged
+        cached = workdirs.build_root(build_root) / "synth" / f"{design}_{digest[:16]}.json"
+        cached.parent.mkdir(parents=True, exist_ok=True)
         if cached.is_file() and json.loads(cached.read_text()).get("verilog_sha256") == digest:
             row = json.loads(cached.read_text())
             log(f"  synth {design}: reused (Verilog unchanged)")
@@ -227,7 +230,7 @@ def step_synth(out: Path, quick: bool, model: str | None, build_root: str, quiet
     return {"status": "PASS", "config": cfg.tag, "rows": rows,
             "headline": f"iCE40 LUT4: spiking PE {by['pe']['luts']}, MAC PE {by['mac_pe']['luts']}"
                         + (f"; tiles {by['tile']['luts']} vs {by['mac']['luts']}" if "tile" in by else ""),
-            "files": [str(out / "synth" / d / "result.json") for d in designs]}
+            "files": [str(out / "synth" / d / "rtl") for d in designs]}
 
 
 def step_infer(out: Path, quick: bool, model: str | None, build_root: str) -> dict:
@@ -264,6 +267,7 @@ def run_main(out: Path, *, steps=STEPS, quick: bool = False, model: str | None =
     unknown = [s for s in steps if s not in STEPS]
     if unknown or not steps:
         raise ValueError(f"--steps takes a comma-separated subset of {','.join(STEPS)}; got {','.join(steps) or 'nothing'}")
+    steps = [s for s in STEPS if s in steps]   # in the story's order, each once
     out = Path(out)
     cache = StepCache(out, model)
     report = {"model": model or "embedded SmolLM2-135M-Instruct", "quick": quick, "steps": list(steps),
@@ -276,7 +280,7 @@ def run_main(out: Path, *, steps=STEPS, quick: bool = False, model: str | None =
     early = None
     if "synth" in steps and cache.get("synth", params) is None:
         early = background.submit(step_synth, out, quick, model, build_root, quiet=True)
-    for i, step in enumerate(s for s in STEPS if s in steps):
+    for i, step in enumerate(steps):
         _log(f"[{i + 1}/{len(steps)}] {step} ...")
         t0 = time.perf_counter()
         section = cache.get(step, params)
