@@ -299,11 +299,12 @@ def run_main(out: Path, *, steps=STEPS, quick: bool = False, model: str | None =
                 section = {"status": "FAIL", "headline": f"{type(exc).__name__}: {exc}".splitlines()[0][:300]}
                 failure = f"{step}: {section['headline']}"
         seconds = time.perf_counter() - t0
-        if step == "synth" and early is not None and "rows" in section:   # it ran beside the earlier steps
+        background = step == "synth" and early is not None and "rows" in section
+        if background:   # it ran beside the earlier steps: its own time, not the wait
             seconds = sum(r["seconds"] for r in section["rows"])
         report["sections"][step] = section
         report["summary"].append({"step": step, "status": section["status"], "headline": section["headline"],
-                                  "seconds": round(seconds, 1), "reused": reused})
+                                  "seconds": round(seconds, 1), "reused": reused, "background": background})
         _log(f"[{i + 1}/{len(steps)}] {step}: {section['status']}{' (reused: inputs unchanged)' if reused else ''}"
              f" in {seconds:.0f} s: {section['headline']}")
         if failure:
@@ -318,11 +319,18 @@ def run_main(out: Path, *, steps=STEPS, quick: bool = False, model: str | None =
     return report
 
 
+def step_time(summary: dict) -> str:
+    """A step's time as the summary shows it: reused, run beside the others, or its wall time."""
+    if summary["reused"]:
+        return "reused"
+    return f"{summary['seconds']:.0f} s" + (" (background)" if summary.get("background") else "")
+
+
 def print_summary(report: dict, out: Path) -> None:
-    print(f"\n{'step':<10}{'result':<8}{'time':>8}  summary")
+    print(f"\n{'step':<10}{'result':<8}{'time':>17}  summary")
     for s in report["summary"]:
-        when = "reused" if s["reused"] else f"{s['seconds']:.0f} s"
-        print(f"{s['step']:<10}{s['status']:<8}{when:>8}  {s['headline']}")
-    print(f"{'all':<10}{'PASS' if report['passed'] else 'FAIL':<8}{report['wall_seconds']:>6.0f} s  "
+        when = step_time(s)
+        print(f"{s['step']:<10}{s['status']:<8}{when:>17}  {s['headline']}")
+    print(f"{'all':<10}{'PASS' if report['passed'] else 'FAIL':<8}{report['wall_seconds']:>15.0f} s  "
           f"report: {out / 'report.html'} ({out / 'report.md'}, {out / 'report.json'})")
 

@@ -12,6 +12,8 @@ import html
 import json
 from pathlib import Path
 
+from spikeacc.flow import step_time
+
 __all__ = ["write_report", "plot_accuracy", "plot_utilization", "plot_cycles", "report_markdown", "report_html"]
 
 TITLES = {"accuracy": "Accuracy of what the hardware computes", "verify": "Verification (bit-exact)",
@@ -83,7 +85,7 @@ def plot_utilization(tiles: list[dict], path) -> None:
     ax.set_ylabel("utilization (%)")
     ax.set_ylim(0, 100)
     ax.set_title("spiking tile utilization per layer (ideal ÷ measured cycles)", fontsize=9)
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.1), ncol=len(modes))
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
@@ -153,7 +155,7 @@ def report_markdown(report: dict, out: Path) -> str:
              f"Model: {report['model']}. Verdict: **{'PASS' if report['passed'] else 'FAIL'}** "
              f"in {report['wall_seconds']:.0f} s" + (" (quick variant)" if report["quick"] else "") + ".", ""]
     lines += _md_table(["step", "result", "time", "summary"],
-                       [[s["step"], s["status"], "reused" if s["reused"] else f"{s['seconds']:.0f} s", s["headline"]]
+                       [[s["step"], s["status"], step_time(s), s["headline"]]
                         for s in report["summary"]])
     for step, section in report["sections"].items():
         lines += ["", f"## {TITLES[step]}", "", EXPLAIN[step], ""]
@@ -196,7 +198,7 @@ def report_html(report: dict) -> str:
              f"<style>{STYLE}</style></head><body><h1>spikeacc report</h1>",
              f"<p>Model: {html.escape(report['model'])}. Verdict: <span class='{verdict}'>{verdict}</span> in "
              f"{report['wall_seconds']:.0f} s{' (quick variant)' if report['quick'] else ''}.</p>"]
-    rows = [[s["step"], s["status"], "reused" if s["reused"] else f"{s['seconds']:.0f} s", s["headline"]]
+    rows = [[s["step"], s["status"], step_time(s), s["headline"]]
             for s in report["summary"]]
     table = _html_table(["step", "result", "time", "summary"], rows)
     for status in ("PASS", "FAIL"):
