@@ -299,12 +299,12 @@ def run_main(out: Path, *, steps=STEPS, quick: bool = False, model: str | None =
                 section = {"status": "FAIL", "headline": f"{type(exc).__name__}: {exc}".splitlines()[0][:300]}
                 failure = f"{step}: {section['headline']}"
         seconds = time.perf_counter() - t0
-        background = step == "synth" and early is not None and "rows" in section
-        if background:   # it ran beside the earlier steps: its own time, not the wait
+        beside = step == "synth" and early is not None and "rows" in section
+        if beside:   # it ran in the background beside the earlier steps: its own time, not the wait
             seconds = sum(r["seconds"] for r in section["rows"])
         report["sections"][step] = section
         report["summary"].append({"step": step, "status": section["status"], "headline": section["headline"],
-                                  "seconds": round(seconds, 1), "reused": reused, "background": background})
+                                  "seconds": round(seconds, 1), "reused": reused, "background": beside})
         _log(f"[{i + 1}/{len(steps)}] {step}: {section['status']}{' (reused: inputs unchanged)' if reused else ''}"
              f" in {seconds:.0f} s: {section['headline']}")
         if failure:
