@@ -203,6 +203,7 @@ def step_synth(out: Path, quick: bool, model: str | None, build_root: str, quiet
     rows say what was reused instead of printing as it goes.
     """
     log = (lambda message: None) if quiet else _log
+    started = time.perf_counter()
     from spikeacc.hw.package import write_package
     from spikeacc.hw.synth import synthesize
 
@@ -216,7 +217,7 @@ def step_synth(out: Path, quick: bool, model: str | None, build_root: str, quiet
         cached = workdirs.build_root(build_root) / "synth" / f"{design}_{digest[:16]}.json"
         cached.parent.mkdir(parents=True, exist_ok=True)
         if cached.is_file() and json.loads(cached.read_text()).get("verilog_sha256") == digest:
-            row = json.loads(cached.read_text())
+            row = {**json.loads(cached.read_text()), "reused": True}
             log(f"  synth {design}: reused (Verilog unchanged)")
         else:
             result = synthesize(files["verilog"], files["verilog"].stem, out / "synth" / design / "work",
@@ -224,10 +225,11 @@ def step_synth(out: Path, quick: bool, model: str | None, build_root: str, quiet
             row = {"design": design, "verilog_sha256": digest, **result.to_dict()}
             cached.write_text(json.dumps(row, indent=1) + "\n")
         rows.append({k: row[k] for k in ("design", "luts", "flip_flops", "brams", "seconds")}
+                    | {"reused": row.get("reused", False)}
                     | {"generic_cells": sum(row["generic_cells"].values())})
         log(f"  synth {design}: {rows[-1]['luts']} LUT4, {rows[-1]['flip_flops']} FF, {rows[-1]['brams']} BRAM")
     by = {r["design"]: r for r in rows}
-    return {"status": "PASS", "config": cfg.tag, "rows": rows,
+    return {"status": "PASS", "config": cfg.tag, "rows": rows, "seconds": round(time.perf_counter() - started, 1),
             "headline": f"iCE40 LUT4: spiking PE {by['pe']['luts']}, MAC PE {by['mac_pe']['luts']}"
                         + (f"; tiles {by['tile']['luts']} vs {by['mac']['luts']}" if "tile" in by else ""),
             "files": [str(out / "synth" / d / "rtl") for d in designs]}
@@ -299,9 +301,9 @@ def run_main(out: Path, *, steps=STEPS, quick: bool = False, model: str | None =
                 section = {"status": "FAIL", "headline": f"{type(exc).__name__}: {exc}".splitlines()[0][:300]}
                 failure = f"{step}: {section['headline']}"
         seconds = time.perf_counter() - t0
-        beside = step == "synth" and early is not None and "rows" in section
+        beside = step == "synth" and early is not None and "seconds" in section
         if beside:   # it ran in the background beside the earlier steps: its own time, not the wait
-            seconds = sum(r["seconds"] for r in section["rows"])
+            seconds = section["seconds"]
         report["sections"][step] = section
         report["summary"].append({"step": step, "status": section["status"], "headline": section["headline"],
                                   "seconds": round(seconds, 1), "reused": reused, "background": beside})
