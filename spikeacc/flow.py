@@ -133,7 +133,10 @@ def step_verify(out: Path, quick: bool, model: str | None, build_root: str) -> d
     pe = {k: run.report[k] for k in ("passed", "compared", "mismatch_count", "cycles")}
     _log(f"  PE {cfg.tag}: {'PASS' if pe['passed'] else 'FAIL'}, {pe['compared']} cases")
     def verify_tile(mode: str, proj: str, path: Path) -> dict:
-        _, rep = run_tile_regression(path, build_root=build_root, progress=False)
+        # q_proj runs on the activity-recording build that the energy step needs anyway:
+        # one simulator build fewer per mode, the same bit-exact check
+        saif = out / "verify" / "activity" / f"{mode}_{path.stem}.saif" if proj == "self_attn.q_proj" else None
+        _, rep = run_tile_regression(path, build_root=build_root, progress=False, saif_to=saif)
         m, k, n = rep["shape"]
         tcfg = tile_config_for(load_vectors(path))
         _log(f"  tile {mode:<10} {proj:<17} {m}x{k}x{n}: {'PASS' if rep['passed'] else 'FAIL'}, "
