@@ -78,6 +78,11 @@ def _load_gguf(gguf: Path):
             shutil.rmtree(cache, ignore_errors=True)
     model, tokenizer = _guarded(gguf, lambda: _read_gguf(gguf))
     _check_llama(model.config, gguf)
+    return _convert(model, tokenizer, cache)
+
+
+def _convert(model, tokenizer, cache: Path):
+    """Save the GGUF-loaded model as a safetensors folder at ``cache``, atomically; load it from there."""
     from transformers import LlamaForCausalLM
 
     cfg = model.config
@@ -88,8 +93,9 @@ def _load_gguf(gguf: Path):
     fresh.tie_weights()
     tmp = Path(tempfile.mkdtemp(dir=cache.parent if cache.parent.exists() else _mk(cache.parent),
                                 prefix=cache.name + ".tmp-"))
-    fresh.save_pretrained(tmp)
-    tokenizer.save_pretrained(tmp)
+    with _bars_off_tty(f"spikeacc: writing the converted model to {cache}"):
+        fresh.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
     try:
         tmp.rename(cache)  # atomic: a concurrent converter that finished first wins
     except OSError:
@@ -103,11 +109,25 @@ def _mk(path: Path) -> Path:
     return path
 
 
+def _bars_off_tty(line: str):
+    """Outside a terminal, ``line`` instead of transformers' plain-tqdm bars (the GGUF
+    conversion, the shard writer), which a log file would get redrawn line by line."""
+    import contextlib
+    import io
+    import sys
+
+    if sys.stderr.isatty():
+        return contextlib.nullcontext()
+    print(line, file=sys.stderr)
+    return contextlib.redirect_stderr(io.StringIO())
+
+
 def _read_gguf(gguf: Path):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
-    tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    with _bars_off_tty(f"spikeacc: converting {gguf.name} once into a cached folder (~25 s)"):
+        model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
+        tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
     return model, tokenizer
 
 
