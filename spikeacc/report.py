@@ -70,37 +70,30 @@ def plot_accuracy(rows: list[dict], path) -> None:
 
 def plot_utilization(tiles: list[dict], path) -> None:
     """Tile utilization per layer and mode (ideal cycles ÷ measured cycles)."""
-    plt = _plt()
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    layers = list(dict.fromkeys(t["layer"] for t in tiles))
     modes = list(dict.fromkeys(t["mode"] for t in tiles))
-    fig, ax = plt.subplots(figsize=(7.5, 3.6))
-    width = 0.8 / len(modes)
-    for j, mode in enumerate(modes):
-        values = {t["layer"]: t["utilization"] for t in tiles if t["mode"] == mode}
-        ax.bar([i + j * width for i in range(len(layers))], [100 * values.get(layer, 0) for layer in layers],
-               width, label=mode)
-    ax.set_xticks([i + width * (len(modes) - 1) / 2 for i in range(len(layers))],
-                  [layer.split(".")[-1] for layer in layers], fontsize=8)
-    ax.set_ylabel("utilization (%)")
-    ax.set_ylim(0, 100)
-    ax.set_title("spiking tile utilization per layer (ideal ÷ measured cycles)", fontsize=9)
-    ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.1), ncol=len(modes))
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    series = [(mode, {t["layer"]: 100 * t["utilization"] for t in tiles if t["mode"] == mode}) for mode in modes]
+    _bars_per_layer(tiles, series, path, ylabel="utilization (%)", ylim=(0, 100),
+                    title="spiking tile utilization per layer (ideal ÷ measured cycles)",
+                    legend={"loc": "upper center", "bbox_to_anchor": (0.5, -0.1), "ncol": len(modes)})
 
 
 def plot_cycles(tiles: list[dict], path) -> None:
     """Measured cycles per token-layer of the spiking tile in each mode, beside the MAC tile's exact count."""
-    plt = _plt()
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    layers = list(dict.fromkeys(t["layer"] for t in tiles))
     modes = list(dict.fromkeys(t["mode"] for t in tiles))
     series = [(f"spiking, {mode}", {t["layer"]: t["cycles_per_token_layer"] for t in tiles if t["mode"] == mode})
               for mode in modes]
     series.append(("MAC baseline", {t["layer"]: t["mac_cycles_per_token_layer"] for t in tiles
                                     if t["mode"] == modes[0]}))
+    _bars_per_layer(tiles, series, path, ylabel="cycles per token-layer",
+                    title="cycles per token-layer (spiking: measured on the RTL; MAC: its exact cycle count)")
+
+
+def _bars_per_layer(tiles: list[dict], series: list[tuple[str, dict]], path, *, ylabel: str, title: str,
+                    ylim=None, legend: dict | None = None) -> None:
+    """One group of bars per layer (in the tiles' order), one bar per (label, {layer: value}) series."""
+    plt = _plt()
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    layers = list(dict.fromkeys(t["layer"] for t in tiles))
     fig, ax = plt.subplots(figsize=(7.5, 3.6))
     width = 0.8 / len(series)
     for j, (label, values) in enumerate(series):
@@ -108,9 +101,11 @@ def plot_cycles(tiles: list[dict], path) -> None:
                label=label)
     ax.set_xticks([i + width * (len(series) - 1) / 2 for i in range(len(layers))],
                   [layer.split(".")[-1] for layer in layers], fontsize=8)
-    ax.set_ylabel("cycles per token-layer")
-    ax.set_title("cycles per token-layer (spiking: measured on the RTL; MAC: its exact cycle count)", fontsize=9)
-    ax.legend(fontsize=8)
+    ax.set_ylabel(ylabel)
+    if ylim is not None:
+        ax.set_ylim(*ylim)
+    ax.set_title(title, fontsize=9)
+    ax.legend(fontsize=8, **(legend or {}))
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
