@@ -7,6 +7,7 @@ failure, 130 Ctrl-C); nothing the user owns is overwritten.
 
 import json
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -390,12 +391,20 @@ def spikeacc_subprocess(args, env_changes, cwd, timeout=600, signal_after=None):
     cmd = [sys.executable, "-m", "spikeacc.cli", *args]
     if signal_after is None:
         return subprocess.run(cmd, env=env, cwd=cwd, capture_output=True, text=True, timeout=timeout)
-    proc = subprocess.Popen(cmd, env=env, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # Ctrl-C as a terminal delivers it: a pytest started in the background of a
+    # non-interactive shell inherits SIGINT ignored, and so would the child
+    proc = subprocess.Popen(cmd, env=env, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
-        proc.wait(timeout=signal_after)
-    except subprocess.TimeoutExpired:
-        proc.send_signal(2)
-    out, err = proc.communicate(timeout=120)
+        try:
+            proc.wait(timeout=signal_after)
+        except subprocess.TimeoutExpired:
+            proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:  # a child that ignored the signal is not left running
+            proc.kill()
+            proc.communicate()
     return subprocess.CompletedProcess(cmd, proc.returncode, out, err)
 
 
