@@ -300,8 +300,16 @@ def generate(net, tokenizer, prompt: str, max_new_tokens: int) -> tuple[str, lis
         new.append(token)
         if token == tokenizer.eos_token_id or len(new) == max_new_tokens:
             break
-        out = net(torch.tensor([[token]]), past_key_values=out.past_key_values, use_cache=True)
+        out = net(torch.tensor([[token]]), use_cache=True, **_kv_cache(out))
     return tokenizer.decode(new, skip_special_tokens=True), new
+
+
+def _kv_cache(out) -> dict:
+    """The KV cache of a forward pass, as the next pass takes it: transformers 5.24 renamed
+    ``past_key_values`` to ``cache`` (and warns on the old name); 5.23 knows only the old one."""
+    if "cache" in out:
+        return {"cache": out["cache"]}
+    return {"past_key_values": out["past_key_values"]}
 
 
 def run_infer(prompt: str, *, max_new_tokens: int = 16, model: str | None = None, rtl: bool = True,
