@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import contextlib
+import functools
 import hashlib
 import json
 import os
@@ -200,43 +201,58 @@ def step_energy(out: Path, quick: bool, model: str | None, build_root: str) -> d
             "files": list(plots.values())}
 
 
-def step_synth(out: Path, quick: bool, model: str | None, build_root: str, quiet: bool = False) -> dict:
-    """Synthesis per design, reused while the design's Verilog is unchanged (keyed by its hash).
-
-    ``quiet``: running in the background beside other steps; the section's
-    rows say what was reused instead of printing as it goes.
-    """
-    log = (lambda message: None) if quiet else _log
-    started = time.perf_counter()
+def synth_packages(out: Path, quick: bool, build_root: str) -> list[dict]:
+    """Each design's generated package, Verilog hash, and cached synthesis result if one matches that hash."""
     from spikeacc.hw.package import write_package
-    from spikeacc.hw.synth import synthesize
 
     cfg = PRESETS["default"]
-    designs = ("pe", "mac_pe") if quick else ("pe", "mac_pe", "tile", "mac")
-    rows = []
-    for design in designs:
+    packages = []
+    for design in ("pe", "mac_pe") if quick else ("pe", "mac_pe", "tile", "mac"):
         files = write_package(design, cfg, out / "synth" / design / "rtl")
         digest = hashlib.sha256(Path(files["verilog"]).read_bytes()).hexdigest()
         # kept beside the simulator builds, so every --out directory reuses it while the Verilog is unchanged
         cached = workdirs.build_root(build_root) / "synth" / f"{design}_{digest[:16]}.json"
-        cached.parent.mkdir(parents=True, exist_ok=True)
-        if cached.is_file() and json.loads(cached.read_text()).get("verilog_sha256") == digest:
-            row = {**json.loads(cached.read_text()), "reused": True}
+        row = json.loads(cached.read_text()) if cached.is_file() else None
+        packages.append({"design": design, "verilog": Path(files["verilog"]), "digest": digest, "cache": cached,
+                         "row": row if row and row.get("verilog_sha256") == digest else None})
+    return packages
+
+
+def step_synth(out: Path, quick: bool, model: str | None, build_root: str, quiet: bool = False,
+               packages: list[dict] | None = None) -> dict:
+    """Synthesis per design, reused while the design's Verilog is unchanged (keyed by its hash).
+
+    ``quiet``: running in the background beside other steps; the section's
+    rows say what was reused instead of printing as it goes. ``packages``:
+    :func:`synth_packages` already generated.
+    """
+    log = (lambda message: None) if quiet else _log
+    started = time.perf_counter()
+    from spikeacc.hw.synth import synthesize
+
+    packages = packages if packages is not None else synth_packages(out, quick, build_root)
+    rows = []
+    for p in packages:
+        design = p["design"]
+        if p["row"] is not None:
+            row = {**p["row"], "reused": True}
             log(f"  synth {design}: reused (Verilog unchanged)")
         else:
-            result = synthesize(files["verilog"], files["verilog"].stem, out / "synth" / design / "work",
+            result = synthesize(p["verilog"], p["verilog"].stem, out / "synth" / design / "work",
                                 place_and_route=False)
-            row = {"design": design, "verilog_sha256": digest, **result.to_dict()}
-            cached.write_text(json.dumps(row, indent=1) + "\n")
+            row = {"design": design, "verilog_sha256": p["digest"], **result.to_dict()}
+            p["cache"].parent.mkdir(parents=True, exist_ok=True)
+            p["cache"].write_text(json.dumps(row, indent=1) + "\n")
         rows.append({k: row[k] for k in ("design", "luts", "flip_flops", "brams", "seconds")}
                     | {"reused": row.get("reused", False)}
                     | {"generic_cells": sum(row["generic_cells"].values())})
         log(f"  synth {design}: {rows[-1]['luts']} LUT4, {rows[-1]['flip_flops']} FF, {rows[-1]['brams']} BRAM")
     by = {r["design"]: r for r in rows}
-    return {"status": "PASS", "config": cfg.tag, "rows": rows, "seconds": round(time.perf_counter() - started, 1),
+    return {"status": "PASS", "config": PRESETS["default"].tag, "rows": rows,
+            "seconds": round(time.perf_counter() - started, 1),
             "headline": f"iCE40 LUT4: spiking PE {by['pe']['luts']}, MAC PE {by['mac_pe']['luts']}"
                         + (f"; tiles {by['tile']['luts']} vs {by['mac']['luts']}" if "tile" in by else ""),
-            "files": [str(out / "synth" / d / "rtl") for d in designs]}
+            "files": [str(out / "synth" / p["design"] / "rtl") for p in packages]}
 
 
 def step_infer(out: Path, quick: bool, model: str | None, build_root: str) -> dict:
@@ -281,11 +297,20 @@ def run_main(out: Path, *, steps=STEPS, quick: bool = False, model: str | None =
     t_run = time.perf_counter()
     failure = None
     params = {"quick": quick}
-    # Synthesis (Yosys, a process of its own) overlaps the other steps instead of waiting for them.
+    # Synthesis (Yosys, a process of its own) overlaps the other steps instead of waiting for them,
+    # when there is any to do; results cached for every design's Verilog make it a step of seconds.
     background = concurrent.futures.ThreadPoolExecutor(max_workers=1)
     early = None
+    functions = dict(STEP_FUNCTIONS)
     if "synth" in steps and cache.get("synth", params) is None:
-        early = background.submit(step_synth, out, quick, model, build_root, quiet=True)
+        try:
+            packages = synth_packages(out, quick, build_root)
+        except Exception:  # noqa: BLE001 - the synth step runs it again and reports the failure in its place
+            packages = None
+        if packages is not None:
+            functions["synth"] = functools.partial(step_synth, packages=packages)
+            if any(p["row"] is None for p in packages):
+                early = background.submit(step_synth, out, quick, model, build_root, quiet=True, packages=packages)
     for i, step in enumerate(steps):
         _log(f"[{i + 1}/{len(steps)}] {step} ...")
         t0 = time.perf_counter()
@@ -299,7 +324,7 @@ def run_main(out: Path, *, steps=STEPS, quick: bool = False, model: str | None =
                     section = early.result()
                 else:
                     with _torch_threads_beside(early):
-                        section = STEP_FUNCTIONS[step](out, quick, model, build_root)
+                        section = functions[step](out, quick, model, build_root)
                 cache.put(step, params, section)
             except StepFailed as exc:
                 section = exc.section
