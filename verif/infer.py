@@ -39,8 +39,8 @@ from tqdm import tqdm
 
 from spikeacc.config import KIRIN_MODE, PRESETS, SpikeConfig
 from spikeacc.errors import VerificationFailed
-from spikeacc.golden.model import HARDWARE_OVERRIDES, PROJECTIONS, calibrate, convert_model, load_model, quantized_layers
-from spikeacc.golden.perplexity import default_text, token_splits
+from spikeacc.golden.model import HARDWARE_OVERRIDES, calibrate, convert_model, load_model, quantized_layers
+from spikeacc.golden.perplexity import default_text, perplexity, token_splits
 from spikeacc.golden.spiking_linear import QuantSpec
 
 __all__ = ["TILE_TOKENS", "hardware_model", "select_layers", "RtlExecutor", "run_tile_call", "tile_pool",
@@ -233,7 +233,7 @@ class RtlExecutor:
         return self._resolve(name, entry)
 
     def _siblings(self, name: str) -> list[str]:
-        block, _, proj = name.rpartition(".layers.")[2].partition(".")
+        proj = name.rpartition(".layers.")[2].partition(".")[2]
         prefix = name[: len(name) - len(proj)]
         return [prefix + s for s in SIBLINGS.get(proj, ())]
 
@@ -399,22 +399,16 @@ def rtl_perplexity(tokens: int = 64, *, model: str | None = None, layers: str | 
     the two perplexities are equal to the last digit; the RTL one is computed
     from the RTL's counts, each call also compared with the golden counts.
     """
-    import math
-
     from spikeacc import workdirs
 
     if isinstance(tokens, bool) or not isinstance(tokens, int) or not 2 <= tokens <= 512:
         raise ValueError(f"--tokens with --rtl must be an integer in 2..512 (one window), got {tokens!r}")
     net, tokenizer, name = hardware if hardware is not None else hardware_model(model, method)
     _, windows = token_splits(tokenizer, default_text(), 512)
-    ids = windows[0, :tokens]
-
-    def ppl() -> float:
-        logits = net(ids[None]).logits[0, :-1].float()
-        return math.exp(float(torch.nn.functional.cross_entropy(logits, ids[1:], reduction="mean")))
+    window = windows[:1, :tokens]   # the perplexity table's own function, on one window
 
     t0 = time.perf_counter()
-    golden = ppl()
+    golden = perplexity(net, window, desc="ppl golden")
     golden_wall = time.perf_counter() - t0
     chosen = select_layers(net, layers)
     with tile_pool(workers, scheduler) as submit:
@@ -425,7 +419,7 @@ def rtl_perplexity(tokens: int = 64, *, model: str | None = None, layers: str | 
         executor.attach()
         t1 = time.perf_counter()
         try:
-            rtl = ppl()
+            rtl = perplexity(net, window, desc="ppl rtl")
         finally:
             executor.detach()
             executor.bar.close()
