@@ -27,7 +27,7 @@ import time
 from pathlib import Path
 
 from spikeacc import workdirs
-from spikeacc.config import KIRIN_MODE, PRESETS
+from spikeacc.config import KIRIN_MODE, PRESETS, SpikeConfig
 from spikeacc.errors import VerificationFailed
 
 __all__ = ["STEPS", "run_main", "source_hash"]
@@ -127,8 +127,7 @@ def _vectors(out: Path, quick: bool, model: str | None) -> dict[str, dict[str, P
 def step_verify(out: Path, quick: bool, model: str | None, build_root: str) -> dict:
     from spikeacc.hw.mac import mac_cycles
     from spikeacc.verif.runner import run_pe_regression
-    from spikeacc.verif.tile_regress import run_tile_regression, tile_config_for
-    from spikeacc.golden.vectors import load_vectors
+    from spikeacc.verif.tile_regress import run_tile_regression
 
     cfg = PRESETS["default"]
     run = run_pe_regression(cfg, n_random=200 if quick else 2000, build_root=build_root)
@@ -140,7 +139,7 @@ def step_verify(out: Path, quick: bool, model: str | None, build_root: str) -> d
         saif = out / "verify" / "activity" / f"{mode}_{path.stem}.saif" if proj == "self_attn.q_proj" else None
         _, rep = run_tile_regression(path, build_root=build_root, progress=False, saif_to=saif)
         m, k, n = rep["shape"]
-        tcfg = tile_config_for(load_vectors(path))
+        tcfg = SpikeConfig.from_dict(rep["config"])   # the configuration the run derived from the file
         _log(f"  tile {mode:<10} {proj:<17} {m}x{k}x{n}: {'PASS' if rep['passed'] else 'FAIL'}, "
              f"{rep['compared']} outputs, {rep['cycles'] / m:,.0f} cycles/token-layer, "
              f"utilization {rep['utilization']:.1%}")
