@@ -139,6 +139,11 @@ def _tables(step: str, section: dict) -> list[tuple[list[str], list[list]]]:
     return []
 
 
+def _has_results(section: dict) -> bool:
+    """A section has tables to show unless its step failed before producing any (then only its one line)."""
+    return section["status"] != "FAIL" or "rows" in section or "tiles" in section
+
+
 def _md_table(header, rows) -> list[str]:
     cell = lambda v: str(v).replace("|", "\\|").replace("\n", "⏎")  # noqa: E731
     return ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)] + \
@@ -156,7 +161,10 @@ def report_markdown(report: dict, out: Path) -> str:
         lines += ["", f"## {TITLES[step]}", "", EXPLAIN[step], ""]
         if "baseline" in section:
             lines += [f"Baseline: {section['baseline']}.", ""]
-        for header, rows in _tables(step, section) if section["status"] != "FAIL" or "rows" in section else []:
+        if not _has_results(section):
+            lines += [f"**FAIL**: {section['headline']}", ""]
+            continue
+        for header, rows in _tables(step, section):
             lines += _md_table(header, rows) + [""]
         for name, path in section.get("plots", {}).items():
             if Path(path).is_file():
@@ -203,7 +211,7 @@ def report_html(report: dict) -> str:
         parts.append(f"<h2>{html.escape(TITLES[step])}</h2><p class='note'>{html.escape(EXPLAIN[step])}</p>")
         if "baseline" in section:
             parts.append(f"<p class='note'>Baseline: {html.escape(section['baseline'])}.</p>")
-        if section["status"] == "FAIL" and "rows" not in section and "tiles" not in section:
+        if not _has_results(section):
             parts.append(f"<p class='FAIL'>{html.escape(section['headline'])}</p>")
             continue
         parts += [_html_table(h, r) for h, r in _tables(step, section)]
