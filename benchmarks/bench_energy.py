@@ -15,7 +15,7 @@ from pathlib import Path
 
 from spikeacc.config import PRESETS
 from spikeacc.golden.vectors import export_vectors, random_vectors, save_vectors
-from spikeacc.verif.energy import run_energy
+from spikeacc.energy.toggles import run_energy
 
 LAYERS = ["self_attn.q_proj", "self_attn.o_proj", "mlp.gate_proj", "mlp.down_proj"]
 

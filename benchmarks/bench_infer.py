@@ -18,7 +18,7 @@ import numpy as np
 from spikeacc.config import PRESETS
 from spikeacc.golden.vectors import random_vectors
 from spikeacc.hw.tile import token_cycles
-from spikeacc.verif.infer import TILE_TOKENS, hardware_model, run_infer, run_tile_call
+from spikeacc.app.infer import TILE_TOKENS, hardware_model, run_infer, run_tile_call
 
 PROMPT = ("The GNU General Public License is a free, copyleft license for software and other kinds of works. "
           "The licenses for most software are designed to take away your freedom")

@@ -23,7 +23,7 @@ from pathlib import Path
 
 from spikeacc.config import KIRIN_MODE, PRESETS
 from spikeacc.golden.vectors import export_layers
-from spikeacc.verif.energy import run_energy
+from spikeacc.energy.toggles import run_energy
 
 MODES = {"spikequant": PRESETS["smollm2"], "kirin": PRESETS["smollm2"].replace(**KIRIN_MODE)}
 

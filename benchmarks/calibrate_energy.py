@@ -9,7 +9,7 @@ same tile. Each set runs `spikeacc power` (gate level) and `spikeacc energy`
 gate-level MAC ÷ spiking ratio (clock and weight memory included), the raw
 45 nm toggle model's ratio and the calibrated model's, with their errors.
 ``--write`` stores the fit, with the check errors, as the shipped
-calibration (verif/data/gate_calibration.json).
+calibration (energy/data/gate_calibration.json).
 """
 
 import argparse
@@ -19,9 +19,9 @@ from pathlib import Path
 
 from spikeacc.config import PRESETS, SpikeConfig
 from spikeacc.golden.vectors import crop_vectors, export_vectors, load_vectors, random_vectors, save_vectors
-from spikeacc.verif.calibration import CALIBRATION_PATH, compare, estimate, fit
-from spikeacc.verif.energy import run_energy
-from spikeacc.verif.power import run_power
+from spikeacc.energy.calibration import CALIBRATION_PATH, compare, estimate, fit
+from spikeacc.energy.toggles import run_energy
+from spikeacc.energy.power import run_power
 
 
 def vector_sets(out: Path) -> dict[str, Path]:

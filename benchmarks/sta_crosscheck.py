@@ -4,7 +4,7 @@
 
 Reads a `spikeacc power` result (power.json, the netlists and SAIF files it
 names), runs Debian's OpenSTA on every leaf module annotated from the SAIF
-(see `spikeacc.verif.sta_check`) and prints our combinational power against
+(see `spikeacc.energy.sta_check`) and prints our combinational power against
 OpenSTA's, with its internal power counted once per transition.
 """
 
@@ -14,7 +14,7 @@ import shutil
 import sys
 from pathlib import Path
 
-from spikeacc.verif.sta_check import cross_check
+from spikeacc.energy.sta_check import cross_check
 
 
 def main():

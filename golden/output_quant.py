@@ -36,6 +36,8 @@ from dataclasses import dataclass
 
 import torch
 
+from spikeacc.golden.steps import asym_params, pow2_steps
+
 __all__ = ["OUT_POLICIES", "INPUT_STEPS", "OutputCalibration", "OutputQuant", "threshold_pair", "pow2_steps",
            "step_grid", "check_out_bits", "fire_counts_torch"]
 
@@ -65,16 +67,6 @@ def check_policy(policy) -> str:
     if policy not in OUT_POLICIES:
         raise ValueError(f"output policy must be one of {list(OUT_POLICIES)}, got {policy!r}")
     return policy
-
-
-def pow2_steps(step: torch.Tensor, grid: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
-    """Round steps up to the grid ``2^(−j/R)`` (so the range is still covered); returns (step, j).
-
-    R = 1 gives powers of two. With R > 1 the neuron holds R threshold
-    constants (one per ``j mod R``) and shifts the chosen one by ``⌊j/R⌋``.
-    """
-    j = -torch.ceil(torch.log2(step.double()) * grid - 1e-9)
-    return torch.pow(2.0, -j / grid).to(step.dtype), j.to(torch.int64)
 
 
 def _shift(value: torch.Tensor, by: torch.Tensor) -> torch.Tensor:
@@ -174,8 +166,6 @@ class OutputQuant:
     @classmethod
     def calibrated(cls, calib: OutputCalibration, policy: str, out_bits: int, frac_bits: int,
                    clip: int = 0, grid: int | None = None, floor: float | None = None) -> "OutputQuant":
-        from spikeacc.golden.quant import asym_params
-
         check_policy(policy)
         check_out_bits(out_bits)
         step = zero = None
@@ -197,7 +187,6 @@ class OutputQuant:
     def steps_for(self, acc_float: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(Δ, z_y) broadcastable to [M, N]; the oracle takes them from the output itself."""
         if self.policy == "oracle":
-            from spikeacc.golden.quant import asym_params
             return asym_params(acc_float.amin(dim=1, keepdim=True), acc_float.amax(dim=1, keepdim=True),
                                self.out_bits)
         return self.step.double(), self.zero.double()

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 
 import torch
 
+from spikeacc.golden.steps import asym_params, pow2_steps
+
 __all__ = ["WeightQuant", "ActQuant", "quantize_weight", "quantize_weight_pow2_groups", "mad_salient", "quantize_activation",
            "asym_params", "rtn_activation"]
 
@@ -94,14 +96,6 @@ def mad_salient(x: torch.Tensor, kappa: float) -> torch.Tensor:
     return dev > kappa * mad
 
 
-def asym_params(lo: torch.Tensor, hi: torch.Tensor, bits: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Step and zero point of a b-bit asymmetric range that always includes 0."""
-    lo = lo.clamp(max=0)
-    hi = hi.clamp(min=0)
-    step = ((hi - lo) / ((1 << bits) - 1)).clamp(min=1e-8)
-    return step, torch.round(-lo / step)
-
-
 def _exponent_code(x_steps: torch.Tensor, mmax: int, e_max: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Smallest e ≤ e_max with ``|round(x/2^e)| ≤ mmax``, and the mantissa at that e (saturated)."""
     mag = x_steps.abs()
@@ -156,7 +150,6 @@ def quantize_activation(x: torch.Tensor, bits: int, *, kappa: float | None, e_ma
         hi = torch.where(torch.isfinite(hi), hi, torch.zeros_like(hi))
         step, zero = asym_params(lo, hi, bits)
         if pow2:
-            from spikeacc.golden.output_quant import pow2_steps
             step, exponent = pow2_steps(step, pow2)
             zero = torch.round(-lo.clamp(max=0) / step)
     else:

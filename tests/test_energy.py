@@ -4,9 +4,9 @@
 import pytest
 
 from spikeacc.config import SpikeConfig
-from spikeacc.golden.energy import add_pj, mult_pj, op_counts, sram_read_pj
+from spikeacc.energy.op_counts import add_pj, mult_pj, op_counts, sram_read_pj
 from spikeacc.golden.vectors import random_vectors, save_vectors
-from spikeacc.verif.saif import read_saif
+from spikeacc.energy.saif import read_saif
 
 
 @pytest.mark.slow  # a Verilator build with SAIF
@@ -52,7 +52,7 @@ def test_op_counts_skip_zero_mantissas():
 @pytest.mark.verilator
 def test_energy_report_on_random_vectors(tmp_path):
     """Both tiles bit-exact under tracing; RTL-counted weight reads equal the golden op counts."""
-    from spikeacc.verif.energy import run_energy
+    from spikeacc.energy.toggles import run_energy
     cfg = SpikeConfig()
     v = random_vectors(cfg, 3, seed=4)
     path = save_vectors(tmp_path / "v.npz", v)
@@ -72,7 +72,7 @@ def test_energy_report_on_random_vectors(tmp_path):
 @pytest.mark.slow  # a tile build with tracing
 @pytest.mark.verilator
 def test_energy_refuses_a_design_that_is_not_bit_exact(tmp_path):
-    from spikeacc.verif.energy import run_energy
+    from spikeacc.energy.toggles import run_energy
     cfg = SpikeConfig()
     from spikeacc.errors import VerificationFailed
     v = random_vectors(cfg, 2, seed=4)
@@ -81,7 +81,7 @@ def test_energy_refuses_a_design_that_is_not_bit_exact(tmp_path):
         run_energy(path, out=tmp_path / "energy", inject_fault=(0, 3))
 
 
-# --- the toggle model calibrated to gate level (verif/calibration.py) ---------------------------------
+# --- the toggle model calibrated to gate level (energy/calibration.py) ---------------------------------
 
 def _runs(tile_toggles, mac_toggles, tokens=2, cycles=100, pes=4):
     """An RTL energy run and a gate-level run of the same (made-up) vectors, as the two commands write them."""
@@ -102,7 +102,7 @@ def _runs(tile_toggles, mac_toggles, tokens=2, cycles=100, pes=4):
 
 
 def test_calibrated_model_reproduces_the_run_it_was_fitted_on():
-    from spikeacc.verif.calibration import compare, estimate, fit
+    from spikeacc.energy.calibration import compare, estimate, fit
     energy, power = _runs({"PE arithmetic": 3000, "encoder/queues": 700, "control": 500},
                           {"PE arithmetic": 9000, "control": 800})
     cal = fit(energy, power)
@@ -118,7 +118,7 @@ def test_calibrated_model_reproduces_the_run_it_was_fitted_on():
 
 def test_calibrated_model_follows_activity_and_cycles():
     """Twice the toggles doubles the non-clock energy; twice the cycles doubles the clock energy."""
-    from spikeacc.verif.calibration import estimate, fit
+    from spikeacc.energy.calibration import estimate, fit
     energy, power = _runs({"PE arithmetic": 3000, "encoder/queues": 700, "control": 500},
                           {"PE arithmetic": 9000, "control": 800})
     cal = fit(energy, power)
@@ -130,7 +130,7 @@ def test_calibrated_model_follows_activity_and_cycles():
 
 
 def test_fit_refuses_runs_of_different_vectors():
-    from spikeacc.verif.calibration import fit
+    from spikeacc.energy.calibration import fit
     energy, power = _runs({}, {})
     with pytest.raises(ValueError, match="same vectors"):
         fit({**energy, "vectors": "other.npz"}, power)
@@ -139,7 +139,7 @@ def test_fit_refuses_runs_of_different_vectors():
 def test_gate_level_comparison_refuses_another_vector_file(tmp_path):
     import json
 
-    from spikeacc.verif.energy import _gate_level_run
+    from spikeacc.energy.toggles import _gate_level_run
     (tmp_path / "power.json").write_text(json.dumps({"vectors": str(tmp_path / "a.npz"),
                                                      "designs": {"tile": {}, "mac": {}}}))
     with pytest.raises(ValueError, match="not .*b.npz: compare runs of the same vectors"):
@@ -149,7 +149,7 @@ def test_gate_level_comparison_refuses_another_vector_file(tmp_path):
 
 
 def test_shipped_calibration_was_checked_on_real_vectors_within_25_percent():
-    from spikeacc.verif.calibration import load_calibration
+    from spikeacc.energy.calibration import load_calibration
     cal = load_calibration()
     assert set(cal["designs"]) == {"tile", "mac"}
     assert cal["fitted"]["calibrated_ratio_error"] == pytest.approx(0.0, abs=1e-9)

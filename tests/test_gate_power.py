@@ -15,7 +15,7 @@ import subprocess
 import numpy as np
 import pytest
 
-from spikeacc.cli import main
+from spikeacc.app.cli import main
 from spikeacc.config import SpikeConfig
 from spikeacc.golden.vectors import random_vectors, save_vectors
 
@@ -26,7 +26,7 @@ pytestmark = pytest.mark.gates
 
 @pytest.fixture(scope="module")
 def library():
-    from spikeacc.verif.liberty import load_library
+    from spikeacc.energy.liberty import load_library
     return load_library()
 
 
@@ -92,7 +92,7 @@ def _liberty_eval(function: str, values: dict[str, int]) -> int:
 
 @pytest.mark.icarus
 def test_every_combinational_cell_model_matches_its_liberty_function(library, tmp_path):
-    from spikeacc.verif.liberty import cell_models
+    from spikeacc.energy.liberty import cell_models
     cells = [c for c in library.cells.values() if c.ff is None and not c.latch
              and all(c.pins[o].function for o in c.outputs)]
     bench, expected = ["module tb;"], []
@@ -128,7 +128,7 @@ def test_every_combinational_cell_model_matches_its_liberty_function(library, tm
 @pytest.mark.slow  # synthesis plus a netlist build: about a minute
 @pytest.mark.verilator
 def test_tiny_tile_netlist_is_bit_exact_and_its_clock_energy_is_the_liberty_sum(tmp_path, library):
-    from spikeacc.verif.power import run_power
+    from spikeacc.energy.power import run_power
     v = random_vectors(TINY, 2, seed=1)
     path = save_vectors(tmp_path / "v.npz", v)
     r = run_power(path, designs=("tile",), out=tmp_path / "power", build_root=tmp_path / "build", gated=False)
@@ -141,7 +141,7 @@ def test_tiny_tile_netlist_is_bit_exact_and_its_clock_energy_is_the_liberty_sum(
     dff = library.cells["DFFPOSX1"].pins["CLK"]
     rise, fall = dff.power[""]
     per_toggle = 0.5 * dff.capacitance * library.voltage ** 2 + (rise.at(0, 0.1) + fall.at(0, 0.1)) / 2
-    from spikeacc.verif.saif import read_saif
+    from spikeacc.energy.saif import read_saif
     header, nets = read_saif(d["saif"])
     clk = next(n for n in nets if n.path and n.path[-1] == "dut" and n.name == "clk")
     assert set(d["cells"]) >= {"DFFPOSX1"} and not any(k.startswith("DFF") and k != "DFFPOSX1" for k in d["cells"])
@@ -158,7 +158,7 @@ def test_tiny_tile_netlist_is_bit_exact_and_its_clock_energy_is_the_liberty_sum(
 @pytest.mark.slow
 @pytest.mark.verilator
 def test_clock_gating_keeps_the_netlist_bit_exact_and_cuts_clock_energy(tmp_path):
-    from spikeacc.verif.power import run_power
+    from spikeacc.energy.power import run_power
     path = save_vectors(tmp_path / "v.npz", random_vectors(TINY, 2, seed=1))
     runs = {g: run_power(path, designs=("tile",), out=tmp_path / f"p{g}", build_root=tmp_path / "build", gated=g)
             ["designs"]["tile"] for g in (False, True)}
@@ -170,7 +170,7 @@ def test_clock_gating_keeps_the_netlist_bit_exact_and_cuts_clock_energy(tmp_path
 @pytest.mark.slow
 @pytest.mark.verilator
 def test_both_tiles_at_gate_level_give_every_ratio(tmp_path):
-    from spikeacc.verif.power import run_power
+    from spikeacc.energy.power import run_power
     path = save_vectors(tmp_path / "v.npz", random_vectors(TINY, 2, seed=2))
     r = run_power(path, out=tmp_path / "power", build_root=tmp_path / "build")
     assert set(r["ratio_mac_over_spiking"]) == {"pe_arithmetic", "pe_arithmetic_without_clock", "tile_without_clock",
@@ -183,9 +183,9 @@ def test_both_tiles_at_gate_level_give_every_ratio(tmp_path):
 @pytest.mark.verilator
 def test_opensta_agrees_with_our_combinational_power(tmp_path):
     """The cross-check: OpenSTA, annotated from the same SAIF, within ±30% per PE and over the tile."""
-    from spikeacc.verif.liberty import DEFAULT_LIBERTY
-    from spikeacc.verif.power import run_power
-    from spikeacc.verif.sta_check import cross_check
+    from spikeacc.energy.liberty import DEFAULT_LIBERTY
+    from spikeacc.energy.power import run_power
+    from spikeacc.energy.sta_check import cross_check
     path = save_vectors(tmp_path / "v.npz", random_vectors(TINY, 2, seed=3))
     r = run_power(path, designs=("tile",), out=tmp_path / "power", build_root=tmp_path / "build")
     rows = cross_check(r["designs"]["tile"], r["tokens"], DEFAULT_LIBERTY)
@@ -197,7 +197,7 @@ def test_opensta_agrees_with_our_combinational_power(tmp_path):
 
 
 def test_sta_module_writes_plain_flops_and_memory_data_as_inputs():
-    from spikeacc.verif.sta_check import sta_module
+    from spikeacc.energy.sta_check import sta_module
     module = {"ports": {"clk": {"direction": "input", "bits": [2]}, "a": {"direction": "input", "bits": [3]},
                         "y": {"direction": "output", "bits": [5]}},
               "cells": {"_1_": {"type": "INVX1", "connections": {"A": [3], "Y": [4]}},

@@ -5,7 +5,7 @@ import json
 import pytest
 
 from spikeacc.errors import VerificationFailed
-from spikeacc.verif.infer import hardware_model, run_infer, select_layers
+from spikeacc.app.infer import hardware_model, run_infer, select_layers
 
 pytestmark = [pytest.mark.verilator, pytest.mark.model]
 
@@ -72,7 +72,7 @@ def test_a_32_token_prompt_through_all_210_projections(hardware, tmp_path):
 
 def test_perplexity_through_the_rtl_equals_golden(hardware):
     """A short held-out window with block 0 on the tile: the same perplexity to the last digit."""
-    from spikeacc.verif.infer import rtl_perplexity
+    from spikeacc.app.infer import rtl_perplexity
     rep = rtl_perplexity(16, layers="0", hardware=hardware, progress=False)
     assert rep["rtl_ppl"] == rep["golden_ppl"] and rep["equal"]
     assert rep["totals"]["outputs_compared"] == 16 * PER_BLOCK

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from spikeacc.cli import main
+from spikeacc.app.cli import main
 from spikeacc.config import SpikeConfig
 from spikeacc.golden.vectors import random_vectors, save_vectors
 
@@ -388,7 +388,7 @@ def test_corrupt_model_cache_is_rebuilt(tmp_path, monkeypatch, capsys):
 
 def spikeacc_subprocess(args, env_changes, cwd, timeout=600, signal_after=None):
     env = {**os.environ, **env_changes}
-    cmd = [sys.executable, "-m", "spikeacc.cli", *args]
+    cmd = [sys.executable, "-m", "spikeacc.app.cli", *args]
     if signal_after is None:
         return subprocess.run(cmd, env=env, cwd=cwd, capture_output=True, text=True, timeout=timeout)
     # Ctrl-C as a terminal delivers it: a pytest started in the background of a
@@ -514,7 +514,7 @@ def test_concurrent_regressions_of_one_configuration_keep_their_own_verdicts(tmp
     common = ["--design", "tile", "--build-dir", str(tmp_path / "shared")]
     procs = []
     for i, (vectors, extra) in enumerate([(a, []), (b, ["--inject-fault", "2,11"]), (b, [])]):
-        cmd = [sys.executable, "-m", "spikeacc.cli", "regress", *common, "--vectors", str(vectors),
+        cmd = [sys.executable, "-m", "spikeacc.app.cli", "regress", *common, "--vectors", str(vectors),
                "--report", str(tmp_path / f"r{i}.json"), *extra]
         procs.append(subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
     results = [p.communicate(timeout=900) for p in procs]

@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from spikeacc.cli import main
+from spikeacc.app.cli import main
 from spikeacc.config import SpikeConfig
 from spikeacc.hw.package import write_package
 from spikeacc.verif.runner import run_pe_regression

@@ -5,7 +5,7 @@ from html.parser import HTMLParser
 
 import pytest
 
-from spikeacc.cli import main
+from spikeacc.app.cli import main
 
 pytestmark = [pytest.mark.verilator, pytest.mark.model]
 

@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 
-from spikeacc.cli import main
+from spikeacc.app.cli import main
 from spikeacc.config import KIRIN_MODE, PRESETS, SpikeConfig
 from spikeacc.golden.vectors import random_vectors, save_vectors
 from spikeacc.hw.generate import generate

@@ -40,7 +40,7 @@ def build_tile(cfg: SpikeConfig, *, build_root="sim_build", design: str = "tile"
 
     Returns ``(build_dir, top, build_seconds, rebuild)``; generation and build
     hold the build directory's lock, so concurrent callers wait, then reuse.
-    ``gates`` (a :class:`~spikeacc.verif.gate_power.GateLevel`) simulates the
+    ``gates`` (a :class:`~spikeacc.energy.gate_power.GateLevel`) simulates the
     design's standard-cell netlist instead of its RTL, in the same harness.
     """
     suffix = ("_saif" if saif else "") + (f"_gates_{gates.tag}" if gates is not None else "")

@@ -2,7 +2,7 @@
 
 Each design is synthesized to the Liberty's standard cells, its netlist
 simulated bit-exact in the regression harness with SAIF, and charged from the
-Liberty (:mod:`spikeacc.verif.gate_power`). This is the energy figure the
+Liberty (:mod:`spikeacc.energy.gate_power`). This is the energy figure the
 project publishes; ``spikeacc energy`` (the per-bit toggle model) is the
 fast estimate for layers too big to simulate at gate level.
 
@@ -29,9 +29,9 @@ from tqdm import tqdm
 
 from spikeacc.errors import VerificationFailed
 from spikeacc.golden.vectors import load_vectors
-from spikeacc.verif.gate_power import CLASSES, CLOCK_PERIOD_S, GATED_CELL, GateLevel, gate_energy
-from spikeacc.verif.liberty import DEFAULT_LIBERTY, load_library
-from spikeacc.verif.saif import read_saif
+from spikeacc.energy.gate_power import CLASSES, CLOCK_PERIOD_S, GATED_CELL, GateLevel, gate_energy
+from spikeacc.energy.liberty import DEFAULT_LIBERTY, load_library
+from spikeacc.energy.saif import read_saif
 from spikeacc.verif.tile_regress import run_tile_regression, tile_config_for
 
 __all__ = ["run_power", "sram_pj_per_bit", "ROLE_OF_MODULE", "role_of_module"]
@@ -139,7 +139,7 @@ def run_power(vectors_path, *, designs=("tile", "mac"), liberty=DEFAULT_LIBERTY,
 
 def _opensta(entry: dict, tokens: int, liberty: Path, saif: tuple[dict, list]) -> dict:
     """OpenSTA's combinational power beside ours for one design (the cross-check), from the SAIF already read."""
-    from spikeacc.verif.sta_check import cross_check
+    from spikeacc.energy.sta_check import cross_check
     rows = cross_check(entry, tokens, liberty, saif)
     ours, theirs = sum(r["ours_w"] for r in rows.values()), sum(r["opensta_w"] for r in rows.values())
     return {"ours_w": ours, "opensta_w": theirs, "ratio": theirs / ours if ours else None, "by_module": rows}
@@ -201,6 +201,6 @@ def power_markdown(r: dict) -> str:
                   "", "Above 1 the spiking tile uses less energy."]
     if r.get("opensta"):
         lines += ["", "OpenSTA cross-check (combinational power, each leaf module annotated from the SAIF, its "
-                  "internal power counted once per transition; `spikeacc.verif.sta_check`): OpenSTA ÷ ours = "
+                  "internal power counted once per transition; `spikeacc.energy.sta_check`): OpenSTA ÷ ours = "
                   + ", ".join(f"{names.get(d, d)} {c['ratio']:.2f}×" for d, c in r["opensta"].items()) + "."]
     return "\n".join(lines) + "\n"

@@ -8,7 +8,7 @@ Flow per design (:func:`synth_script` and :func:`synthesize_cells`, then :func:`
    otherwise. The netlist is written as Verilog (to simulate) and JSON (to
    read its connectivity).
 2. The netlist, with functional cell models generated from the Liberty
-   (:func:`spikeacc.verif.liberty.cell_models`), runs in the same harness as
+   (:func:`spikeacc.energy.liberty.cell_models`), runs in the same harness as
    the RTL regression under Verilator with SAIF (``--trace-underscore`` so the
    gate nets ``_123_`` are traced); every output must be bit-exact.
 3. Energy from the SAIF toggle counts and the Liberty, per module instance:
@@ -38,7 +38,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from spikeacc.errors import ToolFailure, build_failure
-from spikeacc.verif.liberty import Library
+from spikeacc.energy.liberty import Library
 from spikeacc.verif.tile_harness import CLOCK_PERIOD_NS
 
 __all__ = ["CLASSES", "INPUT_SLEW_NS", "find_yosys", "synth_script", "synthesize_cells", "gate_energy", "GateNetlist"]
@@ -219,7 +219,7 @@ def gate_energy(netlist: GateNetlist, library: Library, saif: tuple[dict, list],
                 sram_pj_per_bit: float = 0.0) -> dict:
     """Energy in pJ by class and by module instance for the simulated window of ``saif``.
 
-    ``saif`` is what :func:`~spikeacc.verif.saif.read_saif` returned (a
+    ``saif`` is what :func:`~spikeacc.energy.saif.read_saif` returned (a
     netlist's SAIF is large: the caller reads it once); ``scope`` is the SAIF
     instance path of the design's top (e.g. the harness's ``dut``). Returns
     ``{"total_pj", "by_class", "by_module", "by_module_class", "seconds",
@@ -323,7 +323,7 @@ class GateLevel:
 
     def sources(self, rtl, work: Path) -> list[Path]:
         from spikeacc.hw.generate import write_if_changed
-        from spikeacc.verif.liberty import cell_models
+        from spikeacc.energy.liberty import cell_models
 
         stamp = work / "synth.stamp"
         script = synth_script(rtl.verilog, rtl.top, self.library, work, self.sram, self.gated)

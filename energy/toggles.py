@@ -3,7 +3,7 @@
 Both tiles run the same vector file under Verilator with ``--trace-saif``; every
 output is checked bit-exact first. Toggles of the named nets (Amaranth's
 anonymous ``$`` intermediates are skipped, as they duplicate the named ones) are
-grouped by role and charged per toggled bit (:mod:`spikeacc.golden.energy`);
+grouped by role and charged per toggled bit (:mod:`spikeacc.energy.op_counts`);
 buffer reads are counted from the RTL (cycles in which a lane was valid, from
 the SAIF high times) and charged per bit read. The op-count model of the golden
 side is the cross-check. Energy runs are separate from correctness runs:
@@ -20,12 +20,12 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from spikeacc.golden.energy import PAPER_RATIO, op_counts, op_energy, sram_read_pj, toggle_pj
+from spikeacc.energy.op_counts import PAPER_RATIO, op_counts, op_energy, sram_read_pj, toggle_pj
 from spikeacc.golden.vectors import load_vectors
 from spikeacc.errors import VerificationFailed
-from spikeacc.verif.calibration import compare, estimate, load_calibration
-from spikeacc.verif.power import role_of_module
-from spikeacc.verif.saif import read_saif
+from spikeacc.energy.calibration import compare, estimate, load_calibration
+from spikeacc.energy.power import role_of_module
+from spikeacc.energy.saif import read_saif
 from spikeacc.verif.tile_harness import CLOCK_PERIOD_NS
 from spikeacc.verif.tile_regress import run_tile_regression, tile_config_for
 
@@ -118,7 +118,7 @@ def run_energy(vectors_path, *, out="out/energy", build_root="sim_build", pes=No
 
     A design that is not bit-exact stops the run (``inject_fault`` proves it does).
     Besides the raw 45 nm toggle model, every run gives the gate-calibrated
-    estimate (:mod:`spikeacc.verif.calibration`); ``gate_level`` names a
+    estimate (:mod:`spikeacc.energy.calibration`); ``gate_level`` names a
     ``spikeacc power`` result (power.json) of the same vectors, whose ratio is
     reported beside both models with their errors. ``calibrated=False`` skips
     the calibrated estimate (``benchmarks/calibrate_energy.py``, which fits it).
@@ -218,7 +218,7 @@ def _markdown(r: dict) -> str:
     rat = r["ratio_mac_over_spiking"]
     s, mac = r["per_token_layer"]["tile"], r["per_token_layer"]["mac"]
     lines = [f"# Energy: {r['layer']} ({r['model']}), M×K×N = {'×'.join(map(str, r['shape']))}", "",
-             "Per token-layer, 45 nm table (Horowitz ISSCC 2014); see `spikeacc.golden.energy`.", "",
+             "Per token-layer, 45 nm table (Horowitz ISSCC 2014); see `spikeacc.energy.op_counts`.", "",
              "| | spiking | MAC | MAC ÷ spiking |", "|---|---|---|---|",
              f"| datapath, from toggles (pJ) | {s['datapath_pj']:.1f} | {mac['datapath_pj']:.1f} | {rat['toggles_datapath']:.2f}x |",
              f"| all logic incl. control/encoder, from toggles (pJ) | {s['logic_pj']:.1f} | {mac['logic_pj']:.1f} | {rat['toggles_logic']:.2f}x |",

@@ -24,7 +24,7 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-from spikeacc.verif.gate_power import GATED_BASE, GATED_CELL, INPUT_SLEW_NS, MEMORY_CELL, _Activity, _bit_names
+from spikeacc.energy.gate_power import GATED_BASE, GATED_CELL, INPUT_SLEW_NS, MEMORY_CELL, _Activity, _bit_names
 from spikeacc.verif.tile_harness import CLOCK_PERIOD_NS
 
 __all__ = ["sta_module", "cross_check"]
@@ -91,9 +91,9 @@ def cross_check(entry: dict, tokens: int, liberty: Path, saif: tuple[dict, list]
 
     ``entry`` is the design's record in power.json (its netlist, SAIF and
     ``by_module_class_pj``); ``saif`` is that SAIF already read
-    (:func:`~spikeacc.verif.saif.read_saif`; read here when None).
+    (:func:`~spikeacc.energy.saif.read_saif`; read here when None).
     """
-    from spikeacc.verif.saif import read_saif
+    from spikeacc.energy.saif import read_saif
     modules = json.loads(Path(entry["netlist"]).read_text())["modules"]
     header, saif_nets = saif if saif is not None else read_saif(entry["saif"])
     seconds = header["DURATION"] * header["TIMESCALE"]

@@ -28,6 +28,7 @@ from pathlib import Path
 
 from spikeacc import workdirs
 from spikeacc.config import KIRIN_MODE, PRESETS, SpikeConfig
+from spikeacc.app.report import step_time, write_report
 from spikeacc.errors import VerificationFailed
 
 __all__ = ["STEPS", "run_main", "source_hash"]
@@ -39,11 +40,11 @@ INFER_PROMPT = "The GNU General Public License is a free license for"
 
 def source_hash() -> str:
     """Hash of every spikeacc source file: a code change invalidates every cached step."""
-    root = Path(__file__).resolve().parent.parent
+    from spikeacc.sources import modules
+
     digest = hashlib.sha256()
-    for pkg in ("spikeacc", "golden", "hw", "verif"):
-        for path in sorted((root / pkg).glob("*.py")):
-            digest.update(path.name.encode() + path.read_bytes())
+    for name, path in modules().items():
+        digest.update(name.encode() + path.read_bytes())
     return digest.hexdigest()[:16]
 
 
@@ -86,7 +87,7 @@ def _log(message: str) -> None:
 
 def step_accuracy(out: Path, quick: bool, model: str | None, build_root: str) -> dict:
     from spikeacc.golden.perplexity import run_ppl_table
-    from spikeacc.report import plot_accuracy
+    from spikeacc.app.report import plot_accuracy
 
     sq = dict(method="spikequant", w_bits=4, a_bits=4, mode="dynamic", input_step="pow2/4")
     hw = dict(overrides="silu-floor", out_bits=8, out_policy="channel")
@@ -154,7 +155,7 @@ def step_verify(out: Path, quick: bool, model: str | None, build_root: str) -> d
     passed = pe["passed"] and all(t["passed"] for t in tiles)
     compared = pe["compared"] + sum(t["compared"] for t in tiles)
     plots = {"utilization": str(out / "verify" / "utilization.png"), "cycles": str(out / "verify" / "cycles.png")}
-    from spikeacc.report import plot_cycles, plot_utilization
+    from spikeacc.app.report import plot_cycles, plot_utilization
     plot_utilization(tiles, plots["utilization"])
     plot_cycles(tiles, plots["cycles"])
     section = {"status": "PASS" if passed else "FAIL", "pe": pe, "tiles": tiles, "plots": plots,
@@ -168,7 +169,7 @@ def step_verify(out: Path, quick: bool, model: str | None, build_root: str) -> d
 
 
 def step_energy(out: Path, quick: bool, model: str | None, build_root: str) -> dict:
-    from spikeacc.verif.energy import run_energy
+    from spikeacc.energy.toggles import run_energy
 
     name = "self_attn.q_proj_64x16.npz" if quick else "self_attn.q_proj.npz"
     paths = {mode: out / "vectors" / mode / name for mode in MODES}
@@ -255,7 +256,7 @@ def step_synth(out: Path, quick: bool, model: str | None, build_root: str, quiet
 
 
 def step_infer(out: Path, quick: bool, model: str | None, build_root: str) -> dict:
-    from spikeacc.verif.infer import run_infer
+    from spikeacc.app.infer import run_infer
 
     layers = "0" if quick else "0-1"
     rep = run_infer(INFER_PROMPT, max_new_tokens=2 if quick else 6, model=model, layers=layers,
@@ -283,8 +284,6 @@ class StepFailed(Exception):
 def run_main(out: Path, *, steps=STEPS, quick: bool = False, model: str | None = None,
              build_root: str = "sim_build") -> dict:
     """Run ``steps`` in order; write report.json/.md/.html; return the report. Raises on the first failure."""
-    from spikeacc.report import write_report
-
     unknown = [s for s in steps if s not in STEPS]
     if unknown or not steps:
         raise ValueError(f"--steps takes a comma-separated subset of {','.join(STEPS)}; got {','.join(steps) or 'nothing'}")
@@ -371,13 +370,6 @@ def _torch_threads_beside(background: concurrent.futures.Future | None):
         yield
     finally:
         torch.set_num_threads(before)
-
-
-def step_time(summary: dict) -> str:
-    """A step's time as the summary shows it: reused, run beside the others, or its wall time."""
-    if summary["reused"]:
-        return "reused"
-    return f"{summary['seconds']:.0f} s" + (" (background)" if summary.get("background") else "")
 
 
 def print_summary(report: dict, out: Path) -> None:

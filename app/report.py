@@ -2,7 +2,7 @@
 
 The HTML page embeds its plots as PNG data URIs, so it can be mailed or
 archived as one file. Everything is rendered from the report dict that
-:func:`spikeacc.flow.run_main` assembles; nothing here measures.
+:func:`spikeacc.app.flow.run_main` assembles; nothing here measures.
 """
 
 from __future__ import annotations
@@ -12,9 +12,7 @@ import html
 import json
 from pathlib import Path
 
-from spikeacc.flow import step_time
-
-__all__ = ["write_report", "plot_accuracy", "plot_utilization", "plot_cycles", "report_markdown", "report_html"]
+__all__ = ["write_report", "step_time", "plot_accuracy", "plot_utilization", "plot_cycles", "report_markdown", "report_html"]
 
 TITLES = {"accuracy": "Accuracy of what the hardware computes", "verify": "Verification (bit-exact)",
           "energy": "Energy: spiking vs MAC", "synth": "Area (Yosys, iCE40)", "infer": "The LLM through the RTL"}
@@ -32,6 +30,13 @@ EXPLAIN = {
     "infer": ("SmolLM2 generates text with the projections of its first decoder blocks computed by the spiking "
               "tile's RTL (the RTL's counts feed the network); the text must equal the golden model's."),
 }
+
+
+def step_time(summary: dict) -> str:
+    """A step's time as the summary shows it: reused, run beside the others, or its wall time."""
+    if summary["reused"]:
+        return "reused"
+    return f"{summary['seconds']:.0f} s" + (" (background)" if summary.get("background") else "")
 
 
 def _plt():

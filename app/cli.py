@@ -96,7 +96,7 @@ def cmd_regress(args) -> int:
 
 def cmd_run(args) -> int:
     """The main job: accuracy, verification, energy, area and the LLM through the RTL, in one report."""
-    from spikeacc.flow import run_main
+    from spikeacc.app.flow import run_main
     if args.model is not None and not Path(args.model).exists():
         raise FileNotFoundError(f"model path {args.model} does not exist")
     workdirs.build_root(args.build_dir)
@@ -148,8 +148,8 @@ def _default_vectors(args) -> str:
 
 
 def cmd_power(args) -> int:
-    from spikeacc.verif.liberty import DEFAULT_LIBERTY
-    from spikeacc.verif.power import run_power
+    from spikeacc.energy.liberty import DEFAULT_LIBERTY
+    from spikeacc.energy.power import run_power
 
     designs = [d.strip() for d in args.designs.split(",") if d.strip()]
     bad = [d for d in designs if d not in ("tile", "mac")]
@@ -176,7 +176,7 @@ def cmd_power(args) -> int:
 
 
 def cmd_energy(args) -> int:
-    from spikeacc.verif.energy import run_energy
+    from spikeacc.energy.toggles import run_energy
 
     workdirs.build_root(args.build_dir)
     workdirs.output_dir(args.out, "--out directory")
@@ -202,7 +202,7 @@ def cmd_ppl(args) -> int:
     from spikeacc.golden.perplexity import run_ppl_table
     out = workdirs.output_dir(args.out, "--out directory")
     if args.rtl:
-        from spikeacc.verif.infer import rtl_perplexity
+        from spikeacc.app.infer import rtl_perplexity
         rep = rtl_perplexity(64 if args.tokens is None else args.tokens, model=args.model, layers=args.layers,
                              workers=args.workers, scheduler=args.scheduler, build_root=args.build_dir)
         (out / "ppl_rtl.json").write_text(json.dumps(rep, indent=2) + "\n")
@@ -235,7 +235,7 @@ def cmd_vectors(args) -> int:
 
 
 def cmd_infer(args) -> int:
-    from spikeacc.verif.infer import run_infer
+    from spikeacc.app.infer import run_infer
     if args.model is not None and not Path(args.model).exists():
         raise FileNotFoundError(f"model path {args.model} does not exist")
     fault = None

@@ -1,10 +1,10 @@
 """The toggle model calibrated to gate level, and its error against gate level.
 
-The RTL toggle model (:mod:`spikeacc.verif.energy`) is the fast estimate for
+The RTL toggle model (:mod:`spikeacc.energy.toggles`) is the fast estimate for
 layers too big to simulate as netlists, but its 45 nm per-bit costs knew
 nothing of clocks or registers and overstated the spiking tile's advantage
 about sevenfold. Here its costs are fitted to a gate-level run
-(:mod:`spikeacc.verif.power`) of the same vectors, per design and per
+(:mod:`spikeacc.energy.power`) of the same vectors, per design and per
 gate-level role (PE arithmetic, encoder/queues, control):
 
 - ``pj_per_toggle``: registers, combinational logic, the tile's own memories
@@ -16,7 +16,7 @@ gate-level role (PE arithmetic, encoder/queues, control):
 The fit is made once, on seeded random vectors at the default configuration
 (``benchmarks/calibrate_energy.py``), and checked on real SmolLM2 vectors it
 was not fitted on; both errors ship with the calibration in
-``verif/data/gate_calibration.json``. Configurations far from the default
+``energy/data/gate_calibration.json``. Configurations far from the default
 (other widths, P, L) are extrapolations: run ``spikeacc power`` there.
 """
 
@@ -33,7 +33,7 @@ PE_ROLE = "PE arithmetic"
 
 def _gate_roles(power_design: dict, tokens: int) -> dict[str, dict[str, float]]:
     """Gate-level pJ per role, split into clock and the rest, summed over the run (not per token)."""
-    from spikeacc.verif.power import role_of_module
+    from spikeacc.energy.power import role_of_module
     roles: dict[str, dict[str, float]] = {}
     for module, classes in power_design["by_module_class_pj"].items():
         r = roles.setdefault(role_of_module(module), {"clock": 0.0, "rest": 0.0})
