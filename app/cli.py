@@ -9,25 +9,36 @@ import sys
 from pathlib import Path
 
 from spikeacc import workdirs
-from spikeacc.config import FIRINGS, KIRIN_MODE, PRESETS, SpikeConfig
+from spikeacc.config import FIRINGS, PRESETS, SpikeConfig, config_from
 from spikeacc.errors import EXIT_INPUT, EXIT_INTERRUPT, EXIT_TOOL, EXIT_VERIFY, ToolFailure, VerificationFailed
 
 __all__ = ["main"]
 
+BUILD_DIR_HELP = "simulator builds, shared by runs (default: $SPIKEACC_BUILD_DIR or sim_build)"
+
 
 def _config_from(args) -> SpikeConfig:
-    if getattr(args, "config", None):
-        return SpikeConfig.from_json(args.config)
-    name = getattr(args, "preset", None) or "default"
-    if name not in PRESETS:
-        raise ValueError(f"unknown preset {name!r}; choose one of {sorted(PRESETS)}")
-    return PRESETS[name]
+    """The one configuration of a command: ``--config FILE``, ``--preset NAME`` or the default preset."""
+    return config_from(args.preset, args.config)
 
 
-def _add_config_args(p: argparse.ArgumentParser) -> None:
+def _add_config_args(p: argparse.ArgumentParser, what: str = "") -> None:
+    """``--config FILE`` / ``--preset NAME``, the same on every command; ``what`` says what it sets there."""
     g = p.add_mutually_exclusive_group()
-    g.add_argument("--config", metavar="FILE", help="JSON file of SpikeConfig fields")
+    g.add_argument("--config", metavar="FILE", help="JSON file of SpikeConfig fields" + (f" ({what})" if what else ""))
     g.add_argument("--preset", choices=sorted(PRESETS), help="named configuration (default: default)")
+
+
+def _refuse_config_beside_vectors(args) -> None:
+    """A vector file carries its own configuration; a second one would be ignored, so it is refused."""
+    if args.vectors is not None and (args.config or args.preset):
+        raise ValueError("--vectors FILE carries its own configuration; --config/--preset set the arithmetic of "
+                         "the default vectors only: give one or the other")
+
+
+def _layer_base(cfg: SpikeConfig) -> SpikeConfig:
+    """Real projections: ``cfg``'s arithmetic on the tile shape the SmolLM2 preset adapts to each layer."""
+    return PRESETS["smollm2"].with_arithmetic_of(cfg)
 
 
 def cmd_generate(args) -> int:
@@ -42,7 +53,7 @@ def cmd_generate(args) -> int:
         print(f"wrote {path}  ({kind})")
     if args.lint:
         lint([files["verilog"]], files["verilog"].stem)
-        print("verilator --lint-only -Wall: clean (waivers: see spikeacc.verif.toolchain.LINT_WAIVERS)")
+        print("verilator --lint-only -Wall: clean (waivers: see spikeacc.hw.lint_waivers.LINT_WAIVERS)")
     return 0
 
 
@@ -81,11 +92,13 @@ def cmd_regress(args) -> int:
         if args.report:
             Path(args.report).write_text(json.dumps(run.report, indent=2))
     else:
-        _refuse(args, args.design, {"--preset": None, "--cases": None, "--seed": None})
+        _refuse(args, args.design, {"--cases": None, "--seed": None})
         from spikeacc.verif.tile_regress import regress_tile
         if not args.vectors:
             raise ValueError(f"--design {args.design} needs --vectors FILE.npz (make one with `spikeacc vectors`)")
-        base = SpikeConfig.read_fields(args.config) if args.config else None
+        # the fields a third-party file cannot say: a JSON object of them, or a preset's arithmetic
+        base = SpikeConfig.read_fields(args.config) if args.config else (
+            PRESETS[args.preset].arithmetic() if args.preset else None)
         fault = _int_list(args.inject_fault, "--inject-fault") if args.inject_fault else None
         if fault is not None and len(fault) != 2:
             raise ValueError("--inject-fault takes TOKEN,NEURON")
@@ -102,7 +115,8 @@ def cmd_run(args) -> int:
     workdirs.build_root(args.build_dir)
     out = workdirs.output_dir(args.out, "--out directory")
     steps = tuple(s.strip() for s in args.steps.split(",") if s.strip())
-    report = run_main(out, steps=steps, quick=args.quick, model=args.model, build_root=args.build_dir)
+    report = run_main(out, steps=steps, quick=args.quick, model=args.model, build_root=args.build_dir,
+                      config=_config_from(args))
     return 0 if report["passed"] else 1
 
 
@@ -139,11 +153,12 @@ def cmd_synth(args) -> int:
 
 
 def _default_vectors(args) -> str:
-    """``--vectors``, or the embedded default: SmolLM2 block 0 q_proj, 8 tokens, exported into ``--out``."""
+    """``--vectors``, or the embedded default: SmolLM2 block 0 q_proj, 8 tokens, in the configuration's arithmetic."""
+    _refuse_config_beside_vectors(args)
     if args.vectors is not None:
         return args.vectors
     from spikeacc.golden.vectors import export_vectors
-    return export_vectors(layer="model.layers.0.self_attn.q_proj", tokens=8,
+    return export_vectors(layer="model.layers.0.self_attn.q_proj", tokens=8, base=_layer_base(_config_from(args)),
                           out=Path(args.out) / "smollm2_l0_q_proj.npz")
 
 
@@ -161,17 +176,18 @@ def cmd_power(args) -> int:
                          + (" (Debian: apt-get install qflow-tech-osu018)" if not args.liberty else ""))
     workdirs.build_root(args.build_dir)
     workdirs.output_dir(args.out, "--out directory")
-    vectors = args.vectors
-    if vectors is None:  # real SmolLM2 q_proj data on the default tile: a full 576×576 netlist is too slow here
+    vectors = _default_vectors(args)
+    if args.vectors is None:  # real SmolLM2 q_proj data cropped to the configuration's tile shape
         from spikeacc.golden.vectors import crop_vectors, load_vectors, save_vectors
-        full = load_vectors(_default_vectors(args))
-        vectors = save_vectors(Path(args.out) / "smollm2_l0_q_proj_k64n16.npz", crop_vectors(full, PRESETS["default"]))
+        tile = _config_from(args)
+        vectors = save_vectors(Path(args.out) / f"smollm2_l0_q_proj_k{tile.in_features}n{tile.out_features}.npz",
+                               crop_vectors(load_vectors(vectors), tile))
     r = run_power(vectors, designs=designs, liberty=liberty, out=args.out,
                   build_root=args.build_dir, pes=args.pes, lanes=args.lanes, sram=args.memories == "sram",
                   gated=not args.no_clock_gating, firing=args.firing)
     print((Path(args.out) / "power.md").read_text())
     print(f"wrote {Path(args.out) / 'power.json'} and power.md; netlist SAIF: "
-          + ", ".join(d["saif"] for d in r["designs"].values()))
+          + ", ".join(d["saif"] for d in r.designs.values()))
     return 0
 
 
@@ -204,7 +220,8 @@ def cmd_ppl(args) -> int:
     if args.rtl:
         from spikeacc.app.infer import rtl_perplexity
         rep = rtl_perplexity(64 if args.tokens is None else args.tokens, model=args.model, layers=args.layers,
-                             workers=args.workers, scheduler=args.scheduler, build_root=args.build_dir)
+                             workers=args.workers, scheduler=args.scheduler, build_root=args.build_dir,
+                             config=_config_from(args))
         (out / "ppl_rtl.json").write_text(json.dumps(rep, indent=2) + "\n")
         t = rep["totals"]
         print(f"hardware-faithful PPL on {rep['tokens']} held-out tokens: golden {rep['golden_ppl']:.6f}, "
@@ -217,7 +234,7 @@ def cmd_ppl(args) -> int:
     run_ppl_table(model=args.model, text=args.text, out=args.out, quick=args.quick, full=args.full,
                   tokens=2048 if args.tokens is None else args.tokens, out_bits=_int_list(args.out_bits, "--out-bits"),
                   out_policies=tuple(p for p in args.out_policy.split(",") if p),
-                  inputs=tuple(i for i in args.inputs.split(",") if i))
+                  inputs=tuple(i for i in args.inputs.split(",") if i), config=_config_from(args))
     return 0
 
 
@@ -225,7 +242,8 @@ def cmd_vectors(args) -> int:
     from spikeacc.golden.vectors import export_vectors
     out = Path(args.out) if str(args.out).endswith(".npz") else Path(f"{args.out}.npz")
     workdirs.output_file(out, "--out file", inputs=[args.model])
-    base = PRESETS["smollm2"].replace(**KIRIN_MODE) if args.kirin else None
+    cfg = _config_from(args)
+    base = _layer_base(cfg.in_mode("kirin") if args.kirin else cfg)
     path = export_vectors(model=args.model, layer=args.layer, tokens=args.tokens, out=args.out,
                           mode=args.mode, llama2_shape=args.llama2_shape, seed=args.seed,
                           out_policy=args.out_policy, input_step=args.input_step, out_bits=args.out_bits,
@@ -238,6 +256,7 @@ def cmd_infer(args) -> int:
     from spikeacc.app.infer import run_infer
     if args.model is not None and not Path(args.model).exists():
         raise FileNotFoundError(f"model path {args.model} does not exist")
+    cfg = _config_from(args)
     fault = None
     if args.inject_fault:
         layer, _, rest = args.inject_fault.partition(",")
@@ -248,7 +267,7 @@ def cmd_infer(args) -> int:
         fault = (layer, token, neuron)
     rep = run_infer(args.prompt, max_new_tokens=args.max_new_tokens, model=args.model, rtl=not args.golden,
                     layers=args.layers, workers=args.workers, scheduler=args.scheduler, out=args.out,
-                    build_root=args.build_dir, method="kirin" if args.kirin else "spikequant", inject_fault=fault)
+                    build_root=args.build_dir, config=cfg.in_mode("kirin") if args.kirin else cfg, inject_fault=fault)
     print(f"prompt: {rep['prompt']!r}")
     print(f"text:   {rep['text']!r}")
     if rep["mode"] == "rtl":
@@ -285,11 +304,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--report", help="write the JSON report here (never one of the inputs)")
     p.add_argument("--inject-fault", metavar="TOKEN,NEURON",
                    help="tile/mac self-test: flip one bit of the RTL's output there; the run must FAIL")
-    p.add_argument("--build-dir", default="sim_build")
+    p.add_argument("--build-dir", default=None, help=BUILD_DIR_HELP)
     g = p.add_mutually_exclusive_group()
     g.add_argument("--config", metavar="FILE", help="pe: JSON file of SpikeConfig fields; tile/mac: the fields "
                    "a third-party vector file cannot say (kappa, pes, lanes, ...)")
-    g.add_argument("--preset", choices=sorted(PRESETS), help="pe: named configuration (default: default)")
+    g.add_argument("--preset", choices=sorted(PRESETS), help="pe: named configuration (default: default); "
+                   "tile/mac: its arithmetic, for a vector file that does not carry its own")
     p.set_defaults(func=cmd_regress)
 
     p = sub.add_parser("run", help="the main job: embedded model to verified spiking RTL, with a report")
@@ -299,7 +319,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quick", action="store_true",
                    help="a reduced variant: tiles cropped to 64x16, PE 200 cases, one block through the RTL")
     p.add_argument("--model", help="local HF folder or .gguf file (default: embedded SmolLM2-135M)")
-    p.add_argument("--build-dir", default="sim_build")
+    p.add_argument("--build-dir", default=None, help=BUILD_DIR_HELP)
+    _add_config_args(p, "the arithmetic of every layer; the tile shape of the PE, quick and synthesis steps")
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("synth", help="Yosys cell counts, iCE40 LUT/FF and Fmax for each design")
@@ -317,7 +338,8 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--out", default=f"out/{name}")
         p.add_argument("--pes", type=int, default=None)
         p.add_argument("--lanes", type=int, default=None)
-        p.add_argument("--build-dir", default="sim_build")
+        p.add_argument("--build-dir", default=None, help=BUILD_DIR_HELP)
+        _add_config_args(p, "the arithmetic of the default vectors")
         return p
 
     p = energy_run("energy", "spiking vs MAC energy from RTL toggles on the same vectors")
@@ -348,11 +370,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--layers", default="all", help="--rtl: decoder blocks on the RTL (all, 0,1, 0-3)")
     p.add_argument("--workers", type=int, default=None, help="--rtl: simulators at once")
     p.add_argument("--scheduler", metavar="tcp://HOST:PORT", help="--rtl: a Dask cluster")
-    p.add_argument("--build-dir", default="sim_build")
+    p.add_argument("--build-dir", default=None, help=BUILD_DIR_HELP)
     p.add_argument("--quick", action="store_true",
                    help="baselines plus one hardware-faithful row per input mode")
     p.add_argument("--full", action="store_true", help="also the bit sweep and power-of-two weight groups")
     p.add_argument("--out-bits", default="4,6,8", help="tile output widths b_out of the hardware-faithful rows")
+    _add_config_args(p, "widths and salient rule of the rows; with --rtl, the tiles' arithmetic")
     p.add_argument("--out-policy", default="channel,tensor",
                    help="output-range policies of the hardware-faithful rows: channel, tensor")
     p.add_argument("--inputs", default="static,dynamic,dynamic-pow2,dynamic-pow2/4",
@@ -373,7 +396,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--inject-fault", metavar="LAYER,TOKEN,NEURON",
                    help="self-test: flip one bit of the RTL's count there; the run must stop there")
     p.add_argument("--out", default="out/infer")
-    p.add_argument("--build-dir", default="sim_build")
+    p.add_argument("--build-dir", default=None, help=BUILD_DIR_HELP)
+    _add_config_args(p, "the arithmetic of every projection's tile")
     p.set_defaults(func=cmd_infer)
 
     p = sub.add_parser("vectors", help="export one layer's integer vectors for the hardware")
@@ -388,12 +412,13 @@ def build_parser() -> argparse.ArgumentParser:
                         "or the grid 2^(-j/R) (one of R per-neuron constants, shifted)")
     p.add_argument("--out-policy", choices=["channel", "tensor", "oracle"], default="channel",
                    help="where the output step comes from (oracle: not realizable, an upper bound)")
-    p.add_argument("--out-bits", type=int, default=None, help="tile output width b_out (default: the preset's)")
+    p.add_argument("--out-bits", type=int, default=None, help="tile output width b_out (default: the configuration's)")
     p.add_argument("--kirin", action="store_true",
                    help="Kirin mode (W4A4&8): salient values as 8-bit integer outliers, silence-threshold firing")
     p.add_argument("--llama2-shape", action="store_true",
                    help="synthetic Llama-2-7B decoder layer (hidden 4096, intermediate 11008), seeded")
     p.add_argument("--seed", type=int, default=0)
+    _add_config_args(p, "the arithmetic of the exported layer; P and L adapt to its shape")
     p.set_defaults(func=cmd_vectors)
     return parser
 
@@ -403,7 +428,6 @@ def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     if os.environ.get("SPIKEACC_DEBUG") == "1":
         return args.func(args)
-    from spikeacc.verif.toolchain import SimulatorNotFound  # noqa: F401  (a ToolFailure)
     try:
         return args.func(args)
     except KeyboardInterrupt:

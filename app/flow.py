@@ -24,17 +24,17 @@ import hashlib
 import json
 import os
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from spikeacc import workdirs
-from spikeacc.config import KIRIN_MODE, PRESETS, SpikeConfig
+from spikeacc.config import MODES, PRESETS, SpikeConfig
 from spikeacc.app.report import step_time, write_report
 from spikeacc.errors import VerificationFailed
 
 __all__ = ["STEPS", "run_main", "source_hash"]
 
 STEPS = ("accuracy", "verify", "energy", "synth", "infer")
-MODES = {"spikequant": {}, "kirin": KIRIN_MODE}
 INFER_PROMPT = "The GNU General Public License is a free license for"
 
 
@@ -83,17 +83,36 @@ def _log(message: str) -> None:
     print(message, flush=True)
 
 
+@dataclass(frozen=True)
+class RunContext:
+    """What every step of one main job shares: where it writes, its options, and the one configuration.
+
+    ``config`` sets the arithmetic of every layer (widths, salient rule, Kirin
+    outliers) and the tile shape of the PE regression, the cropped ``quick``
+    tiles and synthesis; the real projections keep that arithmetic on the
+    shape :meth:`SpikeConfig.for_layer` derives from the SmolLM2 tile preset.
+    """
+
+    out: Path
+    quick: bool
+    model: str | None
+    build_root: str
+    config: SpikeConfig
+
+    def layer_base(self, mode: str) -> SpikeConfig:
+        """The configuration real projections are exported and verified with, in ``mode``."""
+        return PRESETS["smollm2"].with_arithmetic_of(self.config.in_mode(mode))
+
+
 # --- the steps: each returns its report section (plain JSON), with "status" and "headline" ---------------
 
-def step_accuracy(out: Path, quick: bool, model: str | None, build_root: str) -> dict:
-    from spikeacc.golden.perplexity import run_ppl_table
+def step_accuracy(run: RunContext) -> dict:
+    out, model, config = run.out, run.model, run.config
+    from spikeacc.golden.perplexity import hardware_rows, run_ppl_table
     from spikeacc.app.report import plot_accuracy
 
-    sq = dict(method="spikequant", w_bits=4, a_bits=4, mode="dynamic", input_step="pow2/4")
-    hw = dict(overrides="silu-floor", out_bits=8, out_policy="channel")
-    rows = [dict(method="fp", w_bits=16, a_bits=16, mode="none"), sq, dict(sq, **hw),
-            dict(sq, method="kirin"), dict(sq, method="kirin", **hw)]
-    results = run_ppl_table(model=model, out=out / "accuracy", tokens=512, rows=rows)
+    rows = hardware_rows(config)
+    results = run_ppl_table(model=model, out=out / "accuracy", tokens=512, rows=rows, config=config)
     table = [{"label": r["label"], "ppl": r["ppl"], "method": r["method"],
               "hardware_faithful": bool(r.get("out_bits")), "salient_ratio": r["salient_ratio"]} for r in results]
     by = {(r["method"], r["hardware_faithful"]): r["ppl"] for r in table}
@@ -105,51 +124,50 @@ def step_accuracy(out: Path, quick: bool, model: str | None, build_root: str) ->
             "plots": {"perplexity": plot}, "files": [str(out / "accuracy" / "ppl.json"), plot]}
 
 
-def _vectors(out: Path, quick: bool, model: str | None) -> dict[str, dict[str, Path]]:
+def _vectors(run: RunContext) -> dict[str, dict[str, Path]]:
     """Block-0 vectors of every projection in both modes (quick: q_proj and down_proj cropped to 64×16)."""
     from spikeacc.golden.model import PROJECTIONS
     from spikeacc.golden.vectors import crop_vectors, export_layers, load_vectors, save_vectors
 
-    projections = ("self_attn.q_proj", "mlp.down_proj") if quick else PROJECTIONS
+    projections = ("self_attn.q_proj", "mlp.down_proj") if run.quick else PROJECTIONS
     paths = {}
-    for mode, fields in MODES.items():
+    for mode in MODES:
         layers = [f"model.layers.0.{p}" for p in projections]
-        outs = [out / "vectors" / mode / f"{p}.npz" for p in projections]
-        exported = export_layers(layers=layers, tokens=8, outs=outs, model=model,
-                                 base=PRESETS["smollm2"].replace(**fields))
-        if quick:
-            tile = PRESETS["default"].replace(**fields)
+        outs = [run.out / "vectors" / mode / f"{p}.npz" for p in projections]
+        exported = export_layers(layers=layers, tokens=8, outs=outs, model=run.model, base=run.layer_base(mode))
+        if run.quick:
+            tile = run.config.in_mode(mode)
             exported = [save_vectors(p.with_name(p.stem + "_64x16.npz"), crop_vectors(load_vectors(p), tile))
                         for p in exported]
         paths[mode] = dict(zip(projections, exported))
     return paths
 
 
-def step_verify(out: Path, quick: bool, model: str | None, build_root: str) -> dict:
+def step_verify(run: RunContext) -> dict:
+    out, quick, build_root, config = run.out, run.quick, run.build_root, run.config
     from spikeacc.hw.mac import mac_cycles
     from spikeacc.verif.runner import run_pe_regression
     from spikeacc.verif.tile_regress import run_tile_regression
 
-    cfg = PRESETS["default"]
-    run = run_pe_regression(cfg, n_random=200 if quick else 2000, build_root=build_root)
-    pe = {k: run.report[k] for k in ("passed", "compared", "mismatch_count", "cycles")}
+    cfg = config
+    pe_run = run_pe_regression(cfg, n_random=200 if quick else 2000, build_root=build_root)
+    pe = {k: pe_run.report[k] for k in ("passed", "compared", "mismatch_count", "cycles")}
     _log(f"  PE {cfg.tag}: {'PASS' if pe['passed'] else 'FAIL'}, {pe['compared']} cases")
     def verify_tile(mode: str, proj: str, path: Path) -> dict:
         # q_proj runs on the activity-recording build that the energy step needs anyway:
         # one simulator build fewer per mode, the same bit-exact check
         saif = out / "verify" / "activity" / f"{mode}_{path.stem}.saif" if proj == "self_attn.q_proj" else None
         _, rep = run_tile_regression(path, build_root=build_root, progress=False, saif_to=saif)
-        m, k, n = rep["shape"]
-        tcfg = SpikeConfig.from_dict(rep["config"])   # the configuration the run derived from the file
-        _log(f"  tile {mode:<10} {proj:<17} {m}x{k}x{n}: {'PASS' if rep['passed'] else 'FAIL'}, "
-             f"{rep['compared']} outputs, {rep['cycles'] / m:,.0f} cycles/token-layer, "
-             f"utilization {rep['utilization']:.1%}")
-        return {"mode": mode, "layer": proj, "shape": [m, k, n], "pes": tcfg.pes, "passed": rep["passed"],
-                "compared": rep["compared"], "mismatches": rep["mismatch_count"],
-                "cycles_per_token_layer": rep["cycles"] / m, "utilization": rep["utilization"],
-                "mac_cycles_per_token_layer": mac_cycles(tcfg), "vectors": str(path)}
+        m, k, n = rep.shape
+        _log(f"  tile {mode:<10} {proj:<17} {m}x{k}x{n}: {'PASS' if rep.passed else 'FAIL'}, "
+             f"{rep.compared} outputs, {rep.cycles / m:,.0f} cycles/token-layer, "
+             f"utilization {rep.utilization:.1%}")
+        return {"mode": mode, "layer": proj, "shape": [m, k, n], "pes": rep.config.pes, "passed": rep.passed,
+                "compared": rep.compared, "mismatches": rep.mismatch_count,
+                "cycles_per_token_layer": rep.cycles / m, "utilization": rep.utilization,
+                "mac_cycles_per_token_layer": mac_cycles(rep.config), "vectors": str(path)}
 
-    jobs = [(mode, proj, path) for mode, layers in _vectors(out, quick, model).items() for proj, path in layers.items()]
+    jobs = [(mode, proj, path) for mode, layers in _vectors(run).items() for proj, path in layers.items()]
     with concurrent.futures.ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:  # one simulator per core
         tiles = list(pool.map(lambda job: verify_tile(*job), jobs))
     passed = pe["passed"] and all(t["passed"] for t in tiles)
@@ -168,26 +186,27 @@ def step_verify(out: Path, quick: bool, model: str | None, build_root: str) -> d
     return section
 
 
-def step_energy(out: Path, quick: bool, model: str | None, build_root: str) -> dict:
+def step_energy(run: RunContext) -> dict:
+    out, quick, build_root = run.out, run.quick, run.build_root
     from spikeacc.energy.toggles import run_energy
 
     name = "self_attn.q_proj_64x16.npz" if quick else "self_attn.q_proj.npz"
     paths = {mode: out / "vectors" / mode / name for mode in MODES}
     if not all(p.is_file() for p in paths.values()):
-        paths = {mode: layers["self_attn.q_proj"] for mode, layers in _vectors(out, quick, model).items()}
+        paths = {mode: layers["self_attn.q_proj"] for mode, layers in _vectors(run).items()}
     # one after the other: each plots with pyplot, which is not thread-safe
     results = {mode: run_energy(paths[mode], out=out / "energy" / mode, build_root=build_root) for mode in MODES}
     rows, plots = [], {}
     for mode, r in results.items():
-        cal = r["calibrated"]
-        rows.append({"mode": mode, "layer": r["layer"], "shape": r["shape"],
-                     "spiking_pj": r["per_token_layer"]["tile"]["total_pj"],
-                     "mac_pj": r["per_token_layer"]["mac"]["total_pj"],
-                     "ratio_toggles": r["ratio_mac_over_spiking"]["toggles_total_with_weight_memory"],
-                     "ratio_ops": r["ratio_mac_over_spiking"]["ops_total_with_weight_memory"],
+        cal = r.calibrated
+        rows.append({"mode": mode, "layer": r.layer, "shape": r.shape,
+                     "spiking_pj": r.per_token_layer["tile"]["total_pj"],
+                     "mac_pj": r.per_token_layer["mac"]["total_pj"],
+                     "ratio_toggles": r.ratio_mac_over_spiking["toggles_total_with_weight_memory"],
+                     "ratio_ops": r.ratio_mac_over_spiking["ops_total_with_weight_memory"],
                      "ratio_calibrated": cal["ratio_mac_over_spiking"],
                      "calibration_checked_error": cal["checked"]["calibrated_ratio_error"],
-                     "by_role_pj": {d: r["designs"][d]["energy_pj"] for d in ("tile", "mac")}})
+                     "by_role_pj": {d: r.designs[d]["energy_pj"] for d in ("tile", "mac")}})
         plots[f"energy_{mode}"] = str(out / "energy" / mode / "energy.png")
         _log(f"  energy {mode}: MAC ÷ spiking {rows[-1]['ratio_calibrated']:.2f}x gate-calibrated, "
              f"{rows[-1]['ratio_toggles']:.2f}x raw toggles")
@@ -201,25 +220,23 @@ def step_energy(out: Path, quick: bool, model: str | None, build_root: str) -> d
             "files": list(plots.values())}
 
 
-def synth_packages(out: Path, quick: bool, build_root: str) -> list[dict]:
+def synth_packages(run: RunContext) -> list[dict]:
     """Each design's generated package, Verilog hash, and cached synthesis result if one matches that hash."""
     from spikeacc.hw.package import write_package
 
-    cfg = PRESETS["default"]
     packages = []
-    for design in ("pe", "mac_pe") if quick else ("pe", "mac_pe", "tile", "mac"):
-        files = write_package(design, cfg, out / "synth" / design / "rtl")
+    for design in ("pe", "mac_pe") if run.quick else ("pe", "mac_pe", "tile", "mac"):
+        files = write_package(design, run.config, run.out / "synth" / design / "rtl")
         digest = hashlib.sha256(Path(files["verilog"]).read_bytes()).hexdigest()
         # kept beside the simulator builds, so every --out directory reuses it while the Verilog is unchanged
-        cached = workdirs.build_root(build_root) / "synth" / f"{design}_{digest[:16]}.json"
+        cached = workdirs.build_root(run.build_root) / "synth" / f"{design}_{digest[:16]}.json"
         row = json.loads(cached.read_text()) if cached.is_file() else None
         packages.append({"design": design, "verilog": Path(files["verilog"]), "digest": digest, "cache": cached,
                          "row": row if row and row.get("verilog_sha256") == digest else None})
     return packages
 
 
-def step_synth(out: Path, quick: bool, model: str | None, build_root: str, quiet: bool = False,
-               packages: list[dict] | None = None) -> dict:
+def step_synth(run: RunContext, quiet: bool = False, packages: list[dict] | None = None) -> dict:
     """Synthesis per design, reused while the design's Verilog is unchanged (keyed by its hash).
 
     ``quiet``: running in the background beside other steps; the section's
@@ -230,7 +247,8 @@ def step_synth(out: Path, quick: bool, model: str | None, build_root: str, quiet
     started = time.perf_counter()
     from spikeacc.hw.synth import synthesize
 
-    packages = packages if packages is not None else synth_packages(out, quick, build_root)
+    packages = packages if packages is not None else synth_packages(run)
+    out = run.out
     rows = []
     for p in packages:
         design = p["design"]
@@ -248,18 +266,19 @@ def step_synth(out: Path, quick: bool, model: str | None, build_root: str, quiet
                     | {"generic_cells": sum(row["generic_cells"].values())})
         log(f"  synth {design}: {rows[-1]['luts']} LUT4, {rows[-1]['flip_flops']} FF, {rows[-1]['brams']} BRAM")
     by = {r["design"]: r for r in rows}
-    return {"status": "PASS", "config": PRESETS["default"].tag, "rows": rows,
+    return {"status": "PASS", "config": run.config.tag, "rows": rows,
             "seconds": round(time.perf_counter() - started, 1),
             "headline": f"iCE40 LUT4: spiking PE {by['pe']['luts']}, MAC PE {by['mac_pe']['luts']}"
                         + (f"; tiles {by['tile']['luts']} vs {by['mac']['luts']}" if "tile" in by else ""),
             "files": [str(out / "synth" / p["design"] / "rtl") for p in packages]}
 
 
-def step_infer(out: Path, quick: bool, model: str | None, build_root: str) -> dict:
+def step_infer(run: RunContext) -> dict:
+    out, quick, model, build_root, config = run.out, run.quick, run.model, run.build_root, run.config
     from spikeacc.app.infer import run_infer
 
     layers = "0" if quick else "0-1"
-    rep = run_infer(INFER_PROMPT, max_new_tokens=2 if quick else 6, model=model, layers=layers,
+    rep = run_infer(INFER_PROMPT, max_new_tokens=2 if quick else 6, model=model, layers=layers, config=config,
                     out=out / "infer", build_root=build_root)
     t = rep["totals"]
     return {"status": "PASS" if rep["identical"] else "FAIL", "prompt": rep["prompt"], "text": rep["text"],
@@ -282,19 +301,20 @@ class StepFailed(Exception):
 
 
 def run_main(out: Path, *, steps=STEPS, quick: bool = False, model: str | None = None,
-             build_root: str = "sim_build") -> dict:
+             build_root: str | None = None, config: SpikeConfig = PRESETS["default"]) -> dict:
     """Run ``steps`` in order; write report.json/.md/.html; return the report. Raises on the first failure."""
     unknown = [s for s in steps if s not in STEPS]
     if unknown or not steps:
         raise ValueError(f"--steps takes a comma-separated subset of {','.join(STEPS)}; got {','.join(steps) or 'nothing'}")
     steps = [s for s in STEPS if s in steps]   # in the story's order, each once
     out = Path(out)
+    run = RunContext(out, quick, model, build_root, config)
     cache = StepCache(out, model)
     report = {"model": model or "embedded SmolLM2-135M-Instruct", "quick": quick, "steps": list(steps),
-              "config": PRESETS["default"].to_dict(), "sections": {}, "summary": []}
+              "config": config.to_dict(), "sections": {}, "summary": []}
     t_run = time.perf_counter()
     failure = None
-    params = {"quick": quick}
+    params = {"quick": quick, "config": config.to_dict()}
     # Synthesis (Yosys, a process of its own) overlaps the other steps instead of waiting for them,
     # when there is any to do; results cached for every design's Verilog make it a step of seconds.
     background = concurrent.futures.ThreadPoolExecutor(max_workers=1)
@@ -302,13 +322,13 @@ def run_main(out: Path, *, steps=STEPS, quick: bool = False, model: str | None =
     functions = dict(STEP_FUNCTIONS)
     if "synth" in steps and cache.get("synth", params) is None:
         try:
-            packages = synth_packages(out, quick, build_root)
+            packages = synth_packages(run)
         except Exception:  # noqa: BLE001 - the synth step runs it again and reports the failure in its place
             packages = None
         if packages is not None:
             functions["synth"] = functools.partial(step_synth, packages=packages)
             if any(p["row"] is None for p in packages):
-                early = background.submit(step_synth, out, quick, model, build_root, quiet=True, packages=packages)
+                early = background.submit(step_synth, run, quiet=True, packages=packages)
     for i, step in enumerate(steps):
         _log(f"[{i + 1}/{len(steps)}] {step} ...")
         t0 = time.perf_counter()
@@ -322,7 +342,7 @@ def run_main(out: Path, *, steps=STEPS, quick: bool = False, model: str | None =
                     section = early.result()
                 else:
                     with _torch_threads_beside(early):
-                        section = functions[step](out, quick, model, build_root)
+                        section = functions[step](run)
                 cache.put(step, params, section)
             except StepFailed as exc:
                 section = exc.section

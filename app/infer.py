@@ -32,18 +32,19 @@ import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import SimpleNamespace
+from typing import NamedTuple
 
 import numpy as np
 import torch
 from tqdm import tqdm
 
-from spikeacc.config import KIRIN_MODE, PRESETS, SpikeConfig
+from spikeacc.config import PRESETS, SpikeConfig
 from spikeacc.errors import VerificationFailed
 from spikeacc.golden.model import HARDWARE_OVERRIDES, calibrate, convert_model, load_model, quantized_layers
 from spikeacc.golden.perplexity import default_text, perplexity, token_splits
 from spikeacc.golden.spiking_linear import QuantSpec
 
-__all__ = ["TILE_TOKENS", "hardware_model", "select_layers", "RtlExecutor", "run_tile_call", "tile_pool",
+__all__ = ["TILE_TOKENS", "HardwareModel", "hardware_model", "select_layers", "RtlExecutor", "run_tile_call", "tile_pool",
            "generate", "run_infer", "rtl_perplexity"]
 
 TILE_TOKENS = 32  # tokens per tile call (the harness buffers' depth); longer prefills are split
@@ -51,19 +52,22 @@ TILE_TOKENS = 32  # tokens per tile call (the harness buffers' depth); longer pr
 SIBLINGS = {"self_attn.q_proj": ("self_attn.k_proj", "self_attn.v_proj"), "mlp.gate_proj": ("mlp.up_proj",)}
 
 
-def hardware_spec(method: str = "spikequant") -> QuantSpec:
-    """The shipped hardware configuration: W4A4, 8-bit outputs, per-token input steps on 2^(−j/4)."""
-    return QuantSpec(method=method, w_bits=4, a_bits=4, mode="dynamic", input_step="pow2/4", out_bits=8,
-                     out_policy="channel")
+class HardwareModel(NamedTuple):
+    """The hardware-faithful network and the configuration its projections' tiles are generated from."""
+
+    net: torch.nn.Module
+    tokenizer: object
+    name: str
+    config: SpikeConfig
 
 
-def hardware_model(model: str | None = None, method: str = "spikequant"):
-    """``(net, tokenizer, name)``: the hardware-faithful model, calibrated on the shipped text."""
+def hardware_model(model: str | None = None, config: SpikeConfig = PRESETS["default"]) -> HardwareModel:
+    """The hardware-faithful model of ``config``'s arithmetic, calibrated on the shipped text."""
     net, tokenizer, name = load_model(model)
-    convert_model(net, hardware_spec(method), overrides=HARDWARE_OVERRIDES)
+    convert_model(net, QuantSpec.from_config(config), overrides=HARDWARE_OVERRIDES)
     calib, _ = token_splits(tokenizer, default_text(), 512)
     calibrate(net, calib)
-    return net, tokenizer, name
+    return HardwareModel(net, tokenizer, name, config)
 
 
 def select_layers(net, spec: str | None) -> dict[str, torch.nn.Module]:
@@ -88,11 +92,9 @@ def select_layers(net, spec: str | None) -> dict[str, torch.nn.Module]:
     return {name: m for name, m in layers.items() if int(name.split(".")[2]) in chosen}
 
 
-def layer_config(module) -> SpikeConfig:
-    """The tile configuration a projection runs on (P and L adapted to its shape, as the exporter does)."""
-    base = PRESETS["smollm2"].replace(max_tokens=TILE_TOKENS)
-    if module.spec.method == "kirin":
-        base = base.replace(**KIRIN_MODE)
+def layer_config(module, config: SpikeConfig) -> SpikeConfig:
+    """The tile a projection runs on: ``config``'s arithmetic, P and L adapted to its shape (as the exporter does)."""
+    base = PRESETS["smollm2"].replace(max_tokens=TILE_TOKENS).with_arithmetic_of(config)
     return base.for_layer(module.in_features, module.out_features)
 
 
@@ -193,6 +195,7 @@ class RtlExecutor:
     layers: dict
     submit: object
     build_root: str
+    config: SpikeConfig
     bar: object = None
     inject_fault: tuple | None = None
     stats: dict = field(default_factory=dict)
@@ -201,7 +204,7 @@ class RtlExecutor:
 
     def __post_init__(self):
         self.names = {id(m): name for name, m in self.layers.items()}
-        self.configs = {name: layer_config(m) for name, m in self.layers.items()}
+        self.configs = {name: layer_config(m, self.config) for name, m in self.layers.items()}
         for name, cfg in self.configs.items():
             self.stats[name] = LayerStats((cfg.in_features, cfg.out_features), cfg.pes, cfg.lanes)
 
@@ -314,14 +317,15 @@ def _kv_cache(out) -> dict:
 
 def run_infer(prompt: str, *, max_new_tokens: int = 16, model: str | None = None, rtl: bool = True,
               layers: str | None = None, workers: int | None = None, scheduler=None, out: str | Path = "out/infer",
-              build_root: str = "sim_build", method: str = "spikequant", inject_fault: tuple | None = None,
-              progress: bool | None = None, hardware=None) -> dict:
+              build_root: str | None = None, config: SpikeConfig = PRESETS["default"],
+              inject_fault: tuple | None = None, progress: bool | None = None,
+              hardware: HardwareModel | None = None) -> dict:
     """Generate from ``prompt`` with the golden model, then (``rtl``) with the selected projections on the RTL.
 
     Writes ``out/infer.json``; raises :class:`VerificationFailed` at the first
     RTL/golden difference (what was produced so far is written first).
     ``hardware`` is a :func:`hardware_model` result to reuse (one model load
-    for several runs).
+    for several runs); it carries its configuration, which then replaces ``config``.
     """
     from spikeacc import workdirs
 
@@ -329,12 +333,13 @@ def run_infer(prompt: str, *, max_new_tokens: int = 16, model: str | None = None
         raise ValueError(f"--max-new-tokens must be a non-negative integer, got {max_new_tokens!r}")
     out = workdirs.output_dir(out, "--out directory")
     t0 = time.perf_counter()
-    net, tokenizer, name = hardware if hardware is not None else hardware_model(model, method)
+    net, tokenizer, name, config = hardware if hardware is not None else hardware_model(model, config)
     chosen = select_layers(net, layers)
     setup = time.perf_counter() - t0
     t1 = time.perf_counter()
     golden_text, golden_ids = generate(net, tokenizer, prompt, max_new_tokens)
-    report = {"model": name, "prompt": prompt, "method": method, "max_new_tokens": max_new_tokens,
+    report = {"model": name, "prompt": prompt, "method": config.mode, "config": config.to_dict(),
+              "max_new_tokens": max_new_tokens,
               "golden_text": golden_text, "golden_wall_seconds": round(time.perf_counter() - t1, 2),
               "model_setup_seconds": round(setup, 2), "mode": "rtl" if rtl else "golden"}
     if not rtl:
@@ -347,7 +352,7 @@ def run_infer(prompt: str, *, max_new_tokens: int = 16, model: str | None = None
                   scheduler=str(scheduler) if scheduler is not None else None,
                   workers=None if scheduler is not None else (workers or os.cpu_count()))
     with tile_pool(workers, scheduler) as submit:
-        executor = RtlExecutor(chosen, submit, build_root, inject_fault=inject_fault)
+        executor = RtlExecutor(chosen, submit, build_root, config, inject_fault=inject_fault)
         t2 = time.perf_counter()
         built = executor.build_all()
         report["builds"] = {"configurations": [c.tag for c in built], "seconds": round(time.perf_counter() - t2, 2)}
@@ -390,8 +395,9 @@ def _write(out: Path, report: dict) -> None:
 
 @torch.no_grad()
 def rtl_perplexity(tokens: int = 64, *, model: str | None = None, layers: str | None = None,
-                   workers: int | None = None, scheduler=None, build_root: str = "sim_build",
-                   method: str = "spikequant", hardware=None, progress: bool | None = None) -> dict:
+                   workers: int | None = None, scheduler=None, build_root: str | None = None,
+                   config: SpikeConfig = PRESETS["default"], hardware: HardwareModel | None = None,
+                   progress: bool | None = None) -> dict:
     """Perplexity of the first ``tokens`` held-out tokens, golden and with the selected projections on the RTL.
 
     The same window as the perplexity table's first (after the calibration
@@ -403,7 +409,7 @@ def rtl_perplexity(tokens: int = 64, *, model: str | None = None, layers: str | 
 
     if isinstance(tokens, bool) or not isinstance(tokens, int) or not 2 <= tokens <= 512:
         raise ValueError(f"--tokens with --rtl must be an integer in 2..512 (one window), got {tokens!r}")
-    net, tokenizer, name = hardware if hardware is not None else hardware_model(model, method)
+    net, tokenizer, name, config = hardware if hardware is not None else hardware_model(model, config)
     _, windows = token_splits(tokenizer, default_text(), 512)
     window = windows[:1, :tokens]   # the perplexity table's own function, on one window
 
@@ -412,7 +418,7 @@ def rtl_perplexity(tokens: int = 64, *, model: str | None = None, layers: str | 
     golden_wall = time.perf_counter() - t0
     chosen = select_layers(net, layers)
     with tile_pool(workers, scheduler) as submit:
-        executor = RtlExecutor(chosen, submit, str(workdirs.build_root(build_root).resolve()))
+        executor = RtlExecutor(chosen, submit, str(workdirs.build_root(build_root).resolve()), config)
         executor.build_all()
         executor.bar = tqdm(total=len(chosen), desc="ppl --rtl", unit="call",
                             disable=not progress if progress is not None else None)
@@ -423,6 +429,6 @@ def rtl_perplexity(tokens: int = 64, *, model: str | None = None, layers: str | 
         finally:
             executor.detach()
             executor.bar.close()
-    return {"model": name, "tokens": tokens, "layers_on_rtl": len(chosen), "golden_ppl": golden, "rtl_ppl": rtl,
+    return {"model": name, "config": config.to_dict(), "tokens": tokens, "layers_on_rtl": len(chosen), "golden_ppl": golden, "rtl_ppl": rtl,
             "equal": rtl == golden, "golden_wall_seconds": round(golden_wall, 2),
             **_totals(executor, time.perf_counter() - t1)}

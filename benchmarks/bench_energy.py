@@ -34,12 +34,12 @@ def main():
     for name, make in jobs:
         t0 = time.perf_counter()
         r = run_energy(make(), out=out / name.replace(" ", "_"))
-        rat = r["ratio_mac_over_spiking"]
-        rows.append({"vectors": name, "shape": r["shape"], "zero_fraction": r["zero_fraction"],
+        rat = r.ratio_mac_over_spiking
+        rows.append({"vectors": name, "shape": r.shape, "zero_fraction": r.zero_fraction,
                      **{k: v for k, v in rat.items()}, "seconds": time.perf_counter() - t0,
-                     "spiking_pj": r["per_token_layer"]["tile"]["total_pj"],
-                     "mac_pj": r["per_token_layer"]["mac"]["total_pj"],
-                     "calibrated": r["calibrated"]["ratio_mac_over_spiking"]})
+                     "spiking_pj": r.per_token_layer["tile"]["total_pj"],
+                     "mac_pj": r.per_token_layer["mac"]["total_pj"],
+                     "calibrated": r.calibrated["ratio_mac_over_spiking"]})
         print(f"{name}: done in {rows[-1]['seconds']:.0f} s", flush=True)
     (out / "energy_table.json").write_text(json.dumps(rows, indent=2) + "\n")
     print(f"\n{'vectors':<30}{'MxKxN':>16}{'zeros':>7}{'dp tog':>8}{'logic tog':>10}{'total tog':>10}"

@@ -55,16 +55,16 @@ def main():
         for layer, path in zip(layers, paths):
             t0 = time.perf_counter()
             r = run_energy(path, out=out / f"{mode}_{layer}")
-            tokens = r["tokens"]
-            rows.append({"mode": mode, "layer": layer, "shape": r["shape"],
-                         "cycles_spiking": r["designs"]["tile"]["cycles"] / tokens,
-                         "cycles_mac": r["designs"]["mac"]["cycles"] / tokens,
-                         "spiking_pj": r["per_token_layer"]["tile"]["total_pj"],
-                         "mac_pj": r["per_token_layer"]["mac"]["total_pj"],
-                         "ratio_toggles": r["ratio_mac_over_spiking"]["toggles_total_with_weight_memory"],
-                         "spiking_pj_calibrated": r["calibrated"]["per_token_layer"]["tile"]["total_pj"],
-                         "mac_pj_calibrated": r["calibrated"]["per_token_layer"]["mac"]["total_pj"],
-                         "ratio_calibrated": r["calibrated"]["ratio_mac_over_spiking"],
+            tokens = r.tokens
+            rows.append({"mode": mode, "layer": layer, "shape": r.shape,
+                         "cycles_spiking": r.designs["tile"]["cycles"] / tokens,
+                         "cycles_mac": r.designs["mac"]["cycles"] / tokens,
+                         "spiking_pj": r.per_token_layer["tile"]["total_pj"],
+                         "mac_pj": r.per_token_layer["mac"]["total_pj"],
+                         "ratio_toggles": r.ratio_mac_over_spiking["toggles_total_with_weight_memory"],
+                         "spiking_pj_calibrated": r.calibrated["per_token_layer"]["tile"]["total_pj"],
+                         "mac_pj_calibrated": r.calibrated["per_token_layer"]["mac"]["total_pj"],
+                         "ratio_calibrated": r.calibrated["ratio_mac_over_spiking"],
                          "seconds": time.perf_counter() - t0})
             print(f"{mode} {layer}: done in {rows[-1]['seconds']:.0f} s", flush=True)
     steps = time_steps()

@@ -12,7 +12,6 @@ import argparse
 import json
 from pathlib import Path
 
-import numpy as np
 
 from spikeacc.config import PRESETS
 from spikeacc.golden.model import PROJECTIONS
@@ -44,9 +43,9 @@ def main():
             row[f"cycles_o{b}"] = model // v.shape[0]
             if b in rtl:
                 _, rep = run_tile_regression(path, progress=False)
-                assert rep["passed"], f"{layer} b_out {b}: {rep['mismatch_count']} mismatches"
-                assert rep["cycles"] == model, (rep["cycles"], model)
-                row[f"rtl_o{b}"] = f"PASS {rep['compared']}, utilization {rep['utilization']:.1%}"
+                assert rep.passed, f"{layer} b_out {b}: {rep.mismatch_count} mismatches"
+                assert rep.cycles == model, (rep.cycles, model)
+                row[f"rtl_o{b}"] = f"PASS {rep.compared}, utilization {rep.utilization:.1%}"
             print(json.dumps(row), flush=True)
     rows = list(rows.values())
     (out / "bench_out_bits.json").write_text(json.dumps(rows, indent=2) + "\n")

@@ -43,14 +43,14 @@ def main():
         _, rep = run_tile_regression(path, build_root=build_root, progress=False)
         verify_s = time.perf_counter() - t1
         native = run_native(path, build_root=build_root)
-        m, k, n = rep["shape"]
+        m, k, n = rep.shape
         rows.append({
-            "layer": name, "M": m, "K": k, "N": n, "P": rep["config"]["pes"], "L": rep["config"]["lanes"],
-            "passed": rep["passed"] and native["passed"], "compared": rep["compared"],
-            "cycles": rep["cycles"], "ideal": rep["ideal_cycles"], "dense_bound": rep["dense_bound_cycles"],
-            "utilization": rep["utilization"], "zero_fraction": rep["zero_fraction"],
-            "build_s": rep["build_seconds"], "sim_s": rep["wall_seconds"],
-            "cocotb_cycles_per_s": rep["cycles_per_second"], "verify_total_s": verify_s,
+            "layer": name, "M": m, "K": k, "N": n, "P": rep.config.pes, "L": rep.config.lanes,
+            "passed": rep.passed and native["passed"], "compared": rep.compared,
+            "cycles": rep.cycles, "ideal": rep.ideal_cycles, "dense_bound": rep.dense_bound_cycles,
+            "utilization": rep.utilization, "zero_fraction": rep.zero_fraction,
+            "build_s": rep.build_seconds, "sim_s": rep.wall_seconds,
+            "cocotb_cycles_per_s": rep.cycles_per_second, "verify_total_s": verify_s,
             "native_cycles_per_s": native["cycles_per_second"], "native_sim_s": native["wall_seconds"],
             "export_s": export_s,
         })

@@ -42,8 +42,8 @@ def main():
     runs = {}
     for name, path in vector_sets(out).items():
         t0 = time.perf_counter()
-        power = run_power(path, out=out / name / "power")
-        energy = run_energy(path, out=out / name / "energy", calibrated=False)
+        power = run_power(path, out=out / name / "power").to_dict()
+        energy = run_energy(path, out=out / name / "energy", calibrated=False).to_dict()
         runs[name] = (power, energy)
         print(f"{name}: gate level and RTL toggles in {time.perf_counter() - t0:.0f} s", flush=True)
     power, energy = runs["random"]

@@ -20,13 +20,16 @@ flip-flops instead, the before-and-after of that architecture step.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from tqdm import tqdm
 
+from spikeacc.config import SpikeConfig
 from spikeacc.errors import VerificationFailed
 from spikeacc.golden.vectors import load_vectors
 from spikeacc.energy.gate_power import CLASSES, CLOCK_PERIOD_S, GATED_CELL, GateLevel, gate_energy
@@ -34,7 +37,31 @@ from spikeacc.energy.liberty import DEFAULT_LIBERTY, load_library
 from spikeacc.energy.saif import read_saif
 from spikeacc.verif.tile_regress import run_tile_regression, tile_config_for
 
-__all__ = ["run_power", "sram_pj_per_bit", "ROLE_OF_MODULE", "role_of_module"]
+__all__ = ["PowerResult", "run_power", "sram_pj_per_bit", "ROLE_OF_MODULE", "role_of_module"]
+
+
+@dataclass(frozen=True)
+class PowerResult:
+    """Gate-level energy of synthesized netlists simulated on one vector file (``power.json`` is :meth:`to_dict`)."""
+
+    vectors: str
+    layer: str | None
+    model: str | None
+    shape: tuple[int, int, int]
+    config: SpikeConfig
+    tokens: int
+    memories: str                 # the tile's own memories: "sram" macros charged per access, or "flops"
+    clock_gating: bool
+    liberty: str
+    voltage: float
+    node_nm: float
+    sram_pj_per_bit: float
+    designs: dict                 # per design: energy by class, role and module; weight reads; netlist, SAIF
+    ratio_mac_over_spiking: dict | None   # when both designs ran
+    opensta: dict | None          # OpenSTA's power of the same netlist and activity, when asked for
+
+    def to_dict(self) -> dict:
+        return {**dataclasses.asdict(self), "shape": list(self.shape), "config": self.config.to_dict()}
 
 SRAM_45NM_PJ_PER_BIT = 10.0 / 64   # Horowitz ISSCC 2014: 8 KB SRAM, 64-bit read, 45 nm, 0.9 V
 
@@ -67,8 +94,8 @@ def _weight_reads(header: dict, nets: list, lanes: int) -> int:
 
 
 def run_power(vectors_path, *, designs=("tile", "mac"), liberty=DEFAULT_LIBERTY, out="out/power",
-              build_root="sim_build", pes=None, lanes=None, node_nm: float = 180.0, sram: bool = True,
-              gated: bool = True, firing: str | None = None) -> dict:
+              build_root=None, pes=None, lanes=None, node_nm: float = 180.0, sram: bool = True,
+              gated: bool = True, firing: str | None = None) -> PowerResult:
     """Gate-level energy per token-layer for each design; writes power.json and power.md into ``out``.
 
     ``sram`` keeps the designs' own memories (the spiking tile's event
@@ -92,11 +119,11 @@ def run_power(vectors_path, *, designs=("tile", "mac"), liberty=DEFAULT_LIBERTY,
         saif = out / f"{design}.gates.saif"
         _, rep = run_tile_regression(vectors_path, build_root=build_root, pes=pes, lanes=lanes, design=design,
                                      saif_to=saif, progress=False, gates=gates, firing=firing)
-        if not rep["passed"]:
-            first = rep["mismatches"][0] if rep["mismatches"] else {"index": "-", "expected": "-", "got": "-"}
+        if not rep.passed:
+            first = rep.mismatches[0] if rep.mismatches else {"index": "-", "expected": "-", "got": "-"}
             raise VerificationFailed(f"the {design} netlist is not bit-exact on {vectors_path}: "
-                                     f"{rep['mismatch_count']} mismatches, first at {tuple(first['index'])}; "
-                                     f"{'; '.join(rep.get('failures', []))}")
+                                     f"{rep.mismatch_count} mismatches, first at {tuple(first['index'])}; "
+                                     f"{'; '.join(rep.failures)}")
         header, nets = read_saif(saif)
         energy = gate_energy(gates.netlist, library, (header, nets), ("dut",), sram_pj_per_bit=e_bit)
         reads = _weight_reads(header, nets, cfg.lanes)
@@ -110,7 +137,7 @@ def run_power(vectors_path, *, designs=("tile", "mac"), liberty=DEFAULT_LIBERTY,
                                                                                         and library.cells[k].ff)),
             "memories": "sram" if sram else "flops",
             "enable_flip_flops": gates.netlist.cells.get(GATED_CELL, 0),
-            "area_um2": gates.netlist.area, "cycles": rep["cycles"],
+            "area_um2": gates.netlist.area, "cycles": rep.cycles,
             "by_class_pj": {c: v / tokens for c, v in energy["by_class"].items()},
             "by_role_pj": roles,
             "by_module_pj": {m: v / tokens for m, v in energy["by_module"].items()},
@@ -124,16 +151,15 @@ def run_power(vectors_path, *, designs=("tile", "mac"), liberty=DEFAULT_LIBERTY,
         }
         if opensta is not None:
             opensta[design] = _opensta(results[design], tokens, library.path, (header, nets))
-    result = {"vectors": str(vectors_path), "layer": vectors.meta.get("layer"), "model": vectors.meta.get("model"),
-              "shape": list(vectors.shape), "config": cfg.to_dict(), "tokens": tokens,
-              "memories": "sram" if sram else "flops", "clock_gating": gated,
-              "liberty": str(library.path), "voltage": library.voltage, "node_nm": node_nm,
-              "sram_pj_per_bit": e_bit, "designs": results}
-    if {"tile", "mac"} <= set(results):
-        result["ratio_mac_over_spiking"] = _ratios(results["tile"], results["mac"])
-    result["opensta"] = opensta
-    (out / "power.json").write_text(json.dumps(result, indent=2) + "\n")
-    (out / "power.md").write_text(power_markdown(result))
+    result = PowerResult(
+        vectors=str(vectors_path), layer=vectors.meta.get("layer"), model=vectors.meta.get("model"),
+        shape=tuple(vectors.shape), config=cfg, tokens=tokens, memories="sram" if sram else "flops",
+        clock_gating=gated, liberty=str(library.path), voltage=library.voltage, node_nm=node_nm,
+        sram_pj_per_bit=e_bit, designs=results,
+        ratio_mac_over_spiking=_ratios(results["tile"], results["mac"]) if {"tile", "mac"} <= set(results) else None,
+        opensta=opensta)
+    (out / "power.json").write_text(json.dumps(result.to_dict(), indent=2) + "\n")
+    (out / "power.md").write_text(power_markdown(result.to_dict()))
     return result
 
 

@@ -12,14 +12,17 @@ tracing slows simulation.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 import time
 from collections import defaultdict
+from dataclasses import dataclass
 from pathlib import Path
 
 from tqdm import tqdm
 
+from spikeacc.config import SpikeConfig
 from spikeacc.energy.op_counts import PAPER_RATIO, op_counts, op_energy, sram_read_pj, toggle_pj
 from spikeacc.golden.vectors import load_vectors
 from spikeacc.errors import VerificationFailed
@@ -29,7 +32,36 @@ from spikeacc.energy.saif import read_saif
 from spikeacc.verif.tile_harness import CLOCK_PERIOD_NS
 from spikeacc.verif.tile_regress import run_tile_regression, tile_config_for
 
-__all__ = ["classify", "activity_energy", "run_energy"]
+__all__ = ["EnergyResult", "classify", "activity_energy", "run_energy"]
+
+
+@dataclass(frozen=True)
+class EnergyResult:
+    """Spiking tile vs MAC tile on one vector file, from RTL toggles (``energy.json`` is :meth:`to_dict`).
+
+    Every figure is a model: the raw 45 nm per-bit toggle table, its gate-level
+    calibration (``calibrated``) and the papers' op-count method (``op_*``).
+    """
+
+    vectors: str
+    layer: str | None
+    model: str | None
+    shape: tuple[int, int, int]
+    config: SpikeConfig
+    tokens: int
+    designs: dict                 # per design: toggles by role, cycles, energy by role (pJ)
+    per_token_layer: dict         # per design: datapath, logic and total pJ per token-layer (raw toggle model)
+    op_counts: dict
+    op_energy_pj: dict
+    op_per_token_layer: dict
+    ratio_mac_over_spiking: dict
+    zero_fraction: float
+    zero_skipping_saved_pj_per_token_layer: float
+    calibrated: dict | None = None   # the toggle model calibrated to gate level, with its checked error
+    gate_level: dict | None = None   # a `spikeacc power` result of the same vectors, compared
+
+    def to_dict(self) -> dict:
+        return {**dataclasses.asdict(self), "shape": list(self.shape), "config": self.config.to_dict()}
 
 CLOCK_PERIOD_S = CLOCK_PERIOD_NS * 1e-9
 
@@ -112,8 +144,8 @@ def activity_energy(design: str, saif_path: Path, cfg) -> dict:
             else {"multiply": synapse_ops, "accumulate_add": synapse_ops}}
 
 
-def run_energy(vectors_path, *, out="out/energy", build_root="sim_build", pes=None, lanes=None,
-               inject_fault=None, gate_level: Path | None = None, calibrated: bool = True) -> dict:
+def run_energy(vectors_path, *, out="out/energy", build_root=None, pes=None, lanes=None,
+               inject_fault=None, gate_level: Path | None = None, calibrated: bool = True) -> EnergyResult:
     """Run both tiles with SAIF on one vector file; write energy.json, energy.md and energy.png.
 
     A design that is not bit-exact stops the run (``inject_fault`` proves it does).
@@ -135,14 +167,14 @@ def run_energy(vectors_path, *, out="out/energy", build_root="sim_build", pes=No
         saif = out / f"{design}.saif"
         _, rep = run_tile_regression(vectors_path, build_root=build_root, pes=pes, lanes=lanes,
                                      design=design, saif_to=saif, progress=False, inject_fault=inject_fault)
-        if not rep["passed"]:
-            first = rep["mismatches"][0]
-            raise VerificationFailed(f"{design} is not bit-exact on {vectors_path}: {rep['mismatch_count']} "
+        if not rep.passed:
+            first = rep.mismatches[0]
+            raise VerificationFailed(f"{design} is not bit-exact on {vectors_path}: {rep.mismatch_count} "
                                      f"mismatches, first at index {tuple(first['index'])} (expected "
                                      f"{first['expected']}, got {first['got']}); energy of a wrong design "
                                      f"means nothing")
         act = activity_energy(design, saif, cfg)
-        designs[design] = {**act, "cycles": rep["cycles"], "seconds": time.perf_counter() - t0,
+        designs[design] = {**act, "cycles": rep.cycles, "seconds": time.perf_counter() - t0,
                            "saif": str(saif)}
     ops = op_counts(cfg, vectors.mant, vectors.expected)
     ops_pj = op_energy(cfg, ops)
@@ -164,12 +196,11 @@ def run_energy(vectors_path, *, out="out/energy", build_root="sim_build", pes=No
                            "total_pj": per_token(sum(e.values()))}
     zero = float((vectors.mant == 0).mean())
     skip_saved = zero / (1 - zero) * (ops_pj["spiking"]["current_add"] + ops_pj["spiking"]["weight_read"]) if zero < 1 else 0.0
-    result = {
-        "vectors": str(vectors_path), "layer": vectors.meta.get("layer"), "model": vectors.meta.get("model"),
-        "shape": list(vectors.shape), "config": cfg.to_dict(), "tokens": m,
-        "designs": designs, "per_token_layer": summary, "op_counts": ops, "op_energy_pj": ops_pj,
-        "op_per_token_layer": op_summary,
-        "ratio_mac_over_spiking": {
+    result = EnergyResult(
+        vectors=str(vectors_path), layer=vectors.meta.get("layer"), model=vectors.meta.get("model"),
+        shape=tuple(vectors.shape), config=cfg, tokens=m, designs=designs, per_token_layer=summary,
+        op_counts=ops, op_energy_pj=ops_pj, op_per_token_layer=op_summary,
+        ratio_mac_over_spiking={
             "toggles_datapath": summary["mac"]["datapath_pj"] / summary["tile"]["datapath_pj"],
             "toggles_logic": summary["mac"]["logic_pj"] / summary["tile"]["logic_pj"],
             "toggles_total_with_weight_memory": summary["mac"]["total_pj"] / summary["tile"]["total_pj"],
@@ -177,23 +208,20 @@ def run_energy(vectors_path, *, out="out/energy", build_root="sim_build", pes=No
             "ops_total_with_weight_memory": op_summary["mac"]["total_pj"] / op_summary["tile"]["total_pj"],
             "paper": PAPER_RATIO,
         },
-        "calibrated": None,
-        "gate_level": None,
-        "zero_fraction": zero,
-        "zero_skipping_saved_pj_per_token_layer": per_token(skip_saved),
-    }
+        zero_fraction=zero, zero_skipping_saved_pj_per_token_layer=per_token(skip_saved))
     if calibrated:
         calibration = load_calibration()
         est = {d: estimate(calibration, d, designs[d], cfg.pes, m) for d in designs}
-        result["calibrated"] = {"per_token_layer": est, "fitted_on": calibration["fitted_on"],
-                                "checked": calibration.get("checked"),
-                                "ratio_mac_over_spiking": est["mac"]["total_pj"] / est["tile"]["total_pj"]}
+        result = dataclasses.replace(result, calibrated={
+            "per_token_layer": est, "fitted_on": calibration["fitted_on"], "checked": calibration.get("checked"),
+            "ratio_mac_over_spiking": est["mac"]["total_pj"] / est["tile"]["total_pj"]})
         if power is not None:
             raw = summary["mac"]["total_pj"] / summary["tile"]["total_pj"]
-            result["gate_level"] = {"power_json": str(gate_level), **compare(est, raw, power)}
-    (out / "energy.json").write_text(json.dumps(result, indent=2) + "\n")
-    (out / "energy.md").write_text(_markdown(result))
-    _plot(result, out / "energy.png")
+            result = dataclasses.replace(result, gate_level={"power_json": str(gate_level),
+                                                             **compare(est, raw, power)})
+    (out / "energy.json").write_text(json.dumps(result.to_dict(), indent=2) + "\n")
+    (out / "energy.md").write_text(_markdown(result.to_dict()))
+    _plot(result.to_dict(), out / "energy.png")
     return result
 
 

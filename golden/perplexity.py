@@ -17,6 +17,7 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
+from spikeacc.config import MODES, PRESETS, SpikeConfig
 from spikeacc.golden.model import HARDWARE_OVERRIDES, calibrate, convert_model, load_model, quantized_layers
 from spikeacc.golden.output_quant import INPUT_STEPS, check_out_bits, check_policy
 from spikeacc.golden.spiking_linear import QuantSpec
@@ -68,8 +69,34 @@ def _input_mode(name: str) -> dict:
     return dict(mode=mode, input_step=step) if step else dict(mode=mode)
 
 
+FP_ROW = dict(method="fp", w_bits=16, a_bits=16, mode="none")
+
+
+def spec_row(spec: QuantSpec, **extra) -> dict:
+    """A table row (plain JSON, as ``ppl.json`` records it) of a QuantSpec; :func:`_spec` reads it back."""
+    row = dict(method=spec.method, w_bits=spec.w_bits, a_bits=16 if spec.a_bits is None else spec.a_bits,
+               mode=spec.mode, input_step=spec.input_step, kappa=spec.kappa, e_max=spec.e_max,
+               frac_bits=spec.frac_bits)
+    if spec.method == "kirin":
+        row["outlier_bits"] = spec.outlier_bits
+    if spec.hardware_faithful:
+        row.update(out_bits=spec.out_bits, out_policy=spec.out_policy)
+    return {**row, **extra}
+
+
+def hardware_rows(config: SpikeConfig) -> list[dict]:
+    """FP, then SpikeQuant and Kirin in ``config``'s arithmetic: each input-only, then hardware-faithful."""
+    rows = [FP_ROW]
+    for mode in MODES:
+        cfg = config.in_mode(mode)
+        rows += [spec_row(QuantSpec.from_config(cfg, hardware_faithful=False)),
+                 spec_row(QuantSpec.from_config(cfg), overrides="silu-floor")]
+    return rows
+
+
 def table_rows(quick: bool = False, full: bool = False, out_bits=(4, 6, 8),
-               out_policies=("channel", "tensor"), inputs=INPUT_MODES) -> list[dict]:
+               out_policies=("channel", "tensor"), inputs=INPUT_MODES,
+               config: SpikeConfig = PRESETS["default"]) -> list[dict]:
     """The configurations of the table.
 
     Input-only rows (outputs in float: what a fake-quant paper reports) come
@@ -80,20 +107,24 @@ def table_rows(quick: bool = False, full: bool = False, out_bits=(4, 6, 8),
     alternatives (no floor, clipped ranges, mixed widths) and the labelled
     per-token oracle. ``quick`` keeps one hardware-faithful row per input mode;
     ``full`` adds the per-tensor grid, the bit sweep and power-of-two weight groups.
+    Widths and the salient rule are ``config``'s; ``out_bits`` is the sweep of tile output widths.
     """
     for b in out_bits:
         check_out_bits(b)
     for policy in out_policies:
         check_policy(policy)
     top = max(out_bits)
-    sq = dict(method="spikequant", w_bits=4, a_bits=4)
+    arithmetic = dict(w_bits=config.w_bits, a_bits=config.a_bits, kappa=config.kappa, e_max=config.shift_max,
+                      frac_bits=config.frac_bits)
+    sq = dict(method="spikequant", **arithmetic)
     modes = {name: _input_mode(name) for name in inputs}
-    rows = [dict(method="fp", w_bits=16, a_bits=16, mode="none"),
-            dict(method="rtn", w_bits=4, a_bits=16, mode="none"),
-            dict(method="rtn", w_bits=4, a_bits=4, mode="dynamic")]
+    rows = [FP_ROW,
+            dict(method="rtn", w_bits=config.w_bits, a_bits=16, mode="none"),
+            dict(method="rtn", w_bits=config.w_bits, a_bits=config.a_bits, mode="dynamic")]
     rows += [dict(sq, **i) for i in modes.values()]
     hw = dict(overrides="silu-floor")
-    kirin = dict(sq, method="kirin")   # the same spikes; outliers as 8-bit integers (SPEC §4)
+    # the same spikes; outliers as integers (SPEC §4)
+    kirin = dict(sq, method="kirin", outlier_bits=config.in_mode("kirin").outlier_bits)
     kirin_hw = [dict(kirin, **i, **hw, out_bits=top, out_policy=out_policies[0]) for i in modes.values()]
     if quick:
         return rows + [dict(sq, **i, **hw, out_bits=top, out_policy=out_policies[0]) for i in modes.values()] \
@@ -112,7 +143,7 @@ def table_rows(quick: bool = False, full: bool = False, out_bits=(4, 6, 8),
             rows += [dict(sq, **modes["dynamic-pow2"], out_bits=6, out_policy="channel", overrides="mixed")]
     rows += [dict(sq, **i, **hw, out_bits=top, out_policy="oracle") for i in plain]
     if full:
-        rows += [dict(method="rtn", w_bits=4, a_bits=16, mode="none", w_group=64),
+        rows += [dict(method="rtn", w_bits=config.w_bits, a_bits=16, mode="none", w_group=64),
                  dict(sq, mode="static", w_group=64), dict(sq, mode="dynamic", w_group=64)]
         rows += [dict(method="spikequant", w_bits=b, a_bits=b, mode="dynamic") for b in (2, 3, 5, 6, 8)]
     return rows
@@ -152,6 +183,8 @@ def row_label(row: dict) -> str:
 
 def _spec(row) -> QuantSpec:
     return QuantSpec(method=row["method"], w_bits=min(row["w_bits"], 8),
+                     kappa=row.get("kappa", QuantSpec.kappa), e_max=row.get("e_max", QuantSpec.e_max),
+                     frac_bits=row.get("frac_bits", QuantSpec.frac_bits),
                      a_bits=None if row["a_bits"] == 16 else row["a_bits"],
                      mode="dynamic" if row["mode"] == "none" else row["mode"], w_group=row.get("w_group"),
                      out_bits=row.get("out_bits"), out_policy=row.get("out_policy", "channel"),
@@ -172,14 +205,14 @@ def read_text(path: str | Path) -> str:
 
 def run_ppl_table(model: str | None = None, text: str | None = None, out: str | Path = "out/ppl",
                   tokens: int = 2048, quick: bool = False, full: bool = False, out_bits=(4, 6, 8),
-                  out_policies=("channel", "tensor"), inputs=INPUT_MODES, rows: list[dict] | None = None
-                  ) -> list[dict]:
-    """Evaluate every row; print the table and save ``ppl.json`` and ``ppl.png`` in ``out``."""
+                  out_policies=("channel", "tensor"), inputs=INPUT_MODES, rows: list[dict] | None = None,
+                  config: SpikeConfig = PRESETS["default"]) -> list[dict]:
+    """Evaluate every row (default: :func:`table_rows` of ``config``); print the table, save ``ppl.json`` and ``ppl.png``."""
     import copy
 
     if isinstance(tokens, bool) or not isinstance(tokens, int) or tokens < WINDOW:
         raise ValueError(f"--tokens must be at least one {WINDOW}-token window, got {tokens!r}")
-    rows = rows if rows is not None else table_rows(quick, full, out_bits, out_policies, inputs)
+    rows = rows if rows is not None else table_rows(quick, full, out_bits, out_policies, inputs, config)
     out = Path(out)
     if text is not None:
         body, source = read_text(text), str(text)
@@ -218,7 +251,7 @@ def run_ppl_table(model: str | None = None, text: str | None = None, out: str | 
             bar.write(line)
         del net
     meta = {"model": name, "text": source, "window": WINDOW, "calibration_tokens": int(calib.numel()),
-            "kappa": QuantSpec().kappa, "e_max": QuantSpec().e_max, "frac_bits": QuantSpec().frac_bits,
+            "config": config.to_dict(),
             "overrides": OVERRIDES}
     (out / "ppl.json").write_text(json.dumps(results, indent=2) + "\n")
     (out / "ppl_meta.json").write_text(json.dumps(meta, indent=2) + "\n")

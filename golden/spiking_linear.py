@@ -11,16 +11,19 @@ import numpy as np
 import torch
 from torch import nn
 
+from spikeacc.config import SpikeConfig
 from spikeacc.golden.integer import accumulate
 from spikeacc.golden.output_quant import (INPUT_STEPS, OutputCalibration, OutputQuant, check_out_bits,
                                           check_policy, fire_counts_torch, step_grid, threshold_pair)
 from spikeacc.golden.quant import (ActQuant, mad_salient, quantize_activation, quantize_weight,
                                    quantize_weight_pow2_groups)
 
-__all__ = ["SpikeQuantLinear", "QuantSpec", "HardwareResult", "thresholds", "ideal_counts", "METHODS",
+__all__ = ["SpikeQuantLinear", "QuantSpec", "HARDWARE_INPUT_STEP", "HardwareResult", "thresholds", "ideal_counts", "METHODS",
            "CALIBRATION_STAGES"]
 
 METHODS = ("fp", "rtn", "spikequant", "kirin")
+# The input-step policy the tile ships with: per-token steps on 2^(−j/4), Θ one of 4 per-neuron constants, shifted.
+HARDWARE_INPUT_STEP = "pow2/4"
 # Static activation ranges first (measured on the float network), then output ranges (measured
 # with every input quantized as it will be): the order the hardware's thresholds depend on them.
 CALIBRATION_STAGES = ("input", "output")
@@ -86,6 +89,22 @@ class QuantSpec:
 
     def replace(self, **changes) -> "QuantSpec":
         return dataclasses.replace(self, **changes)
+
+    @classmethod
+    def from_config(cls, cfg: SpikeConfig, *, hardware_faithful: bool = True, mode: str = "dynamic",
+                    input_step: str = HARDWARE_INPUT_STEP, out_policy: str = "channel", **evaluation) -> "QuantSpec":
+        """How the golden model quantizes a projection that a tile of configuration ``cfg`` computes.
+
+        Every width and the salient rule come from ``cfg`` (SpikeQuant or Kirin
+        by its ``outlier_bits``); only what the configuration does not say is
+        chosen here: the activation-step mode and policy (the hardware's
+        defaults: per-token steps on 2^(−j/4), per-channel output ranges) and,
+        with ``hardware_faithful=False``, float outputs (the input-only rows).
+        """
+        return cls(method=cfg.mode, w_bits=cfg.w_bits, a_bits=cfg.a_bits, mode=mode, kappa=cfg.kappa,
+                   e_max=cfg.shift_max, frac_bits=cfg.frac_bits, input_step=input_step, out_policy=out_policy,
+                   out_bits=cfg.out_bits if hardware_faithful else None,
+                   outlier_bits=cfg.outlier_bits if cfg.kirin else cls.outlier_bits, **evaluation)
 
 
 @dataclass

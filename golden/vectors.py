@@ -148,8 +148,8 @@ def load_vectors(path: str | Path, config: dict | None = None) -> LayerVectors:
     try:
         if "config" in meta:
             if config is not None:
-                raise VectorFileError(f"{path} carries its own spikeacc config; --config applies to files without "
-                                      f"one (from another quantizer)")
+                raise VectorFileError(f"{path} carries its own spikeacc config; --config/--preset apply to "
+                                      f"files without one (from another quantizer)")
             cfg = SpikeConfig.from_dict(meta["config"])
         else:
             cfg = derive_config(v, config)
@@ -373,10 +373,8 @@ def _export_one(layer, linear, x, calib, positions, source, out, base, mode, out
     n_out, k_in = linear.weight.shape
     cfg = base.replace(max_tokens=max(len(positions), 1)).for_layer(k_in, n_out)
     projection = ".".join(layer.split(".")[-2:])
-    outliers = {"method": "kirin", "outlier_bits": cfg.outlier_bits} if cfg.kirin else {"method": "spikequant"}
-    spec = QuantSpec(w_bits=cfg.w_bits, a_bits=cfg.a_bits, mode=mode, kappa=cfg.kappa,
-                     e_max=cfg.e_max, out_bits=cfg.out_bits, out_policy=out_policy, frac_bits=cfg.frac_bits,
-                     input_step=input_step, **outliers).replace(**HARDWARE_OVERRIDES.get(projection, {}))
+    spec = QuantSpec.from_config(cfg, mode=mode, out_policy=out_policy,
+                                 input_step=input_step).replace(**HARDWARE_OVERRIDES.get(projection, {}))
     q = SpikeQuantLinear(linear, spec)
     q.calibrate_on(calib)
     with torch.no_grad():

@@ -14,7 +14,8 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["SpikeConfig", "PRESETS", "KIRIN_MODE", "signed_bits_for", "unsigned_bits_for"]
+__all__ = ["SpikeConfig", "PRESETS", "KIRIN_MODE", "MODES", "ARITHMETIC_FIELDS", "VECTOR_INT_BITS", "config_from",
+           "signed_bits_for", "unsigned_bits_for"]
 
 ENCODINGS = ("ttfs",)
 FIRINGS = ("division", "serial", "silence")
@@ -24,6 +25,12 @@ MAX_PES = 256
 MAX_LANES = 64
 MAX_TOKENS = 4096
 MIN_BLOCKS = 24  # blocks that share one encode pass, see SpikeConfig.for_layer
+# Width of the vector format's `w` and `mant` arrays (int8); bounds w_bits, a_bits and outlier_bits.
+VECTOR_INT_BITS = 8
+# The fields that decide what a layer computes (every count), as opposed to the tile shape that computes it.
+ARITHMETIC_FIELDS = ("w_bits", "a_bits", "out_bits", "salient", "kappa", "e_max", "salient_cap", "frac_bits",
+                     "encoding", "outlier_bits")
+MODES = ("spikequant", "kirin")
 
 
 def unsigned_bits_for(bound: int) -> int:
@@ -46,7 +53,7 @@ class SpikeConfig:
         Weight, activation and output-code widths (2..8). Output spike counts are
         the next layer's ``out_bits`` activation codes. ``out_bits`` defaults to 8:
         with the tile's output quantizer in the loop, 4-bit outputs break the
-        model (README, "Accuracy of what the hardware computes").
+        model (docs/measurements.md, "Accuracy of what the hardware computes").
     salient:
         Keep MAD-salient activations as ``mantissa << shift`` (SPEC §2). Off means
         every shift is 0 and ``e_max`` is ignored.
@@ -106,8 +113,9 @@ class SpikeConfig:
             if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
                 raise ValueError(f"{name} must be an integer in {lo}..{hi}{what or ''}, got {value!r}")
 
-        for name in ("w_bits", "a_bits", "out_bits"):
-            integer(name, 2, 8)
+        for name in ("w_bits", "a_bits"):  # |w| and a spike's |m| reach 2^b - 1; vector files store them as int8
+            integer(name, 2, VECTOR_INT_BITS - 1, f" (the vector format stores w and mant as int{VECTOR_INT_BITS})")
+        integer("out_bits", 2, 8)
         if not isinstance(self.salient, bool):
             raise ValueError(f"salient must be true or false, got {self.salient!r}")
         if isinstance(self.kappa, bool) or not isinstance(self.kappa, (int, float)) \
@@ -138,9 +146,9 @@ class SpikeConfig:
         if self.firing not in FIRINGS:
             raise ValueError(f"firing must be one of {FIRINGS}, got {self.firing!r}")
         if self.outlier_bits is not None:
-            integer("outlier_bits", self.a_bits + 2, 8,
-                    f" (wider than the {self.a_bits + 1}-bit spiking mantissas, at most 8: vectors store "
-                    f"int8) or null for SpikeQuant mode")
+            integer("outlier_bits", self.a_bits + 2, VECTOR_INT_BITS,
+                    f" (wider than the {self.a_bits + 1}-bit spiking mantissas, at most {VECTOR_INT_BITS}: "
+                    f"vectors store int{VECTOR_INT_BITS}) or null for SpikeQuant mode")
         if self.membrane_bits > 64:
             raise ValueError(
                 f"the membrane needs {self.membrane_bits} bits (> 64, the int64 vector "
@@ -374,6 +382,29 @@ class SpikeConfig:
     def replace(self, **changes) -> "SpikeConfig":
         return dataclasses.replace(self, **changes)
 
+    @property
+    def mode(self) -> str:
+        """``"kirin"`` with integer outliers, else ``"spikequant"``."""
+        return "kirin" if self.kirin else "spikequant"
+
+    def arithmetic(self) -> dict:
+        """The fields that decide every count (:data:`ARITHMETIC_FIELDS`); the rest only shape the tile."""
+        return {name: getattr(self, name) for name in ARITHMETIC_FIELDS}
+
+    def with_arithmetic_of(self, other: "SpikeConfig") -> "SpikeConfig":
+        """This tile shape computing ``other``'s arithmetic (its firing unit too, which Kirin mode fixes)."""
+        return self.replace(**other.arithmetic(), firing=other.firing)
+
+    def in_mode(self, mode: str) -> "SpikeConfig":
+        """The same configuration in SpikeQuant or Kirin mode (Kirin: :data:`KIRIN_MODE`'s outliers and firing)."""
+        if mode not in MODES:
+            raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+        if mode == "kirin":
+            return self if self.kirin else self.replace(**KIRIN_MODE)
+        if not self.kirin:
+            return self
+        return self.replace(outlier_bits=None, firing="division" if self.firing == "silence" else self.firing)
+
     def for_layer(self, in_features: int, out_features: int) -> "SpikeConfig":
         """The same arithmetic for another layer shape; P and L adapted to it.
 
@@ -404,3 +435,15 @@ PRESETS: dict[str, SpikeConfig] = {
 # Kirin mode (SPEC §4): 8-bit integer outliers beside the spikes, silence-threshold firing.
 KIRIN_MODE = {"outlier_bits": 8, "firing": "silence"}
 PRESETS["kirin"] = PRESETS["default"].replace(**KIRIN_MODE)
+
+
+def config_from(preset: str | None = None, config: str | Path | None = None) -> SpikeConfig:
+    """The configuration a command names: a JSON file of fields, a preset, or the default preset."""
+    if preset is not None and config is not None:
+        raise ValueError("give --preset or --config, not both")
+    if config is not None:
+        return SpikeConfig.from_json(config)
+    name = preset or "default"
+    if name not in PRESETS:
+        raise ValueError(f"unknown preset {name!r}; choose one of {sorted(PRESETS)}")
+    return PRESETS[name]

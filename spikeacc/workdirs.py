@@ -22,7 +22,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-__all__ = ["output_dir", "output_file", "build_root", "build_lock", "run_dir", "RunDir", "OWNED_MARKER",
+__all__ = ["output_dir", "output_file", "build_root", "default_build_root", "BUILD_DIR_ENV", "build_lock", "run_dir", "RunDir", "OWNED_MARKER",
            "record_owned"]
 
 OWNED_MARKER = ".spikeacc-outputs.json"  # lists the files spikeacc wrote into a directory
@@ -101,9 +101,20 @@ def output_file(path, what: str = "output file", *, inputs=()) -> Path:
     return path
 
 
-def build_root(path) -> Path:
-    """The shared build directory, checked: writable, and with no space (Verilator's make flow breaks on one)."""
-    path = _name(path)
+BUILD_DIR_ENV = "SPIKEACC_BUILD_DIR"
+
+
+def default_build_root() -> str:
+    """Where simulator builds go when no ``--build-dir`` is given: ``$SPIKEACC_BUILD_DIR``, else ``sim_build``."""
+    return os.environ.get(BUILD_DIR_ENV) or "sim_build"
+
+
+def build_root(path=None) -> Path:
+    """The shared build directory, checked: writable, and with no space (Verilator's make flow breaks on one).
+
+    ``None`` is :func:`default_build_root`.
+    """
+    path = _name(default_build_root() if path is None else path)
     if " " in str(path.resolve()):
         raise ValueError(f"build directory {path} has a space in its path ({path.resolve()}), which "
                          f"Verilator's generated makefiles cannot handle; choose --build-dir without spaces")

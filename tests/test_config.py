@@ -6,8 +6,9 @@ from spikeacc.config import PRESETS, SpikeConfig
 
 
 @pytest.mark.parametrize("field, value, message", [
-    ("w_bits", 1, "w_bits must be an integer in 2..8, got 1"),
-    ("a_bits", 9, "a_bits must be an integer in 2..8, got 9"),
+    ("w_bits", 1, "w_bits must be an integer in 2..7 (the vector format stores w and mant as int8), got 1"),
+    ("w_bits", 8, "w_bits must be an integer in 2..7 (the vector format stores w and mant as int8), got 8"),
+    ("a_bits", 8, "a_bits must be an integer in 2..7 (the vector format stores w and mant as int8), got 8"),
     ("out_bits", 0, "out_bits must be an integer in 2..8, got 0"),
     ("lanes", 3, "lanes must be a power of two (1, 2, 4, ...), got 3"),
     ("pes", 5, "out_features (16) is not a multiple of pes (5): choose pes dividing 16"),
@@ -19,8 +20,8 @@ from spikeacc.config import PRESETS, SpikeConfig
     ("salient", "no", "salient must be true or false, got 'no'"),
     ("salient_cap", 3.5, "salient_cap must be an integer in 0..64 (in_features) or null, got 3.5"),
     ("salient_cap", "x", "salient_cap must be an integer in 0..64 (in_features) or null, got 'x'"),
-    ("w_bits", True, "w_bits must be an integer in 2..8, got True"),
-    ("w_bits", 4.0, "w_bits must be an integer in 2..8, got 4.0"),
+    ("w_bits", True, "w_bits must be an integer in 2..7 (the vector format stores w and mant as int8), got True"),
+    ("w_bits", 4.0, "w_bits must be an integer in 2..7 (the vector format stores w and mant as int8), got 4.0"),
     ("pes", 0, "pes must be an integer in 1..256, got 0"),
     ("pes", None, "pes must be an integer in 1..256, got None"),
     ("max_tokens", 0, "max_tokens must be an integer in 1..4096, got 0"),
@@ -31,6 +32,39 @@ def test_impossible_config_is_refused_with_the_fix(field, value, message):
     with pytest.raises(ValueError) as err:
         SpikeConfig(**{field: value})
     assert str(err.value) == message
+
+
+@pytest.mark.parametrize("fields", [dict(w_bits=7, a_bits=7), dict(w_bits=7, a_bits=5, outlier_bits=8),
+                                    dict(w_bits=2, a_bits=2)])
+def test_every_accepted_width_round_trips_through_the_vector_file(tmp_path, fields):
+    """The widest weights, mantissas and outliers a configuration accepts survive the file's int8 arrays."""
+    import numpy as np
+
+    from spikeacc.golden.integer import accumulate, fire_count
+    from spikeacc.golden.vectors import load_vectors, random_vectors, save_vectors
+    cfg = SpikeConfig(**fields)
+    v = random_vectors(cfg, 4, seed=3, salient_fraction=0.1)
+    v.w[0, 0] = -cfg.weight_max     # the extremes the configuration allows
+    v.mant[0, 0], v.shift[0, 0] = cfg.mantissa_max, 0
+    v.acc = accumulate(v.w, v.mant, v.shift)
+    v.expected = fire_count(v.acc, v.theta, v.phi, v.frac_bits, v.out_bits)
+    back = load_vectors(save_vectors(tmp_path / "v.npz", v))
+    assert np.array_equal(back.w.astype(np.int64), v.w.astype(np.int64))
+    assert np.array_equal(back.mant.astype(np.int64), v.mant.astype(np.int64))
+    assert int(np.abs(back.mant.astype(np.int64)).max()) == cfg.mantissa_max
+
+
+def test_the_configuration_drives_the_golden_quantizer():
+    from spikeacc.golden.spiking_linear import QuantSpec
+    cfg = SpikeConfig(w_bits=3, a_bits=5, out_bits=6, kappa=4.5, e_max=5, frac_bits=12)
+    spec = QuantSpec.from_config(cfg)
+    assert (spec.method, spec.w_bits, spec.a_bits, spec.out_bits, spec.kappa, spec.e_max, spec.frac_bits) == \
+        ("spikequant", 3, 5, 6, 4.5, 5, 12)
+    assert QuantSpec.from_config(cfg, hardware_faithful=False).out_bits is None
+    kirin = QuantSpec.from_config(cfg.in_mode("kirin"))
+    assert (kirin.method, kirin.outlier_bits) == ("kirin", 8)
+    assert QuantSpec.from_config(cfg.replace(salient=False)).e_max == 0
+    assert cfg.in_mode("kirin").in_mode("spikequant") == cfg
 
 
 def test_k_not_covered_by_lanes():

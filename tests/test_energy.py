@@ -57,16 +57,16 @@ def test_energy_report_on_random_vectors(tmp_path):
     v = random_vectors(cfg, 3, seed=4)
     path = save_vectors(tmp_path / "v.npz", v)
     r = run_energy(path, out=tmp_path / "energy")
-    assert r["designs"]["tile"]["weight_reads"] == r["op_counts"]["spiking"]["weight_read"]
-    assert r["designs"]["mac"]["weight_reads"] == r["op_counts"]["mac"]["weight_read"]
+    assert r.designs["tile"]["weight_reads"] == r.op_counts["spiking"]["weight_read"]
+    assert r.designs["mac"]["weight_reads"] == r.op_counts["mac"]["weight_read"]
     for key in ("toggles_datapath", "toggles_total_with_weight_memory", "ops_datapath"):
-        assert r["ratio_mac_over_spiking"][key] > 0
-    assert r["ratio_mac_over_spiking"]["paper"] == 4.6
+        assert r.ratio_mac_over_spiking[key] > 0
+    assert r.ratio_mac_over_spiking["paper"] == 4.6
     for name in ("energy.json", "energy.md", "energy.png", "tile.saif", "mac.saif"):
         assert (tmp_path / "energy" / name).is_file()
-    roles = r["designs"]["tile"]["energy_pj"]
+    roles = r.designs["tile"]["energy_pj"]
     assert {"spike/current adders", "membrane adders", "threshold/fire", "weight memory reads"} <= set(roles)
-    assert {"MAC multipliers", "accumulators", "requant multiplier"} <= set(r["designs"]["mac"]["energy_pj"])
+    assert {"MAC multipliers", "accumulators", "requant multiplier"} <= set(r.designs["mac"]["energy_pj"])
 
 
 @pytest.mark.slow  # a tile build with tracing

@@ -12,7 +12,6 @@ import itertools
 import re
 import subprocess
 
-import numpy as np
 import pytest
 
 from spikeacc.app.cli import main
@@ -132,7 +131,7 @@ def test_tiny_tile_netlist_is_bit_exact_and_its_clock_energy_is_the_liberty_sum(
     v = random_vectors(TINY, 2, seed=1)
     path = save_vectors(tmp_path / "v.npz", v)
     r = run_power(path, designs=("tile",), out=tmp_path / "power", build_root=tmp_path / "build", gated=False)
-    d = r["designs"]["tile"]
+    d = r.designs["tile"]
     assert d["unannotated_pins"] == 0 and d["pins"] > 1000
     # the netlist ran the same number of cycles the RTL cycle model predicts
     from spikeacc.hw.tile import token_cycles
@@ -161,7 +160,7 @@ def test_clock_gating_keeps_the_netlist_bit_exact_and_cuts_clock_energy(tmp_path
     from spikeacc.energy.power import run_power
     path = save_vectors(tmp_path / "v.npz", random_vectors(TINY, 2, seed=1))
     runs = {g: run_power(path, designs=("tile",), out=tmp_path / f"p{g}", build_root=tmp_path / "build", gated=g)
-            ["designs"]["tile"] for g in (False, True)}
+            .designs["tile"] for g in (False, True)}
     assert runs[True]["enable_flip_flops"] > 0 and runs[False]["enable_flip_flops"] == 0
     assert runs[True]["cycles"] == runs[False]["cycles"]
     assert runs[True]["by_class_pj"]["clock"] < 0.8 * runs[False]["by_class_pj"]["clock"]
@@ -173,9 +172,9 @@ def test_both_tiles_at_gate_level_give_every_ratio(tmp_path):
     from spikeacc.energy.power import run_power
     path = save_vectors(tmp_path / "v.npz", random_vectors(TINY, 2, seed=2))
     r = run_power(path, out=tmp_path / "power", build_root=tmp_path / "build")
-    assert set(r["ratio_mac_over_spiking"]) == {"pe_arithmetic", "pe_arithmetic_without_clock", "tile_without_clock",
+    assert set(r.ratio_mac_over_spiking) == {"pe_arithmetic", "pe_arithmetic_without_clock", "tile_without_clock",
                                                 "tile_with_clock", "tile_with_clock_and_weight_memory"}
-    assert all(x > 0 for x in r["ratio_mac_over_spiking"].values())
+    assert all(x > 0 for x in r.ratio_mac_over_spiking.values())
 
 
 @pytest.mark.slow
@@ -188,7 +187,7 @@ def test_opensta_agrees_with_our_combinational_power(tmp_path):
     from spikeacc.energy.sta_check import cross_check
     path = save_vectors(tmp_path / "v.npz", random_vectors(TINY, 2, seed=3))
     r = run_power(path, designs=("tile",), out=tmp_path / "power", build_root=tmp_path / "build")
-    rows = cross_check(r["designs"]["tile"], r["tokens"], DEFAULT_LIBERTY)
+    rows = cross_check(r.designs["tile"], r.tokens, DEFAULT_LIBERTY)
     assert {"pe0", "queues", "sequencer"} <= set(rows)
     for module in ("pe0", "pe1"):
         assert 0.7 < rows[module]["opensta_w"] / rows[module]["ours_w"] < 1.3, rows[module]

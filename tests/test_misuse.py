@@ -10,11 +10,11 @@ import os
 import signal
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 
+from spikeacc import workdirs
 from spikeacc.app.cli import main
 from spikeacc.config import SpikeConfig
 from spikeacc.golden.vectors import random_vectors, save_vectors
@@ -34,8 +34,8 @@ def run_cli(capsys, argv, code):
 CONFIG_CASES = [
     ('{"w_bits": 4,', "is not valid JSON"),
     ('{"w_bits": 4, "colour": "red"}', "unknown config field(s) ['colour']"),
-    ('{"w_bits": 1}', "w_bits must be an integer in 2..8, got 1"),
-    ('{"w_bits": 9}', "w_bits must be an integer in 2..8, got 9"),
+    ('{"w_bits": 1}', "w_bits must be an integer in 2..7 (the vector format stores w and mant as int8), got 1"),
+    ('{"w_bits": 9}', "w_bits must be an integer in 2..7 (the vector format stores w and mant as int8), got 9"),
     ('{"out_features": 16, "pes": 5}', "out_features (16) is not a multiple of pes (5)"),
     ('{"in_features": -64}', "in_features must be an integer in 1..16384"),
     ('{"in_features": "64"}', "in_features must be an integer in 1..16384"),
@@ -43,8 +43,8 @@ CONFIG_CASES = [
     ('', "is not valid JSON"),
     ('{"kappa": "6"}', "kappa must be a positive number, got '6'"),
     ('{"salient": "no"}', "salient must be true or false, got 'no'"),
-    ('{"w_bits": 4.0}', "w_bits must be an integer in 2..8, got 4.0"),
-    ('{"w_bits": true}', "w_bits must be an integer in 2..8, got True"),
+    ('{"w_bits": 4.0}', "w_bits must be an integer in 2..7 (the vector format stores w and mant as int8), got 4.0"),
+    ('{"w_bits": true}', "w_bits must be an integer in 2..7 (the vector format stores w and mant as int8), got True"),
     ('{"lanes": 3}', "lanes must be a power of two"),
     ('{"frac_bits": 32, "e_max": 15}', "the membrane needs"),
     ('{"kappa": NaN}', "kappa must be a positive number, got nan"),
@@ -247,7 +247,7 @@ def test_save_vectors_returns_the_path_numpy_wrote(tmp_path):
     (["--pes", "-4"], "pes must be an integer in 1..256, got -4"),
     (["--pes", "0"], "pes must be an integer in 1..256, got 0"),
     (["--lanes", "3"], "lanes must be a power of two"),
-    (["--preset", "llama2-q"], "--preset does not apply to --design tile"),
+    (["--preset", "llama2-q"], "carries its own spikeacc config; --config/--preset apply to files without one"),
     (["--cases", "10"], "--cases does not apply to --design tile"),
     (["--inject-fault", "9,0"], "--inject-fault 9,0 is outside the layer's 3 tokens × 16 outputs"),
 ])
@@ -446,7 +446,7 @@ def test_garbage_rtl_in_the_build_is_regenerated(tmp_path, capsys):
     from spikeacc.hw.generate import module_name
     vectors = good(tmp_path)
     run_cli(capsys, ["regress", "--design", "tile", "--vectors", str(vectors)], 0)
-    (rtl,) = [p for p in Path("sim_build").glob(f"tile_{SpikeConfig().tag}_t*/rtl/{module_name('tile', SpikeConfig())}.v")
+    (rtl,) = [p for p in workdirs.build_root().glob(f"tile_{SpikeConfig().tag}_t*/rtl/{module_name('tile', SpikeConfig())}.v")
               if "_saif" not in str(p)][:1]
     rtl.write_text("garbage")
     out, _ = run_cli(capsys, ["regress", "--design", "tile", "--vectors", str(vectors)], 0)
@@ -570,4 +570,33 @@ def test_third_party_file_takes_config_for_what_arrays_cannot_say(tmp_path, caps
     ours = good(tmp_path)
     _, err = run_cli(capsys, ["regress", "--design", "tile", "--vectors", str(ours), "--config",
                               str(tmp_path / "c.json")], 2)
-    assert "carries its own spikeacc config; --config applies to files without one" in err
+    assert "carries its own spikeacc config; --config/--preset apply to files without one" in err
+
+
+COMMANDS_WITH_A_CONFIGURATION = [
+    ["generate", "tile", "--out", "{tmp}/g"], ["regress", "--design", "pe"], ["run", "--out", "{tmp}/r"],
+    ["synth", "--out", "{tmp}/s"], ["energy", "--out", "{tmp}/e"], ["power", "--out", "{tmp}/p"],
+    ["ppl", "--out", "{tmp}/l"], ["infer", "--prompt", "x", "--out", "{tmp}/i"],
+    ["vectors", "--out", "{tmp}/v.npz"],
+]
+
+
+@pytest.mark.parametrize("argv", COMMANDS_WITH_A_CONFIGURATION, ids=lambda a: a[0])
+def test_every_command_takes_the_configuration_the_same_way(tmp_path, capsys, argv):
+    """``--config FILE`` is read by every command: an impossible one is refused in one line, before any work."""
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"w_bits": 8}')
+    args = [a.format(tmp=tmp_path) for a in argv]
+    _, err = run_cli(capsys, [*args, "--config", str(bad)], 2)
+    assert err == ("spikeacc: error: w_bits must be an integer in 2..7 (the vector format stores w and mant "
+                   "as int8), got 8")
+    with pytest.raises(SystemExit) as exit_:   # argparse: one or the other
+        main([*args, "--config", str(bad), "--preset", "default"])
+    assert exit_.value.code == 2 and "not allowed with argument --config" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("command", ["energy", "power"])
+def test_a_configuration_beside_a_vector_file_is_refused(tmp_path, capsys, command):
+    vectors = good(tmp_path)
+    _, err = run_cli(capsys, [command, "--vectors", str(vectors), "--preset", "kirin", "--out", str(tmp_path / "o")], 2)
+    assert "--vectors FILE carries its own configuration" in err

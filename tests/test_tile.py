@@ -38,13 +38,13 @@ def predicted_cycles(cfg, mant):
 ])
 def test_tile_bit_exact_and_cycle_model(tmp_path, cfg):
     path = write_random(tmp_path, cfg, tokens=4)
-    run, rep = run_tile_regression(path, build_root="sim_build", progress=False)
-    assert rep["passed"], rep["mismatches"][:10]
-    assert rep["compared"] == 4 * cfg.out_features
+    run, rep = run_tile_regression(path, progress=False)
+    assert rep.passed, rep.mismatches[:10]
+    assert rep.compared == 4 * cfg.out_features
     from spikeacc.golden.vectors import load_vectors
     v = load_vectors(path)
     # the docstring's cycle count is exact, token by token
-    assert rep["cycles_per_token"] == predicted_cycles(v.config, v.mant)
+    assert rep.cycles_per_token == predicted_cycles(v.config, v.mant)
 
 
 def test_tile_skips_zero_mantissas(tmp_path):
@@ -56,9 +56,9 @@ def test_tile_skips_zero_mantissas(tmp_path):
     from spikeacc.golden.integer import fire_count
     v.expected = fire_count(v.acc, v.theta, v.phi, cfg.frac_bits, cfg.out_bits)
     path = save_vectors(tmp_path / "z.npz", v)
-    _, rep = run_tile_regression(path, build_root="sim_build", progress=False)
-    assert rep["passed"], rep["mismatches"][:10]
-    empty, busy = rep["cycles_per_token"]
+    _, rep = run_tile_regression(path, progress=False)
+    assert rep.passed, rep.mismatches[:10]
+    empty, busy = rep.cycles_per_token
     assert empty == predicted_cycles(cfg, v.mant[:1])[0] < busy
 
 
@@ -141,12 +141,12 @@ def block0_vectors(tmp_path_factory):
                                   "mlp.gate_proj", "mlp.up_proj", "mlp.down_proj"])
 def test_smollm2_layer0_projection_bit_exact(block0_vectors, mode, proj):
     """Real SmolLM2-135M vectors, 8 tokens, every projection of block 0 at full size (8-bit outputs)."""
-    _, rep = run_tile_regression(block0_vectors(mode)[proj], build_root="sim_build", progress=False)
-    assert rep["passed"], rep["mismatches"][:10]
-    assert rep["compared"] == 8 * rep["shape"][2]
-    assert rep["cycles_per_token"] == rep["predicted_cycles_per_token"]
-    assert rep["config"]["out_bits"] == 8
-    assert rep["config"]["outlier_bits"] == (8 if mode == "kirin" else None)
+    _, rep = run_tile_regression(block0_vectors(mode)[proj], progress=False)
+    assert rep.passed, rep.mismatches[:10]
+    assert rep.compared == 8 * rep.shape[2]
+    assert rep.cycles_per_token == rep.predicted_cycles_per_token
+    assert rep.config.out_bits == 8
+    assert rep.config.outlier_bits == (8 if mode == "kirin" else None)
 
 
 @pytest.mark.slow
@@ -155,10 +155,10 @@ def test_llama2_7b_shape_bit_exact(tmp_path, proj):
     """Synthetic Llama-2-7B layer at full size: q_proj 4096x4096, down_proj 11008 -> 4096."""
     from spikeacc.golden.vectors import export_vectors
     path = export_vectors(layer=proj, tokens=1, out=tmp_path / "v.npz", llama2_shape=True)
-    _, rep = run_tile_regression(path, build_root="sim_build", progress=False)
-    assert rep["passed"], rep["mismatches"][:10]
-    assert rep["compared"] == 4096
-    assert rep["utilization"] >= 0.9
+    _, rep = run_tile_regression(path, progress=False)
+    assert rep.passed, rep.mismatches[:10]
+    assert rep.compared == 4096
+    assert rep.utilization >= 0.9
 
 
 # The full 576 × 576 layer needs a tile build of its own (slow); real codes cropped
@@ -172,17 +172,17 @@ def test_smollm2_static_mode_vectors_bit_exact(tmp_path, size):
     assert (v.theta == v.theta[0]).all() and (v.phi == v.phi[0]).all()
     if size != "full":
         path = save_vectors(tmp_path / "s64.npz", crop_vectors(v, SpikeConfig()))
-    _, rep = run_tile_regression(path, build_root="sim_build", progress=False)
-    assert rep["passed"], rep["mismatches"][:10]
-    assert rep["compared"] == 8 * load_vectors(path).shape[2]
+    _, rep = run_tile_regression(path, progress=False)
+    assert rep.passed, rep.mismatches[:10]
+    assert rep.compared == 8 * load_vectors(path).shape[2]
 
 
 def test_mac_baseline_bit_exact_and_cycle_model(tmp_path):
     """The MAC tile passes the same regression, and its docstring's cycle count is exact."""
     path = write_random(tmp_path, SpikeConfig(), tokens=3)
-    _, rep = run_tile_regression(path, build_root="sim_build", progress=False, design="mac")
-    assert rep["passed"], rep["mismatches"][:10]
-    assert rep["cycles_per_token"] == rep["predicted_cycles_per_token"]
+    _, rep = run_tile_regression(path, progress=False, design="mac")
+    assert rep.passed, rep.mismatches[:10]
+    assert rep.cycles_per_token == rep.predicted_cycles_per_token
 
 
 # --- Kirin mode (SPEC §4): integer outliers beside the spikes, silence-threshold firing ---------------
@@ -196,22 +196,22 @@ def test_kirin_tile_bit_exact_on_random_and_real_codes(tmp_path):
     path = write_random(tmp_path, KIRIN, tokens=4, salient_fraction=0.1)
     v = load_vectors(path)
     assert (np.abs(v.mant.astype(int)) > KIRIN.spike_max).sum(axis=1).min() >= 3
-    _, rep = run_tile_regression(path, build_root="sim_build", progress=False)
-    assert rep["passed"], rep["mismatches"][:10]
-    assert rep["compared"] == 4 * KIRIN.out_features
-    assert rep["cycles_per_token"] == predicted_cycles(KIRIN, v.mant)   # outlier rows included, token by token
+    _, rep = run_tile_regression(path, progress=False)
+    assert rep.passed, rep.mismatches[:10]
+    assert rep.compared == 4 * KIRIN.out_features
+    assert rep.cycles_per_token == predicted_cycles(KIRIN, v.mant)   # outlier rows included, token by token
     real = export_vectors(layer="model.layers.0.self_attn.q_proj", tokens=8, out=tmp_path / "kq.npz",
                           base=PRESETS["smollm2"].replace(**KIRIN_MODE))
     cropped = save_vectors(tmp_path / "kq64.npz", crop_vectors(load_vectors(real), KIRIN))
     assert (np.abs(load_vectors(cropped).mant.astype(int)) > KIRIN.spike_max).any(), "real outliers reach the tile"
-    _, rep = run_tile_regression(cropped, build_root="sim_build", progress=False)
-    assert rep["passed"], rep["mismatches"][:10]
-    assert rep["config"]["outlier_bits"] == 8 and rep["config"]["firing"] == "silence"
+    _, rep = run_tile_regression(cropped, progress=False)
+    assert rep.passed, rep.mismatches[:10]
+    assert rep.config.outlier_bits == 8 and rep.config.firing == "silence"
 
 
 @pytest.mark.slow
 def test_mac_baseline_takes_kirin_vectors(tmp_path):
     """The MAC baseline on Kirin codes: its multipliers widen to the 8-bit outliers (the fair W4A4&8 baseline)."""
     path = write_random(tmp_path, KIRIN, tokens=3, salient_fraction=0.1)
-    _, rep = run_tile_regression(path, build_root="sim_build", progress=False, design="mac")
-    assert rep["passed"], rep["mismatches"][:10]
+    _, rep = run_tile_regression(path, progress=False, design="mac")
+    assert rep.passed, rep.mismatches[:10]

@@ -61,7 +61,7 @@ int main(int argc, char** argv) {{
 """
 
 
-def build_native(cfg: SpikeConfig, build_root="sim_build") -> Path:
+def build_native(cfg: SpikeConfig, build_root=None) -> Path:
     """The native harness executable for ``cfg``, built once (incrementally, under the build lock)."""
     bin_dir = use_verilator()
     build_dir = (workdirs.build_root(build_root) / f"native_{cfg.tag}_t{cfg.max_tokens}").resolve()
@@ -101,7 +101,7 @@ def call_native(cfg: SpikeConfig, exe: Path, vectors) -> tuple[np.ndarray, int, 
         return read_counts(cfg, out, m), int(result.stdout.split()[-1]), wall
 
 
-def run_native(vectors_path, *, build_root="sim_build", pes=None, lanes=None) -> dict:
+def run_native(vectors_path, *, build_root=None, pes=None, lanes=None) -> dict:
     """Build (or reuse) and run the native harness on a vector file; compare every output count."""
     vectors = load_vectors(vectors_path)
     cfg = tile_config_for(vectors, pes, lanes)

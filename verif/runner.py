@@ -93,6 +93,7 @@ def run_bench(*, top: str, build_dir: Path, work_dir: Path, test_module: str, en
 
     build_dir, work_dir = Path(build_dir).resolve(), Path(work_dir).resolve()
     report_path = work_dir / "report.json"
+    results_path = work_dir / "results.xml"   # cocotb's own verdict, checked beside the bench's report
     log = work_dir / "sim.log"
     progress_path = work_dir / "progress"
     stop = threading.Event()
@@ -105,13 +106,13 @@ def run_bench(*, top: str, build_dir: Path, work_dir: Path, test_module: str, en
         for attempt in (0, 1):
             try:
                 get_runner(simulator).test(hdl_toplevel=top, hdl_toplevel_lang="verilog", test_module=test_module,
-                                           build_dir=str(build_dir),
+                                           build_dir=str(build_dir), results_xml=str(results_path),
                                            test_dir=str(work_dir), plusargs=list(plusargs),
                                            extra_env={**env, "SPIKEACC_REPORT": str(report_path),
                                                       "SPIKEACC_PROGRESS": str(progress_path)},
                                            log_file=str(log), waves=saif)
             except SystemExit:
-                pass  # under pytest the runner exits on a failed test; the report says why
+                pass  # under pytest the runner exits on a failed test; the report and results.xml say why
             except OSError as exc:  # the simulator binary cannot start: rebuild it once
                 if attempt or rebuild is None:
                     raise ToolFailure(f"the simulator of {top} in {build_dir} cannot start ({exc.strerror}); "
@@ -128,7 +129,31 @@ def run_bench(*, top: str, build_dir: Path, work_dir: Path, test_module: str, en
         raise ToolFailure(f"the bench {test_module} wrote no report; see {log}")
     if saif and not (work_dir / "dump.saif").is_file():
         raise ToolFailure(f"--trace-saif wrote no {work_dir / 'dump.saif'}; see {log}")
-    return BenchRun(json.loads(report_path.read_text()), 0.0, t1 - t0, log, work_dir)
+    return BenchRun(with_cocotb_verdict(json.loads(report_path.read_text()), results_path, log),
+                    0.0, t1 - t0, log, work_dir)
+
+
+def with_cocotb_verdict(report: dict, results_path: Path, log: Path) -> dict:
+    """The bench's report, failed unless cocotb's results file shows every test run and passed.
+
+    A bench that raised after writing its report, or a simulator that died
+    before cocotb closed its tests, leaves a report that may look clean; the
+    results file is cocotb's own account, so both must agree.
+    """
+    from cocotb_tools.check_results import get_results
+
+    try:
+        tests, failed = get_results(results_path)
+    except RuntimeError:
+        tests, failed, why = 0, 0, f"cocotb wrote no results file {results_path.name} (the simulation ended early)"
+    else:
+        why = f"cocotb: {failed} of {tests} tests failed" if failed else (
+            "cocotb ran no test" if not tests else None)
+    report = {**report, "cocotb": {"tests": tests, "failed": failed}}
+    if why is not None and report.get("passed"):   # a failed report already says why
+        report["passed"] = False
+        report["failures"] = [*report.get("failures", []), f"{why}; see {log}"]
+    return report
 
 
 # cocotb's runner passes --public-flat-rw (every net visible to VPI); keep only the top level.
@@ -153,7 +178,7 @@ def _watch_progress(path: Path, on_progress, stop: threading.Event) -> None:
 
 
 def run_pe_regression(cfg: SpikeConfig, *, n_random: int = 2000, seed: int = 0,
-                      build_root: str | Path = "sim_build", corrupt: int | None = None,
+                      build_root: str | Path | None = None, corrupt: int | None = None,
                       simulator: str = "verilator", saif: bool = False) -> BenchRun:
     """Generate the PE, make golden cases and compare every spike count.
 

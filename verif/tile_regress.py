@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +21,46 @@ from spikeacc.verif.runner import BenchRun, build_bench, locked_sources, run_ben
 from spikeacc.verif.scoreboard import Scoreboard
 from spikeacc.verif.tile_harness import harness_name, harness_verilog, write_buffers
 
-__all__ = ["tile_config_for", "build_tile", "run_tile_regression", "regress_tile"]
+__all__ = ["TileRegression", "tile_config_for", "build_tile", "run_tile_regression", "regress_tile"]
+
+
+@dataclass(frozen=True)
+class TileRegression:
+    """One vector file through a tile: the bench's verdict and counts, and the cycle model beside them."""
+
+    design: str                  # "tile" (spiking) or "mac"
+    vectors: str
+    layer: str | None
+    model: str | None
+    shape: tuple[int, int, int]  # M tokens, K inputs, N outputs
+    config: SpikeConfig          # the configuration the run derived from the file
+    passed: bool                 # every output integer equal, none missing, the bench's own checks clean
+    compared: int
+    mismatch_count: int
+    missing: int
+    mismatches: list             # [{"index": [token, neuron], "expected": e, "got": g}, ...] (the first ones)
+    failures: list               # the bench's failed checks besides mismatches, one line each
+    cycles: int
+    cycles_per_token: list
+    wall_seconds: float
+    ideal_cycles: int            # the spiking tile's cycle floor: every PE busy on a spike every cycle
+    dense_bound_cycles: int
+    predicted_cycles: int        # hw.tile.tile_cycles (or hw.mac.mac_cycles): must equal ``cycles``
+    predicted_cycles_per_token: list
+    utilization: float
+    zero_fraction: float
+    salient_ratio: float
+    cycles_per_second: float
+    prepare_seconds: float
+    build_seconds: float
+    test_seconds: float
+    kept_run_dir: str | None     # the run's working files, kept when it failed
+    saif: str | None
+    total_seconds: float | None = None
+
+    def to_dict(self) -> dict:
+        """Plain JSON (the ``--report`` file, the main job's cache)."""
+        return {**dataclasses.asdict(self), "shape": list(self.shape), "config": self.config.to_dict()}
 
 
 def tile_config_for(vectors, pes: int | None = None, lanes: int | None = None,
@@ -34,7 +75,7 @@ def tile_config_for(vectors, pes: int | None = None, lanes: int | None = None,
                        firing=cfg.firing if firing is None else firing, max_tokens=max(cfg.max_tokens, m))
 
 
-def build_tile(cfg: SpikeConfig, *, build_root="sim_build", design: str = "tile", saif: bool = False,
+def build_tile(cfg: SpikeConfig, *, build_root=None, design: str = "tile", saif: bool = False,
                gates=None):
     """Generate and build the tile harness for ``cfg`` once; every run of that configuration reuses it.
 
@@ -59,10 +100,10 @@ def build_tile(cfg: SpikeConfig, *, build_root="sim_build", design: str = "tile"
     return build_dir, top, build(), lambda: build(always=True)
 
 
-def run_tile_regression(vectors_path, *, build_root="sim_build", pes=None, lanes=None, config=None,
+def run_tile_regression(vectors_path, *, build_root=None, pes=None, lanes=None, config=None,
                         progress: bool = True, design: str = "tile", saif_to: Path | None = None,
                         inject_fault: tuple[int, int] | None = None, gates=None,
-                        firing: str | None = None) -> tuple[BenchRun, dict]:
+                        firing: str | None = None) -> tuple[BenchRun, TileRegression]:
     """Build (or reuse) the tile for the vectors' shape, run every token, and return the run and its report.
 
     The run's buffers, output dump, report and logs live in a directory of
@@ -107,27 +148,27 @@ def run_tile_regression(vectors_path, *, build_root="sim_build", pes=None, lanes
         if saif_to is not None:
             Path(saif_to).parent.mkdir(parents=True, exist_ok=True)
             shutil.move(str(work / "dump.saif"), str(saif_to))
-    rep = run.report
+    bench = run.report
     mags = np.abs(vectors.mant.astype(np.int64))
     model = [tile_cycles(cfg, *spike_histogram(cfg, row)) for row in vectors.mant]
     if design == "tile":
         ideal, predicted = sum(c["ideal"] for c in model), [c["total"] for c in model]
     else:  # the MAC streams every word, zeros included
         ideal, predicted = vectors.shape[0] * cfg.blocks * cfg.k_words, [mac_cycles(cfg)] * vectors.shape[0]
-    rep.update({
-        "design": design, "saif": str(saif_to) if saif_to is not None else None,
-        "vectors": str(vectors_path), "layer": vectors.meta.get("layer"), "model": vectors.meta.get("model"),
-        "config": cfg.to_dict(), "ideal_cycles": ideal,
-        "dense_bound_cycles": sum(c["dense_bound"] for c in model),
-        "predicted_cycles": sum(predicted), "predicted_cycles_per_token": predicted,
-        "utilization": ideal / rep["cycles"] if rep.get("cycles") else 0.0,
-        "zero_fraction": float((mags == 0).mean()),
-        "salient_ratio": float(vectors.meta.get("salient_ratio", (vectors.shift > 0).mean())),
-        "cycles_per_second": rep["cycles"] / rep["wall_seconds"] if rep.get("wall_seconds") else 0.0,
-        "prepare_seconds": prepare, "build_seconds": build_seconds, "test_seconds": run.test_seconds,
-        "kept_run_dir": str(work.path) if work.keep else None,
-    })
-    return run, rep
+    cycles, wall = bench.get("cycles", 0), bench.get("wall_seconds", 0.0)
+    result = TileRegression(
+        design=design, vectors=str(vectors_path), layer=vectors.meta.get("layer"), model=vectors.meta.get("model"),
+        shape=tuple(vectors.shape), config=cfg, passed=bool(bench["passed"]), compared=bench["compared"],
+        mismatch_count=bench["mismatch_count"], missing=bench["missing"], mismatches=bench["mismatches"],
+        failures=bench.get("failures", []), cycles=cycles, cycles_per_token=bench.get("cycles_per_token", []),
+        wall_seconds=wall, ideal_cycles=ideal, dense_bound_cycles=sum(c["dense_bound"] for c in model),
+        predicted_cycles=sum(predicted), predicted_cycles_per_token=predicted,
+        utilization=ideal / cycles if cycles else 0.0, zero_fraction=float((mags == 0).mean()),
+        salient_ratio=float(vectors.meta.get("salient_ratio", (vectors.shift > 0).mean())),
+        cycles_per_second=cycles / wall if wall else 0.0, prepare_seconds=prepare, build_seconds=build_seconds,
+        test_seconds=run.test_seconds, kept_run_dir=str(work.path) if work.keep else None,
+        saif=str(saif_to) if saif_to is not None else None)
+    return run, result
 
 
 def _fault_env(vectors, fault) -> dict:
@@ -140,22 +181,22 @@ def _fault_env(vectors, fault) -> dict:
     return {"SPIKEACC_FLIP": f"{t},{i}"}
 
 
-def regress_tile(vectors_path, *, build_root="sim_build", report=None, pes=None, lanes=None,
+def regress_tile(vectors_path, *, build_root=None, report=None, pes=None, lanes=None,
                  design: str = "tile", config: SpikeConfig | None = None, inject_fault=None) -> bool:
     """CLI entry: print the verdict and numbers, write the JSON report; True when bit-exact."""
     t0 = time.perf_counter()
-    run, rep = run_tile_regression(vectors_path, build_root=build_root, pes=pes, lanes=lanes, design=design,
-                                   config=config, inject_fault=inject_fault)
-    rep["total_seconds"] = time.perf_counter() - t0
-    board = Scoreboard.from_report(rep)
-    print(f"{design} {rep['shape']} ({rep['layer']}): {board.summary()}")
-    if rep.get("kept_run_dir"):
-        print(f"  kept for inspection: {rep['kept_run_dir']}")
-    print(f"  cycles {rep['cycles']:,} (ideal {rep['ideal_cycles']:,}, utilization {rep['utilization']:.1%}), "
-          f"simulation {rep['wall_seconds']:.2f} s = {rep['cycles_per_second']:,.0f} cycles/s, "
-          f"build {rep['build_seconds']:.1f} s, total {rep['total_seconds']:.1f} s")
+    _, rep = run_tile_regression(vectors_path, build_root=build_root, pes=pes, lanes=lanes, design=design,
+                                 config=config, inject_fault=inject_fault)
+    rep = dataclasses.replace(rep, total_seconds=time.perf_counter() - t0)
+    board = Scoreboard.from_report(rep.to_dict())
+    print(f"{design} {list(rep.shape)} ({rep.layer}): {board.summary()}")
+    if rep.kept_run_dir:
+        print(f"  kept for inspection: {rep.kept_run_dir}")
+    print(f"  cycles {rep.cycles:,} (ideal {rep.ideal_cycles:,}, utilization {rep.utilization:.1%}), "
+          f"simulation {rep.wall_seconds:.2f} s = {rep.cycles_per_second:,.0f} cycles/s, "
+          f"build {rep.build_seconds:.1f} s, total {rep.total_seconds:.1f} s")
     if report:
         Path(report).parent.mkdir(parents=True, exist_ok=True)
-        Path(report).write_text(json.dumps(rep, indent=2) + "\n")
+        Path(report).write_text(json.dumps(rep.to_dict(), indent=2) + "\n")
         print(f"  report {report}")
     return board.passed
