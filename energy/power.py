@@ -20,7 +20,6 @@ flip-flops instead, the before-and-after of that architecture step.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import shutil
 import time
@@ -29,26 +28,21 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from spikeacc.config import SpikeConfig
 from spikeacc.errors import VerificationFailed
 from spikeacc.golden.vectors import load_vectors
 from spikeacc.energy.gate_power import CLASSES, CLOCK_PERIOD_S, GATED_CELL, GateLevel, gate_energy
 from spikeacc.energy.liberty import DEFAULT_LIBERTY, load_library
 from spikeacc.energy.saif import read_saif
+from spikeacc.verif.results import VectorFileRun
 from spikeacc.verif.tile_regress import run_tile_regression, tile_config_for
 
 __all__ = ["PowerResult", "run_power", "sram_pj_per_bit", "ROLE_OF_MODULE", "role_of_module"]
 
 
 @dataclass(frozen=True)
-class PowerResult:
+class PowerResult(VectorFileRun):
     """Gate-level energy of synthesized netlists simulated on one vector file (``power.json`` is :meth:`to_dict`)."""
 
-    vectors: str
-    layer: str | None
-    model: str | None
-    shape: tuple[int, int, int]
-    config: SpikeConfig
     tokens: int
     memories: str                 # the tile's own memories: "sram" macros charged per access, or "flops"
     clock_gating: bool
@@ -59,9 +53,6 @@ class PowerResult:
     designs: dict                 # per design: energy by class, role and module; weight reads; netlist, SAIF
     ratio_mac_over_spiking: dict | None   # when both designs ran
     opensta: dict | None          # OpenSTA's power of the same netlist and activity, when asked for
-
-    def to_dict(self) -> dict:
-        return {**dataclasses.asdict(self), "shape": list(self.shape), "config": self.config.to_dict()}
 
 SRAM_45NM_PJ_PER_BIT = 10.0 / 64   # Horowitz ISSCC 2014: 8 KB SRAM, 64-bit read, 45 nm, 0.9 V
 

@@ -22,13 +22,13 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from spikeacc.config import SpikeConfig
 from spikeacc.energy.op_counts import PAPER_RATIO, op_counts, op_energy, sram_read_pj, toggle_pj
 from spikeacc.golden.vectors import load_vectors
 from spikeacc.errors import VerificationFailed
 from spikeacc.energy.calibration import compare, estimate, load_calibration
 from spikeacc.energy.power import role_of_module
 from spikeacc.energy.saif import read_saif
+from spikeacc.verif.results import VectorFileRun
 from spikeacc.verif.tile_harness import CLOCK_PERIOD_NS
 from spikeacc.verif.tile_regress import run_tile_regression, tile_config_for
 
@@ -36,18 +36,13 @@ __all__ = ["EnergyResult", "classify", "activity_energy", "run_energy"]
 
 
 @dataclass(frozen=True)
-class EnergyResult:
+class EnergyResult(VectorFileRun):
     """Spiking tile vs MAC tile on one vector file, from RTL toggles (``energy.json`` is :meth:`to_dict`).
 
     Every figure is a model: the raw 45 nm per-bit toggle table, its gate-level
     calibration (``calibrated``) and the papers' op-count method (``op_*``).
     """
 
-    vectors: str
-    layer: str | None
-    model: str | None
-    shape: tuple[int, int, int]
-    config: SpikeConfig
     tokens: int
     designs: dict                 # per design: toggles by role, cycles, energy by role (pJ)
     per_token_layer: dict         # per design: datapath, logic and total pJ per token-layer (raw toggle model)
@@ -59,9 +54,6 @@ class EnergyResult:
     zero_skipping_saved_pj_per_token_layer: float
     calibrated: dict | None = None   # the toggle model calibrated to gate level, with its checked error
     gate_level: dict | None = None   # a `spikeacc power` result of the same vectors, compared
-
-    def to_dict(self) -> dict:
-        return {**dataclasses.asdict(self), "shape": list(self.shape), "config": self.config.to_dict()}
 
 CLOCK_PERIOD_S = CLOCK_PERIOD_NS * 1e-9
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from spikeacc.config import SpikeConfig
+from spikeacc.config import SpikeConfig, code_max
 
 __all__ = ["accumulate", "fire_count", "simulate_ttfs", "spike_times", "check_codes", "silence_fire", "is_outlier"]
 
@@ -78,7 +78,7 @@ def fire_count(acc: np.ndarray, theta: np.ndarray, phi: np.ndarray, frac_bits: i
     if (theta <= 0).any():
         raise ValueError("threshold Θ must be positive everywhere")
     potential = (np.asarray(acc, dtype=np.int64) << frac_bits) + np.asarray(phi, dtype=np.int64)
-    return np.clip(np.floor_divide(potential, theta), 0, (1 << out_bits) - 1)
+    return np.clip(np.floor_divide(potential, theta), 0, code_max(out_bits))
 
 
 def silence_fire(acc: np.ndarray, theta: np.ndarray, phi: np.ndarray, frac_bits: int,

@@ -36,10 +36,11 @@ from dataclasses import dataclass
 
 import torch
 
+from spikeacc.config import check_out_bits, code_max
 from spikeacc.golden.steps import asym_params, pow2_steps
 
 __all__ = ["OUT_POLICIES", "INPUT_STEPS", "OutputCalibration", "OutputQuant", "threshold_pair", "pow2_steps",
-           "step_grid", "check_out_bits", "fire_counts_torch"]
+           "step_grid", "fire_counts_torch"]
 
 OUT_POLICIES = ("channel", "tensor", "oracle")
 # How the per-token activation step is chosen in dynamic mode: any float step (Θ reloaded
@@ -55,12 +56,6 @@ def step_grid(input_step: str) -> int | None:
 
 
 RANKS_KEPT = 8  # extreme values per channel kept during calibration (for clipped ranges)
-
-
-def check_out_bits(bits) -> int:
-    if isinstance(bits, bool) or not isinstance(bits, int) or not 2 <= bits <= 8:
-        raise ValueError(f"out_bits (b_out) must be an integer in 2..8, got {bits!r}")
-    return bits
 
 
 def check_policy(policy) -> str:
@@ -97,7 +92,7 @@ def fire_counts_torch(acc: torch.Tensor, theta: torch.Tensor, phi: torch.Tensor,
                       out_bits: int) -> torch.Tensor:
     """Torch twin of :func:`spikeacc.golden.integer.fire_count` (int64, floor division)."""
     potential = (acc << frac_bits) + phi
-    return torch.clamp(torch.div(potential, theta, rounding_mode="floor"), 0, (1 << out_bits) - 1)
+    return torch.clamp(torch.div(potential, theta, rounding_mode="floor"), 0, code_max(out_bits))
 
 
 @dataclass

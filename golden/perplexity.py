@@ -17,9 +17,9 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from spikeacc.config import MODES, PRESETS, SpikeConfig
+from spikeacc.config import MODES, PRESETS, SpikeConfig, check_out_bits
 from spikeacc.golden.model import HARDWARE_OVERRIDES, calibrate, convert_model, load_model, quantized_layers
-from spikeacc.golden.output_quant import INPUT_STEPS, check_out_bits, check_policy
+from spikeacc.golden.output_quant import INPUT_STEPS, check_policy
 from spikeacc.golden.spiking_linear import QuantSpec
 
 __all__ = ["default_text", "token_splits", "perplexity", "run_ppl_table", "table_rows"]
@@ -69,12 +69,13 @@ def _input_mode(name: str) -> dict:
     return dict(mode=mode, input_step=step) if step else dict(mode=mode)
 
 
-FP_ROW = dict(method="fp", w_bits=16, a_bits=16, mode="none")
+FLOAT_BITS = 16   # a row's width of 16 means "left in float" (FP16-class), not a quantizer width
+FP_ROW = dict(method="fp", w_bits=FLOAT_BITS, a_bits=FLOAT_BITS, mode="none")
 
 
 def spec_row(spec: QuantSpec, **extra) -> dict:
     """A table row (plain JSON, as ``ppl.json`` records it) of a QuantSpec; :func:`_spec` reads it back."""
-    row = dict(method=spec.method, w_bits=spec.w_bits, a_bits=16 if spec.a_bits is None else spec.a_bits,
+    row = dict(method=spec.method, w_bits=spec.w_bits, a_bits=FLOAT_BITS if spec.a_bits is None else spec.a_bits,
                mode=spec.mode, input_step=spec.input_step, kappa=spec.kappa, e_max=spec.e_max,
                frac_bits=spec.frac_bits)
     if spec.method == "kirin":
@@ -119,7 +120,7 @@ def table_rows(quick: bool = False, full: bool = False, out_bits=(4, 6, 8),
     sq = dict(method="spikequant", **arithmetic)
     modes = {name: _input_mode(name) for name in inputs}
     rows = [FP_ROW,
-            dict(method="rtn", w_bits=config.w_bits, a_bits=16, mode="none"),
+            dict(method="rtn", w_bits=config.w_bits, a_bits=FLOAT_BITS, mode="none"),
             dict(method="rtn", w_bits=config.w_bits, a_bits=config.a_bits, mode="dynamic")]
     rows += [dict(sq, **i) for i in modes.values()]
     hw = dict(overrides="silu-floor")
@@ -143,7 +144,7 @@ def table_rows(quick: bool = False, full: bool = False, out_bits=(4, 6, 8),
             rows += [dict(sq, **modes["dynamic-pow2"], out_bits=6, out_policy="channel", overrides="mixed")]
     rows += [dict(sq, **i, **hw, out_bits=top, out_policy="oracle") for i in plain]
     if full:
-        rows += [dict(method="rtn", w_bits=config.w_bits, a_bits=16, mode="none", w_group=64),
+        rows += [dict(method="rtn", w_bits=config.w_bits, a_bits=FLOAT_BITS, mode="none", w_group=64),
                  dict(sq, mode="static", w_group=64), dict(sq, mode="dynamic", w_group=64)]
         rows += [dict(method="spikequant", w_bits=b, a_bits=b, mode="dynamic") for b in (2, 3, 5, 6, 8)]
     return rows
@@ -185,7 +186,7 @@ def _spec(row) -> QuantSpec:
     return QuantSpec(method=row["method"], w_bits=min(row["w_bits"], 8),
                      kappa=row.get("kappa", QuantSpec.kappa), e_max=row.get("e_max", QuantSpec.e_max),
                      frac_bits=row.get("frac_bits", QuantSpec.frac_bits),
-                     a_bits=None if row["a_bits"] == 16 else row["a_bits"],
+                     a_bits=None if row["a_bits"] == FLOAT_BITS else row["a_bits"],
                      mode="dynamic" if row["mode"] == "none" else row["mode"], w_group=row.get("w_group"),
                      out_bits=row.get("out_bits"), out_policy=row.get("out_policy", "channel"),
                      input_step=row.get("input_step", "any"), out_clip=row.get("out_clip", 0),
@@ -235,7 +236,7 @@ def run_ppl_table(model: str | None = None, text: str | None = None, out: str | 
         elements = sum(m.element_count for m in layers)
         salient = sum(m.salient_count for m in layers) / elements if elements else 0.0
         zeros = sum(m.zero_count for m in layers) / elements if elements else 0.0
-        if row["method"] == "spikequant" and row["w_bits"] == 4 and not row.get("w_group") \
+        if row["method"] == "spikequant" and row["w_bits"] == config.w_bits and not row.get("w_group") \
                 and not row.get("out_bits") and row.get("input_step", "any") == "any":
             per_layer[row["mode"]] = {name: {"salient_ratio": round(m.salient_ratio, 5),
                                              "zero_ratio": round(m.zero_ratio, 5)}
@@ -277,7 +278,9 @@ def _plot(results, path: Path, meta) -> None:
     import matplotlib.pyplot as plt
 
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12, 4.5))
-    baseline = [r for r in results if not r.get("out_bits") and r["a_bits"] in (4, 16) and r["w_bits"] in (4, 16)]
+    widths = meta["config"]["w_bits"], meta["config"]["a_bits"]
+    baseline = [r for r in results if not r.get("out_bits") and r["w_bits"] in (widths[0], FLOAT_BITS)
+                and r["a_bits"] in (widths[1], FLOAT_BITS)]
     ax1.bar(range(len(baseline)), [r["ppl"] for r in baseline], color="tab:blue")
     ax1.set_xticks(range(len(baseline)), [r["label"].replace(" (outputs float)", "").replace(" ", "\n")
                                           for r in baseline], fontsize=6)
@@ -294,7 +297,7 @@ def _plot(results, path: Path, meta) -> None:
             if pts:
                 ax2.plot([b for b, _ in pts], [p for _, p in pts], style, color=color, label=f"{mode}, {policy}")
     for r in results:
-        if r["method"] == "spikequant" and not r.get("out_bits") and r["a_bits"] == 4 and not r.get("w_group") \
+        if r["method"] == "spikequant" and not r.get("out_bits") and r["a_bits"] == widths[1] and not r.get("w_group") \
                 and r.get("input_step") in (None, "any") and r["mode"] == "dynamic":
             ax2.axhline(r["ppl"], color="gray", ls=":", label="dynamic, outputs float")
         if r["method"] == "fp":

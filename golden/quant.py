@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import torch
 
+from spikeacc.config import code_max
 from spikeacc.golden.steps import asym_params, pow2_steps
 
 __all__ = ["WeightQuant", "ActQuant", "quantize_weight", "quantize_weight_pow2_groups", "mad_salient", "quantize_activation",
@@ -31,7 +32,7 @@ class WeightQuant:
 
 def quantize_weight(w: torch.Tensor, bits: int) -> WeightQuant:
     """``s_i = (max_i − min_i)/(2^b − 1)``, ``z_i = round(−min_i/s_i)``, range including 0."""
-    qmax = (1 << bits) - 1
+    qmax = code_max(bits)
     lo = w.amin(dim=1).clamp(max=0)
     hi = w.amax(dim=1).clamp(min=0)
     scale = ((hi - lo) / qmax).clamp(min=1e-12)
@@ -53,7 +54,7 @@ def quantize_weight_pow2_groups(w: torch.Tensor, bits: int, group: int = 64, max
     n, k = w.shape
     if k % group:
         raise ValueError(f"in_features {k} is not a multiple of the group size {group}")
-    qmax = (1 << bits) - 1
+    qmax = code_max(bits)
     row_step = ((w.amax(dim=1).clamp(min=0) - w.amin(dim=1).clamp(max=0)) / qmax).clamp(min=1e-12)
     g = w.reshape(n, k // group, group)
     span = g.amax(dim=2).clamp(min=0) - g.amin(dim=2).clamp(max=0)
@@ -140,7 +141,7 @@ def quantize_activation(x: torch.Tensor, bits: int, *, kappa: float | None, e_ma
     power-of-two shift per token instead of a 5-bit mantissa with a shift each;
     ``mantissa``/``shift`` then hold q and the token's shift at those places.
     """
-    qmax = (1 << bits) - 1
+    qmax = code_max(bits)
     exponent = None
     if static_range is None:
         salient = mad_salient(x, kappa) if kappa is not None else torch.zeros_like(x, dtype=torch.bool)

@@ -11,9 +11,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from spikeacc.config import SpikeConfig
+from spikeacc.config import SpikeConfig, check_out_bits, code_max
 from spikeacc.golden.integer import accumulate
-from spikeacc.golden.output_quant import (INPUT_STEPS, OutputCalibration, OutputQuant, check_out_bits,
+from spikeacc.golden.output_quant import (INPUT_STEPS, OutputCalibration, OutputQuant,
                                           check_policy, fire_counts_torch, step_grid, threshold_pair)
 from spikeacc.golden.quant import (ActQuant, mad_salient, quantize_activation, quantize_weight,
                                    quantize_weight_pow2_groups)
@@ -142,7 +142,7 @@ def ideal_counts(acc: np.ndarray, w_scale, x_step, out_step, out_zero, out_bits:
     """``clamp(round(acc·s_i·s_x/Δ) + z_y, 0, 2^b_out − 1)`` in float64: the unquantized-threshold ideal."""
     y = acc * np.asarray(w_scale, dtype=np.float64)[None, :] * np.asarray(x_step, dtype=np.float64)
     return np.clip(np.floor(y / np.asarray(out_step, dtype=np.float64) + np.asarray(out_zero) + 0.5),
-                   0, (1 << out_bits) - 1).astype(np.int64)
+                   0, code_max(out_bits)).astype(np.int64)
 
 
 class SpikeQuantLinear(nn.Module):

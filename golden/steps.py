@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import torch
 
+from spikeacc.config import code_max
+
 __all__ = ["asym_params", "pow2_steps"]
 
 
@@ -15,7 +17,7 @@ def asym_params(lo: torch.Tensor, hi: torch.Tensor, bits: int) -> tuple[torch.Te
     """Step and zero point of a b-bit asymmetric range that always includes 0."""
     lo = lo.clamp(max=0)
     hi = hi.clamp(min=0)
-    step = ((hi - lo) / ((1 << bits) - 1)).clamp(min=1e-8)
+    step = ((hi - lo) / code_max(bits)).clamp(min=1e-8)
     return step, torch.round(-lo / step)
 
 

@@ -356,7 +356,7 @@ def _check_export_args(tokens, mode, out_policy) -> None:
 
 
 def _export_base(base, out_bits) -> SpikeConfig:
-    from spikeacc.golden.output_quant import check_out_bits
+    from spikeacc.config import check_out_bits
 
     base = base or PRESETS["smollm2"]
     return base if out_bits is None else base.replace(out_bits=check_out_bits(out_bits))

@@ -14,7 +14,8 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["SpikeConfig", "PRESETS", "KIRIN_MODE", "MODES", "ARITHMETIC_FIELDS", "VECTOR_INT_BITS", "config_from",
+__all__ = ["SpikeConfig", "PRESETS", "KIRIN_MODE", "MODES", "ARITHMETIC_FIELDS", "VECTOR_INT_BITS", "OUT_BITS", "config_from",
+           "code_max", "check_out_bits",
            "signed_bits_for", "unsigned_bits_for"]
 
 ENCODINGS = ("ttfs",)
@@ -31,6 +32,22 @@ VECTOR_INT_BITS = 8
 ARITHMETIC_FIELDS = ("w_bits", "a_bits", "out_bits", "salient", "kappa", "e_max", "salient_cap", "frac_bits",
                      "encoding", "outlier_bits")
 MODES = ("spikequant", "kirin")
+
+
+OUT_BITS = (2, 8)   # output-code widths b_out a tile can be generated for
+
+
+def code_max(bits: int) -> int:
+    """Largest code of a b-bit quantizer, 2^b − 1: every quantizer's clamp and every width's bound start here."""
+    return (1 << bits) - 1
+
+
+def check_out_bits(bits) -> int:
+    """``bits`` if it is a valid output width b_out, else the one error that says the range."""
+    lo, hi = OUT_BITS
+    if isinstance(bits, bool) or not isinstance(bits, int) or not lo <= bits <= hi:
+        raise ValueError(f"out_bits (b_out) must be an integer in {lo}..{hi}, got {bits!r}")
+    return bits
 
 
 def unsigned_bits_for(bound: int) -> int:
@@ -115,7 +132,7 @@ class SpikeConfig:
 
         for name in ("w_bits", "a_bits"):  # |w| and a spike's |m| reach 2^b - 1; vector files store them as int8
             integer(name, 2, VECTOR_INT_BITS - 1, f" (the vector format stores w and mant as int{VECTOR_INT_BITS})")
-        integer("out_bits", 2, 8)
+        integer("out_bits", *OUT_BITS)
         if not isinstance(self.salient, bool):
             raise ValueError(f"salient must be true or false, got {self.salient!r}")
         if isinstance(self.kappa, bool) or not isinstance(self.kappa, (int, float)) \
@@ -165,7 +182,7 @@ class SpikeConfig:
     @property
     def weight_max(self) -> int:
         """Largest |w| of a signed weight code ``Wq − z`` (SPEC §2)."""
-        return (1 << self.w_bits) - 1
+        return code_max(self.w_bits)
 
     @property
     def weight_bits(self) -> int:
@@ -175,7 +192,7 @@ class SpikeConfig:
     @property
     def spike_max(self) -> int:
         """Largest |m| that travels as a TTFS spike, 2^b_a − 1."""
-        return (1 << self.a_bits) - 1
+        return code_max(self.a_bits)
 
     @property
     def kirin(self) -> bool:
@@ -232,7 +249,7 @@ class SpikeConfig:
     @property
     def max_count(self) -> int:
         """Most output spikes a neuron fires in one window, 2^b_out − 1."""
-        return (1 << self.out_bits) - 1
+        return code_max(self.out_bits)
 
     @property
     def count_bits(self) -> int:

@@ -424,7 +424,6 @@ def test_missing_verilator_is_exit_3(tmp_path, args):
     assert "Verilator not found" in result.stderr and "Traceback" not in result.stderr
 
 
-@pytest.mark.verilator
 def test_missing_verilator_for_a_tile_and_an_old_one_on_path(tmp_path):
     vectors = good(tmp_path)
     env = hide_verilator(tmp_path)

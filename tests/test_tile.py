@@ -13,7 +13,6 @@ from spikeacc.hw.tile import SpikingTile, token_cycles
 from spikeacc.verif.tile_regress import run_tile_regression
 from spikeacc.verif.toolchain import lint
 
-pytestmark = [pytest.mark.verilator]
 
 
 def write_random(tmp_path, cfg, tokens=3, seed=0, name="v.npz", **kw):
@@ -36,6 +35,7 @@ def predicted_cycles(cfg, mant):
     pytest.param(SpikeConfig(in_features=96, out_features=8, pes=2, lanes=2, out_bits=6),
                  id="out6", marks=pytest.mark.slow),
 ])
+@pytest.mark.verilator
 def test_tile_bit_exact_and_cycle_model(tmp_path, cfg):
     path = write_random(tmp_path, cfg, tokens=4)
     run, rep = run_tile_regression(path, progress=False)
@@ -47,6 +47,7 @@ def test_tile_bit_exact_and_cycle_model(tmp_path, cfg):
     assert rep.cycles_per_token == predicted_cycles(v.config, v.mant)
 
 
+@pytest.mark.verilator
 def test_tile_skips_zero_mantissas(tmp_path):
     """All-zero tokens cost only the encode pass and one cycle per step: no weight work."""
     cfg = SpikeConfig()
@@ -62,6 +63,7 @@ def test_tile_skips_zero_mantissas(tmp_path):
     assert empty == predicted_cycles(cfg, v.mant[:1])[0] < busy
 
 
+@pytest.mark.verilator
 def test_generated_tile_is_lint_clean(tmp_path):
     design = generate("tile", SpikeConfig(), tmp_path)
     lint([design.verilog], design.top)
@@ -72,6 +74,7 @@ def test_tile_rejects_non_config():
         SpikingTile(None)
 
 
+@pytest.mark.verilator
 def test_cli_reports_a_wrong_rtl_output_with_its_index(tmp_path, capsys):
     """A flipped bit in the RTL's output (fault injection) fails the run, naming the index."""
     cfg = SpikeConfig()
@@ -139,6 +142,7 @@ def block0_vectors(tmp_path_factory):
 @pytest.mark.parametrize("mode", ["spikequant", "kirin"])
 @pytest.mark.parametrize("proj", ["self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj",
                                   "mlp.gate_proj", "mlp.up_proj", "mlp.down_proj"])
+@pytest.mark.verilator
 def test_smollm2_layer0_projection_bit_exact(block0_vectors, mode, proj):
     """Real SmolLM2-135M vectors, 8 tokens, every projection of block 0 at full size (8-bit outputs)."""
     _, rep = run_tile_regression(block0_vectors(mode)[proj], progress=False)
@@ -149,6 +153,7 @@ def test_smollm2_layer0_projection_bit_exact(block0_vectors, mode, proj):
     assert rep.config.outlier_bits == (8 if mode == "kirin" else None)
 
 
+@pytest.mark.verilator
 @pytest.mark.slow
 @pytest.mark.parametrize("proj", ["self_attn.q_proj", "mlp.down_proj"])
 def test_llama2_7b_shape_bit_exact(tmp_path, proj):
@@ -163,6 +168,7 @@ def test_llama2_7b_shape_bit_exact(tmp_path, proj):
 
 # The full 576 × 576 layer needs a tile build of its own (slow); real codes cropped
 # to the default tile reuse the default build.
+@pytest.mark.verilator
 @pytest.mark.parametrize("size", ["cropped-64x16", pytest.param("full", marks=pytest.mark.slow)])
 def test_smollm2_static_mode_vectors_bit_exact(tmp_path, size):
     """Static (calibrated) mode: one threshold per output for every token, fully dequantization-free."""
@@ -177,6 +183,7 @@ def test_smollm2_static_mode_vectors_bit_exact(tmp_path, size):
     assert rep.compared == 8 * load_vectors(path).shape[2]
 
 
+@pytest.mark.verilator
 def test_mac_baseline_bit_exact_and_cycle_model(tmp_path):
     """The MAC tile passes the same regression, and its docstring's cycle count is exact."""
     path = write_random(tmp_path, SpikeConfig(), tokens=3)
@@ -190,6 +197,7 @@ def test_mac_baseline_bit_exact_and_cycle_model(tmp_path):
 KIRIN = PRESETS["kirin"]
 
 
+@pytest.mark.verilator
 def test_kirin_tile_bit_exact_on_random_and_real_codes(tmp_path):
     """One Kirin build at the default shape: random codes with many outliers, then real q_proj codes cropped."""
     from spikeacc.golden.vectors import crop_vectors, export_vectors, load_vectors
@@ -209,6 +217,7 @@ def test_kirin_tile_bit_exact_on_random_and_real_codes(tmp_path):
     assert rep.config.outlier_bits == 8 and rep.config.firing == "silence"
 
 
+@pytest.mark.verilator
 @pytest.mark.slow
 def test_mac_baseline_takes_kirin_vectors(tmp_path):
     """The MAC baseline on Kirin codes: its multipliers widen to the 8-bit outliers (the fair W4A4&8 baseline)."""

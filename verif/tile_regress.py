@@ -17,6 +17,7 @@ from spikeacc.config import SpikeConfig
 from spikeacc.golden.vectors import load_vectors
 from spikeacc.hw.mac import mac_cycles
 from spikeacc.hw.tile import spike_histogram, tile_cycles
+from spikeacc.verif.results import VectorFileRun
 from spikeacc.verif.runner import BenchRun, build_bench, locked_sources, run_bench
 from spikeacc.verif.scoreboard import Scoreboard
 from spikeacc.verif.tile_harness import harness_name, harness_verilog, write_buffers
@@ -25,15 +26,10 @@ __all__ = ["TileRegression", "tile_config_for", "build_tile", "run_tile_regressi
 
 
 @dataclass(frozen=True)
-class TileRegression:
+class TileRegression(VectorFileRun):
     """One vector file through a tile: the bench's verdict and counts, and the cycle model beside them."""
 
     design: str                  # "tile" (spiking) or "mac"
-    vectors: str
-    layer: str | None
-    model: str | None
-    shape: tuple[int, int, int]  # M tokens, K inputs, N outputs
-    config: SpikeConfig          # the configuration the run derived from the file
     passed: bool                 # every output integer equal, none missing, the bench's own checks clean
     compared: int
     mismatch_count: int
@@ -57,10 +53,6 @@ class TileRegression:
     kept_run_dir: str | None     # the run's working files, kept when it failed
     saif: str | None
     total_seconds: float | None = None
-
-    def to_dict(self) -> dict:
-        """Plain JSON (the ``--report`` file, the main job's cache)."""
-        return {**dataclasses.asdict(self), "shape": list(self.shape), "config": self.config.to_dict()}
 
 
 def tile_config_for(vectors, pes: int | None = None, lanes: int | None = None,
