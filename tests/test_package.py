@@ -17,7 +17,7 @@ from spikeacc.verif.runner import run_pe_regression
 def test_package_has_every_file_and_is_reproducible(tmp_path, design):
     a = write_package(design, SpikeConfig(), tmp_path / "a")
     b = write_package(design, SpikeConfig(), tmp_path / "b")
-    assert set(a) == {"verilog", "manifest", "filelist", "core", "sdc", "config", "readme", "datasheet"}
+    assert set(a) == {"verilog", "noinit", "manifest", "filelist", "core", "sdc", "config", "readme", "datasheet"}
     for kind in a:
         assert a[kind].read_bytes() == b[kind].read_bytes(), kind
     manifest = json.loads(a["manifest"].read_text())
