@@ -48,9 +48,13 @@ def cmd_generate(args) -> int:
     cfg = _config_from(args)
     out = workdirs.output_dir(args.out, "--out directory", force=args.force, owned_only=True)
     files = write_package(args.design, cfg, out)
-    workdirs.record_owned(out, files.values())
+    from spikeacc.verif.package_example import example_command, write_example
+    write_example(files["manifest"], args.design, cfg)
+    workdirs.record_owned(out, [*files.values(), out / "example"])
     for kind, path in files.items():
         print(f"wrote {path}  ({kind})")
+    print(f"wrote {out / 'example'}/ (a runnable testbench: cd {out / 'example'} && "
+          f"{example_command(files['verilog'].stem)})")
     if args.lint:
         lint([files["verilog"]], files["verilog"].stem)
         print("verilator --lint-only -Wall: clean (waivers: see spikeacc.hw.lint_waivers.LINT_WAIVERS)")

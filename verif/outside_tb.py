@@ -305,6 +305,79 @@ endmodule
     return bench, {"cases": len(cases["expected"])}
 
 
+def _mac_pe_bench(manifest: dict, cases, work: Path, reset_cycles: int) -> tuple[str, dict]:
+    """The MAC PE's protocol from the datasheet: K/L words per neuron, ``clear`` with the first, ``requant`` with the last."""
+    sheet, cfg = manifest["datasheet"], manifest["config"]
+    ports = {p["name"]: p for p in sheet["ports"]}
+    K, L = cfg["in_features"], cfg["lanes"]
+    S = sheet["requant_shift"]
+    w, mant, shift = cases["w"], cases["mant"], cases["shift"]
+    scales = cases.get("scale", np.zeros(len(cases["expected"]), dtype=np.int64))
+    iw, pw, cw = (ports[n]["width"] for n in ("inputs", "params", "scale_shift"))
+    words = []   # {clear, requant, scale_shift, params, inputs} per cycle
+    for c in range(len(cases["expected"])):
+        th, ph = int(cases["theta"][c]), int(cases["phi"][c])
+        params = pack(ports["params"], {"theta": th, "phi": ph, "recip": -(-(1 << S) // th) if th else 0})
+        for word in range(K // L):
+            lanes = [{"valid": 1, "mantissa": mant[c, word * L + j], "shift": shift[c, word * L + j],
+                      "weight": w[c, word * L + j]} for j in range(L)]
+            clear, requant = int(word == 0), int(word == K // L - 1)
+            words.append((((((clear << 1 | requant) << cw | (int(scales[c]) & ((1 << cw) - 1))) << pw) | params) << iw)
+                         | pack(ports["inputs"], lanes))
+    width = 2 + cw + pw + iw
+    n_cases = len(cases["expected"])
+    per_case = K // L
+    _hex_file(work / "stimulus.hex", words, width)
+    _hex_file(work / "expected.hex", [int(e) for e in cases["expected"]], ports["count"]["width"])
+    fields = "{clear, requant, scale_shift, params, inputs}"
+    memories = f"""  reg [{width - 1}:0] stim [0:{len(words) - 1}];
+  reg [{ports['count']['width'] - 1}:0] expected_mem [0:{n_cases - 1}];
+  integer i, c, log, bad;"""
+    bench = _bench_head(sheet, memories) + f"""  initial begin
+    $readmemh("stimulus.hex", stim);
+    $readmemh("expected.hex", expected_mem);
+    log = $fopen("counts.txt", "w");
+    bad = 0;
+    rst = 1; {fields} = 0;
+    repeat ({reset_cycles}) @(negedge clk);
+    rst = 0;
+    for (c = 0; c < {n_cases}; c = c + 1) begin
+      for (i = 0; i < {per_case}; i = i + 1) begin
+        @(negedge clk);
+        {fields} = stim[c * {per_case} + i];
+      end
+      @(negedge clk);
+      {fields} = 0;
+      repeat (3) @(negedge clk);   // count is valid from the third cycle after requant
+      $fdisplay(log, "%0d", count);
+      if (count !== expected_mem[c]) begin
+        if (bad < 10) $display("MISMATCH case %0d: expected %0d, got %0d", c, expected_mem[c], count);
+        bad = bad + 1;
+      end
+    end
+    $fclose(log);
+    if (bad == 0) $display("PASS: {n_cases} neuron counts equal the expected ones");
+    else $display("FAIL: %0d of {n_cases} counts differ", bad);
+    $finish;
+  end
+endmodule
+"""
+    return bench, {"cases": n_cases}
+
+
+BENCHES = {"tile": _tile_bench, "mac": _tile_bench, "pe": _pe_bench, "mac_pe": _mac_pe_bench}
+
+
+def write_bench(manifest: dict, vectors: dict, work: Path, reset_cycles: int = 2) -> dict:
+    """Write the self-checking testbench ``outside_tb.v`` and its hex files into ``work``; returns its shape."""
+    design = manifest["design"]
+    if design not in BENCHES:
+        raise ValueError(f"no outside testbench for design {design!r}")
+    bench, shape = BENCHES[design](manifest, vectors, work, reset_cycles)
+    (work / "outside_tb.v").write_text(bench)
+    return shape
+
+
 def run_outside(manifest_path, vectors_path, work=None, no_initial_values=False, reset_cycles=2,
                 iverilog="iverilog") -> dict:
     """Build and run the testbench; returns {"passed", "compared", "mismatches", ...}. Needs Icarus.
@@ -326,13 +399,7 @@ def run_outside(manifest_path, vectors_path, work=None, no_initial_values=False,
     if not rtl_path.is_file():
         raise ValueError(f"{rtl_path} is not in the package; regenerate it with spikeacc generate")
     (work / "dut.v").write_text(rtl_path.read_text())
-    if design in ("tile", "mac"):
-        bench, shape = _tile_bench(manifest, vectors, work, reset_cycles)
-    elif design == "pe":
-        bench, shape = _pe_bench(manifest, vectors, work, reset_cycles)
-    else:
-        raise ValueError(f"no outside testbench for design {design!r}")
-    (work / "outside_tb.v").write_text(bench)
+    shape = write_bench(manifest, vectors, work, reset_cycles)
     build = subprocess.run([iverilog, "-g2005", "-o", "tb.vvp", "-s", "outside_tb", "outside_tb.v", "dut.v"],
                            cwd=work, capture_output=True, text=True)
     if build.returncode:
@@ -340,8 +407,9 @@ def run_outside(manifest_path, vectors_path, work=None, no_initial_values=False,
     run = subprocess.run(["vvp", "-n", "tb.vvp"], cwd=work, capture_output=True, text=True)
     if run.returncode:
         raise RuntimeError(f"vvp failed in {work}:\n{run.stdout[-2000:]}{run.stderr[-2000:]}")
+    verdict = [ln for ln in run.stdout.splitlines() if ln.startswith(("PASS:", "FAIL:"))]
     expected = np.asarray(vectors["expected"], dtype=np.int64)
-    if design == "pe":
+    if design in ("pe", "mac_pe"):
         lines = (work / "counts.txt").read_text().split()
         got = np.array([int(x) if x.isdigit() else -1 for x in lines], dtype=np.int64)
         result = {"undefined_words": [i for i, x in enumerate(lines) if not x.isdigit()], "tokens": []}
@@ -354,7 +422,9 @@ def run_outside(manifest_path, vectors_path, work=None, no_initial_values=False,
     errors = [row for row in result["tokens"] if row[2] != "0"]
     if own_tmp:
         shutil.rmtree(work, ignore_errors=True)
-    return {"passed": not bad and not errors and not result["undefined_words"], "compared": int(expected.size),
+    return {"passed": not bad and not errors and not result["undefined_words"] and verdict[-1:] != []
+            and verdict[-1].startswith("PASS"), "verdict": verdict[-1] if verdict else None,
+            "compared": int(expected.size),
             "mismatches": [{"index": idx, "expected": int(expected[idx]), "got": int(got[idx])} for idx in bad[:20]],
             "mismatch_count": len(bad), "undefined_words": result["undefined_words"], "error_tokens": errors,
             "token_log": result["tokens"]}
