@@ -29,11 +29,12 @@ def _memory(m, name, port, words, depth):
     return mem
 
 
-def simulate(design, cfg, v, trace=None):
+def simulate(design, cfg, v, trace=None, abort_after=None):
     """Run every token of vectors ``v`` through ``design``; returns (counts [M, N], cycles per token).
 
     ``trace``, if a dict, receives per token the ``error`` flag at ``done`` and
-    the number of cycles ``busy`` was high.
+    the number of cycles ``busy`` was high. ``abort_after``: first start the
+    last token and pulse ``rst`` that many cycles into it (reset while busy).
     """
     tokens, k, n = v.shape
     P, L, B = cfg.pes, cfg.lanes, cfg.blocks
@@ -76,6 +77,18 @@ def simulate(design, cfg, v, trace=None):
         ctx.set(sync.rst, 1)
         await ctx.tick()
         ctx.set(sync.rst, 0)
+        if abort_after is not None:
+            ctx.set(tile.token, tokens - 1)
+            ctx.set(tile.exponent, int(v.exponent[-1]))
+            ctx.set(tile.start, 1)
+            await ctx.tick()
+            ctx.set(tile.start, 0)
+            await ctx.tick().repeat(abort_after)
+            assert ctx.get(tile.busy), "the abort must hit a busy tile"
+            ctx.set(sync.rst, 1)
+            await ctx.tick()
+            ctx.set(sync.rst, 0)
+            assert not ctx.get(tile.busy) and not ctx.get(tile.error)
         for t in range(tokens):
             ctx.set(tile.token, t)
             ctx.set(tile.exponent, int(v.exponent[t]))
@@ -223,3 +236,13 @@ def test_a_wrong_count_is_caught():
     counts[1, 3] ^= 1
     with pytest.raises(AssertionError, match=r"first at \(1, 3\)"):
         assert_bit_exact(v.expected, counts)
+
+
+@pytest.mark.parametrize("design", ["tile", "mac"])
+def test_reset_while_busy_aborts_and_the_next_tokens_are_exact(design):
+    """The datasheet's promise: `rst` in the middle of a token leaves the tile idle, and what follows is exact."""
+    cfg = TINY[0]
+    v = random_vectors(cfg, 2, seed=4)
+    counts, cycles = simulate(design, cfg, v, abort_after=9)
+    assert np.array_equal(counts, v.expected)
+    assert cycles == (token_cycles(cfg, v.mant) if design == "tile" else [mac_cycles(cfg)] * 2)
