@@ -48,9 +48,13 @@ def cmd_generate(args) -> int:
     cfg = _config_from(args)
     out = workdirs.output_dir(args.out, "--out directory", force=args.force, owned_only=True)
     files = write_package(args.design, cfg, out)
-    workdirs.record_owned(out, files.values())
+    from spikeacc.verif.package_example import example_command, write_example
+    write_example(files["manifest"], args.design, cfg)
+    workdirs.record_owned(out, [*files.values(), out / "example"])
     for kind, path in files.items():
         print(f"wrote {path}  ({kind})")
+    print(f"wrote {out / 'example'}/ (a runnable testbench: cd {out / 'example'} && "
+          f"{example_command(files['verilog'].stem)})")
     if args.lint:
         lint([files["verilog"]], files["verilog"].stem)
         print("verilator --lint-only -Wall: clean (waivers: see spikeacc.hw.lint_waivers.LINT_WAIVERS)")
@@ -243,11 +247,15 @@ def cmd_vectors(args) -> int:
     out = Path(args.out) if str(args.out).endswith(".npz") else Path(f"{args.out}.npz")
     workdirs.output_file(out, "--out file", inputs=[args.model])
     cfg = _config_from(args)
+    if args.mode == "static" and args.input_step is not None:
+        raise ValueError("--mode static has one step per tensor; --input-step chooses per-token steps: give one")
+    step = "static" if args.mode == "static" else args.input_step
     base = _layer_base(cfg.in_mode("kirin") if args.kirin else cfg)
+    if step is not None:
+        base = base.replace(input_step=step)
     path = export_vectors(model=args.model, layer=args.layer, tokens=args.tokens, out=args.out,
-                          mode=args.mode, llama2_shape=args.llama2_shape, seed=args.seed,
-                          out_policy=args.out_policy, input_step=args.input_step, out_bits=args.out_bits,
-                          base=base)
+                          llama2_shape=args.llama2_shape, seed=args.seed, out_policy=args.out_policy,
+                          out_bits=args.out_bits, base=base)
     print(f"wrote {path}")
     return 0
 
@@ -405,11 +413,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tokens", type=int, default=8)
     p.add_argument("--out", required=True, help="output .npz file")
     p.add_argument("--model", help="local HF folder or .gguf file (default: embedded SmolLM2-135M)")
-    p.add_argument("--mode", choices=["dynamic", "static"], default="dynamic",
-                   help="activation steps: per token (dynamic) or calibrated per tensor (static)")
-    p.add_argument("--input-step", choices=["any", "pow2", "pow2/2", "pow2/4"], default="pow2/4",
-                   help="dynamic mode: any per-token step (Θ reloaded per token), powers of two (Θ shifted), "
-                        "or the grid 2^(-j/R) (one of R per-neuron constants, shifted)")
+    p.add_argument("--mode", choices=["dynamic", "static"], default=None,
+                   help="activation steps: per token (dynamic) or calibrated per tensor (static, the same as "
+                        "--input-step static); default: the configuration's")
+    p.add_argument("--input-step", choices=["static", "pow2", "pow2/2", "pow2/4", "any"], default=None,
+                   help="per-token steps on the grid 2^(-j/R) (pow2: R = 1; the tile holds R threshold constants "
+                        "per neuron and takes each token's exponent) or static; default: the configuration's. "
+                        "any (a threshold word per token) is golden-only and refused here")
     p.add_argument("--out-policy", choices=["channel", "tensor", "oracle"], default="channel",
                    help="where the output step comes from (oracle: not realizable, an upper bound)")
     p.add_argument("--out-bits", type=int, default=None, help="tile output width b_out (default: the configuration's)")

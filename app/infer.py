@@ -245,12 +245,13 @@ class RtlExecutor:
         golden = module.hardware_forward(x)
         w = module.w_code.numpy()
         mant, shift = golden.act.mantissa.numpy(), golden.act.shift.numpy()
-        theta, phi = golden.theta.numpy(), golden.phi.numpy()
+        held = golden.thresholds   # the per-neuron constants stay; each token brings its exponent
+        theta, phi, exponent = held.theta.numpy(), held.phi.numpy(), held.exponent.numpy()
         futures = []
         for lo in range(0, mant.shape[0], TILE_TOKENS):
             part = slice(lo, lo + TILE_TOKENS)
             arrays = {"w": w, "mant": np.ascontiguousarray(mant[part]), "shift": np.ascontiguousarray(shift[part]),
-                      "theta": np.ascontiguousarray(theta[part]), "phi": np.ascontiguousarray(phi[part])}
+                      "theta": theta, "phi": phi, "exponent": np.ascontiguousarray(exponent[part])}
             futures.append(self.submit(run_tile_call, cfg.to_dict(), arrays, self.build_root))
         return _Pending(key, golden, futures, time.perf_counter())
 

@@ -27,7 +27,7 @@ PROMPT = ("The GNU General Public License is a free, copyleft license for softwa
 def single_call(build_root: str, tokens: int) -> dict:
     cfg = PRESETS["smollm2"].replace(max_tokens=TILE_TOKENS).for_layer(576, 576)
     v = random_vectors(cfg, tokens, seed=1)
-    arrays = dict(w=v.w, mant=v.mant, shift=v.shift, theta=v.theta, phi=v.phi)
+    arrays = dict(w=v.w, mant=v.mant, shift=v.shift, theta=v.theta, phi=v.phi, exponent=v.exponent)
     run_tile_call(cfg.to_dict(), arrays, build_root)           # the first call checks the build
     t0 = time.perf_counter()
     r = run_tile_call(cfg.to_dict(), arrays, build_root)

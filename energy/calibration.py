@@ -81,7 +81,8 @@ def estimate(calibration: dict, design: str, activity: dict, pes: int, tokens: i
 
 def compare(calibrated: dict, raw_ratio: float, power: dict) -> dict:
     """Errors of the calibrated and the raw toggle model against a gate-level run of the same vectors."""
-    gate = {d: power["designs"][d]["logic_pj"] + power["designs"][d]["weight_memory_pj"] for d in ("tile", "mac")}
+    from spikeacc.energy.power import memory_total
+    gate = {d: memory_total(power["designs"][d]) for d in ("tile", "mac")}
     gate_ratio = gate["mac"] / gate["tile"]
     cal_ratio = calibrated["mac"]["total_pj"] / calibrated["tile"]["total_pj"]
     return {

@@ -73,10 +73,9 @@ def role_of_module(module: str) -> str:
     return "control"   # the tile's own registers: pipeline stages, token, error flag
 
 
-def _weight_reads(header: dict, nets: list, lanes: int) -> int:
-    """Cycles with a weight read enable high, summed over lanes, from the netlist's SAIF."""
+def _reads(header: dict, nets: list, names: set[str]) -> int:
+    """Cycles with one of the named buffer read enables high, summed over them, from the netlist's SAIF."""
     unit = header["TIMESCALE"]
-    names = {f"weight__{j}__en" for j in range(lanes)}
     reads = 0.0
     for net in nets:
         if net.path and net.path[-1] == "dut" and net.name in names:
@@ -117,8 +116,11 @@ def run_power(vectors_path, *, designs=("tile", "mac"), liberty=DEFAULT_LIBERTY,
                                      f"{'; '.join(rep.failures)}")
         header, nets = read_saif(saif)
         energy = gate_energy(gates.netlist, library, (header, nets), ("dut",), sram_pj_per_bit=e_bit)
-        reads = _weight_reads(header, nets, cfg.lanes)
+        reads = _reads(header, nets, {f"weight__{j}__en" for j in range(cfg.lanes)})
         memory_pj = reads * cfg.pes * cfg.weight_bits * e_bit
+        # the threshold memory: one word of P constants read as each block opens (the MAC's words carry R too)
+        thresh_reads = _reads(header, nets, {"thresh__en"})
+        thresh_pj = thresh_reads * threshold_word_bits(cfg, design) * e_bit
         roles: dict[str, float] = {}
         for module, pj in energy["by_module"].items():
             roles[role_of_module(module)] = roles.get(role_of_module(module), 0.0) + pj / tokens
@@ -137,6 +139,7 @@ def run_power(vectors_path, *, designs=("tile", "mac"), liberty=DEFAULT_LIBERTY,
             "logic_pj": energy["total_pj"] / tokens,
             "logic_without_clock_pj": (energy["total_pj"] - energy["by_class"]["clock"]) / tokens,
             "weight_reads": reads, "weight_memory_pj": memory_pj / tokens,
+            "threshold_reads": thresh_reads, "threshold_memory_pj": thresh_pj / tokens,
             "unannotated_pins": energy["unannotated_pins"], "pins": energy["pins"],
             "saif": str(saif), "netlist": str(gates.netlist.json), "seconds": time.perf_counter() - t0,
         }
@@ -175,9 +178,19 @@ def _ratios(s: dict, m: dict) -> dict:
         "pe_arithmetic_without_clock": pe_no_clock(m) / pe_no_clock(s),
         "tile_without_clock": m["logic_without_clock_pj"] / s["logic_without_clock_pj"],
         "tile_with_clock": m["logic_pj"] / s["logic_pj"],
-        "tile_with_clock_and_weight_memory": (m["logic_pj"] + m["weight_memory_pj"])
-        / (s["logic_pj"] + s["weight_memory_pj"]),
+        "tile_with_clock_and_weight_memory": memory_total(m) / memory_total(s),
     }
+
+
+def memory_total(d: dict) -> float:
+    """A design's logic plus its modelled weight and threshold memory reads, pJ per token-layer."""
+    return d["logic_pj"] + d["weight_memory_pj"] + d.get("threshold_memory_pj", 0.0)
+
+
+def threshold_word_bits(cfg, design: str) -> int:
+    """Bits of one threshold-memory word: P × (Θ, Φ), and the MAC's R = ⌈2^S/Θ⌉ per neuron beside them."""
+    per_neuron = cfg.theta_bits + cfg.phi_bits + (cfg.requant_shift + 1 if design == "mac" else 0)
+    return cfg.pes * per_neuron
 
 
 def power_markdown(r: dict) -> str:
@@ -198,7 +211,8 @@ def power_markdown(r: dict) -> str:
     rows = [(c, lambda d, c=c: d["by_class_pj"][c]) for c in CLASSES]
     rows += [("**logic total**", lambda d: d["logic_pj"]), ("logic without clock", lambda d: d["logic_without_clock_pj"]),
              ("weight memory (modelled)", lambda d: d["weight_memory_pj"]),
-             ("**with weight memory**", lambda d: d["logic_pj"] + d["weight_memory_pj"])]
+             ("threshold memory (modelled)", lambda d: d.get("threshold_memory_pj", 0.0)),
+             ("**with weight and threshold memory**", memory_total)]
     for label, get in rows:
         lines.append(f"| {label} | " + " | ".join(f"{get(r['designs'][d]):,.1f}" for d in designs) + " |")
     lines += ["", "By role (pJ per token-layer):", ""]

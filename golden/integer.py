@@ -3,7 +3,9 @@
 Two independent formulations that must agree:
 
 * :func:`accumulate` + :func:`fire_count` — the closed form
-  ``n = clamp(floor((2^F·acc + Φ)/Θ), 0, 2^b_out − 1)`` with ``acc = Σ w·m·2^e``;
+  ``n = clamp(floor(V/Θ), 0, 2^b_out − 1)`` with ``acc = Σ w·m·2^e`` and the
+  potential ``V = ⌊2^F·acc / 2^s⌋ + Φ`` (:func:`fire_potential`; s is the token's
+  scale shift, 0 for static steps);
 * :func:`simulate_ttfs` — a time-stepped TTFS + integrate-and-fire simulation
   (current ramp, membrane, reset-by-subtraction firing), the algorithm the PE runs.
 
@@ -17,7 +19,7 @@ import numpy as np
 
 from spikeacc.config import SpikeConfig, code_max
 
-__all__ = ["accumulate", "fire_count", "simulate_ttfs", "spike_times", "check_codes", "silence_fire", "is_outlier"]
+__all__ = ["accumulate", "fire_potential", "thresholds_for_tokens", "fire_count", "simulate_ttfs", "spike_times", "check_codes", "silence_fire", "is_outlier"]
 
 
 def check_codes(cfg: SpikeConfig, w: np.ndarray, mant: np.ndarray, shift: np.ndarray) -> None:
@@ -71,23 +73,50 @@ def accumulate(w: np.ndarray, mant: np.ndarray, shift: np.ndarray) -> np.ndarray
     return v @ w64.T
 
 
+def fire_potential(acc: np.ndarray, phi: np.ndarray, frac_bits: int, scale_shift=0) -> np.ndarray:
+    """``V = ⌊2^F·acc / 2^s⌋ + Φ``: the potential a neuron fires from (SPEC §3).
+
+    ``scale_shift`` s (per token, [M, 1] or a scalar) carries the token's
+    power-of-two step: the neuron keeps constant Θ, Φ and its accumulator is
+    shifted instead, ``acc << (F − s)`` or, for s > F, an arithmetic right shift
+    (floor). For s ≥ 0 this is exactly ``floor((2^F·acc + 2^s·Φ)/(2^s·Θ))``, a
+    threshold scaled by 2^s; s = 0 is the static case.
+    """
+    acc = np.asarray(acc, dtype=np.int64)
+    s = np.asarray(scale_shift, dtype=np.int64)
+    left = np.clip(frac_bits - s, 0, None)
+    right = np.clip(s - frac_bits, 0, None)
+    return ((acc << left) >> right) + np.asarray(phi, dtype=np.int64)
+
+
+def thresholds_for_tokens(theta: np.ndarray, phi: np.ndarray, exponent: np.ndarray) -> tuple:
+    """Per token: ``(Θ [M, N], Φ [M, N], s [M, 1])`` from constants [R, N] and exponents d [M].
+
+    Token t uses row ``d mod R`` of the constants and the scale shift ``s = ⌊d/R⌋``.
+    """
+    theta, phi = np.asarray(theta, dtype=np.int64), np.asarray(phi, dtype=np.int64)
+    d = np.asarray(exponent, dtype=np.int64).reshape(-1)
+    rows = theta.shape[0]
+    return theta[d % rows], phi[d % rows], (d // rows)[:, None]
+
+
 def fire_count(acc: np.ndarray, theta: np.ndarray, phi: np.ndarray, frac_bits: int,
-               out_bits: int) -> np.ndarray:
-    """Spikes fired after the window: ``clamp(floor((2^F·acc + Φ)/Θ), 0, 2^b_out − 1)``."""
+               out_bits: int, scale_shift=0) -> np.ndarray:
+    """Spikes fired after the window: ``clamp(floor(V/Θ), 0, 2^b_out − 1)``, V from :func:`fire_potential`."""
     theta = np.asarray(theta, dtype=np.int64)
     if (theta <= 0).any():
         raise ValueError("threshold Θ must be positive everywhere")
-    potential = (np.asarray(acc, dtype=np.int64) << frac_bits) + np.asarray(phi, dtype=np.int64)
+    potential = fire_potential(acc, phi, frac_bits, scale_shift)
     return np.clip(np.floor_divide(potential, theta), 0, code_max(out_bits))
 
 
 def silence_fire(acc: np.ndarray, theta: np.ndarray, phi: np.ndarray, frac_bits: int,
-                 out_bits: int) -> tuple[np.ndarray, np.ndarray]:
+                 out_bits: int, scale_shift=0) -> tuple[np.ndarray, np.ndarray]:
     """Kirin's silence-threshold neuron, step by step (SPEC §4); returns ``(fire_step, count)``.
 
     The threshold is infinite while the neuron integrates; over the output
     window of ``T_o = 2^b_out`` steps k = 1..T_o − 1 it falls as
-    ``θ_k = (T_o − k)·Θ``, and the neuron (potential ``V = 2^F·acc + Φ``, no
+    ``θ_k = (T_o − k)·Θ``, and the neuron (potential V of :func:`fire_potential`, no
     reset) fires once, at the first k with ``V ≥ θ_k``, and never again. The
     code is ``n = T_o − k`` (no spike: ``n = 0``, ``fire_step = -1``); the firing
     step k is the TTFS time the next layer expects for magnitude n. The count
@@ -97,7 +126,7 @@ def silence_fire(acc: np.ndarray, theta: np.ndarray, phi: np.ndarray, frac_bits:
     theta = np.asarray(theta, dtype=np.int64)
     if (theta <= 0).any():
         raise ValueError("threshold Θ must be positive everywhere")
-    potential = (np.asarray(acc, dtype=np.int64) << frac_bits) + np.asarray(phi, dtype=np.int64)
+    potential = fire_potential(acc, phi, frac_bits, scale_shift)
     window = 1 << out_bits
     fire_step = np.full(np.broadcast(potential, theta).shape, -1, dtype=np.int64)
     for k in range(1, window):
@@ -114,14 +143,14 @@ def spike_times(mant: np.ndarray, window: int) -> np.ndarray:
 
 
 def simulate_ttfs(cfg: SpikeConfig, w: np.ndarray, mant: np.ndarray, shift: np.ndarray,
-                  theta: np.ndarray, phi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+                  theta: np.ndarray, phi: np.ndarray, scale_shift=0) -> tuple[np.ndarray, np.ndarray]:
     """Time-stepped TTFS ramp and IF neuron; returns ``(integral, counts)``.
 
     At each step t every spike with ``t_k = t`` does ``I += sign(m)·(w << e)``,
     then ``V += I``. A Kirin outlier q (SPEC §4) joins the current in the last
     step, one bit plane j at a time (``I += sign(q)·(w << (e + j))`` for each
     set bit j of |q|), so it is integrated once. After the window the neuron
-    starts from ``Φ + 2^F·V`` and fires while the potential is ≥ Θ,
+    starts from the potential of :func:`fire_potential` and fires while the potential is ≥ Θ,
     subtracting Θ each time, at most ``2^b_out − 1`` times. ``integral``
     equals :func:`accumulate` exactly.
     """
@@ -140,7 +169,7 @@ def simulate_ttfs(cfg: SpikeConfig, w: np.ndarray, mant: np.ndarray, shift: np.n
                 arriving = arriving + np.where(outlier & ((magnitude >> plane) & 1 == 1), signed_shifted << plane, 0)
         current += arriving @ w64.T
         membrane += current
-    potential = (membrane << cfg.frac_bits) + np.asarray(phi, dtype=np.int64)
+    potential = fire_potential(membrane, phi, cfg.frac_bits, scale_shift)
     theta = np.asarray(theta, dtype=np.int64)
     counts = np.zeros_like(potential)
     for _ in range(cfg.max_count):

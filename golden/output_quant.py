@@ -39,7 +39,7 @@ import torch
 from spikeacc.config import check_out_bits, code_max
 from spikeacc.golden.steps import asym_params, pow2_steps
 
-__all__ = ["OUT_POLICIES", "INPUT_STEPS", "OutputCalibration", "OutputQuant", "threshold_pair", "pow2_steps",
+__all__ = ["OUT_POLICIES", "INPUT_STEPS", "OutputCalibration", "OutputQuant", "TokenThresholds", "threshold_pair", "pow2_steps",
            "step_grid", "fire_counts_torch"]
 
 OUT_POLICIES = ("channel", "tensor", "oracle")
@@ -64,13 +64,6 @@ def check_policy(policy) -> str:
     return policy
 
 
-def _shift(value: torch.Tensor, by: torch.Tensor) -> torch.Tensor:
-    """``value · 2^by`` as a barrel shifter does it: left shift, or arithmetic right shift (floor)."""
-    left = torch.clamp(by, min=0)
-    right = torch.clamp(-by, min=0)
-    return (value << left) >> right
-
-
 def threshold_pair(ratio: torch.Tensor, zero: torch.Tensor, frac_bits: int) -> tuple[torch.Tensor, torch.Tensor]:
     """``Θ = round(2^F·r)``, ``Φ = round(2^F·(z_y + ½)·r)`` with ``r = Δ/(s_i·s_x)`` (SPEC §3), int64.
 
@@ -88,10 +81,36 @@ def threshold_pair(ratio: torch.Tensor, zero: torch.Tensor, frac_bits: int) -> t
     return theta, phi
 
 
+@dataclass(frozen=True)
+class TokenThresholds:
+    """The thresholds a tile holds and the exponents that pick them: constants [R, N], exponent d [M].
+
+    Token t fires against row ``d_t mod R`` with the scale shift ``s_t = ⌊d_t/R⌋``
+    (:func:`spikeacc.golden.integer.fire_potential`). The tile's realizable
+    policies keep R = the input-step grid (1 for static steps); an arbitrary
+    per-token step or the oracle has one row per token (R = M, d_t = t, s = 0):
+    a golden-only evaluation, which no tile reads.
+    """
+
+    theta: torch.Tensor     # int64 [R, N]
+    phi: torch.Tensor       # int64 [R, N]
+    exponent: torch.Tensor  # int64 [M]
+
+    @property
+    def rows(self) -> int:
+        return self.theta.shape[0]
+
+    def per_token(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``(Θ [M, N], Φ [M, N], s [M, 1])``."""
+        row = self.exponent % self.rows
+        return self.theta[row], self.phi[row], torch.div(self.exponent, self.rows, rounding_mode="floor")[:, None]
+
+
 def fire_counts_torch(acc: torch.Tensor, theta: torch.Tensor, phi: torch.Tensor, frac_bits: int,
-                      out_bits: int) -> torch.Tensor:
+                      out_bits: int, scale_shift=0) -> torch.Tensor:
     """Torch twin of :func:`spikeacc.golden.integer.fire_count` (int64, floor division)."""
-    potential = (acc << frac_bits) + phi
+    s = torch.as_tensor(scale_shift, dtype=torch.int64)
+    potential = ((acc << torch.clamp(frac_bits - s, min=0)) >> torch.clamp(s - frac_bits, min=0)) + phi
     return torch.clamp(torch.div(potential, theta, rounding_mode="floor"), 0, code_max(out_bits))
 
 
@@ -186,30 +205,33 @@ class OutputQuant:
                                self.out_bits)
         return self.step.double(), self.zero.double()
 
-    def thresholds(self, w_scale: torch.Tensor, x_step: torch.Tensor, out_step: torch.Tensor,
-                   out_zero: torch.Tensor, j: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """Θ, Φ broadcast to [M, N] for input steps ``x_step`` ([M, 1] or []) and weight scales [N].
+    @property
+    def reference_exponent(self) -> int | None:
+        """R·⌊j0/R⌋: the grid exponent of the first threshold constant (None without power-of-two inputs)."""
+        return None if self.j0 is None else (self.j0 // (self.grid or 1)) * (self.grid or 1)
 
-        With power-of-two inputs the per-neuron constants are computed once at
-        ``s_x = 2^−j0`` and shifted by ``j_t − j0`` per token; on a grid
-        ``2^(−j/R)`` there are R constants (``j mod R``), shifted by
-        ``⌊j/R⌋ − ⌊j0/R⌋``.
+    def thresholds(self, w_scale: torch.Tensor, x_step: torch.Tensor, out_step: torch.Tensor,
+                   out_zero: torch.Tensor, j: torch.Tensor | None = None, tokens: int = 1) -> TokenThresholds:
+        """The constants and per-token exponents for input steps ``x_step`` ([M, 1] or []) and weight scales [N].
+
+        With power-of-two inputs on the grid ``2^(−j/R)`` the R per-neuron
+        constants are computed at ``s_x = 2^(−(R·q0 + r)/R)``, ``q0 = ⌊j0/R⌋``,
+        and token t's exponent is ``d = j_t − R·q0``: row ``d mod R`` = ``j_t mod R``,
+        scale shift ``⌊d/R⌋`` = ``⌊j_t/R⌋ − q0``. A step per tensor (static) gives
+        one row; any other per-token step, one row per token.
         """
         w_scale = w_scale.double()[None, :]
         out_step = torch.as_tensor(out_step, dtype=torch.float64)
         out_zero = torch.as_tensor(out_zero, dtype=torch.float64)
         if self.j0 is not None and j is not None:
             grid = self.grid or 1
-            q0 = self.j0 // grid
-            exps = torch.arange(grid, dtype=torch.float64) + q0 * grid           # reference j of each constant
-            base = out_step / (w_scale * torch.pow(2.0, -exps / grid)[:, None])  # [R, N]
-            theta0, phi0 = threshold_pair(base, out_zero, self.frac_bits)  # both [R, N] by broadcasting
-            j = j.reshape(-1)
-            r, q = j % grid, j // grid
-            by = (q - q0).reshape(-1, 1)
-            theta, phi = _shift(theta0[r], by), _shift(phi0[r], by)
-            if (theta < 1).any():
-                raise ValueError(f"token step 2^{-int(j.min())}/{grid} shifts Θ below 1: raise frac_bits")
-            return theta, phi
+            exps = torch.arange(grid, dtype=torch.float64) + self.reference_exponent   # j of each constant
+            base = out_step / (w_scale * torch.pow(2.0, -exps / grid)[:, None])       # [R, N]
+            theta, phi = threshold_pair(base, out_zero, self.frac_bits)               # both [R, N]
+            return TokenThresholds(theta, phi, j.reshape(-1) - self.reference_exponent)
         ratio = out_step / (w_scale * torch.as_tensor(x_step, dtype=torch.float64))
-        return threshold_pair(ratio, out_zero, self.frac_bits)
+        theta, phi = threshold_pair(ratio, out_zero, self.frac_bits)
+        theta, phi = torch.broadcast_tensors(theta, phi)
+        if theta.shape[0] == 1:          # one step for every token: one row of constants
+            return TokenThresholds(theta, phi, torch.zeros(tokens, dtype=torch.int64))
+        return TokenThresholds(theta, phi, torch.arange(theta.shape[0], dtype=torch.int64))

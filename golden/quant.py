@@ -126,7 +126,8 @@ def _token_shift_code(x_steps: torch.Tensor, salient: torch.Tensor, qmax: int,
 
 def quantize_activation(x: torch.Tensor, bits: int, *, kappa: float | None, e_max: int,
                         static_range: tuple[torch.Tensor, torch.Tensor] | None = None,
-                        pow2: int | None = None, outlier_bits: int | None = None) -> ActQuant:
+                        pow2: int | None = None, outlier_bits: int | None = None,
+                        min_exponent: int | None = None) -> ActQuant:
     """SpikeQuant activation quantizer.
 
     Dynamic (``static_range=None``): per token, salient by the MAD rule with κ,
@@ -140,6 +141,8 @@ def quantize_activation(x: torch.Tensor, bits: int, *, kappa: float | None, e_ma
     values become signed B-bit integers (|q| ≤ 2^(B−1) − 1) sharing one
     power-of-two shift per token instead of a 5-bit mantissa with a shift each;
     ``mantissa``/``shift`` then hold q and the token's shift at those places.
+    ``min_exponent`` (with ``pow2``) is the tile's largest step, ``2^(−min_exponent/R)``:
+    a token whose range needs a larger step takes that one and saturates.
     """
     qmax = code_max(bits)
     exponent = None
@@ -152,6 +155,9 @@ def quantize_activation(x: torch.Tensor, bits: int, *, kappa: float | None, e_ma
         step, zero = asym_params(lo, hi, bits)
         if pow2:
             step, exponent = pow2_steps(step, pow2)
+            if min_exponent is not None and (exponent < min_exponent).any():
+                exponent = torch.clamp(exponent, min=min_exponent)
+                step = torch.pow(2.0, -exponent.double() / pow2).to(step.dtype)
             zero = torch.round(-lo.clamp(max=0) / step)
     else:
         step, zero = asym_params(static_range[0], static_range[1], bits)

@@ -13,17 +13,15 @@ from torch import nn
 
 from spikeacc.config import SpikeConfig, check_out_bits, code_max
 from spikeacc.golden.integer import accumulate
-from spikeacc.golden.output_quant import (INPUT_STEPS, OutputCalibration, OutputQuant,
+from spikeacc.golden.output_quant import (INPUT_STEPS, OutputCalibration, OutputQuant, TokenThresholds,
                                           check_policy, fire_counts_torch, step_grid, threshold_pair)
 from spikeacc.golden.quant import (ActQuant, mad_salient, quantize_activation, quantize_weight,
                                    quantize_weight_pow2_groups)
 
-__all__ = ["SpikeQuantLinear", "QuantSpec", "HARDWARE_INPUT_STEP", "HardwareResult", "thresholds", "ideal_counts", "METHODS",
+__all__ = ["SpikeQuantLinear", "QuantSpec", "HardwareResult", "thresholds", "ideal_counts", "METHODS",
            "CALIBRATION_STAGES"]
 
 METHODS = ("fp", "rtn", "spikequant", "kirin")
-# The input-step policy the tile ships with: per-token steps on 2^(−j/4), Θ one of 4 per-neuron constants, shifted.
-HARDWARE_INPUT_STEP = "pow2/4"
 # Static activation ranges first (measured on the float network), then output ranges (measured
 # with every input quantized as it will be): the order the hardware's thresholds depend on them.
 CALIBRATION_STAGES = ("input", "output")
@@ -54,6 +52,7 @@ class QuantSpec:
     e_max: int = 7
     w_group: int | None = None  # power-of-two group steps (float path only; see quantize_weight_pow2_groups)
     out_bits: int | None = None
+    exponent_headroom: int = 2   # with pow2 steps: a token's step may exceed the calibrated largest by 2^H
     out_policy: str = "channel"
     out_clip: int = 0
     out_floor: float | None = None  # lowest output the range must cover (e.g. where SiLU is already ~0)
@@ -91,19 +90,23 @@ class QuantSpec:
         return dataclasses.replace(self, **changes)
 
     @classmethod
-    def from_config(cls, cfg: SpikeConfig, *, hardware_faithful: bool = True, mode: str = "dynamic",
-                    input_step: str = HARDWARE_INPUT_STEP, out_policy: str = "channel", **evaluation) -> "QuantSpec":
+    def from_config(cls, cfg: SpikeConfig, *, hardware_faithful: bool = True, mode: str | None = None,
+                    input_step: str | None = None, out_policy: str = "channel", **evaluation) -> "QuantSpec":
         """How the golden model quantizes a projection that a tile of configuration ``cfg`` computes.
 
-        Every width and the salient rule come from ``cfg`` (SpikeQuant or Kirin
-        by its ``outlier_bits``); only what the configuration does not say is
-        chosen here: the activation-step mode and policy (the hardware's
-        defaults: per-token steps on 2^(−j/4), per-channel output ranges) and,
-        with ``hardware_faithful=False``, float outputs (the input-only rows).
+        Every width, the salient rule and the input steps come from ``cfg``
+        (SpikeQuant or Kirin by its ``outlier_bits``, static or a power-of-two
+        grid by its ``input_step``); only what the configuration does not say is
+        chosen here: the output-range policy (default per channel), float
+        outputs with ``hardware_faithful=False`` (the input-only rows), and
+        ``mode``/``input_step`` to evaluate a step policy the tile does not
+        implement (labelled golden-only rows).
         """
+        if mode is None:
+            mode, input_step = ("static", "any") if cfg.input_step == "static" else ("dynamic", cfg.input_step)
         return cls(method=cfg.mode, w_bits=cfg.w_bits, a_bits=cfg.a_bits, mode=mode, kappa=cfg.kappa,
                    e_max=cfg.shift_max, frac_bits=cfg.frac_bits, input_step=input_step, out_policy=out_policy,
-                   out_bits=cfg.out_bits if hardware_faithful else None,
+                   out_bits=cfg.out_bits if hardware_faithful else None, exponent_headroom=cfg.exponent_headroom,
                    outlier_bits=cfg.outlier_bits if cfg.kirin else cls.outlier_bits, **evaluation)
 
 
@@ -113,8 +116,7 @@ class HardwareResult:
 
     act: ActQuant
     acc: torch.Tensor      # int64 [M, N]
-    theta: torch.Tensor    # int64 [M, N]
-    phi: torch.Tensor      # int64 [M, N]
+    thresholds: TokenThresholds   # constants [R, N] and the tokens' exponents [M]
     counts: torch.Tensor   # int64 [M, N]
     out_step: torch.Tensor
     out_zero: torch.Tensor
@@ -215,7 +217,13 @@ class SpikeQuantLinear(nn.Module):
             return quantize_activation(x, spec.a_bits, kappa=spec.kappa, e_max=spec.e_max,
                                        static_range=(self.static_lo, self.static_hi), outlier_bits=outliers)
         return quantize_activation(x, spec.a_bits, kappa=spec.kappa, e_max=spec.e_max, pow2=spec.step_grid,
-                                   outlier_bits=outliers)
+                                   outlier_bits=outliers, min_exponent=self.min_exponent)
+
+    @property
+    def min_exponent(self) -> int | None:
+        """The largest step the tile's thresholds reach, as an exponent of 2^(−1/R): R·(q0 − H); None before calibration."""
+        ref = self.out_quant.reference_exponent if self.out_quant is not None else None
+        return None if ref is None else ref - (self.spec.step_grid or 1) * self.spec.exponent_headroom
 
     def finish_calibration(self) -> None:
         """Static range = mean over calibration tokens of each token's non-salient min and max."""
@@ -303,8 +311,8 @@ class SpikeQuantLinear(nn.Module):
     def hardware_forward(self, x: torch.Tensor) -> HardwareResult:
         """What the tile computes for tokens ``x`` [M, K]: codes, thresholds and spike counts (SPEC §3).
 
-        Vectorized torch integer arithmetic: ``n = clamp(floor((2^F·acc + Φ)/Θ), 0, 2^b_out − 1)``,
-        the same formula as :func:`~spikeacc.golden.integer.fire_count`.
+        Vectorized torch integer arithmetic: ``n = clamp(floor(V/Θ), 0, 2^b_out − 1)`` with
+        ``V = ⌊2^F·acc/2^s⌋ + Φ``, the same formula as :func:`~spikeacc.golden.integer.fire_count`.
         """
         spec = self.spec
         if not spec.hardware_faithful:
@@ -321,10 +329,10 @@ class SpikeQuantLinear(nn.Module):
         x_step = aq.step.double()
         y = acc.double() * self.w_scale.double()[None, :] * x_step
         out_step, out_zero = self.out_quant.steps_for(y)
-        theta, phi = self.out_quant.thresholds(self.w_scale, x_step, out_step, out_zero, aq.exponent)
-        theta, phi = theta.expand_as(acc), phi.expand_as(acc)
-        counts = fire_counts_torch(acc, theta, phi, spec.frac_bits, spec.out_bits)
-        result = HardwareResult(aq, acc, theta, phi, counts, out_step.expand(1, -1) if out_step.dim() == 1
+        held = self.out_quant.thresholds(self.w_scale, x_step, out_step, out_zero, aq.exponent, tokens=acc.shape[0])
+        theta, phi, scale_shift = held.per_token()
+        counts = fire_counts_torch(acc, theta, phi, spec.frac_bits, spec.out_bits, scale_shift)
+        result = HardwareResult(aq, acc, held, counts, out_step.expand(1, -1) if out_step.dim() == 1
                                 else out_step, out_zero.expand(1, -1) if out_zero.dim() == 1 else out_zero)
         if self.record is not None:
             self.record.append(result)

@@ -15,7 +15,7 @@ from amaranth.lib import data
 
 from spikeacc.config import SpikeConfig
 
-__all__ = ["tile_cycles_closed_form", "describe_shape", "port_facts", "datasheet_facts", "datasheet_markdown", "example_word"]
+__all__ = ["timing_manifest", "symbols", "tile_cycles_closed_form", "describe_shape", "port_facts", "datasheet_facts", "datasheet_markdown", "example_word"]
 
 
 def describe_shape(shape) -> dict:
@@ -107,6 +107,15 @@ def _contract(cfg: SpikeConfig, fields, checked: bool = True) -> dict:
         "phi": {"min": -(cfg.phi_bound + 1), "max": cfg.phi_bound, "outside": "every value of the port is legal"},
         "token": {"min": 0, "max": cfg.max_tokens - 1,
                   "outside": beyond(cfg.max_tokens - 1, cfg.token_bits, f"a larger token that fits the port {dont_care}")},
+        "exponent": {"min": cfg.exponent_min, "max": cfg.exponent_max,
+                     "outside": (f"a value that fits the port but lies outside {cfg.exponent_min}..{cfg.exponent_max} "
+                                 f"{dont_care}")},
+        "scale_shift": {"min": cfg.scale_shift_min, "max": cfg.scale_shift_max,
+                        "outside": "is not checked; the count is then don't-care"},
+        "recip": {"min": 1, "max": 1 << cfg.requant_shift,
+                  "outside": (f"must be exactly ceil(2^{cfg.requant_shift}/Θ) of the same word (0 where Θ = 0): "
+                              f"the counts come from R alone, so any other value gives wrong counts with `error` "
+                              f"low")},
     }
     return {name: contract[name] for name in fields}
 
@@ -118,8 +127,11 @@ PE_RESET = ("`rst` is synchronous and active high; hold it high for at least one
 
 
 def _buffers(cfg: SpikeConfig, design: str) -> dict:
-    K, L, P, B, M = cfg.in_features, cfg.lanes, cfg.pes, cfg.blocks, cfg.max_tokens
-    thresh_fields = "theta, phi" + (", recip" if design == "mac" else "")
+    K, L, P, B, M, R = cfg.in_features, cfg.lanes, cfg.pes, cfg.blocks, cfg.max_tokens, cfg.threshold_grid
+    thresh_fields = ("theta, phi: constants of the neuron, row r of its R = " + str(R)
+                     + (", recip" if design == "mac" else ""))
+    reads = ("read only for inputs whose mantissa is nonzero (a Kirin outlier: once per set bit of |q|), once per "
+             "block" if design == "tile" else "every word is read for every block, zeros included")
     buffers = {
         "act": {"ports": ["act"], "depth": M * cfg.k_words, "address": f"token·{cfg.k_words} + word",
                 "element": f"array element l of word `word` is input k = word·{L} + l",
@@ -128,17 +140,56 @@ def _buffers(cfg: SpikeConfig, design: str) -> dict:
                              f"integer path" if cfg.kirin else "")},
         "weight": {"ports": [f"weight__{j}" for j in range(L)], "depth": B * K, "address": f"block·{K} + k",
                    "element": f"array element p is the weight code of output neuron block·{P} + p for input k",
-                   "fields": "weight code w (signed); every lane port reads the same contents"},
-        "thresh": {"ports": ["thresh"], "depth": M * B, "address": f"token·{B} + block",
+                   "fields": "weight code w (signed); every lane port reads the same contents",
+                   "reads": reads + "; a −2^b_w weight raises `error` only when it is read"},
+        "thresh": {"ports": ["thresh"], "depth": cfg.threshold_words, "address": f"block·{R} + r, r = exponent mod {R}",
                    "element": f"array element p belongs to output neuron block·{P} + p",
-                   "fields": thresh_fields},
+                   "fields": thresh_fields,
+                   "reads": "one word per block and token, as the block opens"},
         "out": {"ports": ["out"], "depth": M * B, "address": f"token·{B} + block",
                 "element": f"array element p is the spike count of output neuron block·{P} + p",
                 "fields": "count (unsigned)"},
     }
     if design == "mac":
-        buffers["thresh"]["recip"] = f"R = ceil(2^{cfg.requant_shift} / Θ), computed offline per neuron"
+        buffers["thresh"]["recip"] = (f"R = ceil(2^{cfg.requant_shift} / Θ) of each constant, computed offline "
+                                      f"(0 where Θ = 0); it must be exact: the counts come from R alone")
     return buffers
+
+
+def symbols(cfg: SpikeConfig) -> dict:
+    """The letters the datasheet uses, with their values in this configuration."""
+    out = {"K": f"inputs per output neuron (in_features) = {cfg.in_features}",
+           "N": f"output neurons (out_features) = {cfg.out_features}",
+           "P": f"output neurons computed in parallel, one block (pes) = {cfg.pes}",
+           "L": f"activation lanes read per cycle (lanes) = {cfg.lanes}",
+           "T": f"time steps of a TTFS window, 2^a_bits = {cfg.window} (a mantissa m spikes at step T − |m|)",
+           "F": f"fraction bits of Θ and Φ (frac_bits) = {cfg.frac_bits}",
+           "b_out": f"output count width (out_bits) = {cfg.out_bits}",
+           "R": (f"threshold constants per neuron (threshold_grid) = {cfg.threshold_grid}: token steps on the grid "
+                 f"2^(−j/R) (input_step {cfg.input_step})"),
+           "d": (f"a token's exponent (the `exponent` input) = R·s + r: row r = d mod R of the constants, scale "
+                 f"shift s = floor(d/R), {cfg.scale_shift_min}..{cfg.scale_shift_max}"),
+           "M": f"tokens the buffers address (max_tokens) = {cfg.max_tokens}"}
+    if cfg.kirin:
+        out["B"] = f"Kirin outlier width (outlier_bits) = {cfg.outlier_bits}"
+    return out
+
+
+PORT_ROLES = {
+    "clk": "clock, rising edge",
+    "rst": "synchronous reset, active high (see Clock and reset)",
+    "start": "begin the token `token`: sampled on a rising edge while `busy` is low",
+    "token": "the token to compute: selects its activation and output buffer words; captured with `start`",
+    "exponent": "the token's step exponent d, captured with `start`: threshold row d mod R, scale shift floor(d/R)",
+    "busy": "high while a token is computed, exactly `cycles` cycles",
+    "done": "strobes one cycle when the token's last output word has been written",
+    "cycles": "cycles since the last `start`, frozen from `done` until the next `start`",
+    "block": ("progress only: the block of P neurons being read or replayed; its value while output words are "
+              "written is not the written block (use `out__addr`) and differs between the spiking, Kirin and "
+              "MAC tiles"),
+    "error": ("a word read for this token was outside the input ranges; cleared at `start`, valid with `done`, "
+              "held after `done` until the next `start`"),
+}
 
 
 def tile_cycles_closed_form(cfg: SpikeConfig, nonzero_per_magnitude, outliers: int = 0) -> int:
@@ -169,7 +220,8 @@ def _tile_timing(cfg: SpikeConfig, design: str, component) -> dict:
     if design == "mac":
         cycles = component.timing()["cycles_per_token"]
         return {"cycles_formula": f"cycles = (N/P)·(K/L) + {component.OUTPUT_DELAY + 2} = {cycles}",
-                "cycles_exact": cycles}
+                "cycles_exact": cycles,
+                "scope": "for every token: the MAC streams every word whatever its value"}
     gap = component.fire_gap
     return {
         "cycles_formula": (f"cycles = (K/L + {component.ENCODE_TAIL}) + (1 + R) + (N/P − 1)·max(1 + R, {gap}) "
@@ -181,27 +233,58 @@ def _tile_timing(cfg: SpikeConfig, design: str, component) -> dict:
                               if cfg.kirin else "")),
         "encode_cycles": cfg.k_words + component.ENCODE_TAIL,
         "fire_gap": gap,
+        "scope": ("for tokens inside the input ranges; a token that raises `error` may take a different number "
+                  "of cycles" + (f" (a mantissa of −{cfg.outlier_max + 1} is no outlier to the hardware, though "
+                                 f"|−{cfg.outlier_max + 1}| > {cfg.spike_max})" if cfg.kirin else "")),
     }
 
 
+TIMING_MEANING = {
+    "tile": {"pipeline": "stages from the sequencer to the PEs (sequencer → queue read → weight read)",
+             "fire_capture_delay": "from a fire to the capture of that block's counts",
+             "fire_gap": "fewest cycles between two fires",
+             "write_delay": ("from the cycle with `thresh__en` high that opens block b + 1 (for the last block: "
+                             "the cycle after its last row of events, which fires it) to the cycle with `out__en` "
+                             "high for block b"),
+             "encode_cycles": "from the cycle after `start` to the end of the encode pass (K/L reads + 2)",
+             "lanes": "L (not a time)", "pes": "P (not a time)"},
+    "mac": {"cycles_per_token": "from the cycle after `start` to the cycle before `done`, as `cycles` reports",
+            "output_delay": "from the cycle after a block's last `act__en` (its requantize) to its `out__en`",
+            "write_delay": "from the cycle with `act__en` high for a block's last word to that block's `out__en`"},
+}
+
+
+def timing_manifest(design: str, component) -> dict:
+    """The component's timing constants with their units and reference points (the manifest's ``timing``)."""
+    values = dict(component.timing())
+    if design == "mac":
+        values["write_delay"] = values["output_delay"] + 1
+    return {"units": "cycles of clk (rising edges)", "values": values,
+            "meaning": {k: TIMING_MEANING[design][k] for k in values}}
+
+
 HANDSHAKE = [
-    "`start` is sampled on a rising edge while `busy` is low; `token` is captured on that same edge.",
+    "`start` is sampled on a rising edge while `busy` is low; `token` and `exponent` are captured on that same edge.",
     "`busy` is high from the next cycle for exactly `cycles` cycles; `start` is ignored meanwhile.",
     "`done` is high for one cycle, the cycle after `busy` falls; a `start` in that cycle is accepted.",
     "`cycles` is reset at `start` and holds its final value from `done` until the next `start`.",
-    "`error` is cleared at `start` and is valid with `done`.",
+    "`error` is cleared at `start`, is valid with `done` and holds its value after `done` until the next `start`.",
     "Every buffer port reads synchronously: data must appear on `*__data` one cycle after a cycle with "
     "`*__en` high, and hold while `en` is low. `out__data` is valid in cycles with `out__en` high.",
 ]
 
 RESET = ("`rst` is synchronous and active high. Hold it high for at least one rising edge of `clk` after "
          "power-up, with `start` low. It clears the control FSM, the pipeline valid bits, the firing units, "
-         "`busy`, `done`, `error` and `cycles`. Memories inside the design (the event queues) need no reset: "
-         "every word is written before it is read. The design does not rely on Verilog initial values "
-         "(a regression runs it with all of them removed, X-initial under Icarus). Drive `rst` from the "
-         "testbench's reset sequence, not from a declaration initialiser (`reg rst = 1;`): under "
-         "`iverilog -g2012` that initialiser races the design's own initial values and `out__en` can be X "
-         "for a cycle.")
+         "`busy`, `done`, `error` and `cycles`. Reset while `busy` aborts the token cleanly: the design is idle "
+         "after it, the aborted token's output words are don't-care, and the next `start` runs normally. "
+         "Memories inside the design (the event queues) need no reset: every word is written before it is "
+         "read. The design does not rely on Verilog initial values: `<top>_noinit.v` in the package is the same "
+         "design with every initial value removed (X-initial), and the example testbench runs it too. "
+         "Simulator settings: under Icarus use `-g2005`; with `-g2012` the generated `always @*` blocks wait "
+         "for a time-0 event that SystemVerilog semantics never give, so `thresh__en` (and in the Kirin and "
+         "MAC tiles more enables) are X from power-up until the first `start`, and a declaration initialiser "
+         "on `rst` (`reg rst = 1;`) can leave `out__en` X for up to three cycles. Drive `rst` from the "
+         "testbench's reset sequence.")
 
 
 def _tile_diagram(cfg: SpikeConfig, design: str) -> str:
@@ -228,8 +311,8 @@ def _tile_diagram(cfg: SpikeConfig, design: str) -> str:
         "weight__en __________________________/‾‾\\_/‾‾‾\\_‾‾\\____________/‾‾\\_/‾‾\\___________________________   "
         "(lanes carrying an event)",
         f"out__en    _______________________________________________________/‾\\_____ ... __________/‾\\______   "
-        f"(block b: {SpikingTile.write_delay_for(cfg)} cycles after the thresh__en opening block b + 1, "
-        "or after the last fire)",
+        f"(block b: {SpikingTile.write_delay_for(cfg)} cycles after the thresh__en opening block b + 1; "
+        "the last block: after the cycle that follows its last row of events)",
         "done       _____________________________________________________________________________________/‾\\",
     ])
 
@@ -240,22 +323,28 @@ def datasheet_facts(design: str, cfg: SpikeConfig, component, top: str) -> dict:
              "reset": RESET}
     if design in ("tile", "mac"):
         facts.update({"handshake": HANDSHAKE, "buffers": _buffers(cfg, design),
-                      "contract": _contract(cfg, ("mantissa", "shift", "weight", "theta", "phi", "token")),
+                      "contract": _contract(cfg, ("mantissa", "shift", "weight", "theta", "phi", "token", "exponent")
+                                            + (("recip",) if design == "mac" else ())),
                       "timing": _tile_timing(cfg, design, component), "diagram": _tile_diagram(cfg, design),
+                      "symbols": symbols(cfg), "port_roles": PORT_ROLES,
                       "computes": ("for every token t and output neuron i: count[t, i] = "
-                                   "clamp(floor((2^F·acc + Φ) / Θ), 0, 2^b_out − 1), "
-                                   "acc = Σ_k w[i, k]·mantissa[t, k]·2^shift[t, k]; "
-                                   f"F = {cfg.frac_bits}, b_out = {cfg.out_bits}")})
+                                   "clamp(floor((floor(2^F·acc / 2^s) + Φ[r, i]) / Θ[r, i]), 0, 2^b_out − 1), "
+                                   "acc = Σ_k w[i, k]·mantissa[t, k]·2^shift[t, k], with the token's exponent d: "
+                                   f"r = d mod R, s = floor(d / R); F = {cfg.frac_bits}, b_out = {cfg.out_bits}, "
+                                   f"R = {cfg.threshold_grid}. The thresholds are per-neuron constants; the "
+                                   "token's step reaches the neurons as the scale shift s, a shift of the "
+                                   "accumulator (left by F − s, or arithmetic right by s − F).")})
         if design == "mac":
             facts["requant_shift"] = cfg.requant_shift
     elif design == "pe":
         facts["protocol"] = [
-            "Assert `start` for one cycle with `theta` and `phi` valid: current ← 0, membrane ← 0, Θ and Φ latched.",
+            "Assert `start` for one cycle with `theta`, `phi` and `scale_shift` valid: current ← 0, membrane ← 0, "
+            "Θ, Φ and s latched.",
             f"For each time step t = 1..{cfg.window - 1}, present the spikes of the inputs with |mantissa| = "
             f"T − t (T = {cfg.window}), up to {cfg.lanes} per cycle on `spikes`, with `step` high on the last "
             "cycle of the step (a step with no spike still takes one cycle with `step` high).",
             "Assert `fire` for one cycle (no spikes, no step): `count` becomes clamp(floor(V/Θ), 0, "
-            "2^b_out − 1) for the potential V. `fire` may coincide with the next `start`.",
+            "2^b_out − 1) for the potential V = floor(2^F·Σ/2^s) + Φ. `fire` may coincide with the next `start`.",
             FIRING_PROTOCOL[cfg.firing].format(fire_cycles=cfg.fire_cycles, steps=cfg.max_count),
             "`count` is valid from `done` until the next `fire`.",
         ]
@@ -264,18 +353,20 @@ def datasheet_facts(design: str, cfg: SpikeConfig, component, top: str) -> dict:
                 f"Kirin integer outliers (|q| in {cfg.spike_max + 1}..{cfg.outlier_max}, shift e): in the cycles of "
                 f"step {cfg.window - 1}, after its spikes and before `step`, present one spike per set bit j of |q| "
                 f"(j = 0..{cfg.outlier_planes - 1}) with shift e + j and the sign of q: the PE adds w·q·2^e once."))
-        facts["contract"] = _contract(cfg, ("shift", "weight", "theta", "phi"), checked=False)
+        facts["contract"] = _contract(cfg, ("shift", "weight", "theta", "phi", "scale_shift"), checked=False)
         facts["reset"] = PE_RESET
     elif design == "mac_pe":
         facts["protocol"] = [
             f"Each cycle, present up to {cfg.lanes} (weight, mantissa, shift) triples on `inputs` with `valid` set; "
             "the PE adds Σ (w·m) << e to its accumulator.",
             "Assert `clear` with the first word of a neuron: the accumulator restarts from that word, and `params` "
-            "(Θ, Φ, R = ceil(2^S/Θ)) is sampled.",
-            "Assert `requant` with the last word: `count` = clamp(floor((2^F·acc + Φ)/Θ), 0, 2^b_out − 1), computed "
-            "as (y·R) >> S, is valid from the third cycle after it, while the next neuron accumulates.",
+            "(Θ, Φ, R = ceil(2^S/Θ)) and `scale_shift` s are sampled.",
+            "Assert `requant` with the last word: `count` = clamp(floor(y/Θ), 0, 2^b_out − 1) with "
+            "y = floor(2^F·acc/2^s) + Φ, computed as (y·R) >> S, is valid from the third cycle after it, while the "
+            "next neuron accumulates.",
         ]
-        facts["contract"] = _contract(cfg, ("mantissa", "shift", "weight", "theta", "phi"), checked=False)
+        facts["contract"] = _contract(cfg, ("mantissa", "shift", "weight", "theta", "phi", "scale_shift", "recip"),
+                                      checked=False)
         facts["reset"] = PE_RESET
         facts["requant_shift"] = cfg.requant_shift
     facts["example"] = _example(design, cfg, facts["ports"])
@@ -287,7 +378,7 @@ def _example(design: str, cfg: SpikeConfig, ports: list[dict]) -> list[dict]:
     by_name = {p["name"]: p for p in ports}
     P, L = cfg.pes, cfg.lanes
     if design in ("tile", "mac"):
-        neuron = {"theta": 3 << cfg.frac_bits, "phi": -(1 << (cfg.frac_bits - 1))}
+        neuron = {"theta": 3 << cfg.frac_bits, "phi": -(1 << (cfg.frac_bits - 1))}   # one constant of row r
         if design == "mac":
             neuron["recip"] = -(-(1 << cfg.requant_shift) // neuron["theta"])
         values = {"act__data": [{"mantissa": -3 if j == 0 else j + 1, "shift": min(j, cfg.shift_max)}
@@ -313,12 +404,18 @@ def datasheet_markdown(facts: dict, cfg: SpikeConfig) -> str:
            f"The same facts are in `{facts['top']}.json` under `datasheet`.", ""]
     if "computes" in facts:
         out += ["## What it computes", "", facts["computes"], ""]
+    if "symbols" in facts:
+        out += ["## Symbols", "", "| symbol | meaning |", "|---|---|"]
+        out += [f"| {k} | {v} |" for k, v in facts["symbols"].items()] + [""]
     out += ["## Clock and reset", "", f"Clock: {facts['clock']}. {facts['reset']}", "", "## Ports", "",
-            "| port | dir | width | type |", "|---|---|---|---|"]
+            "| port | dir | width | type | role |", "|---|---|---|---|---|"]
+    roles = facts.get("port_roles", {})
     for p in facts["ports"]:
         kind = ("struct/array, see layout" if ("struct" in p or "array" in p)
                 else ("signed" if p["signed"] else "unsigned"))
-        out.append(f"| `{p['name']}` | {p['direction']} | {p['width']} | {kind} |")
+        buffer = p["name"].split("__")[0]
+        role = roles.get(p["name"], f"buffer port of `{buffer}` (see Buffers)" if "__" in p["name"] else "")
+        out.append(f"| `{p['name']}` | {p['direction']} | {p['width']} | {kind} | {role} |")
     out += ["", "## Bit layouts", "",
             "Bits are numbered from 0 (least significant). A struct's first field is in the lowest bits; "
             "array element i starts at bit i·stride.", ""]
@@ -331,16 +428,17 @@ def datasheet_markdown(facts: dict, cfg: SpikeConfig) -> str:
     out += [f"- `{ex['port']}` = `{ex['value']}` → `{ex['hex']}`" for ex in facts["example"]]
     out.append("")
     if "buffers" in facts:
-        out += ["## Buffers", "", "| buffer | ports | depth | address | element order | fields |",
-                "|---|---|---|---|---|---|"]
+        out += ["## Buffers", "", "| buffer | ports | depth | address | element order | fields | which words are read |",
+                "|---|---|---|---|---|---|---|"]
         for name, b in facts["buffers"].items():
             out.append(f"| {name} | {', '.join(f'`{p}`' for p in b['ports'])} | {b['depth']} | "
-                       f"`{b['address']}` | {b['element']} | {b['fields']} |")
+                       f"`{b['address']}` | {b['element']} | {b['fields']} | {b.get('reads', 'each word once')} |")
         if "recip" in facts["buffers"]["thresh"]:
             out += ["", f"MAC threshold word: {facts['buffers']['thresh']['recip']}."]
         out += ["", "## Handshake and timing", ""] + [f"- {line}" for line in facts["handshake"]]
         t = facts["timing"]
-        out += ["", "Cycles per token, exactly as the `cycles` port reports them:", "", f"    {t['cycles_formula']}", "",
+        out += ["", f"Cycles per token, exactly as the `cycles` port reports them ({t['scope']}):", "",
+                f"    {t['cycles_formula']}", "",
                 "One token (not to scale):", "", "```text", facts["diagram"], "```", ""]
     if "protocol" in facts:
         out += ["## Protocol", ""] + [f"{i + 1}. {line}" for i, line in enumerate(facts["protocol"])] + [""]

@@ -9,7 +9,7 @@ from pathlib import Path
 from amaranth.back import verilog
 
 from spikeacc.config import SpikeConfig
-from spikeacc.hw.datasheet import datasheet_facts, port_facts
+from spikeacc.hw.datasheet import datasheet_facts, port_facts, timing_manifest
 
 __all__ = ["DESIGNS", "GeneratedDesign", "build_component", "generate", "module_name", "port_list",
            "write_if_changed"]
@@ -94,7 +94,7 @@ def generate(design: str, cfg: SpikeConfig, out_dir: str | Path) -> GeneratedDes
         "reset": "rst (synchronous, active high)",
     }
     if hasattr(component, "timing"):
-        manifest["timing"] = component.timing()
+        manifest["timing"] = timing_manifest(design, component)
     manifest["datasheet"] = datasheet_facts(design, cfg, component, top)
     j_path = out_dir / f"{top}.json"
     write_if_changed(j_path, json.dumps(manifest, indent=2) + "\n")

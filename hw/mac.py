@@ -13,16 +13,19 @@ from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
 from spikeacc.config import SpikeConfig, unsigned_bits_for
-from spikeacc.hw.tile import tile_ports
+from spikeacc.hw.tile import decode_exponent, tile_ports
 from spikeacc.hw.tile_parts import DelayLine, drive_contract_error
 
 __all__ = ["MacPE", "MacTile", "mac_cycles", "mac_threshold_layout", "requant_multiplier"]
 
 
 def requant_multiplier(cfg: SpikeConfig, theta):
-    """R = ⌈2^S/Θ⌉, computed offline per output, as MAC accelerators store their requant scales.
+    """R = ⌈2^S/Θ⌉ of each threshold constant, computed offline, as MAC accelerators store their requant scales.
 
-    Θ = 0 is outside the contract (the tile raises ``error``); its R is 0.
+    It must be exactly this value: the MAC's counts come from R alone (Θ only
+    feeds the saturation compare and the Θ = 0 error), so a wrong R gives wrong
+    counts with ``error`` low. Θ = 0 is outside the contract (the tile raises
+    ``error``); its R is 0.
     """
     import numpy as np
 
@@ -49,9 +52,9 @@ class MacPE(wiring.Component):
 
     Each cycle up to L products ``(w·m) << e`` (a 5×5-bit signed multiply per
     lane) are added to the accumulator. ``requant`` hands the accumulator to a
-    two-stage requantizer: ``y = 2^F·acc + Φ``; ``n = 0`` if y < 0,
-    ``2^b_out − 1`` if y ≥ 2^b_out·Θ, else ``(y·R) >> S`` — bit-identical to
-    the spiking neuron's ``clamp(floor(y/Θ))``. ``count`` is valid two cycles
+    two-stage requantizer: ``y = ⌊2^F·acc/2^s⌋ + Φ`` (s: the token's scale shift);
+    ``n = 0`` if y < 0, ``2^b_out − 1`` if y ≥ 2^b_out·Θ, else ``(y·R) >> S`` —
+    bit-identical to the spiking neuron's ``clamp(floor(y/Θ))``. ``count`` is valid two cycles
     after ``requant`` + 1, while the next block accumulates.
     """
 
@@ -67,6 +70,7 @@ class MacPE(wiring.Component):
             "inputs": In(data.ArrayLayout(lane, cfg.lanes)),
             "requant": In(1),
             "params": In(mac_threshold_layout(cfg)),
+            "scale_shift": In(signed(cfg.scale_shift_bits)),
             "count": Out(unsigned(cfg.count_bits)),
         })
 
@@ -88,15 +92,26 @@ class MacPE(wiring.Component):
         # end of that cycle; stage A forms y from it, stage B multiplies.
         params = Signal(mac_threshold_layout(cfg))
         held = Signal(mac_threshold_layout(cfg))
+        left_max, right_max = cfg.frac_bits - cfg.scale_shift_min, max(cfg.scale_shift_max - cfg.frac_bits, 0)
+        left, held_left = Signal(range(left_max + 1), init=cfg.frac_bits), Signal(range(left_max + 1),
+                                                                                 init=cfg.frac_bits)
+        right, held_right = Signal(range(right_max + 1)), Signal(range(right_max + 1))
         stage_a, stage_b = Signal(), Signal()
         m.d.sync += [stage_a.eq(self.requant), stage_b.eq(stage_a)]
+        s = self.scale_shift
         with m.If(self.clear):
             m.d.sync += params.eq(self.params)
+            if cfg.scale_shift_max != cfg.scale_shift_min:
+                m.d.sync += [left.eq(Mux(s <= cfg.frac_bits, cfg.frac_bits - s, 0)),
+                             right.eq(Mux(s > cfg.frac_bits, s - cfg.frac_bits, 0))]
         with m.If(self.requant):
-            m.d.sync += held.eq(params)
+            m.d.sync += [held.eq(params), held_left.eq(left), held_right.eq(right)]
         y = Signal(signed(cfg.membrane_bits), name="requant_y")
         with m.If(stage_a):
-            m.d.sync += y.eq((acc << cfg.frac_bits) + held.phi)
+            if cfg.scale_shift_max == cfg.scale_shift_min:
+                m.d.sync += y.eq((acc << (cfg.frac_bits - cfg.scale_shift_min)) + held.phi)
+            else:
+                m.d.sync += y.eq(((acc << held_left) >> held_right) + held.phi)
         ceiling = Signal(unsigned(cfg.theta_bits + cfg.out_bits), name="requant_ceiling")
         m.d.comb += ceiling.eq(held.theta << cfg.out_bits)
         product = Signal(unsigned(cfg.theta_bits + cfg.out_bits + cfg.requant_shift + 1), name="requant_product")
@@ -118,8 +133,9 @@ class MacTile(wiring.Component):
     (zeros are multiplied too, as a conventional MAC array does) while each PE
     reads its L weights; ``requant`` follows the last word and the block's
     counts are written three cycles later, overlapped with the next block.
-    Cycles per token-layer: ``(N/P)·(K/L) + 5`` (:func:`mac_cycles`). The threshold buffer word
-    carries R = ⌈2^S/Θ⌉ beside Θ and Φ (:func:`mac_threshold_layout`).
+    Cycles per token-layer: ``(N/P)·(K/L) + 5`` (:func:`mac_cycles`). The threshold memory
+    holds the spiking tile's per-neuron constants, each word with R = ⌈2^S/Θ⌉ beside Θ and Φ
+    (:func:`mac_threshold_layout`); the token's exponent picks the row and the scale shift.
     """
 
     OUTPUT_DELAY = 3  # last word -> acc -> y -> count, written as out_en
@@ -147,9 +163,11 @@ class MacTile(wiring.Component):
         word = Signal(unsigned(unsigned_bits_for(cfg.k_words)))
         blk = Signal(unsigned(unsigned_bits_for(cfg.blocks)))
         issue, first, last = Signal(), Signal(), Signal()
+        exponent = Signal(signed(cfg.exponent_bits))
+        row, scale = decode_exponent(m, cfg, exponent)
         m.d.comb += [self.block.eq(blk),
                      self.act.addr.eq(token * cfg.k_words + word), self.act.en.eq(issue),
-                     self.thresh.addr.eq(token * cfg.blocks + blk), self.thresh.en.eq(issue & first)]
+                     self.thresh.addr.eq(blk * cfg.threshold_grid + row), self.thresh.en.eq(issue & first)]
         for j in range(L):
             m.d.comb += [self.weight[j].addr.eq(blk * cfg.in_features + (word << (L.bit_length() - 1)) + j),
                          self.weight[j].en.eq(issue)]
@@ -159,7 +177,8 @@ class MacTile(wiring.Component):
         with m.FSM(name="control") as fsm:
             with m.State("IDLE"):
                 with m.If(self.start):
-                    m.d.sync += [token.eq(self.token), word.eq(0), blk.eq(0), self.cycles.eq(0)]
+                    m.d.sync += [token.eq(self.token), exponent.eq(self.exponent), word.eq(0), blk.eq(0),
+                                 self.cycles.eq(0)]
                     m.next = "STREAM"
             with m.State("STREAM"):
                 m.d.sync += self.cycles.eq(self.cycles + 1)
@@ -188,12 +207,14 @@ class MacTile(wiring.Component):
             pe = MacPE(cfg)
             m.submodules[f"mac{p}"] = pe
             m.d.comb += [pe.clear.eq(s1_valid & s1_first), pe.requant.eq(s1_valid & s1_last),
-                         pe.params.eq(self.thresh.data[p]), self.out.data[p].eq(pe.count)]
+                         pe.params.eq(self.thresh.data[p]), pe.scale_shift.eq(scale),
+                         self.out.data[p].eq(pe.count)]
             for j in range(L):
                 m.d.comb += [pe.inputs[j].valid.eq(s1_valid), pe.inputs[j].mantissa.eq(self.act.data[j].mantissa),
                              pe.inputs[j].shift.eq(self.act.data[j].shift),
                              pe.inputs[j].weight.eq(self.weight[j].data[p])]
         drive_contract_error(m, cfg, self.error, start=fsm.ongoing("IDLE") & self.start, token=self.token,
+                             exponent=self.exponent,
                              act=(s1_valid, self.act.data),
                              weights=[(s1_valid, self.weight[j].data) for j in range(L)],
                              thresholds=(s1_valid & s1_first, self.thresh.data))

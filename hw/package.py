@@ -7,6 +7,7 @@ so the same configuration gives byte-identical files.
 from __future__ import annotations
 
 import json
+import re
 from importlib import metadata
 from pathlib import Path
 
@@ -14,7 +15,7 @@ from spikeacc.config import SpikeConfig
 from spikeacc.hw.datasheet import datasheet_markdown
 from spikeacc.hw.generate import GeneratedDesign, generate, write_if_changed
 
-__all__ = ["write_package", "tool_versions"]
+__all__ = ["write_package", "tool_versions", "strip_initial_values"]
 
 DEFAULT_CLOCK_NS = 10.0
 
@@ -105,6 +106,7 @@ module name carries it. Regenerate with `spikeacc generate {design.design} --con
 | file | for |
 |---|---|
 | `{design.top}.v` | the RTL (one file, all submodules) |
+| `{design.top}_noinit.v` | the same RTL with every Verilog initial value removed (registers start as X; `rst` defines them), for ASIC-style simulation |
 | `{design.top}.f` | filelist for simulators and synthesis scripts |
 | `{design.top}.core` | FuseSoC CAPI2 core: targets `lint` (Verilator), `sim` (Icarus), `synth` (Yosys, iCE40) |
 | `{design.top}.sdc` | clock constraint template |
@@ -112,6 +114,11 @@ module name carries it. Regenerate with `spikeacc generate {design.design} --con
 | `{design.top}.json` | manifest: configuration, derived widths, ports, latency, tool versions, the datasheet's facts |
 
 Clock `clk`, synchronous active-high reset `rst`.
+
+`spikeacc generate` also writes `example/`: a plain-Verilog testbench, a few
+tokens of example vectors as hex files in the buffer layouts of the datasheet,
+their expected counts, and the one command that runs it under Icarus and
+prints PASS (see `example/README.md`).
 
 ## Ports
 
@@ -127,6 +134,13 @@ Clock `clk`, synchronous active-high reset `rst`.
 """
 
 
+def strip_initial_values(verilog: str) -> str:
+    """Remove declaration initialisers (``reg [3:0] x = 4'h0;``) and ``initial`` blocks."""
+    # keep a space before ';': an escaped identifier (\$auto$...) ends only at whitespace
+    text = re.sub(r"^(\s*reg\b[^=;]*?)\s*=\s*[^;]+;", r"\1 ;", verilog, flags=re.M)
+    return re.sub(r"^\s*initial\s+begin\b.*?^\s*end\b", "", text, flags=re.M | re.S)
+
+
 def write_package(design_name: str, cfg: SpikeConfig, out_dir: str | Path) -> dict[str, Path]:
     """Generate the design and every file a flow needs next to it; returns kind -> path."""
     from spikeacc.hw.lint_waivers import LINT_WAIVERS
@@ -138,6 +152,8 @@ def write_package(design_name: str, cfg: SpikeConfig, out_dir: str | Path) -> di
     manifest["lint_waivers"] = list(LINT_WAIVERS)
     manifest["clock_period_ns_template"] = DEFAULT_CLOCK_NS
     files = {"verilog": design.verilog, "manifest": write_if_changed(design.manifest, json.dumps(manifest, indent=2) + "\n")}
+    files["noinit"] = write_if_changed(out_dir / f"{design.top}_noinit.v",
+                                       strip_initial_values(design.verilog.read_text()))
     files["filelist"] = write_if_changed(out_dir / f"{design.top}.f", f"{design.top}.v\n")
     files["core"] = write_if_changed(out_dir / f"{design.top}.core", _core(design, cfg, LINT_WAIVERS))
     files["sdc"] = write_if_changed(out_dir / f"{design.top}.sdc", _sdc(design))

@@ -35,8 +35,9 @@ class SpikingPE(wiring.Component):
     membrane. Because a mantissa of magnitude |m| spikes at step ``T − |m|``, its
     weight is added to the membrane |m| times: after the window the membrane
     holds ``Σ w·m·2^e`` using adds only, and firing starts from the potential
-    ``V = 2^F·Σ + Φ`` (F fraction bits join there, so the register clocked at
-    every step is ``acc_bits`` wide, not ``membrane_bits``). Firing turns the
+    ``V = ⌊2^F·Σ / 2^s⌋ + Φ`` (F fraction bits join there, so the register clocked at
+    every step is ``acc_bits`` wide, not ``membrane_bits``; s is the token's scale
+    shift, so Θ and Φ stay per-neuron constants while the token's step changes). Firing turns the
     potential V into the count ``n = clamp(floor(V/Θ), 0, 2^b_out − 1)``, the
     next layer's activation code, in one of three ways (``config.firing``):
     ``"serial"`` fires while V ≥ Θ, subtracting Θ each time (reset by
@@ -85,6 +86,10 @@ class SpikingPE(wiring.Component):
         Threshold Θ (fixed point, F fraction bits), sampled at ``start``.
     phi : In(signed(phi_bits))
         Start potential Φ (fixed point), sampled at ``start``.
+    scale_shift : In(signed(scale_shift_bits))
+        The token's scale shift s (``scale_shift_min..scale_shift_max``), sampled at
+        ``start``: the potential is ``⌊2^F·Σ/2^s⌋ + Φ``, a shift of the membrane by
+        F − s places (left, or arithmetically right when s > F). Static steps: 0.
     spike_out : Out(1)
         Serial firing: strobes once per output spike. Division: strobes with
         ``done`` when the count is nonzero.
@@ -111,6 +116,7 @@ class SpikingPE(wiring.Component):
             "fire": In(1),
             "theta": In(unsigned(config.theta_bits)),
             "phi": In(signed(config.phi_bits)),
+            "scale_shift": In(signed(config.scale_shift_bits)),
             "spike_out": Out(1),
             "count": Out(unsigned(config.count_bits)),
             "done": Out(1),
@@ -133,6 +139,10 @@ class SpikingPE(wiring.Component):
         membrane = Signal(signed(cfg.acc_bits))
         theta_latched = Signal(unsigned(cfg.theta_bits))
         phi_latched = Signal(signed(cfg.phi_bits))
+        # the token's scale as two shift amounts, decoded once per window: left F − s or right s − F
+        left_max, right_max = cfg.frac_bits - cfg.scale_shift_min, max(cfg.scale_shift_max - cfg.frac_bits, 0)
+        left_latched = Signal(range(left_max + 1), init=cfg.frac_bits)
+        right_latched = Signal(range(right_max + 1))
 
         # Sum of this cycle's arriving spikes: ±(w << e) per lane, adds and shifts only.
         arriving = []
@@ -154,19 +164,28 @@ class SpikingPE(wiring.Component):
                 theta_latched.eq(self.theta),
                 phi_latched.eq(self.phi),
             ]
+            if cfg.scale_shift_max != cfg.scale_shift_min:    # static steps: the shift is F, a constant
+                s = self.scale_shift
+                m.d.sync += [left_latched.eq(Mux(s <= cfg.frac_bits, cfg.frac_bits - s, 0)),
+                             right_latched.eq(Mux(s > cfg.frac_bits, s - cfg.frac_bits, 0))]
         with m.Else():
             with m.If(any_spike):               # the current only changes when a spike arrives
                 m.d.sync += current.eq(current_next)
             with m.If(self.step):
                 m.d.sync += membrane.eq(membrane + current_next)
 
-        # V = 2^F·Σ + Φ, formed only in the cycle that fires: the membrane reaches the
-        # adder through AND gates opened by ``fire`` (operand isolation), so the wide
-        # adder does not toggle at every step while the neuron integrates.
+        # V = ⌊2^F·Σ/2^s⌋ + Φ, formed only in the cycle that fires: the membrane reaches the
+        # shifter and adder through AND gates opened by ``fire`` (operand isolation), so they
+        # do not toggle at every step while the neuron integrates.
         isolated = Signal(signed(cfg.acc_bits))
         m.d.comb += isolated.eq(Mux(self.fire, membrane, 0))
+        scaled = Signal(signed(cfg.membrane_bits), name="scaled_membrane")
+        if cfg.scale_shift_max == cfg.scale_shift_min:
+            m.d.comb += scaled.eq(isolated << (cfg.frac_bits - cfg.scale_shift_min))
+        else:
+            m.d.comb += scaled.eq((isolated << left_latched) >> right_latched)
         potential_at_fire = Signal(signed(cfg.membrane_bits))
-        m.d.comb += potential_at_fire.eq((isolated << cfg.frac_bits) + phi_latched)
+        m.d.comb += potential_at_fire.eq(scaled + phi_latched)
 
         if cfg.firing == "division":
             self._fire_by_division(m, potential_at_fire, theta_latched)

@@ -30,8 +30,23 @@ def address_bits(cfg: SpikeConfig) -> dict[str, int]:
     """Buffer address widths of the tile's ports, derived from the configuration."""
     return {"act": unsigned_bits_for(cfg.max_tokens * cfg.k_words - 1),
             "weight": unsigned_bits_for(cfg.blocks * cfg.in_features - 1),
+            "thresh": unsigned_bits_for(cfg.threshold_words - 1),
             "block": unsigned_bits_for(cfg.max_tokens * cfg.blocks - 1),
             "block_index": unsigned_bits_for(cfg.blocks)}
+
+
+def threshold_row_bits(cfg: SpikeConfig) -> int:
+    """Low bits of the token exponent d that pick one of the R threshold constants (R a power of two)."""
+    return cfg.threshold_grid.bit_length() - 1
+
+
+def decode_exponent(m: Module, cfg: SpikeConfig, exponent) -> tuple:
+    """``(row, scale_shift)`` of a token exponent d: row ``d mod R`` (its low bits), shift ``⌊d/R⌋`` (arithmetic)."""
+    bits = threshold_row_bits(cfg)
+    row = Signal(range(cfg.threshold_grid), name="threshold_row")
+    scale = Signal(signed(cfg.scale_shift_bits), name="scale_shift")
+    m.d.comb += [row.eq(exponent[:bits] if bits else 0), scale.eq(exponent >> bits)]
+    return row, scale
 
 
 def tile_ports(cfg: SpikeConfig, thresholds: data.StructLayout) -> dict:
@@ -49,6 +64,7 @@ def tile_ports(cfg: SpikeConfig, thresholds: data.StructLayout) -> dict:
     return {
         "start": In(1),
         "token": In(unsigned(cfg.token_bits)),
+        "exponent": In(signed(cfg.exponent_bits)),
         "busy": Out(1),
         "done": Out(1),
         "cycles": Out(32),
@@ -59,7 +75,7 @@ def tile_ports(cfg: SpikeConfig, thresholds: data.StructLayout) -> dict:
         "weight": In(memory.ReadPort.Signature(addr_width=widths["weight"],
                                                shape=data.ArrayLayout(signed(cfg.weight_bits), cfg.pes))
                      ).array(cfg.lanes),
-        "thresh": In(memory.ReadPort.Signature(addr_width=widths["block"], shape=data.ArrayLayout(thresholds, cfg.pes))),
+        "thresh": In(memory.ReadPort.Signature(addr_width=widths["thresh"], shape=data.ArrayLayout(thresholds, cfg.pes))),
         "out": In(memory.WritePort.Signature(addr_width=widths["block"],
                                              shape=data.ArrayLayout(unsigned(cfg.count_bits), cfg.pes))),
     }
@@ -171,7 +187,9 @@ class SpikingTile(wiring.Component):
 
     - activations: address ``token·K/L + word``, L × :func:`activation_lane_layout`;
     - weights: address ``block·K + k``, P × signed(b_w + 1), one read port per lane;
-    - thresholds: address ``token·N/P + block``, P × :func:`threshold_layout`;
+    - thresholds: address ``block·R + (d mod R)``, P × :func:`threshold_layout`: R
+      per-neuron constants (``threshold_grid``), read as each block opens with the
+      row the token's exponent d picks; the scale shift ``⌊d/R⌋`` goes to the PEs;
     - output counts: address ``token·N/P + block``, P × unsigned(b_out).
 
     Each read port's ``en`` is high only on cycles whose data the tile uses
@@ -182,6 +200,9 @@ class SpikingTile(wiring.Component):
     start : In(1)
         Begin computing token ``token`` (ignored while busy).
     token : In(token_bits)
+    exponent : In(signed(exponent_bits))
+        The token's step exponent d (``exponent_min..exponent_max``), sampled with
+        ``start``: threshold row ``d mod R``, scale shift ``⌊d/R⌋``. 0 with static steps.
     busy : Out(1)
     done : Out(1)
         Strobes when the token's last output word has been written.
@@ -248,12 +269,16 @@ class SpikingTile(wiring.Component):
         m.submodules.queues = queues = EventQueues(cfg)
         m.submodules.capture = capture = CountdownDelay(self.fire_gap - 1, unsigned_bits_for(cfg.blocks))
         token, blk = seq.current_token, seq.block
+        exponent = Signal(signed(cfg.exponent_bits))
+        with m.If(self.start & ~seq.busy):
+            m.d.sync += exponent.eq(self.exponent)
+        row, scale = decode_exponent(m, cfg, exponent)
 
         # ---- stage 0: the sequencer, its buffer reads and the encode pass into the queues ----
         m.d.comb += [seq.start.eq(self.start), seq.token.eq(self.token), self.busy.eq(seq.busy),
                      self.done.eq(seq.done), self.cycles.eq(seq.cycles), self.block.eq(blk),
                      self.act.addr.eq(token * cfg.k_words + seq.word), self.act.en.eq(seq.act_en),
-                     self.thresh.addr.eq(token * cfg.blocks + blk),
+                     self.thresh.addr.eq(blk * cfg.threshold_grid + row),
                      self.thresh.en.eq(seq.open),  # Θ/Φ are latched into stage 2 as the block opens
                      queues.clear.eq(seq.queue_clear), queues.write.eq(seq.queue_write),
                      queues.base.eq(seq.queue_base), queues.lanes.eq(self.act.data),
@@ -305,14 +330,14 @@ class SpikingTile(wiring.Component):
             pe = SpikingPE(cfg)
             m.submodules[f"pe{p}"] = pe
             m.d.comb += [pe.start.eq(s2_open), pe.fire.eq(s2_fire), pe.step.eq(s2_step),
-                         pe.theta.eq(s2_thresh[p].theta), pe.phi.eq(s2_thresh[p].phi),
+                         pe.theta.eq(s2_thresh[p].theta), pe.phi.eq(s2_thresh[p].phi), pe.scale_shift.eq(scale),
                          self.out.data[p].eq(pe.count)]
             for j in range(L):
                 m.d.comb += [pe.spikes[j].valid.eq(s2_lanes[j]), pe.spikes[j].negative.eq(s2_events[j].negative),
                              pe.spikes[j].shift.eq(s2_events[j].shift),
                              pe.spikes[j].weight.eq(self.weight[j].data[p])]
 
-        drive_contract_error(m, cfg, self.error, start=seq.queue_clear, token=self.token,
+        drive_contract_error(m, cfg, self.error, start=seq.queue_clear, token=self.token, exponent=self.exponent,
                              act=(seq.queue_write, self.act.data),
                              weights=[(s2_lanes[j], self.weight[j].data) for j in range(L)],
                              thresholds=(s1_open, self.thresh.data))

@@ -232,11 +232,13 @@ def _any(terms):
     return reduce(or_, terms, Const(0))
 
 
-def drive_contract_error(m: Module, cfg: SpikeConfig, error, *, start, token, act, weights, thresholds) -> None:
+def drive_contract_error(m: Module, cfg: SpikeConfig, error, *, start, token, exponent, act, weights,
+                         thresholds) -> None:
     """Make ``error`` a sticky flag: some word read for this token is outside the input contract.
 
     The ports are wider than the contract in a few places (a mantissa or
-    weight of −2^b, a shift above e_max, Θ = 0, a token beyond the buffers).
+    weight of −2^b, a shift above e_max, Θ = 0, a token beyond the buffers, an
+    exponent outside ``exponent_min..exponent_max``).
     Rather than compute something silently wrong, the tile raises ``error``;
     it is cleared when a token starts. Each of ``act``, ``weights`` (one per
     lane) and ``thresholds`` is ``(valid, data)``: data the tile uses this cycle.
@@ -248,7 +250,11 @@ def drive_contract_error(m: Module, cfg: SpikeConfig, error, *, start, token, ac
     bad_weights = _any(valid & _any(w == -(cfg.weight_max + 1) for w in word) for valid, word in weights)
     thresh_valid, thresh_word = thresholds
     bad_thresh = _any(neuron.theta == 0 for neuron in thresh_word)
+    width = len(exponent)
+    exponent_checked = cfg.exponent_min > -(1 << (width - 1)) or cfg.exponent_max < (1 << (width - 1)) - 1
+    bad_start = ((token >= cfg.max_tokens) if cfg.max_tokens < (1 << len(token)) else 0) | (
+        ((exponent < cfg.exponent_min) | (exponent > cfg.exponent_max)) if exponent_checked else 0)
     with m.If(start):
-        m.d.sync += error.eq((token >= cfg.max_tokens) if cfg.max_tokens < (1 << len(token)) else 0)
+        m.d.sync += error.eq(bad_start)
     with m.Elif((act_valid & bad_lanes) | bad_weights | (thresh_valid & bad_thresh)):
         m.d.sync += error.eq(1)

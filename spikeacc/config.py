@@ -19,6 +19,12 @@ __all__ = ["SpikeConfig", "PRESETS", "KIRIN_MODE", "MODES", "ARITHMETIC_FIELDS",
            "signed_bits_for", "unsigned_bits_for"]
 
 ENCODINGS = ("ttfs",)
+# How a token's activation step reaches the neurons' thresholds. ``static``: one step per tensor, so
+# each neuron has one constant Θ, Φ. ``pow2``, ``pow2/2``, ``pow2/4``: a step per token on the grid
+# 2^(−j/R), so each neuron holds R constants and the token's exponent picks one and a power-of-two
+# scale (dequantization-free dynamic mode). Arbitrary per-token steps would need a threshold word per
+# token and neuron, which the tile does not read: the golden model evaluates them, labelled.
+INPUT_STEPS = ("static", "pow2", "pow2/2", "pow2/4")
 FIRINGS = ("division", "serial", "silence")
 # Sizes a tile can be generated for in reasonable time (Llama-2-7B's largest is 11008):
 MAX_FEATURES = 16384
@@ -30,7 +36,7 @@ MIN_BLOCKS = 24  # blocks that share one encode pass, see SpikeConfig.for_layer
 VECTOR_INT_BITS = 8
 # The fields that decide what a layer computes (every count), as opposed to the tile shape that computes it.
 ARITHMETIC_FIELDS = ("w_bits", "a_bits", "out_bits", "salient", "kappa", "e_max", "salient_cap", "frac_bits",
-                     "encoding", "outlier_bits")
+                     "encoding", "outlier_bits", "input_step", "exponent_headroom")
 MODES = ("spikequant", "kirin")
 
 
@@ -123,6 +129,8 @@ class SpikeConfig:
     encoding: str = "ttfs"
     firing: str = "division"
     outlier_bits: int | None = None
+    input_step: str = "pow2/4"
+    exponent_headroom: int = 2
 
     def __post_init__(self):
         def integer(name, lo, hi, what=None):
@@ -162,6 +170,11 @@ class SpikeConfig:
             raise ValueError(f"encoding must be one of {ENCODINGS}, got {self.encoding!r}")
         if self.firing not in FIRINGS:
             raise ValueError(f"firing must be one of {FIRINGS}, got {self.firing!r}")
+        if self.input_step not in INPUT_STEPS:
+            raise ValueError(f"input_step must be one of {INPUT_STEPS}, got {self.input_step!r}"
+                             + (" (arbitrary per-token steps need a threshold word per token, which the tile "
+                                "does not read: choose a power-of-two grid)" if self.input_step == "any" else ""))
+        integer("exponent_headroom", 0, 8, " (powers of two a token's step may exceed the calibration's largest)")
         if self.outlier_bits is not None:
             integer("outlier_bits", self.a_bits + 2, VECTOR_INT_BITS,
                     f" (wider than the {self.a_bits + 1}-bit spiking mantissas, at most {VECTOR_INT_BITS}: "
@@ -307,8 +320,52 @@ class SpikeConfig:
 
     @property
     def membrane_bits(self) -> int:
-        """Signed width of the firing potential V = Φ + 2^F·acc (SPEC §5); the PE's membrane integrates acc alone (``acc_bits``)."""
-        return signed_bits_for((self.acc_bound << self.frac_bits) + self.phi_bound)
+        """Signed width of the firing potential V = ⌊2^F·acc / 2^s⌋ + Φ (SPEC §5), at the smallest scale shift s.
+
+        The PE's membrane integrates acc alone (``acc_bits``); V is formed once, at fire time.
+        """
+        return signed_bits_for((self.acc_bound << (self.frac_bits - self.scale_shift_min)) + self.phi_bound)
+
+    # --- the token's step: which threshold constant, and the scale shift s ---
+
+    @property
+    def threshold_grid(self) -> int:
+        """R: threshold constants per neuron (steps on 2^(−j/R)); 1 for static and ``pow2`` steps."""
+        return 1 if self.input_step == "static" else int(self.input_step.partition("/")[2] or 1)
+
+    @property
+    def threshold_words(self) -> int:
+        """Words of the threshold memory: R constants per neuron, P neurons a word, so (N/P)·R."""
+        return self.blocks * self.threshold_grid
+
+    @property
+    def scale_shift_min(self) -> int:
+        """Smallest scale shift s: −``exponent_headroom`` (a step up to 2^H × the calibrated largest); 0 if static."""
+        return 0 if self.input_step == "static" else -self.exponent_headroom
+
+    @property
+    def scale_shift_max(self) -> int:
+        """Largest scale shift s; beyond F + acc_bits, ⌊2^F·acc/2^s⌋ is 0 or −1 whatever s is (0 if static)."""
+        return 0 if self.input_step == "static" else self.frac_bits + self.acc_bits
+
+    @property
+    def exponent_min(self) -> int:
+        """Smallest token exponent d = R·s + r the tile accepts."""
+        return self.threshold_grid * self.scale_shift_min
+
+    @property
+    def exponent_max(self) -> int:
+        return self.threshold_grid * self.scale_shift_max + self.threshold_grid - 1 if self.input_step != "static" else 0
+
+    @property
+    def scale_shift_bits(self) -> int:
+        """Signed width of the PE's ``scale_shift`` input (s)."""
+        return signed_bits_for(max(abs(self.scale_shift_min), self.scale_shift_max))
+
+    @property
+    def exponent_bits(self) -> int:
+        """Signed width of the tile's ``exponent`` input (d: row r = d mod R, scale shift s = ⌊d/R⌋)."""
+        return max(signed_bits_for(max(abs(self.exponent_min), self.exponent_max)), 1)
 
     @property
     def requant_shift(self) -> int:
@@ -345,6 +402,10 @@ class SpikeConfig:
         """Short name that carries the configuration; Amaranth Verilog is not parameterized."""
         sal = f"s{self.shift_max}" + (f"c{self.salient_cap}" if self.salient_cap is not None else "")
         firing = "" if self.firing == "division" else f"_{self.firing}"
+        if self.input_step != "pow2/4":
+            firing += "_" + self.input_step.replace("/", "x")
+        if self.exponent_headroom != 2:
+            firing += f"_h{self.exponent_headroom}"
         outliers = f"q{self.outlier_bits}" if self.kirin else ""
         return (f"w{self.w_bits}a{self.a_bits}{outliers}o{self.out_bits}{sal}f{self.frac_bits}"
                 f"_k{self.in_features}n{self.out_features}p{self.pes}l{self.lanes}{firing}")
@@ -354,7 +415,9 @@ class SpikeConfig:
         names = ["shift_max", "weight_bits", "spike_max", "mantissa_max", "mantissa_bits", "shift_bits",
                  "outlier_max", "outlier_planes", "event_shift_max", "window", "max_count",
                  "salient_bound", "current_bound", "current_bits", "acc_bound", "acc_bits",
-                 "theta_bits", "phi_bits", "membrane_bits", "requant_shift", "blocks", "k_words", "token_bits"]
+                 "theta_bits", "phi_bits", "membrane_bits", "requant_shift", "blocks", "k_words", "token_bits",
+                 "threshold_grid", "threshold_words", "scale_shift_min", "scale_shift_max", "exponent_min",
+                 "exponent_max", "exponent_bits"]
         return {name: getattr(self, name) for name in names}
 
     def to_dict(self) -> dict:

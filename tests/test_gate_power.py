@@ -148,6 +148,8 @@ def test_tiny_tile_netlist_is_bit_exact_and_its_clock_energy_is_the_liberty_sum(
     assert d["by_class_pj"]["clock"] == pytest.approx(expected_clock, rel=1e-9)
     # weight reads counted from the netlist's enables: one lane read per nonzero input and block
     assert d["weight_reads"] == int((v.mant != 0).sum()) * TINY.blocks
+    # and threshold reads: one word of constants per block and token
+    assert d["threshold_reads"] == v.shape[0] * TINY.blocks and d["threshold_memory_pj"] > 0
     assert {"PE arithmetic", "encoder/queues", "control"} <= set(d["by_role_pj"])
     assert (tmp_path / "power" / "power.md").read_text().count("|") > 20
     # the event queues stayed SRAM macros, charged per enabled access

@@ -121,3 +121,21 @@ def test_silence_threshold_counts_equal_real_layer_expected(tmp_path):
         bad = np.argwhere(count != v.expected)
         assert bad.size == 0, [(tuple(i), int(v.expected[tuple(i)]), int(count[tuple(i)])) for i in bad[:5]]
         assert len(np.unique(v.expected)) > 8
+
+
+def test_a_scale_shift_of_the_accumulator_is_the_threshold_scaled(rng):
+    """For s ≥ 0, floor((⌊2^F·acc/2^s⌋ + Φ)/Θ) = floor((2^F·acc + 2^s·Φ)/(2^s·Θ)): shifting the
+    accumulator instead of the per-neuron constants changes no count, so Θ and Φ stay constants."""
+    from spikeacc.golden.integer import fire_potential
+    frac = 16
+    acc = rng.integers(-2**21, 2**21, size=(64, 32))
+    theta = rng.integers(1, 2**30, size=(64, 32))
+    phi = rng.integers(-2**34, 2**34, size=(64, 32))
+    for s in range(0, 24):
+        scaled = fire_count(acc, theta << s, phi << s, frac, 8)
+        assert np.array_equal(fire_count(acc, theta, phi, frac, 8, s), scaled), s
+    # per token, and a negative shift multiplies the accumulator exactly
+    s = rng.integers(-2, 40, size=(64, 1))
+    assert np.array_equal(fire_potential(acc, phi, frac, s)[s[:, 0] < 0],
+                          ((acc << (frac - s)) + phi)[s[:, 0] < 0])
+    assert np.array_equal(fire_potential(acc, phi, frac, 40), (acc << frac >> 40) + phi)

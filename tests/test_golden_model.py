@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from spikeacc.config import SpikeConfig
+from spikeacc.config import PRESETS, SpikeConfig
 from spikeacc.golden.integer import fire_count, simulate_ttfs
 from spikeacc.golden.model import PROJECTIONS, calibrate, convert_model, load_model, quantized_layers
 from spikeacc.golden.quant import mad_salient, quantize_activation, quantize_weight
@@ -86,7 +86,8 @@ def test_kirin_hardware_faithful_counts_follow_the_integer_formula():
     assert hw.act.mantissa[hw.act.salient].abs().max() > 15           # outliers really are wider
     exact = (hw.act.value @ q.w_code.to(torch.int64).T)
     assert torch.equal(hw.acc, exact)
-    expected = fire_count(hw.acc.numpy(), hw.theta.numpy(), hw.phi.numpy(), 16, 8)
+    theta, phi, scale = (t.numpy() for t in hw.thresholds.per_token())
+    expected = fire_count(hw.acc.numpy(), theta, phi, 16, 8, scale)
     assert np.array_equal(hw.counts.numpy(), expected)
     with pytest.raises(ValueError, match="outlier_bits must be an integer in 2..16"):
         QuantSpec(method="kirin", outlier_bits=1)
@@ -175,11 +176,13 @@ def small_vectors(rng):
     mant = rng.integers(-15, 16, size=(3, 32))
     shift = np.where(rng.random((3, 32)) < 0.1, 3, 0)
     acc = (mant << shift) @ w.T
-    theta = np.full((3, 8), 1 << 20)
-    phi = np.full((3, 8), 1 << 19)
-    expected = fire_count(acc, theta, phi, cfg.frac_bits, cfg.out_bits)
-    return LayerVectors(w=w, mant=mant, shift=shift, theta=theta, phi=phi, frac_bits=16, out_bits=cfg.out_bits,
-                        acc=acc, expected=expected, meta={"config": cfg.to_dict(), "layer": "test"})
+    theta = (1 << 20) + np.arange(cfg.threshold_grid)[:, None] * (1 << 17) + np.zeros((1, 8), np.int64)
+    phi = np.full((cfg.threshold_grid, 8), 1 << 19)
+    v = LayerVectors(w=w, mant=mant, shift=shift, theta=theta, phi=phi, exponent=np.array([0, 5, -3]),
+                     frac_bits=16, out_bits=cfg.out_bits, acc=acc, expected=np.zeros_like(acc),
+                     meta={"config": cfg.to_dict(), "layer": "test"})
+    v.expected = v.golden_counts()
+    return v
 
 
 def test_vector_file_round_trip(tmp_path, rng):
@@ -197,6 +200,11 @@ def test_vector_file_round_trip(tmp_path, rng):
      r"mantissa 16 at \(0, 4\) exceeds ±15"),
     (lambda d: d.update(theta=np.zeros_like(d["theta"])), r"'theta' value 0 at \(0, 0\) is outside 1\.\."),
     (lambda d: d.update(expected=d["expected"][:, :4]), r"'expected' has shape \(3, 4\), expected \(3, 8\)"),
+    (lambda d: d.update(theta=d["theta"][:1], phi=d["phi"][:1]),
+     r"'theta' has shape \(1, 8\), expected \(4, 8\) \(4 constant\(s\) per neuron for input_step 'pow2/4'\)"),
+    (lambda d: d.update(exponent=np.array([0, 5, -9])), r"'exponent' value -9 at \(2,\) is outside -8\.\.151"),
+    (lambda d: d.update(expected=np.where(np.arange(8) == 2, d["expected"] ^ 1, d["expected"])),
+     r"'expected' is not clamp.* at \(0, 2\)"),
     (lambda d: d.update(meta=np.array("not json")), "'meta' must be a JSON object: Expecting value"),
 ])
 def test_bad_vector_files_are_explained(tmp_path, rng, corrupt, message):
@@ -231,6 +239,25 @@ def test_synthetic_llama2_down_proj_vectors(tmp_path):
 def test_smollm2_vectors_all_projections(tmp_path, mode):
     from spikeacc.golden.vectors import export_vectors
     for proj in PROJECTIONS:
-        path = export_vectors(layer=f"model.layers.0.{proj}", tokens=8, out=tmp_path / f"{proj}.npz", mode=mode)
+        step = "static" if mode == "static" else "pow2/4"
+        path = export_vectors(layer=f"model.layers.0.{proj}", tokens=8, out=tmp_path / f"{proj}.npz",
+                              base=PRESETS["smollm2"].replace(input_step=step))
         v = load_vectors(path)
-        assert v.shape[0] == 8 and v.meta["mode"] == mode
+        assert v.shape[0] == 8 and v.meta["input_step"] == step and v.theta.shape[0] == (1 if mode == "static" else 4)
+
+
+def test_third_party_per_token_thresholds_that_vary_are_refused_with_the_fix(tmp_path, rng):
+    """Old-style per-token Θ/Φ rows: accepted when every neuron's row is one constant (a static step)."""
+    v = small_vectors(rng)
+    theta, phi, _ = v.token_thresholds()
+    arrays = dict(w=v.w.astype(np.int8), mant=v.mant.astype(np.int8), shift=v.shift.astype(np.uint8),
+                  frac_bits=np.int64(16), out_bits=np.int64(8), acc=v.acc)
+    np.savez(tmp_path / "varying.npz", theta=theta, phi=phi, expected=v.expected, **arrays)
+    with pytest.raises(VectorFileError, match="of neuron 0 change from token to token; the tile holds per-neuron "
+                                              "constants"):
+        load_vectors(tmp_path / "varying.npz")
+    const_theta, const_phi = np.repeat(v.theta[:1], 3, axis=0), np.repeat(v.phi[:1], 3, axis=0)
+    expected = fire_count(v.acc, const_theta, const_phi, 16, 8)
+    np.savez(tmp_path / "static.npz", theta=const_theta, phi=const_phi, expected=expected, **arrays)
+    back = load_vectors(tmp_path / "static.npz")
+    assert back.theta.shape == (1, 8) and not back.exponent.any() and back.config.input_step == "static"

@@ -169,7 +169,11 @@ VECTOR_CASES = [
      "'mant' must be int8, is float32"),
     ("theta float nan", lambda p: rewrite(p, lambda a: a.update(theta=np.full(a["theta"].shape, np.nan))),
      "'theta' must be int64, is float64"),
-    ("theta shape", lambda p: rewrite(p, lambda a: a.update(theta=a["theta"][:, :5])), "'theta' has shape (3, 5)"),
+    ("exponent shape", lambda p: rewrite(p, lambda a: a.update(exponent=a["exponent"][:2])),
+     "'exponent' has shape (2,), expected (3,) (one per token)"),
+    ("exponent beyond the range", lambda p: rewrite(p, lambda a: a["exponent"].__setitem__(1, 10_000)),
+     "'exponent' value 10000 at (1,) is outside -8..155"),
+    ("theta shape", lambda p: rewrite(p, lambda a: a.update(theta=a["theta"][:, :5])), "'theta' has shape (4, 5), expected (4, 16) (4 constant(s) per neuron"),
     ("w K", lambda p: rewrite(p, lambda a: a.update(w=a["w"][:, :32])), "'w' has K = 32 but 'mant' has K = 64"),
     ("mant 3-D", lambda p: rewrite(p, lambda a: a.update(mant=a["mant"][None])), "'mant' must have 2 dimensions"),
     ("mant 16", lambda p: rewrite(p, lambda a: a["mant"].__setitem__((0, 0), 16)), "mantissa 16 at (0, 0) exceeds ±15"),
@@ -194,7 +198,7 @@ VECTOR_CASES = [
      "'expected' value 256 at (0, 0) is outside 0..255"),
     ("shifts with salient off", lambda p: rewrite(p, meta_with(salient=False)), "is outside 0..0"),
     ("wrong expected", lambda p: rewrite(p, lambda a: a["expected"].__setitem__((2, 11), (a["expected"][2, 11] + 1) % 256)),
-     "'expected' is not clamp(floor((2^F·acc + Φ)/Θ)) at (2, 11)"),
+     "'expected' is not clamp(floor((⌊2^F·acc/2^s⌋ + Φ)/Θ)) at (2, 11)"),
     ("wrong acc", lambda p: rewrite(p, lambda a: a["acc"].__setitem__((1, 3), a["acc"][1, 3] + 1000)),
      "'acc' is not Σ w·mant·2^shift at (1, 3)"),
     ("mant changed, acc stale", lambda p: rewrite(p, lambda a: a["mant"].__setitem__((0, 5), -a["mant"][0, 5] or 3)),
@@ -599,3 +603,13 @@ def test_a_configuration_beside_a_vector_file_is_refused(tmp_path, capsys, comma
     vectors = good(tmp_path)
     _, err = run_cli(capsys, [command, "--vectors", str(vectors), "--preset", "kirin", "--out", str(tmp_path / "o")], 2)
     assert "--vectors FILE carries its own configuration" in err
+
+
+def test_arbitrary_per_token_steps_are_refused_for_the_hardware(tmp_path, capsys):
+    """`any` needs a threshold word per token and neuron, which the tile does not read: one line, exit 2."""
+    _, err = run_cli(capsys, ["vectors", "--input-step", "any", "--out", str(tmp_path / "v.npz")], 2)
+    assert "input_step must be one of ('static', 'pow2', 'pow2/2', 'pow2/4'), got 'any' (arbitrary per-token " \
+           "steps need a threshold word per token" in err
+    _, err = run_cli(capsys, ["vectors", "--out-policy", "oracle", "--out", str(tmp_path / "v.npz")], 2)
+    assert "--out-policy oracle takes each token's output range from the output itself" in err
+    assert not (tmp_path / "v.npz").exists()

@@ -15,7 +15,8 @@ import pytest
 from spikeacc.golden.vectors import random_vectors, save_vectors
 from spikeacc.hw.package import write_package
 from spikeacc.verif import outside_tb
-from spikeacc.verif.outside_tb import run_outside, strip_initial_values
+from spikeacc.hw.package import strip_initial_values
+from spikeacc.verif.outside_tb import run_outside
 from spikeacc.verif.pe_cases import make_cases
 
 from spikeacc.config import KIRIN_MODE, SpikeConfig

@@ -35,6 +35,7 @@ def test_pe_in_amaranth_simulator_matches_golden(firing, outlier_bits):
             ctx.set(dut.start, 1)
             ctx.set(dut.theta, int(cases.theta[c]))
             ctx.set(dut.phi, int(cases.phi[c]))
+            ctx.set(dut.scale_shift, int(cases.scale[c]))
             await ctx.tick()
             ctx.set(dut.start, 0)
             for closes, events in schedule(cfg, cases.mant[c], cases.shift[c]):

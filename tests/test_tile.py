@@ -55,7 +55,7 @@ def test_tile_skips_zero_mantissas(tmp_path):
     v.mant[0] = 0
     v.acc[0] = 0
     from spikeacc.golden.integer import fire_count
-    v.expected = fire_count(v.acc, v.theta, v.phi, cfg.frac_bits, cfg.out_bits)
+    v.expected = v.golden_counts()
     path = save_vectors(tmp_path / "z.npz", v)
     _, rep = run_tile_regression(path, progress=False)
     assert rep.passed, rep.mismatches[:10]
@@ -96,7 +96,7 @@ def test_loader_refuses_an_expected_value_the_formula_does_not_give(tmp_path, ca
     v.expected[1, 7] = (v.expected[1, 7] + 3) % (cfg.max_count + 1)
     path = save_vectors(tmp_path / "bad.npz", v)
     assert main(["regress", "--design", "tile", "--vectors", str(path)]) == 2
-    assert "'expected' is not clamp(floor((2^F·acc + Φ)/Θ)) at (1, 7)" in capsys.readouterr().err
+    assert "'expected' is not clamp(floor((⌊2^F·acc/2^s⌋ + Φ)/Θ)) at (1, 7)" in capsys.readouterr().err
 
 
 def test_cli_refuses_bad_vector_files(tmp_path, capsys):
@@ -173,7 +173,8 @@ def test_llama2_7b_shape_bit_exact(tmp_path, proj):
 def test_smollm2_static_mode_vectors_bit_exact(tmp_path, size):
     """Static (calibrated) mode: one threshold per output for every token, fully dequantization-free."""
     from spikeacc.golden.vectors import crop_vectors, export_vectors, load_vectors, save_vectors
-    path = export_vectors(layer="model.layers.0.self_attn.q_proj", tokens=8, out=tmp_path / "s.npz", mode="static")
+    path = export_vectors(layer="model.layers.0.self_attn.q_proj", tokens=8, out=tmp_path / "s.npz",
+                          base=PRESETS["smollm2"].replace(input_step="static"))
     v = load_vectors(path)
     assert (v.theta == v.theta[0]).all() and (v.phi == v.phi[0]).all()
     if size != "full":

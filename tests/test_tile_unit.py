@@ -29,11 +29,12 @@ def _memory(m, name, port, words, depth):
     return mem
 
 
-def simulate(design, cfg, v, trace=None):
+def simulate(design, cfg, v, trace=None, abort_after=None):
     """Run every token of vectors ``v`` through ``design``; returns (counts [M, N], cycles per token).
 
     ``trace``, if a dict, receives per token the ``error`` flag at ``done`` and
-    the number of cycles ``busy`` was high.
+    the number of cycles ``busy`` was high. ``abort_after``: first start the
+    last token and pulse ``rst`` that many cycles into it (reset while busy).
     """
     tokens, k, n = v.shape
     P, L, B = cfg.pes, cfg.lanes, cfg.blocks
@@ -44,12 +45,12 @@ def simulate(design, cfg, v, trace=None):
     acts = [_word(tile.act, [{"mantissa": int(v.mant[t, w * L + j]), "shift": int(v.shift[t, w * L + j])}
                              for j in range(L)]) for t in range(tokens) for w in range(cfg.k_words)]
     weights = [_word(tile.weight[0], [int(v.w[b * P + p, kk]) for p in range(P)]) for b in range(B) for kk in range(k)]
-    params = []
-    for t in range(tokens):
-        for b in range(B):
+    params = []   # the threshold memory: address block·R + r, the per-neuron constants
+    for b in range(B):
+        for r in range(cfg.threshold_grid):
             neurons = []
             for p in range(P):
-                theta, phi = int(v.theta[t, b * P + p]), int(v.phi[t, b * P + p])
+                theta, phi = int(v.theta[r, b * P + p]), int(v.phi[r, b * P + p])
                 fields = {"theta": theta, "phi": phi}
                 if design == "mac":
                     fields["recip"] = requant_multiplier(cfg, np.array([theta]))[0]
@@ -76,8 +77,21 @@ def simulate(design, cfg, v, trace=None):
         ctx.set(sync.rst, 1)
         await ctx.tick()
         ctx.set(sync.rst, 0)
+        if abort_after is not None:
+            ctx.set(tile.token, tokens - 1)
+            ctx.set(tile.exponent, int(v.exponent[-1]))
+            ctx.set(tile.start, 1)
+            await ctx.tick()
+            ctx.set(tile.start, 0)
+            await ctx.tick().repeat(abort_after)
+            assert ctx.get(tile.busy), "the abort must hit a busy tile"
+            ctx.set(sync.rst, 1)
+            await ctx.tick()
+            ctx.set(sync.rst, 0)
+            assert not ctx.get(tile.busy) and not ctx.get(tile.error)
         for t in range(tokens):
             ctx.set(tile.token, t)
+            ctx.set(tile.exponent, int(v.exponent[t]))
             ctx.set(tile.start, 1)
             await ctx.tick()
             ctx.set(tile.start, 0)
@@ -118,6 +132,10 @@ TINY = [SpikeConfig(in_features=8, out_features=4, pes=2, lanes=2, out_bits=4, m
         SpikeConfig(in_features=12, out_features=6, pes=3, lanes=1, out_bits=3, max_tokens=2, frac_bits=8,
                     firing="serial"),
         SpikeConfig(in_features=16, out_features=4, pes=4, lanes=4, out_bits=5, max_tokens=2, salient=False)]
+# the input-step policies besides the default grid 2^(−j/4): static (one constant), 2^(−j/2) (two)
+STEPS = [SpikeConfig(in_features=8, out_features=4, pes=2, lanes=2, out_bits=4, max_tokens=3, input_step="static"),
+         SpikeConfig(in_features=8, out_features=4, pes=2, lanes=2, out_bits=4, max_tokens=3, input_step="pow2/2",
+                     exponent_headroom=1)]
 # Kirin mode: integer outliers beside the spikes, silence-threshold firing (and with division, one lane)
 KIRIN = [SpikeConfig(in_features=8, out_features=4, pes=2, lanes=2, out_bits=4, max_tokens=2, outlier_bits=8,
                      firing="silence"),
@@ -125,8 +143,9 @@ KIRIN = [SpikeConfig(in_features=8, out_features=4, pes=2, lanes=2, out_bits=4, 
                      outlier_bits=6, e_max=3)]
 
 
-@pytest.mark.parametrize("cfg", TINY + KIRIN, ids=["K8-P2-L2", "K12-P3-L1-serial", "K16-P4-L4-nosal",
-                                                   "kirin-K8-P2-L2-silence", "kirin6-K12-P3-L1"])
+@pytest.mark.parametrize("cfg", TINY + KIRIN + STEPS, ids=["K8-P2-L2", "K12-P3-L1-serial", "K16-P4-L4-nosal",
+                                                           "kirin-K8-P2-L2-silence", "kirin6-K12-P3-L1", "static",
+                                                           "pow2x2-h1"])
 def test_tiny_spiking_tile_values_and_cycles(cfg):
     v = random_vectors(cfg, 2, seed=3, salient_fraction=0.3 if cfg.kirin else 0.025)
     if cfg.kirin:
@@ -151,15 +170,19 @@ def _out_of_contract(cfg, v, what):
     elif what == "weight":  # weight read only for inputs that spike: make input 1 spike in token 0
         v.mant[0, 1], v.mant[1, 1] = 5, 0
         v.w[1, 1] = -(cfg.weight_max + 1)
-    elif what == "theta":
-        v.theta[0, 2] = 0
+    elif what == "theta":   # the constant token 0 reads; token 1 reads another row
+        rows = cfg.threshold_grid
+        v.exponent[1] = v.exponent[0] + 1
+        v.theta[v.exponent[0] % rows, 2] = 0
+    elif what == "exponent":   # fits the port, outside exponent_min..exponent_max
+        v.exponent[0] = cfg.exponent_min - 1
     elif what == "shift":
         v.shift[0, 2] = cfg.shift_max + 1
     return v
 
 
 @pytest.mark.parametrize("design", ["tile", "mac"])
-@pytest.mark.parametrize("what", ["mantissa", "weight", "theta", "shift"])
+@pytest.mark.parametrize("what", ["mantissa", "weight", "theta", "shift", "exponent"])
 def test_out_of_contract_inputs_raise_error_until_the_next_start(design, what):
     """The datasheet's choice for values that fit the ports but not the contract: ``error``, cleared at start."""
     cfg = TINY[2] if what == "shift" else TINY[0]   # shift > e_max only fits the port without salient
@@ -192,7 +215,8 @@ def test_cycle_formula_of_the_datasheet_equals_the_cycle_model():
             assert tile_cycles_closed_form(cfg, hist, outliers) == tile_cycles(cfg, hist, outliers)["total"]
 
 
-@pytest.mark.parametrize("cfg", TINY[:2] + KIRIN[:1], ids=["K8-P2-L2", "K12-P3-L1-serial", "kirin-K8-P2-L2"])
+@pytest.mark.parametrize("cfg", TINY[:2] + KIRIN[:1] + STEPS, ids=["K8-P2-L2", "K12-P3-L1-serial", "kirin-K8-P2-L2", "static",
+                                                      "pow2x2-h1"])
 def test_tiny_mac_tile_values_and_cycles(cfg):
     """The MAC baseline on the same vectors; in Kirin mode its multipliers take the 8-bit outliers."""
     v = random_vectors(cfg, 2, seed=4, salient_fraction=0.3 if cfg.kirin else 0.025)
@@ -212,3 +236,13 @@ def test_a_wrong_count_is_caught():
     counts[1, 3] ^= 1
     with pytest.raises(AssertionError, match=r"first at \(1, 3\)"):
         assert_bit_exact(v.expected, counts)
+
+
+@pytest.mark.parametrize("design", ["tile", "mac"])
+def test_reset_while_busy_aborts_and_the_next_tokens_are_exact(design):
+    """The datasheet's promise: `rst` in the middle of a token leaves the tile idle, and what follows is exact."""
+    cfg = TINY[0]
+    v = random_vectors(cfg, 2, seed=4)
+    counts, cycles = simulate(design, cfg, v, abort_after=9)
+    assert np.array_equal(counts, v.expected)
+    assert cycles == (token_cycles(cfg, v.mant) if design == "tile" else [mac_cycles(cfg)] * 2)

@@ -7,16 +7,19 @@ integer arithmetic, writes a plain Verilog testbench (no cocotb), runs it
 under Icarus and compares every output count. If the datasheet left out a
 fact, this script could not be written; that is the point of it.
 
-``--no-initial-values`` strips every Verilog initialiser from the design
-first, so registers start as X and only ``rst`` can make them defined, as on
-an ASIC.
+``--no-initial-values`` simulates the package's ``<top>_noinit.v`` instead,
+the design with every Verilog initialiser removed, so registers start as X and
+only ``rst`` can make them defined, as on an ASIC.
 
 Usage::
 
     python -m spikeacc.verif.outside_tb MANIFEST.json VECTORS.npz [--work DIR] [--no-initial-values]
 
-``VECTORS.npz`` is a layer vector file (tile, MAC) or a PE case file (PE):
-arrays ``w``, ``mant``, ``shift``, ``theta``, ``phi``, ``expected``.
+``VECTORS.npz`` is a layer vector file (tile, MAC: arrays ``w``, ``mant``,
+``shift``, ``theta`` and ``phi`` [R, N], ``exponent`` [M], ``expected``) or a
+PE case file (PE: per case ``theta``, ``phi``, ``scale``). The bench checks
+itself: it compares every output word with the expected one in Verilog and
+prints ``PASS: …`` or ``FAIL: …`` as its last line.
 """
 
 from __future__ import annotations
@@ -32,7 +35,7 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["leaves", "pack", "strip_initial_values", "run_outside"]
+__all__ = ["leaves", "pack", "run_outside"]
 
 
 def leaves(desc: dict, path=(), base: int = 0):
@@ -70,13 +73,6 @@ def unpack(desc: dict, word: int) -> dict:
         v = (word >> offset) & ((1 << width) - 1)
         out[path] = v - (1 << width) if signed and v >> (width - 1) else v
     return out
-
-
-def strip_initial_values(verilog: str) -> str:
-    """Remove declaration initialisers (``reg [3:0] x = 4'h0;``) and ``initial`` blocks."""
-    # keep a space before ';': an escaped identifier (\$auto$...) ends only at whitespace
-    text = re.sub(r"^(\s*reg\b[^=;]*?)\s*=\s*[^;]+;", r"\1 ;", verilog, flags=re.M)
-    return re.sub(r"^\s*initial\s+begin\b.*?^\s*end\b", "", text, flags=re.M | re.S)
 
 
 def _hex_file(path: Path, words, width: int) -> None:
@@ -124,27 +120,36 @@ def _tile_bench(manifest: dict, vectors, work: Path, reset_cycles: int) -> tuple
     mant, shift, w = vectors["mant"], vectors["shift"], vectors["w"]
     theta, phi = vectors["theta"], vectors["phi"]
     tokens = mant.shape[0]
+    exponents = vectors.get("exponent", np.zeros(tokens, dtype=np.int64))
+    rows = sheet["buffers"]["thresh"]["depth"] // B    # threshold constants per neuron
     if tokens > cfg["max_tokens"]:
         raise ValueError(f"{tokens} tokens but the design holds {cfg['max_tokens']}")
     act = [pack(ports["act__data"], [{"mantissa": mant[t, wd * L + j], "shift": shift[t, wd * L + j]}
                                      for j in range(L)]) for t in range(tokens) for wd in range(k_words)]
     weight = [pack(ports["weight__0__data"], [w[b * P + p, k] for p in range(P)]) for b in range(B) for k in range(K)]
     field_names = [f["name"] for f in ports["thresh__data"]["array"]["element"]["struct"]]
-    thresh = []
-    for t in range(tokens):
-        for b in range(B):
+    thresh = []   # address block·R + r: row r of each neuron's constants
+    for b in range(B):
+        for r in range(rows):
             neurons = []
             for p in range(P):
-                th, ph = int(theta[t, b * P + p]), int(phi[t, b * P + p])
+                th, ph = int(theta[r, b * P + p]), int(phi[r, b * P + p])
                 fields = {"theta": th, "phi": ph}
                 if "recip" in field_names:  # the MAC's R = ceil(2^S / Θ), as the datasheet says
-                    fields["recip"] = -(-(1 << manifest["datasheet"]["requant_shift"]) // th)
+                    fields["recip"] = -(-(1 << manifest["datasheet"]["requant_shift"]) // th) if th else 0
                 neurons.append(fields)
             thresh.append(pack(ports["thresh__data"], neurons))
     depth = {name: b["depth"] for name, b in sheet["buffers"].items()}
-    for name, words, port in (("act", act, "act__data"), ("weight", weight, "weight__0__data"),
-                              ("thresh", thresh, "thresh__data")):
-        _hex_file(work / f"{name}.hex", words, ports[port]["width"])
+    expected = np.asarray(vectors["expected"], dtype=np.int64)
+    out_words = [pack(ports["out__data"], [expected[t, b * P + p] for p in range(P)])
+                 for t in range(tokens) for b in range(B)]
+    exp_width = ports["exponent"]["width"]
+    for name, words, width in (("act", act, ports["act__data"]["width"]),
+                               ("weight", weight, ports["weight__0__data"]["width"]),
+                               ("thresh", thresh, ports["thresh__data"]["width"]),
+                               ("exponent", [int(e) & ((1 << exp_width) - 1) for e in exponents], exp_width),
+                               ("expected", out_words, ports["out__data"]["width"])):
+        _hex_file(work / f"{name}.hex", words, width)
     reads = []
     for name in ("act", "thresh") + tuple(f"weight__{j}" for j in range(L)):
         mem = name.split("__")[0] + "_mem"
@@ -154,20 +159,25 @@ def _tile_bench(manifest: dict, vectors, work: Path, reset_cycles: int) -> tuple
   reg [{ports['weight__0__data']['width'] - 1}:0] weight_mem [0:{depth['weight'] - 1}];
   reg [{ports['thresh__data']['width'] - 1}:0] thresh_mem [0:{depth['thresh'] - 1}];
   reg [{ports['out__data']['width'] - 1}:0] out_mem [0:{depth['out'] - 1}];
+  reg [{ports['out__data']['width'] - 1}:0] expected_mem [0:{tokens * B - 1}];
+  reg [{exp_width - 1}:0] exponent_mem [0:{tokens - 1}];
 {chr(10).join(reads)}
   always @(posedge clk) if (out__en) out_mem[out__addr] <= out__data;
-  integer t, i, log, guard;"""
+  integer t, i, log, guard, bad, errors;"""
     bench = _bench_head(sheet, memories) + f"""  initial begin
     $readmemh("act.hex", act_mem);
     $readmemh("weight.hex", weight_mem);
     $readmemh("thresh.hex", thresh_mem);
+    $readmemh("exponent.hex", exponent_mem);
+    $readmemh("expected.hex", expected_mem);
     log = $fopen("tokens.txt", "w");
-    rst = 1; start = 0; token = 0;
+    bad = 0; errors = 0;
+    rst = 1; start = 0; token = 0; exponent = 0;
     repeat ({reset_cycles}) @(negedge clk);
     rst = 0;
     for (t = 0; t < {tokens}; t = t + 1) begin
       @(negedge clk);
-      start = 1; token = t;
+      start = 1; token = t; exponent = exponent_mem[t];
       @(negedge clk);
       start = 0;
       guard = 0;
@@ -176,10 +186,19 @@ def _tile_bench(manifest: dict, vectors, work: Path, reset_cycles: int) -> tuple
         guard = guard + 1;
       end
       $fdisplay(log, "%0d %0d %0d %0d", t, cycles, error, guard);
+      if (error !== 1'b0) errors = errors + 1;
     end
     @(negedge clk);
     $writememh("out.hex", out_mem, 0, {tokens * B - 1});
     $fclose(log);
+    for (i = 0; i < {tokens * B}; i = i + 1)
+      if (out_mem[i] !== expected_mem[i]) begin
+        if (bad < 10) $display("MISMATCH token %0d block %0d: expected %h, got %h", i / {B}, i % {B},
+                               expected_mem[i], out_mem[i]);
+        bad = bad + 1;
+      end
+    if (bad == 0 && errors == 0) $display("PASS: {tokens * B * P} output counts of {tokens} tokens equal the expected ones");
+    else $display("FAIL: %0d of {tokens * B} output words differ, %0d tokens raised error", bad, errors);
     $finish;
   end
 endmodule
@@ -219,14 +238,15 @@ def _pe_bench(manifest: dict, cases, work: Path, reset_cycles: int) -> tuple[str
     ports = {p["name"]: p for p in sheet["ports"]}
     L, T = cfg["lanes"], 1 << cfg["a_bits"]
     idle = [{"valid": 0, "negative": 0, "shift": 0, "weight": 0}] * L
-    cycles = []  # (start, step, fire, wait, theta, phi, spikes)
+    cycles = []  # (start, step, fire, wait, theta, phi, scale, spikes)
 
-    def cycle(start=0, step=0, fire=0, wait=0, theta=0, phi=0, spikes=idle):
-        cycles.append((start, step, fire, wait, theta, phi, pack(ports["spikes"], spikes)))
+    def cycle(start=0, step=0, fire=0, wait=0, theta=0, phi=0, scale=0, spikes=idle):
+        cycles.append((start, step, fire, wait, theta, phi, scale, pack(ports["spikes"], spikes)))
 
     w, mant, shift = cases["w"], cases["mant"], cases["shift"]
+    scales = cases.get("scale", np.zeros(len(cases["expected"]), dtype=np.int64))
     for c in range(len(cases["expected"])):
-        cycle(start=1, theta=cases["theta"][c], phi=cases["phi"][c])
+        cycle(start=1, theta=cases["theta"][c], phi=cases["phi"][c], scale=scales[c])
         for t in range(1, T):
             ks = np.flatnonzero(np.abs(mant[c]) == T - t)
             rows = [ks[i:i + L] for i in range(0, len(ks), L)] or [ks]
@@ -235,40 +255,127 @@ def _pe_bench(manifest: dict, cases, work: Path, reset_cycles: int) -> tuple[str
                           for k in row] + idle[len(row):]
                 cycle(step=int(r == len(rows) - 1), spikes=spikes)
         cycle(fire=1, wait=1)
-    tw, pw, sw = ports["theta"]["width"], ports["phi"]["width"], ports["spikes"]["width"]
-    words = [(((((((s << 1 | st) << 1 | f) << 1 | wt) << tw | int(th)) << pw) | (int(ph) & ((1 << pw) - 1))) << sw) | sp
-             for s, st, f, wt, th, ph, sp in cycles]
-    width = 4 + tw + pw + sw
+    tw, pw, cw, sw = (ports[n]["width"] for n in ("theta", "phi", "scale_shift", "spikes"))
+    words = [((((((((s << 1 | st) << 1 | f) << 1 | wt) << tw | int(th)) << pw) | (int(ph) & ((1 << pw) - 1))) << cw
+               | (int(sc) & ((1 << cw) - 1))) << sw) | sp
+             for s, st, f, wt, th, ph, sc, sp in cycles]
+    width = 4 + tw + pw + cw + sw
     _hex_file(work / "stimulus.hex", words, width)
+    n_cases = len(cases["expected"])
+    _hex_file(work / "expected.hex", [int(e) for e in cases["expected"]], ports["count"]["width"])
+    fields = "{start, step, fire, wait_done, theta, phi, scale_shift, spikes}"
     memories = f"""  reg [{width - 1}:0] stim [0:{len(words) - 1}];
+  reg [{ports['count']['width'] - 1}:0] expected_mem [0:{n_cases - 1}];
   reg wait_done;
-  integer i, log, guard;"""
+  integer i, c, log, guard, bad;"""
     bench = _bench_head(sheet, memories) + f"""  initial begin
     $readmemh("stimulus.hex", stim);
+    $readmemh("expected.hex", expected_mem);
     log = $fopen("counts.txt", "w");
-    rst = 1; {{start, step, fire, wait_done, theta, phi, spikes}} = 0;
+    bad = 0; c = 0;
+    rst = 1; {fields} = 0;
     repeat ({reset_cycles}) @(negedge clk);
     rst = 0;
     for (i = 0; i < {len(words)}; i = i + 1) begin
       @(negedge clk);
-      {{start, step, fire, wait_done, theta, phi, spikes}} = stim[i];
+      {fields} = stim[i];
       if (wait_done) begin
         @(negedge clk);
-        {{start, step, fire, wait_done, theta, phi, spikes}} = 0;
+        {fields} = 0;
         guard = 0;
         while (done !== 1'b1 && guard < {2 * (1 << cfg["out_bits"]) + 10}) begin
           @(negedge clk);
           guard = guard + 1;
         end
         $fdisplay(log, "%0d", count);
+        if (count !== expected_mem[c]) begin
+          if (bad < 10) $display("MISMATCH case %0d: expected %0d, got %0d", c, expected_mem[c], count);
+          bad = bad + 1;
+        end
+        c = c + 1;
       end
     end
     $fclose(log);
+    if (bad == 0) $display("PASS: {n_cases} neuron counts equal the expected ones");
+    else $display("FAIL: %0d of {n_cases} counts differ", bad);
     $finish;
   end
 endmodule
 """
     return bench, {"cases": len(cases["expected"])}
+
+
+def _mac_pe_bench(manifest: dict, cases, work: Path, reset_cycles: int) -> tuple[str, dict]:
+    """The MAC PE's protocol from the datasheet: K/L words per neuron, ``clear`` with the first, ``requant`` with the last."""
+    sheet, cfg = manifest["datasheet"], manifest["config"]
+    ports = {p["name"]: p for p in sheet["ports"]}
+    K, L = cfg["in_features"], cfg["lanes"]
+    S = sheet["requant_shift"]
+    w, mant, shift = cases["w"], cases["mant"], cases["shift"]
+    scales = cases.get("scale", np.zeros(len(cases["expected"]), dtype=np.int64))
+    iw, pw, cw = (ports[n]["width"] for n in ("inputs", "params", "scale_shift"))
+    words = []   # {clear, requant, scale_shift, params, inputs} per cycle
+    for c in range(len(cases["expected"])):
+        th, ph = int(cases["theta"][c]), int(cases["phi"][c])
+        params = pack(ports["params"], {"theta": th, "phi": ph, "recip": -(-(1 << S) // th) if th else 0})
+        for word in range(K // L):
+            lanes = [{"valid": 1, "mantissa": mant[c, word * L + j], "shift": shift[c, word * L + j],
+                      "weight": w[c, word * L + j]} for j in range(L)]
+            clear, requant = int(word == 0), int(word == K // L - 1)
+            words.append((((((clear << 1 | requant) << cw | (int(scales[c]) & ((1 << cw) - 1))) << pw) | params) << iw)
+                         | pack(ports["inputs"], lanes))
+    width = 2 + cw + pw + iw
+    n_cases = len(cases["expected"])
+    per_case = K // L
+    _hex_file(work / "stimulus.hex", words, width)
+    _hex_file(work / "expected.hex", [int(e) for e in cases["expected"]], ports["count"]["width"])
+    fields = "{clear, requant, scale_shift, params, inputs}"
+    memories = f"""  reg [{width - 1}:0] stim [0:{len(words) - 1}];
+  reg [{ports['count']['width'] - 1}:0] expected_mem [0:{n_cases - 1}];
+  integer i, c, log, bad;"""
+    bench = _bench_head(sheet, memories) + f"""  initial begin
+    $readmemh("stimulus.hex", stim);
+    $readmemh("expected.hex", expected_mem);
+    log = $fopen("counts.txt", "w");
+    bad = 0;
+    rst = 1; {fields} = 0;
+    repeat ({reset_cycles}) @(negedge clk);
+    rst = 0;
+    for (c = 0; c < {n_cases}; c = c + 1) begin
+      for (i = 0; i < {per_case}; i = i + 1) begin
+        @(negedge clk);
+        {fields} = stim[c * {per_case} + i];
+      end
+      @(negedge clk);
+      {fields} = 0;
+      repeat (3) @(negedge clk);   // count is valid from the third cycle after requant
+      $fdisplay(log, "%0d", count);
+      if (count !== expected_mem[c]) begin
+        if (bad < 10) $display("MISMATCH case %0d: expected %0d, got %0d", c, expected_mem[c], count);
+        bad = bad + 1;
+      end
+    end
+    $fclose(log);
+    if (bad == 0) $display("PASS: {n_cases} neuron counts equal the expected ones");
+    else $display("FAIL: %0d of {n_cases} counts differ", bad);
+    $finish;
+  end
+endmodule
+"""
+    return bench, {"cases": n_cases}
+
+
+BENCHES = {"tile": _tile_bench, "mac": _tile_bench, "pe": _pe_bench, "mac_pe": _mac_pe_bench}
+
+
+def write_bench(manifest: dict, vectors: dict, work: Path, reset_cycles: int = 2) -> dict:
+    """Write the self-checking testbench ``outside_tb.v`` and its hex files into ``work``; returns its shape."""
+    design = manifest["design"]
+    if design not in BENCHES:
+        raise ValueError(f"no outside testbench for design {design!r}")
+    bench, shape = BENCHES[design](manifest, vectors, work, reset_cycles)
+    (work / "outside_tb.v").write_text(bench)
+    return shape
 
 
 def run_outside(manifest_path, vectors_path, work=None, no_initial_values=False, reset_cycles=2,
@@ -288,17 +395,11 @@ def run_outside(manifest_path, vectors_path, work=None, no_initial_values=False,
     work = Path(tempfile.mkdtemp(prefix="spikeacc-outside-") if own_tmp else work)
     work.mkdir(parents=True, exist_ok=True)
     design = manifest["design"]
-    rtl = (manifest_path.parent / f"{manifest['top']}.v").read_text()
-    if no_initial_values:
-        rtl = strip_initial_values(rtl)
-    (work / "dut.v").write_text(rtl)
-    if design in ("tile", "mac"):
-        bench, shape = _tile_bench(manifest, vectors, work, reset_cycles)
-    elif design == "pe":
-        bench, shape = _pe_bench(manifest, vectors, work, reset_cycles)
-    else:
-        raise ValueError(f"no outside testbench for design {design!r}")
-    (work / "outside_tb.v").write_text(bench)
+    rtl_path = manifest_path.parent / (f"{manifest['top']}_noinit.v" if no_initial_values else f"{manifest['top']}.v")
+    if not rtl_path.is_file():
+        raise ValueError(f"{rtl_path} is not in the package; regenerate it with spikeacc generate")
+    (work / "dut.v").write_text(rtl_path.read_text())
+    shape = write_bench(manifest, vectors, work, reset_cycles)
     build = subprocess.run([iverilog, "-g2005", "-o", "tb.vvp", "-s", "outside_tb", "outside_tb.v", "dut.v"],
                            cwd=work, capture_output=True, text=True)
     if build.returncode:
@@ -306,8 +407,9 @@ def run_outside(manifest_path, vectors_path, work=None, no_initial_values=False,
     run = subprocess.run(["vvp", "-n", "tb.vvp"], cwd=work, capture_output=True, text=True)
     if run.returncode:
         raise RuntimeError(f"vvp failed in {work}:\n{run.stdout[-2000:]}{run.stderr[-2000:]}")
+    verdict = [ln for ln in run.stdout.splitlines() if ln.startswith(("PASS:", "FAIL:"))]
     expected = np.asarray(vectors["expected"], dtype=np.int64)
-    if design == "pe":
+    if design in ("pe", "mac_pe"):
         lines = (work / "counts.txt").read_text().split()
         got = np.array([int(x) if x.isdigit() else -1 for x in lines], dtype=np.int64)
         result = {"undefined_words": [i for i, x in enumerate(lines) if not x.isdigit()], "tokens": []}
@@ -320,7 +422,9 @@ def run_outside(manifest_path, vectors_path, work=None, no_initial_values=False,
     errors = [row for row in result["tokens"] if row[2] != "0"]
     if own_tmp:
         shutil.rmtree(work, ignore_errors=True)
-    return {"passed": not bad and not errors and not result["undefined_words"], "compared": int(expected.size),
+    return {"passed": not bad and not errors and not result["undefined_words"] and verdict[-1:] != []
+            and verdict[-1].startswith("PASS"), "verdict": verdict[-1] if verdict else None,
+            "compared": int(expected.size),
             "mismatches": [{"index": idx, "expected": int(expected[idx]), "got": int(got[idx])} for idx in bad[:20]],
             "mismatch_count": len(bad), "undefined_words": result["undefined_words"], "error_tokens": errors,
             "token_log": result["tokens"]}

@@ -58,6 +58,7 @@ class PEDriver:
             dut.start.value = 1
             dut.theta.value = int(cases.theta[c])
             dut.phi.value = int(cases.phi[c])
+            dut.scale_shift.value = int(cases.scale[c])
             dut.spikes.value = 0
             dut.step.value = 0
             self.cycles += 1

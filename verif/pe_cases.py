@@ -1,7 +1,7 @@
 """Neuron-evaluation cases for the PE regression: seeded random plus named corners.
 
 Each case is one neuron: K' ≤ K synapses (weight code, mantissa, shift), a
-threshold Θ and a start potential Φ. The expected spike count comes from the
+threshold Θ, a start potential Φ and the token's scale shift s. The expected spike count comes from the
 golden model (:mod:`spikeacc.golden.integer`); nothing here re-derives it.
 """
 
@@ -21,13 +21,14 @@ __all__ = ["PECases", "make_cases", "schedule", "silence_steps"]
 
 @dataclass
 class PECases:
-    """Cases padded to K inputs: ``w``, ``mant``, ``shift`` [C, K]; ``theta``, ``phi``, ``expected`` [C]."""
+    """Cases padded to K inputs: ``w``, ``mant``, ``shift`` [C, K]; ``theta``, ``phi``, ``scale``, ``expected`` [C]."""
 
     w: np.ndarray
     mant: np.ndarray
     shift: np.ndarray
     theta: np.ndarray
     phi: np.ndarray
+    scale: np.ndarray
     expected: np.ndarray
     names: list[str]
 
@@ -36,23 +37,23 @@ class PECases:
 
     def save(self, path) -> None:
         np.savez(path, w=self.w, mant=self.mant, shift=self.shift, theta=self.theta, phi=self.phi,
-                 expected=self.expected, names=np.array(self.names))
+                 scale=self.scale, expected=self.expected, names=np.array(self.names))
 
     @classmethod
     def load(cls, path) -> "PECases":
         with np.load(path) as f:
-            return cls(f["w"], f["mant"], f["shift"], f["theta"], f["phi"], f["expected"],
+            return cls(f["w"], f["mant"], f["shift"], f["theta"], f["phi"], f["scale"], f["expected"],
                        [str(n) for n in f["names"]])
 
 
-def _expected(cfg: SpikeConfig, w, mant, shift, theta, phi) -> np.ndarray:
+def _expected(cfg: SpikeConfig, w, mant, shift, theta, phi, scale) -> np.ndarray:
     """Per-case golden counts; the time-stepped simulation must agree with the closed form."""
     check_codes(cfg, w, mant, shift)
     acc = np.einsum("ck,ck->c", w.astype(np.int64), mant.astype(np.int64) << shift.astype(np.int64))
-    counts = fire_count(acc, theta, phi, cfg.frac_bits, cfg.out_bits)
+    counts = fire_count(acc, theta, phi, cfg.frac_bits, cfg.out_bits, scale)
     for c in range(len(acc)):  # the two golden formulations agree, case by case
         integral, stepped = simulate_ttfs(cfg, w[c:c + 1], mant[c:c + 1], shift[c:c + 1],
-                                          theta[c:c + 1, None], phi[c:c + 1, None])
+                                          theta[c:c + 1, None], phi[c:c + 1, None], scale[c])
         assert integral[0, 0] == accumulate(w[c:c + 1], mant[c:c + 1], shift[c:c + 1])[0, 0] == acc[c]
         assert stepped[0, 0] == counts[c]
     return counts
@@ -73,11 +74,11 @@ def make_cases(cfg: SpikeConfig, n_random: int = 2000, seed: int = 0) -> PECases
     """Corners first (named), then ``n_random`` seeded random neurons."""
     rng = np.random.default_rng(seed)
     k, wmax, mmax, emax = cfg.in_features, cfg.weight_max, cfg.mantissa_max, cfg.shift_max
-    rows: list[tuple[str, np.ndarray, np.ndarray, np.ndarray, int, int]] = []
+    rows: list[tuple[str, np.ndarray, np.ndarray, np.ndarray, int, int, int]] = []
     one = 1 << cfg.frac_bits
 
-    def add(name, w, mant, shift, theta=one, phi=one // 2):
-        rows.append((name, np.asarray(w), np.asarray(mant), np.asarray(shift), int(theta), int(phi)))
+    def add(name, w, mant, shift, theta=one, phi=one // 2, scale=0):
+        rows.append((name, np.asarray(w), np.asarray(mant), np.asarray(shift), int(theta), int(phi), int(scale)))
 
     zeros = np.zeros(k, dtype=np.int64)
     full = np.full(k, 1, dtype=np.int64)
@@ -100,6 +101,14 @@ def make_cases(cfg: SpikeConfig, n_random: int = 2000, seed: int = 0) -> PECases
         mant = rng.integers(-mmax, mmax + 1, k)
         acc = int((w * (mant << e)).sum())
         add(f"every element shift {e}", w, mant, np.full(k, e), max(1, abs(acc) * one // 8), one * 3)
+    # the token's scale shift at its extremes and around F, where the membrane shift turns from left to right
+    lo, hi = cfg.scale_shift_min, cfg.scale_shift_max
+    for s in sorted({lo, -1, 1, cfg.frac_bits, cfg.frac_bits + 1, hi} & set(range(lo, hi + 1)) - {0}):
+        w = rng.integers(-wmax, wmax + 1, k)
+        mant = rng.integers(-mmax, mmax + 1, k)
+        acc = int((w * mant).sum())
+        theta = max(1, min(cfg.theta_max, (abs(acc) * one >> max(s, 0)) // 40 + 1))
+        add(f"scale shift {s}", w, mant, zeros, theta, theta * 20, s)
     mixed = np.resize(np.array([7, -7, 3, -3, 15, -15, 1, -1]), k)  # same |m| pairs: same step, both polarities
     add("mixed polarities in one step", rng.integers(-wmax, wmax + 1, k), mixed, zeros, one * 20, one * 7)
 
@@ -116,7 +125,10 @@ def make_cases(cfg: SpikeConfig, n_random: int = 2000, seed: int = 0) -> PECases
     mant[unused] = 0
     shift[unused] = 0
     acc = np.einsum("ck,ck->c", w, mant << shift)
-    theta, phi = _threshold_for(acc, cfg, rng)
+    # most tokens near the calibrated step, some at other scales (the threshold follows the scale)
+    scale = np.where(rng.random(n_random) < 0.3, rng.integers(cfg.scale_shift_min, min(cfg.scale_shift_max, 4) + 1,
+                                                              size=n_random), 0)
+    theta, phi = _threshold_for(acc >> np.maximum(scale, 0) << np.maximum(-scale, 0), cfg, rng)
 
     names = [r[0] for r in rows] + [f"random {i}" for i in range(n_random)]
     W = np.concatenate([np.stack([r[1] for r in rows]), w]).astype(np.int8)
@@ -124,9 +136,10 @@ def make_cases(cfg: SpikeConfig, n_random: int = 2000, seed: int = 0) -> PECases
     S = np.concatenate([np.stack([r[3] for r in rows]), shift]).astype(np.uint8)
     TH = np.concatenate([[r[4] for r in rows], theta]).astype(np.int64)
     PH = np.concatenate([[r[5] for r in rows], phi]).astype(np.int64)
+    SC = np.concatenate([[r[6] for r in rows], scale]).astype(np.int64)
     if (TH < 1).any() or (TH > cfg.theta_max).any():
         raise ValueError("generated Θ outside 1..theta_max")
-    return PECases(W, M, S, TH, PH, _expected(cfg, W, M, S, TH, PH), names)
+    return PECases(W, M, S, TH, PH, SC, _expected(cfg, W, M, S, TH, PH, SC), names)
 
 
 def schedule(cfg: SpikeConfig, mant: np.ndarray, shift: np.ndarray):
@@ -156,5 +169,5 @@ def schedule(cfg: SpikeConfig, mant: np.ndarray, shift: np.ndarray):
 def silence_steps(cfg: SpikeConfig, cases: PECases) -> np.ndarray:
     """Each case's ``fire_step`` port value by the golden silence neuron (0: it stays silent)."""
     acc = np.einsum("ck,ck->c", cases.w.astype(np.int64), cases.mant.astype(np.int64) << cases.shift.astype(np.int64))
-    step, _ = silence_fire(acc, cases.theta, cases.phi, cfg.frac_bits, cfg.out_bits)
+    step, _ = silence_fire(acc, cases.theta, cases.phi, cfg.frac_bits, cfg.out_bits, cases.scale)
     return np.where(step < 0, 0, step)

@@ -10,7 +10,10 @@ padded to whole bytes so numpy can write them in one pass):
 
 - ``act.hex``: per (token, word) L lanes × 2 bytes ``[shift, mantissa]``;
 - ``weights.hex``: per (block, k) P × 1 byte weight code;
-- ``thresholds.hex``: per (token, block) P × 16 bytes ``[Φ (8), Θ (8)]``;
+- ``thresholds.hex``: per (block, row r) P × 16 bytes ``[Φ (8), Θ (8)]``, the
+  per-neuron constants (the MAC adds R = ⌈2^S/Θ⌉ in two more 8-byte slots);
+- ``exponents.hex``: per token its exponent d (two's complement, 4 bytes); the
+  harness drives the tile's ``exponent`` port from it with the token;
 - ``out.hex``: per (token, block) P × 1 byte spike count.
 """
 
@@ -77,7 +80,8 @@ def harness_verilog(cfg: SpikeConfig, design: str = "tile") -> str:
     widths = {p["name"]: p["width"] for p in ports}
     lane = activation_lane_layout(cfg)
     wb, cb = cfg.weight_bits, cfg.count_bits
-    control = {"clk", "rst", "start", "token", "busy", "done", "cycles", "block", "error"}
+    control = {"clk", "rst", "start", "token", "exponent", "busy", "done", "cycles", "block", "error"}
+    eb = widths["exponent"]
     decl = []
     for port in ports:
         if port["name"] in control:
@@ -104,7 +108,8 @@ module {harness_name(cfg, design)} (
 );
   reg [{L * ACT_LANE_SLOT - 1}:0] act_mem [0:{cfg.max_tokens * cfg.k_words - 1}];
   reg [{P * 8 - 1}:0] weight_mem [0:{cfg.blocks * cfg.in_features - 1}];
-  reg [{P * slot - 1}:0] thresh_mem [0:{cfg.max_tokens * cfg.blocks - 1}];
+  reg [{P * slot - 1}:0] thresh_mem [0:{cfg.threshold_words - 1}];
+  reg [31:0] exponent_mem [0:{cfg.max_tokens - 1}];
   reg [{P * 8 - 1}:0] out_mem [0:{cfg.max_tokens * cfg.blocks - 1}];
   reg [8*1024-1:0] path;
   integer i;
@@ -113,7 +118,9 @@ module {harness_name(cfg, design)} (
     if ($value$plusargs("act=%s", path)) $readmemh(path, act_mem);
     if ($value$plusargs("weights=%s", path)) $readmemh(path, weight_mem);
     if ($value$plusargs("thresholds=%s", path)) $readmemh(path, thresh_mem);
+    if ($value$plusargs("exponents=%s", path)) $readmemh(path, exponent_mem);
   end
+  wire [{eb - 1}:0] exponent = exponent_mem[token][{eb - 1}:0];
 
 {chr(10).join(decl)}
   wire [{L * ACT_LANE_SLOT - 1}:0] act_word = act_mem[act__addr];
@@ -154,19 +161,24 @@ def write_buffers(cfg: SpikeConfig, vectors, directory: Path, design: str = "til
     act = lanes.reshape(m * cfg.k_words, L, 2)[:, ::-1, :].reshape(m * cfg.k_words, L * 2)
     weights = vectors.w.astype(np.int8).view(np.uint8).reshape(B, P, k).transpose(0, 2, 1)
     weights = weights.reshape(B * k, P)[:, ::-1]
+    R = cfg.threshold_grid
     columns = [vectors.phi.astype(np.int64).view(np.uint64), vectors.theta.astype(np.int64).view(np.uint64)]
     if design == "mac":  # R = ceil(2^S/Θ) in two 64-bit halves, most significant first
         from spikeacc.hw.mac import requant_multiplier
         recip = np.array(requant_multiplier(cfg, vectors.theta), dtype=object).reshape(vectors.theta.shape)
         columns = [(recip >> 64).astype(np.uint64), (recip & ((1 << 64) - 1)).astype(np.uint64)] + columns
     slots = _thresh_slots(design)
-    words = np.stack(columns, axis=-1).astype(">u8")  # all uint64 (two's complement): no promotion
-    thresh = words.reshape(m, B, P, slots)[:, :, ::-1, :].copy().view(np.uint8).reshape(m * B, P * 8 * slots)
+    words = np.stack(columns, axis=-1).astype(">u8")  # [R, N, slots], all uint64 (two's complement)
+    # address block·R + r: the R rows of each block's P neurons, neuron 0 in the low bits
+    thresh = words.reshape(R, B, P, slots).transpose(1, 0, 2, 3)[:, :, ::-1, :].copy()
+    thresh = thresh.view(np.uint8).reshape(B * R, P * 8 * slots)
+    exponents = np.asarray(vectors.exponent, dtype=np.int64).astype(np.int32).astype(">i4").view(np.uint8)
     files = {"act": directory / "act.hex", "weights": directory / "weights.hex",
-             "thresholds": directory / "thresholds.hex"}
+             "thresholds": directory / "thresholds.hex", "exponents": directory / "exponents.hex"}
     files["act"].write_bytes(_hex_lines(act))
     files["weights"].write_bytes(_hex_lines(weights))
     files["thresholds"].write_bytes(_hex_lines(thresh))
+    files["exponents"].write_bytes(_hex_lines(exponents.reshape(m, 4)))
     return files
 
 
