@@ -36,6 +36,19 @@ def _refuse_config_beside_vectors(args) -> None:
                          "the default vectors only: give one or the other")
 
 
+def at_least(minimum: int):
+    """An argparse type: an integer ≥ ``minimum``, refused the same way by every command."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be at least {minimum}, got {value}")
+        return value
+    return parse
+
+
 def _layer_base(cfg: SpikeConfig) -> SpikeConfig:
     """Real projections: ``cfg``'s arithmetic on the tile shape the SmolLM2 preset adapts to each layer."""
     return PRESETS["smollm2"].with_arithmetic_of(cfg)
@@ -118,6 +131,11 @@ def cmd_run(args) -> int:
         raise FileNotFoundError(f"model path {args.model} does not exist")
     workdirs.build_root(args.build_dir)
     out = workdirs.output_dir(args.out, "--out directory")
+    from spikeacc.app.report import REPORT_FILES
+    foreign = [] if args.force else workdirs.foreign_files(out, REPORT_FILES)
+    if foreign:
+        raise ValueError(f"--out directory {out} already holds {', '.join(foreign)}, which spikeacc did not write; "
+                         f"choose another --out or pass --force to overwrite")
     steps = tuple(s.strip() for s in args.steps.split(",") if s.strip())
     report = run_main(out, steps=steps, quick=args.quick, model=args.model, build_root=args.build_dir,
                       config=_config_from(args))
@@ -273,6 +291,8 @@ def cmd_infer(args) -> int:
         except ValueError:
             raise ValueError(f"--inject-fault takes LAYER,TOKEN,NEURON, got {args.inject_fault!r}") from None
         fault = (layer, token, neuron)
+        if args.golden:
+            raise ValueError("--inject-fault flips an RTL count; with --golden nothing runs on the RTL")
     rep = run_infer(args.prompt, max_new_tokens=args.max_new_tokens, model=args.model, rtl=not args.golden,
                     layers=args.layers, workers=args.workers, scheduler=args.scheduler, out=args.out,
                     build_root=args.build_dir, config=cfg.in_mode("kirin") if args.kirin else cfg, inject_fault=fault)
@@ -305,10 +325,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--design", choices=["pe", "tile", "mac"], default="pe",
                    help="pe, the spiking tile, or the MAC baseline tile")
     p.add_argument("--vectors", help="layer vector file (.npz) for --design tile or mac")
-    p.add_argument("--cases", type=int, default=None, help="pe: random cases besides the corners (default 2000)")
-    p.add_argument("--seed", type=int, default=None, help="pe: seed of the random cases (default 0)")
-    p.add_argument("--pes", type=int, default=None, help="tile: neurons in parallel (default: from the vectors)")
-    p.add_argument("--lanes", type=int, default=None, help="tile: spike events per cycle")
+    p.add_argument("--cases", type=at_least(0), default=None, help="pe: random cases besides the corners (default 2000)")
+    p.add_argument("--seed", type=at_least(0), default=None, help="pe: seed of the random cases (default 0)")
+    p.add_argument("--pes", type=at_least(1), default=None, help="tile: neurons in parallel (default: from the vectors)")
+    p.add_argument("--lanes", type=at_least(1), default=None, help="tile: spike events per cycle")
     p.add_argument("--report", help="write the JSON report here (never one of the inputs)")
     p.add_argument("--inject-fault", metavar="TOKEN,NEURON",
                    help="tile/mac self-test: flip one bit of the RTL's output there; the run must FAIL")
@@ -328,6 +348,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="a reduced variant: tiles cropped to 64x16, PE 200 cases, one block through the RTL")
     p.add_argument("--model", help="local HF folder or .gguf file (default: embedded SmolLM2-135M)")
     p.add_argument("--build-dir", default=None, help=BUILD_DIR_HELP)
+    p.add_argument("--force", action="store_true", help="overwrite report files in --out that spikeacc did not write")
     _add_config_args(p, "the arithmetic of every layer; the tile shape of the PE, quick and synthesis steps")
     p.set_defaults(func=cmd_run)
 
@@ -344,8 +365,8 @@ def build_parser() -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=help_text)
         p.add_argument("--vectors", help=f"layer vector file (default: {default_vectors})")
         p.add_argument("--out", default=f"out/{name}")
-        p.add_argument("--pes", type=int, default=None)
-        p.add_argument("--lanes", type=int, default=None)
+        p.add_argument("--pes", type=at_least(1), default=None)
+        p.add_argument("--lanes", type=at_least(1), default=None)
         p.add_argument("--build-dir", default=None, help=BUILD_DIR_HELP)
         _add_config_args(p, "the arithmetic of the default vectors")
         return p
@@ -371,12 +392,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", help="local HF folder or .gguf file (default: embedded SmolLM2-135M)")
     p.add_argument("--text", help="UTF-8 text file to evaluate on (default: shipped GPL-3 text)")
     p.add_argument("--out", default="out/ppl")
-    p.add_argument("--tokens", type=int, default=None,
+    p.add_argument("--tokens", type=at_least(1), default=None,
                    help="evaluation tokens (default 2048; with --rtl: the window, default 64)")
     p.add_argument("--rtl", action="store_true",
                    help="one short window through the RTL (every selected projection on the tile) beside golden")
     p.add_argument("--layers", default="all", help="--rtl: decoder blocks on the RTL (all, 0,1, 0-3)")
-    p.add_argument("--workers", type=int, default=None, help="--rtl: simulators at once")
+    p.add_argument("--workers", type=at_least(1), default=None, help="--rtl: simulators at once")
     p.add_argument("--scheduler", metavar="tcp://HOST:PORT", help="--rtl: a Dask cluster")
     p.add_argument("--build-dir", default=None, help=BUILD_DIR_HELP)
     p.add_argument("--quick", action="store_true",
@@ -392,13 +413,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("infer", help="generate text with every selected projection computed by the RTL")
     p.add_argument("--prompt", required=True)
-    p.add_argument("--max-new-tokens", type=int, default=16)
+    p.add_argument("--max-new-tokens", type=at_least(0), default=16)
     p.add_argument("--model", help="local HF folder or .gguf file (default: embedded SmolLM2-135M)")
     g = p.add_mutually_exclusive_group()
     g.add_argument("--rtl", action="store_true", help="the projections on the spiking tile under Verilator (default)")
     g.add_argument("--golden", action="store_true", help="the hardware-faithful golden model only")
     p.add_argument("--layers", default="all", help="decoder blocks on the RTL: all, none, 0,1 or 0-3 (others golden)")
-    p.add_argument("--workers", type=int, default=None, help="simulators at once (default: the number of cores)")
+    p.add_argument("--workers", type=at_least(1), default=None, help="simulators at once (default: the number of cores)")
     p.add_argument("--scheduler", metavar="tcp://HOST:PORT", help="run the tile calls on a Dask cluster")
     p.add_argument("--kirin", action="store_true", help="Kirin mode: 8-bit integer outliers, silence firing")
     p.add_argument("--inject-fault", metavar="LAYER,TOKEN,NEURON",
@@ -410,7 +431,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("vectors", help="export one layer's integer vectors for the hardware")
     p.add_argument("--layer", default="model.layers.0.self_attn.q_proj")
-    p.add_argument("--tokens", type=int, default=8)
+    p.add_argument("--tokens", type=at_least(1), default=8)
     p.add_argument("--out", required=True, help="output .npz file")
     p.add_argument("--model", help="local HF folder or .gguf file (default: embedded SmolLM2-135M)")
     p.add_argument("--mode", choices=["dynamic", "static"], default=None,

@@ -174,7 +174,15 @@ def load_vectors(path: str | Path, config: dict | None = None) -> LayerVectors:
                                       f"files without one (from another quantizer)")
             cfg = SpikeConfig.from_dict(meta["config"])
         else:
-            cfg = derive_config(v, config)
+            try:
+                cfg = derive_config(v, config)
+            except VectorFileError:
+                raise
+            except (ValueError, TypeError) as exc:   # the arrays, not a 'meta' the file does not have
+                raise VectorFileError(
+                    f"{path}: no tile holds these arrays: {exc} (for a file without a spikeacc config the fields "
+                    f"come from the arrays: w_bits from 'w', a_bits from 'mant', e_max from 'shift', "
+                    f"frac_bits and out_bits from theirs, K, N, M from the shapes; --config gives the rest)") from None
             v.meta = {**meta, "config": cfg.to_dict(), "config_source": "derived from the arrays"}
     except VectorFileError:
         raise
