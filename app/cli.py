@@ -36,17 +36,15 @@ def _refuse_config_beside_vectors(args) -> None:
                          "the default vectors only: give one or the other")
 
 
-def at_least(minimum: int):
-    """An argparse type: an integer ≥ ``minimum``, refused the same way by every command."""
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
-        if value < minimum:
-            raise argparse.ArgumentTypeError(f"must be at least {minimum}, got {value}")
-        return value
-    return parse
+# Options whose meaningless values no later check would catch: refused here, one line, in every command
+MINIMUMS = {"workers": 1}
+
+
+def _check_counts(args) -> None:
+    for name, minimum in MINIMUMS.items():
+        value = getattr(args, name, None)
+        if value is not None and value < minimum:
+            raise ValueError(f"--{name} must be at least {minimum}, got {value}")
 
 
 def _layer_base(cfg: SpikeConfig) -> SpikeConfig:
@@ -60,7 +58,14 @@ def cmd_generate(args) -> int:
 
     cfg = _config_from(args)
     out = workdirs.output_dir(args.out, "--out directory", force=args.force, owned_only=True)
-    files = write_package(args.design, cfg, out)
+    from spikeacc.hw.generate import module_name
+    top = module_name(args.design, cfg)
+    try:
+        files = write_package(args.design, cfg, out)
+    except OSError:   # a full disk: what was written is ours, so the next generate may write over it
+        workdirs.record_owned(out, [p for p in out.iterdir() if p.name.startswith(top)
+                                    or p.name in ("config.json", "README.md", "example")])
+        raise
     from spikeacc.verif.package_example import example_command, write_example
     write_example(files["manifest"], args.design, cfg)
     workdirs.record_owned(out, [*files.values(), out / "example"])
@@ -325,10 +330,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--design", choices=["pe", "tile", "mac"], default="pe",
                    help="pe, the spiking tile, or the MAC baseline tile")
     p.add_argument("--vectors", help="layer vector file (.npz) for --design tile or mac")
-    p.add_argument("--cases", type=at_least(0), default=None, help="pe: random cases besides the corners (default 2000)")
-    p.add_argument("--seed", type=at_least(0), default=None, help="pe: seed of the random cases (default 0)")
-    p.add_argument("--pes", type=at_least(1), default=None, help="tile: neurons in parallel (default: from the vectors)")
-    p.add_argument("--lanes", type=at_least(1), default=None, help="tile: spike events per cycle")
+    p.add_argument("--cases", type=int, default=None, help="pe: random cases besides the corners (default 2000)")
+    p.add_argument("--seed", type=int, default=None, help="pe: seed of the random cases (default 0)")
+    p.add_argument("--pes", type=int, default=None, help="tile: neurons in parallel (default: from the vectors)")
+    p.add_argument("--lanes", type=int, default=None, help="tile: spike events per cycle")
     p.add_argument("--report", help="write the JSON report here (never one of the inputs)")
     p.add_argument("--inject-fault", metavar="TOKEN,NEURON",
                    help="tile/mac self-test: flip one bit of the RTL's output there; the run must FAIL")
@@ -365,8 +370,8 @@ def build_parser() -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=help_text)
         p.add_argument("--vectors", help=f"layer vector file (default: {default_vectors})")
         p.add_argument("--out", default=f"out/{name}")
-        p.add_argument("--pes", type=at_least(1), default=None)
-        p.add_argument("--lanes", type=at_least(1), default=None)
+        p.add_argument("--pes", type=int, default=None)
+        p.add_argument("--lanes", type=int, default=None)
         p.add_argument("--build-dir", default=None, help=BUILD_DIR_HELP)
         _add_config_args(p, "the arithmetic of the default vectors")
         return p
@@ -392,12 +397,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", help="local HF folder or .gguf file (default: embedded SmolLM2-135M)")
     p.add_argument("--text", help="UTF-8 text file to evaluate on (default: shipped GPL-3 text)")
     p.add_argument("--out", default="out/ppl")
-    p.add_argument("--tokens", type=at_least(1), default=None,
+    p.add_argument("--tokens", type=int, default=None,
                    help="evaluation tokens (default 2048; with --rtl: the window, default 64)")
     p.add_argument("--rtl", action="store_true",
                    help="one short window through the RTL (every selected projection on the tile) beside golden")
     p.add_argument("--layers", default="all", help="--rtl: decoder blocks on the RTL (all, 0,1, 0-3)")
-    p.add_argument("--workers", type=at_least(1), default=None, help="--rtl: simulators at once")
+    p.add_argument("--workers", type=int, default=None, help="--rtl: simulators at once")
     p.add_argument("--scheduler", metavar="tcp://HOST:PORT", help="--rtl: a Dask cluster")
     p.add_argument("--build-dir", default=None, help=BUILD_DIR_HELP)
     p.add_argument("--quick", action="store_true",
@@ -413,13 +418,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("infer", help="generate text with every selected projection computed by the RTL")
     p.add_argument("--prompt", required=True)
-    p.add_argument("--max-new-tokens", type=at_least(0), default=16)
+    p.add_argument("--max-new-tokens", type=int, default=16)
     p.add_argument("--model", help="local HF folder or .gguf file (default: embedded SmolLM2-135M)")
     g = p.add_mutually_exclusive_group()
     g.add_argument("--rtl", action="store_true", help="the projections on the spiking tile under Verilator (default)")
     g.add_argument("--golden", action="store_true", help="the hardware-faithful golden model only")
     p.add_argument("--layers", default="all", help="decoder blocks on the RTL: all, none, 0,1 or 0-3 (others golden)")
-    p.add_argument("--workers", type=at_least(1), default=None, help="simulators at once (default: the number of cores)")
+    p.add_argument("--workers", type=int, default=None, help="simulators at once (default: the number of cores)")
     p.add_argument("--scheduler", metavar="tcp://HOST:PORT", help="run the tile calls on a Dask cluster")
     p.add_argument("--kirin", action="store_true", help="Kirin mode: 8-bit integer outliers, silence firing")
     p.add_argument("--inject-fault", metavar="LAYER,TOKEN,NEURON",
@@ -431,7 +436,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("vectors", help="export one layer's integer vectors for the hardware")
     p.add_argument("--layer", default="model.layers.0.self_attn.q_proj")
-    p.add_argument("--tokens", type=at_least(1), default=8)
+    p.add_argument("--tokens", type=int, default=8)
     p.add_argument("--out", required=True, help="output .npz file")
     p.add_argument("--model", help="local HF folder or .gguf file (default: embedded SmolLM2-135M)")
     p.add_argument("--mode", choices=["dynamic", "static"], default=None,
@@ -458,8 +463,10 @@ def main(argv=None) -> int:
     """Run one command; every failure becomes one line on stderr and an exit code (see spikeacc.errors)."""
     args = build_parser().parse_args(argv)
     if os.environ.get("SPIKEACC_DEBUG") == "1":
+        _check_counts(args)
         return args.func(args)
     try:
+        _check_counts(args)
         return args.func(args)
     except KeyboardInterrupt:
         print("spikeacc: interrupted; finished files are kept", file=sys.stderr)

@@ -7,7 +7,6 @@ import torch
 
 from spikeacc.app.cli import main
 from spikeacc.config import PRESETS
-from spikeacc.golden.integer import fire_count
 from spikeacc.golden.model import PROJECTIONS, calibrate, convert_model, load_model, quantized_layers
 from spikeacc.golden.output_quant import OutputCalibration, OutputQuant, fire_counts_torch, pow2_steps, threshold_pair
 from spikeacc.golden.perplexity import default_text, row_label, table_rows, token_splits

@@ -729,3 +729,17 @@ def test_a_third_party_file_beyond_every_tile_names_the_array(tmp_path, capsys):
     _, err = run_cli(capsys, ["regress", "--design", "tile", "--vectors", str(tmp_path / "wide.npz")], 2)
     assert "no tile holds these arrays: e_max must be an integer in 0..15, got 20" in err
     assert "e_max from 'shift'" in err and "'meta' must hold" not in err
+
+
+def test_an_archive_member_that_is_no_plain_array_is_one_line(tmp_path, capsys):
+    arrays = dict(np.load(good(tmp_path)))
+    arrays["w"] = np.array([{"not": "an array"}] * 4, dtype=object)
+    np.savez(tmp_path / "objects.npz", **arrays)
+    _, err = run_cli(capsys, ["regress", "--design", "tile", "--vectors", str(tmp_path / "objects.npz")], 2)
+    assert "array 'w' cannot be read without pickle" in err
+
+
+@pytest.mark.parametrize("argv", [["infer", "--prompt", "x"], ["ppl", "--rtl"]])
+def test_a_worker_count_of_zero_is_one_line_in_every_command(capsys, argv):
+    _, err = run_cli(capsys, [*argv, "--workers", "0"], 2)
+    assert err == "spikeacc: error: --workers must be at least 1, got 0"
