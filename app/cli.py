@@ -36,6 +36,17 @@ def _refuse_config_beside_vectors(args) -> None:
                          "the default vectors only: give one or the other")
 
 
+# Options whose meaningless values no later check would catch: refused here, one line, in every command
+MINIMUMS = {"workers": 1}
+
+
+def _check_counts(args) -> None:
+    for name, minimum in MINIMUMS.items():
+        value = getattr(args, name, None)
+        if value is not None and value < minimum:
+            raise ValueError(f"--{name} must be at least {minimum}, got {value}")
+
+
 def _layer_base(cfg: SpikeConfig) -> SpikeConfig:
     """Real projections: ``cfg``'s arithmetic on the tile shape the SmolLM2 preset adapts to each layer."""
     return PRESETS["smollm2"].with_arithmetic_of(cfg)
@@ -47,7 +58,14 @@ def cmd_generate(args) -> int:
 
     cfg = _config_from(args)
     out = workdirs.output_dir(args.out, "--out directory", force=args.force, owned_only=True)
-    files = write_package(args.design, cfg, out)
+    from spikeacc.hw.generate import module_name
+    top = module_name(args.design, cfg)
+    try:
+        files = write_package(args.design, cfg, out)
+    except OSError:   # a full disk: what was written is ours, so the next generate may write over it
+        workdirs.record_owned(out, [p for p in out.iterdir() if p.name.startswith(top)
+                                    or p.name in ("config.json", "README.md", "example")])
+        raise
     from spikeacc.verif.package_example import example_command, write_example
     write_example(files["manifest"], args.design, cfg)
     workdirs.record_owned(out, [*files.values(), out / "example"])
@@ -118,6 +136,11 @@ def cmd_run(args) -> int:
         raise FileNotFoundError(f"model path {args.model} does not exist")
     workdirs.build_root(args.build_dir)
     out = workdirs.output_dir(args.out, "--out directory")
+    from spikeacc.app.report import REPORT_FILES
+    foreign = [] if args.force else workdirs.foreign_files(out, REPORT_FILES)
+    if foreign:
+        raise ValueError(f"--out directory {out} already holds {', '.join(foreign)}, which spikeacc did not write; "
+                         f"choose another --out or pass --force to overwrite")
     steps = tuple(s.strip() for s in args.steps.split(",") if s.strip())
     report = run_main(out, steps=steps, quick=args.quick, model=args.model, build_root=args.build_dir,
                       config=_config_from(args))
@@ -273,6 +296,8 @@ def cmd_infer(args) -> int:
         except ValueError:
             raise ValueError(f"--inject-fault takes LAYER,TOKEN,NEURON, got {args.inject_fault!r}") from None
         fault = (layer, token, neuron)
+        if args.golden:
+            raise ValueError("--inject-fault flips an RTL count; with --golden nothing runs on the RTL")
     rep = run_infer(args.prompt, max_new_tokens=args.max_new_tokens, model=args.model, rtl=not args.golden,
                     layers=args.layers, workers=args.workers, scheduler=args.scheduler, out=args.out,
                     build_root=args.build_dir, config=cfg.in_mode("kirin") if args.kirin else cfg, inject_fault=fault)
@@ -328,6 +353,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="a reduced variant: tiles cropped to 64x16, PE 200 cases, one block through the RTL")
     p.add_argument("--model", help="local HF folder or .gguf file (default: embedded SmolLM2-135M)")
     p.add_argument("--build-dir", default=None, help=BUILD_DIR_HELP)
+    p.add_argument("--force", action="store_true", help="overwrite report files in --out that spikeacc did not write")
     _add_config_args(p, "the arithmetic of every layer; the tile shape of the PE, quick and synthesis steps")
     p.set_defaults(func=cmd_run)
 
@@ -437,8 +463,10 @@ def main(argv=None) -> int:
     """Run one command; every failure becomes one line on stderr and an exit code (see spikeacc.errors)."""
     args = build_parser().parse_args(argv)
     if os.environ.get("SPIKEACC_DEBUG") == "1":
+        _check_counts(args)
         return args.func(args)
     try:
+        _check_counts(args)
         return args.func(args)
     except KeyboardInterrupt:
         print("spikeacc: interrupted; finished files are kept", file=sys.stderr)

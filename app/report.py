@@ -227,8 +227,15 @@ def report_html(report: dict) -> str:
     return "\n".join(parts)
 
 
+REPORT_FILES = ("report.json", "report.md", "report.html")
+
+
 def write_report(out: Path, report: dict) -> None:
+    """The three report files, each written whole or not at all, and recorded as spikeacc's."""
+    from spikeacc import workdirs
+
     out = Path(out)
-    (out / "report.json").write_text(json.dumps(report, indent=2) + "\n")
-    (out / "report.md").write_text(report_markdown(report, out))
-    (out / "report.html").write_text(report_html(report))
+    workdirs.write_atomic(out / "report.json", json.dumps(report, indent=2) + "\n")
+    workdirs.write_atomic(out / "report.md", report_markdown(report, out))
+    workdirs.write_atomic(out / "report.html", report_html(report))
+    workdirs.record_owned(out, REPORT_FILES)

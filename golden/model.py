@@ -76,9 +76,19 @@ def _load_gguf(gguf: Path):
             print(f"spikeacc: the converted-model cache {cache} does not load ({exc}); rebuilding it",
                   file=sys.stderr)
             shutil.rmtree(cache, ignore_errors=True)
+    _check_writable_cache(cache.parent)   # before the 25-second conversion, not after it
     model, tokenizer = _guarded(gguf, lambda: _read_gguf(gguf))
     _check_llama(model.config, gguf)
     return _convert(model, tokenizer, cache)
+
+
+def _check_writable_cache(root: Path) -> None:
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        tempfile.TemporaryFile(dir=root).close()
+    except OSError as exc:
+        raise ValueError(f"the converted-model cache {root} cannot be written ({exc.strerror or exc}); set "
+                         f"SPIKEACC_CACHE to a writable folder") from None
 
 
 def _convert(model, tokenizer, cache: Path):
@@ -146,8 +156,14 @@ def _guarded(where: Path, load):
 
 
 def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0][:300] if text else type(exc).__name__
+    """The loader's message on one line, whole sentences only (at most about 400 characters)."""
+    text = " ".join(str(exc).split())
+    if not text:
+        return type(exc).__name__
+    if len(text) <= 400:
+        return text
+    cut = text.rfind(". ", 0, 400)
+    return text[:cut + 1] if cut > 0 else text[:400] + " ..."
 
 
 def _load_folder(folder: Path):
@@ -163,7 +179,15 @@ def _load_folder(folder: Path):
         raise FileNotFoundError(f"{folder} has no config.json: not a Hugging Face model folder")
     _check_llama(_guarded(folder, lambda: AutoConfig.from_pretrained(folder)), folder)
     model = _guarded(folder, lambda: AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32))
-    tokenizer = _guarded(folder, lambda: AutoTokenizer.from_pretrained(folder))
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(folder)
+    except (KeyboardInterrupt, MemoryError):
+        raise
+    except Exception:   # noqa: BLE001 - transformers' own text is a page about the hub
+        present = sorted(p.name for p in folder.glob("tokenizer*")) or ["none"]
+        raise ValueError(f"cannot load the tokenizer of {folder}: a Llama folder needs tokenizer.json (or "
+                         f"tokenizer.model with tokenizer_config.json) beside config.json; tokenizer files "
+                         f"found: {', '.join(present)}") from None
     return model, tokenizer
 
 

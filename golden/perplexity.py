@@ -17,6 +17,7 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
+from spikeacc import workdirs
 from spikeacc.config import MODES, PRESETS, SpikeConfig, check_out_bits
 from spikeacc.golden.model import HARDWARE_OVERRIDES, calibrate, convert_model, load_model, quantized_layers
 from spikeacc.golden.output_quant import INPUT_STEPS, check_policy
@@ -245,6 +246,8 @@ def run_ppl_table(model: str | None = None, text: str | None = None, out: str | 
                         "overrides": None, "out_clip": 0, **row, "label": row_label(row), "ppl": round(ppl, 3),
                         "tokens": int(windows.numel()), "salient_ratio": round(salient, 5),
                         "zero_ratio": round(zeros, 5), "seconds": round(time.perf_counter() - t0, 1)})
+        # each finished row is kept at once: a later failure (or Ctrl-C) loses only the row it was on
+        workdirs.write_atomic(out / "ppl.json", json.dumps(results, indent=2) + "\n")
         line = f"{row_label(row)}: {ppl:.2f} ({results[-1]['seconds']:.0f} s)"
         if bar.disable:
             print(line, flush=True)  # a log file gets one line per row
@@ -254,7 +257,7 @@ def run_ppl_table(model: str | None = None, text: str | None = None, out: str | 
     meta = {"model": name, "text": source, "window": WINDOW, "calibration_tokens": int(calib.numel()),
             "config": config.to_dict(),
             "overrides": OVERRIDES}
-    (out / "ppl.json").write_text(json.dumps(results, indent=2) + "\n")
+    workdirs.write_atomic(out / "ppl.json", json.dumps(results, indent=2) + "\n")
     (out / "ppl_meta.json").write_text(json.dumps(meta, indent=2) + "\n")
     (out / "layers.json").write_text(json.dumps(per_layer, indent=2) + "\n")  # per mode, per layer
     _print_table(results, meta)

@@ -40,12 +40,14 @@ Kirin quantizer gives every outlier of a token the same shift.
 
 from __future__ import annotations
 
+import io
 import json
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from spikeacc import workdirs
 from spikeacc.config import PRESETS, SpikeConfig
 from spikeacc.golden.integer import accumulate, check_codes, fire_count, thresholds_for_tokens
 
@@ -104,12 +106,14 @@ def save_vectors(path: str | Path, v: LayerVectors) -> Path:
     if path.suffix != ".npz":
         path = path.with_name(path.name + ".npz")
     path.parent.mkdir(parents=True, exist_ok=True)
-    np.savez_compressed(path, w=v.w.astype(np.int8), mant=v.mant.astype(np.int8),
+    buffer = io.BytesIO()   # written whole or not at all (workdirs.write_atomic): never a truncated archive
+    np.savez_compressed(buffer, w=v.w.astype(np.int8), mant=v.mant.astype(np.int8),
                         shift=v.shift.astype(np.uint8), theta=v.theta.astype(np.int64),
                         phi=v.phi.astype(np.int64), exponent=np.asarray(v.exponent, dtype=np.int64),
                         frac_bits=np.int64(v.frac_bits),
                         out_bits=np.int64(v.out_bits), acc=v.acc.astype(np.int64),
                         expected=v.expected.astype(np.int64), meta=np.array(json.dumps(v.meta)))
+    workdirs.write_atomic(path, buffer.getvalue())
     return path
 
 
@@ -174,7 +178,15 @@ def load_vectors(path: str | Path, config: dict | None = None) -> LayerVectors:
                                       f"files without one (from another quantizer)")
             cfg = SpikeConfig.from_dict(meta["config"])
         else:
-            cfg = derive_config(v, config)
+            try:
+                cfg = derive_config(v, config)
+            except VectorFileError:
+                raise
+            except (ValueError, TypeError) as exc:   # the arrays, not a 'meta' the file does not have
+                raise VectorFileError(
+                    f"{path}: no tile holds these arrays: {exc} (for a file without a spikeacc config the fields "
+                    f"come from the arrays: w_bits from 'w', a_bits from 'mant', e_max from 'shift', "
+                    f"frac_bits and out_bits from theirs, K, N, M from the shapes; --config gives the rest)") from None
             v.meta = {**meta, "config": cfg.to_dict(), "config_source": "derived from the arrays"}
     except VectorFileError:
         raise

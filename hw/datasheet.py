@@ -196,10 +196,10 @@ def tile_cycles_closed_form(cfg: SpikeConfig, nonzero_per_magnitude, outliers: i
     """The datasheet's cycle formula for the spiking tile (equal to :func:`~spikeacc.hw.tile.tile_cycles`)."""
     from spikeacc.hw.tile import SpikingTile
 
-    R = sum(max(1, -(-int(nonzero_per_magnitude[m]) // cfg.lanes)) for m in range(1, cfg.window))
-    R += cfg.outlier_planes * -(-int(outliers) // cfg.lanes)
+    rows = sum(max(1, -(-int(nonzero_per_magnitude[m]) // cfg.lanes)) for m in range(1, cfg.window))
+    rows += cfg.outlier_planes * -(-int(outliers) // cfg.lanes)
     gap = SpikingTile.fire_gap_for(cfg)
-    return (cfg.k_words + SpikingTile.ENCODE_TAIL + (1 + R) + (cfg.blocks - 1) * max(1 + R, gap)
+    return (cfg.k_words + SpikingTile.ENCODE_TAIL + (1 + rows) + (cfg.blocks - 1) * max(1 + rows, gap)
             + gap + 1 + SpikingTile.PIPELINE)
 
 
@@ -224,9 +224,9 @@ def _tile_timing(cfg: SpikeConfig, design: str, component) -> dict:
                 "scope": "for every token: the MAC streams every word whatever its value"}
     gap = component.fire_gap
     return {
-        "cycles_formula": (f"cycles = (K/L + {component.ENCODE_TAIL}) + (1 + R) + (N/P − 1)·max(1 + R, {gap}) "
+        "cycles_formula": (f"cycles = (K/L + {component.ENCODE_TAIL}) + (1 + E) + (N/P − 1)·max(1 + E, {gap}) "
                            f"+ {gap + 1 + component.PIPELINE}, "
-                           "R = Σ_{t=1}^{T−1} max(1, ⌈n_t/L⌉)"
+                           "E (rows of events per block) = Σ_{t=1}^{T−1} max(1, ⌈n_t/L⌉)"
                            + (f" + {cfg.outlier_planes}·⌈n_q/L⌉" if cfg.kirin else "")
                            + ", n_t = number of inputs with |mantissa| = T − t"
                            + (f", n_q = number of integer outliers (|mantissa| > {cfg.spike_max})"
@@ -303,7 +303,7 @@ def _tile_diagram(cfg: SpikeConfig, design: str) -> str:
             "done       ____________________ ... _________/‾‾‾\\_",
         ])
     return "\n".join([
-        "           |start| encode (K/L + 2) | block 0: open, R rows | block 1: open+fire 0 ... | last fire | drain |",
+        "           |start| encode (K/L + 2) | block 0: open, E rows | block 1: open+fire 0 ... | last fire | drain |",
         "start      _/‾‾‾\\_____________________________________________________________________________________",
         "busy       _____/‾‾‾‾‾‾‾‾‾‾‾‾‾‾‾‾‾‾‾‾‾‾‾‾‾‾‾‾‾‾‾‾‾‾‾‾‾‾‾‾‾‾‾‾‾‾‾‾‾‾‾‾‾‾‾‾‾‾‾‾‾‾‾‾‾‾‾‾‾‾‾‾‾‾‾‾‾‾‾‾‾‾\\____",
         "act__en    _____/‾‾‾‾‾‾‾‾‾‾‾‾‾‾‾‾\\__________________________________________________________________",

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from amaranth.back import verilog
 
+from spikeacc.workdirs import write_atomic
 from spikeacc.config import SpikeConfig
 from spikeacc.hw.datasheet import datasheet_facts, port_facts, timing_manifest
 
@@ -71,7 +72,7 @@ def port_list(signature) -> list[dict]:
 def write_if_changed(path: Path, text: str) -> Path:
     """Keep the file (and its mtime) when nothing changed, so simulator builds stay incremental."""
     if not path.is_file() or path.read_text() != text:
-        path.write_text(text)
+        write_atomic(path, text)    # whole or not at all: a full disk leaves the old file, not a truncated one
     return path
 
 

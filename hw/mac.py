@@ -107,11 +107,15 @@ class MacPE(wiring.Component):
         with m.If(self.requant):
             m.d.sync += [held.eq(params), held_left.eq(left), held_right.eq(right)]
         y = Signal(signed(cfg.membrane_bits), name="requant_y")
+        # the accumulator reaches the scale shifter and the adder only in the cycle that forms y (operand
+        # isolation, as the spiking PE does at fire): they do not toggle while the neuron accumulates
+        isolated = Signal(signed(cfg.acc_bits), name="requant_isolated")
+        m.d.comb += isolated.eq(Mux(stage_a, acc, 0))
         with m.If(stage_a):
             if cfg.scale_shift_max == cfg.scale_shift_min:
-                m.d.sync += y.eq((acc << (cfg.frac_bits - cfg.scale_shift_min)) + held.phi)
+                m.d.sync += y.eq((isolated << (cfg.frac_bits - cfg.scale_shift_min)) + held.phi)
             else:
-                m.d.sync += y.eq(((acc << held_left) >> held_right) + held.phi)
+                m.d.sync += y.eq(((isolated << held_left) >> held_right) + held.phi)
         ceiling = Signal(unsigned(cfg.theta_bits + cfg.out_bits), name="requant_ceiling")
         m.d.comb += ceiling.eq(held.theta << cfg.out_bits)
         product = Signal(unsigned(cfg.theta_bits + cfg.out_bits + cfg.requant_shift + 1), name="requant_product")

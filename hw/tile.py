@@ -162,12 +162,12 @@ class SpikingTile(wiring.Component):
 
     Cycles per token-layer, exactly what the ``cycles`` port reports (and
     the number of cycles ``busy`` is high; see :func:`tile_cycles`), with
-    ``R = Σ_{t=1}^{T−1} max(1, ⌈n_t/L⌉) + (B − 1)·⌈n_q/L⌉`` rows of events per
+    ``E = Σ_{t=1}^{T−1} max(1, ⌈n_t/L⌉) + (B − 1)·⌈n_q/L⌉`` rows of events per
     block (n_q = 0 outside Kirin mode)::
 
         (K/L + 2)                                  encode
-        + (1 + R)                                  block 0: open, then the rows
-        + (N/P − 1) · max(1 + R, G)                further blocks (a fire waits until the
+        + (1 + E)                                  block 0: open, then the rows
+        + (N/P − 1) · max(1 + E, G)                further blocks (a fire waits until the
                                                    previous block's counts are captured)
         + G + 3                                    last fire, pipeline, drain
 

@@ -22,10 +22,30 @@ import shutil
 import tempfile
 from pathlib import Path
 
-__all__ = ["output_dir", "output_file", "build_root", "default_build_root", "BUILD_DIR_ENV", "build_lock", "run_dir", "RunDir", "OWNED_MARKER",
+__all__ = ["write_atomic", "foreign_files", "output_dir", "output_file", "build_root", "default_build_root", "BUILD_DIR_ENV", "build_lock", "run_dir", "RunDir", "OWNED_MARKER",
            "record_owned"]
 
 OWNED_MARKER = ".spikeacc-outputs.json"  # lists the files spikeacc wrote into a directory
+
+
+def write_atomic(path, content: str | bytes) -> Path:
+    """Write a whole file or none: a temporary file beside it, renamed into place when complete.
+
+    A failure (a full disk, a kill) leaves the old file, or no file, never a
+    truncated one; an ``OSError`` names the path.
+    """
+    path = Path(path)
+    data = content.encode("utf-8") if isinstance(content, str) else content
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise OSError(exc.errno, exc.strerror or str(exc), str(path)) from None
+    return path
 
 
 def _name(path) -> Path:
@@ -84,11 +104,44 @@ def record_owned(path: Path, names) -> None:
     (path / OWNED_MARKER).write_text(json.dumps(names, indent=1) + "\n")
 
 
+def _same_file(a: Path, b: Path) -> bool:
+    """The same file by any route: equal resolved paths, or (both existing) the same inode (a hard link)."""
+    if a.resolve() == b.resolve():
+        return True
+    try:
+        return a.exists() and b.exists() and os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
+def foreign_files(path: Path, names) -> list[str]:
+    """Those of ``names`` present in ``path`` that spikeacc did not write (not in its :data:`OWNED_MARKER`).
+
+    A report written before the marker existed is recognized by its content
+    (a spikeacc ``report.json``: a JSON object with ``sections`` and
+    ``summary``), so an older run's directory is not refused.
+    """
+    owned = set(_owned(path))
+    present = [n for n in names if (Path(path) / n).exists() and n not in owned]
+    if present and _spikeacc_report(Path(path) / "report.json") and "report.json" not in owned \
+            and not _owned(path):
+        return []
+    return present
+
+
+def _spikeacc_report(path: Path) -> bool:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(data, dict) and {"sections", "summary"} <= set(data)
+
+
 def output_file(path, what: str = "output file", *, inputs=()) -> Path:
     """Check a file can be written, is not a directory, and is none of ``inputs``; return it."""
     path = _name(path)
     for source in inputs:
-        if source is not None and Path(source).resolve() == path.resolve():
+        if source is not None and _same_file(Path(source), path):
             raise ValueError(f"{what} {path} is also an input of this command; choose another file")
     if path.is_dir():
         raise ValueError(f"{what} {path} is a directory; name a file")
@@ -122,15 +175,44 @@ def build_root(path=None) -> Path:
 
 
 @contextlib.contextmanager
-def build_lock(directory: Path):
-    """Hold an exclusive lock on ``directory`` while building in it (other processes wait)."""
+def build_lock(directory: Path, *, say=None, first_notice: float = 3.0, every: float = 30.0):
+    """Hold an exclusive lock on ``directory`` while building in it (other processes wait).
+
+    A wait is never silent: after ``first_notice`` seconds, and every
+    ``every`` seconds after that, ``say`` (default: a line on stderr) is told
+    which process holds the lock on which directory.
+    """
+    import sys
+    import time
+
+    say = say or (lambda line: print(line, file=sys.stderr, flush=True))
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    with open(directory / ".build.lock", "w") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
+    with open(directory / ".build.lock", "a+") as handle:
+        started = time.monotonic()
+        notice = first_notice
+        while True:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                waited = time.monotonic() - started
+                if waited >= notice:
+                    handle.seek(0)
+                    holder = handle.read().strip() or "another process"
+                    say(f"spikeacc: waiting {waited:.0f} s for the build lock on {directory} (held by {holder})")
+                    notice += every
+                time.sleep(0.2)
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"process {os.getpid()}\n")
+        handle.flush()
         try:
             yield directory
         finally:
+            handle.seek(0)
+            handle.truncate()
+            handle.flush()
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 

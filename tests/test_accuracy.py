@@ -1,12 +1,12 @@
 """The hardware-faithful golden model: what the perplexity measures is what the RTL must match."""
 
+import json
 import numpy as np
 import pytest
 import torch
 
 from spikeacc.app.cli import main
 from spikeacc.config import PRESETS
-from spikeacc.golden.integer import fire_count
 from spikeacc.golden.model import PROJECTIONS, calibrate, convert_model, load_model, quantized_layers
 from spikeacc.golden.output_quant import OutputCalibration, OutputQuant, fire_counts_torch, pow2_steps, threshold_pair
 from spikeacc.golden.perplexity import default_text, row_label, table_rows, token_splits
@@ -208,3 +208,20 @@ def test_grid_input_steps_select_one_of_r_constants_and_shift_it(grid):
 def test_cli_bad_input_mode(capsys):
     assert main(["ppl", "--inputs", "dynamic-pow3"]) == 2
     assert "input mode must be static, dynamic or dynamic-<step>" in capsys.readouterr().err
+
+
+def test_a_failed_ppl_run_keeps_the_rows_it_finished(tmp_path, monkeypatch):
+    """ppl.json is written after every row: a failure in row 2 leaves row 1 on disk."""
+    from spikeacc.golden import perplexity as table
+    real, calls = table.perplexity, []
+
+    def fails_second(net, windows, desc="ppl"):
+        calls.append(desc)
+        if len(calls) == 2:
+            raise RuntimeError("killed in row 2")
+        return real(net, windows[:1, :64], desc)
+    monkeypatch.setattr(table, "perplexity", fails_second)
+    with pytest.raises(RuntimeError, match="killed in row 2"):
+        table.run_ppl_table(out=tmp_path, tokens=512, rows=[table.FP_ROW, dict(table.FP_ROW)])
+    rows = json.loads((tmp_path / "ppl.json").read_text())
+    assert len(rows) == 1 and rows[0]["label"] == "FP" and rows[0]["ppl"] > 1

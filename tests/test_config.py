@@ -40,7 +40,7 @@ def test_every_accepted_width_round_trips_through_the_vector_file(tmp_path, fiel
     """The widest weights, mantissas and outliers a configuration accepts survive the file's int8 arrays."""
     import numpy as np
 
-    from spikeacc.golden.integer import accumulate, fire_count
+    from spikeacc.golden.integer import accumulate
     from spikeacc.golden.vectors import load_vectors, random_vectors, save_vectors
     cfg = SpikeConfig(**fields)
     v = random_vectors(cfg, 4, seed=3, salient_fraction=0.1)

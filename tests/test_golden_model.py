@@ -261,3 +261,27 @@ def test_third_party_per_token_thresholds_that_vary_are_refused_with_the_fix(tmp
     np.savez(tmp_path / "static.npz", theta=const_theta, phi=const_phi, expected=expected, **arrays)
     back = load_vectors(tmp_path / "static.npz")
     assert back.theta.shape == (1, 8) and not back.exponent.any() and back.config.input_step == "static"
+
+
+def test_a_folder_without_a_tokenizer_says_what_it_needs_in_whole_sentences(tmp_path):
+    tiny_llama().save_pretrained(tmp_path)
+    with pytest.raises(ValueError) as err:
+        load_model(tmp_path)
+    message = str(err.value)
+    assert message.startswith(f"cannot load the tokenizer of {tmp_path}: a Llama folder needs tokenizer.json")
+    assert message.endswith("tokenizer files found: none") and "\n" not in message
+
+
+def test_an_unwritable_model_cache_is_named_before_the_conversion(tmp_path, monkeypatch):
+    """SPIKEACC_CACHE pointing where nothing can be written: one line naming it, before 25 s of work."""
+    import time
+
+    from spikeacc.golden import model as model_module
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    monkeypatch.setenv("SPIKEACC_CACHE", str(blocker / "cache"))
+    monkeypatch.setattr(model_module, "_LOADED", {})
+    t0 = time.perf_counter()
+    with pytest.raises(ValueError, match="cannot be written .*; set SPIKEACC_CACHE to a writable folder"):
+        load_model()
+    assert time.perf_counter() - t0 < 5, "refused only after the conversion"

@@ -76,3 +76,52 @@ def test_perplexity_through_the_rtl_equals_golden(hardware):
     rep = rtl_perplexity(16, layers="0", hardware=hardware, progress=False)
     assert rep["rtl_ppl"] == rep["golden_ppl"] and rep["equal"]
     assert rep["totals"]["outputs_compared"] == 16 * PER_BLOCK
+
+
+def test_a_scheduler_that_never_speaks_is_a_bounded_wait_that_says_so():
+    """A local port that accepts connections and never answers: messages while waiting, then one clear error."""
+    import socket
+    from spikeacc.app.infer import connect_scheduler
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(8)
+    said = []
+    try:
+        with pytest.raises(ValueError, match="did not answer within 6 s"):
+            connect_scheduler(f"tcp://127.0.0.1:{server.getsockname()[1]}", timeout=6, say=said.append)
+    finally:
+        server.close()
+    assert said and "waiting for the Dask scheduler at tcp://127.0.0.1:" in said[0]
+
+
+def test_zero_workers_is_refused():
+    from spikeacc.app.infer import tile_pool
+    with pytest.raises(ValueError, match="--workers must be a positive integer, got 0"):
+        with tile_pool(workers=0):
+            pass
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(layers="1-0"), "--layers '1-0' is an empty range (its first block is after its last); write it low-high"),
+    (dict(layers="none"), "--layers selects no decoder block, so nothing would run on the RTL"),
+    (dict(inject_fault=("0,0,0", 0, 0)), "--inject-fault layer '0,0,0' is not a projection on the RTL in this run"),
+    (dict(layers="0", inject_fault=("model.layers.1.mlp.up_proj", 0, 0)),
+     "--inject-fault layer 'model.layers.1.mlp.up_proj' is not a projection on the RTL in this run"),
+    (dict(inject_fault=("model.layers.0.mlp.up_proj", 99, 0)), "--inject-fault token 99 is outside this run's tokens 0..5"),
+    (dict(inject_fault=("model.layers.0.mlp.up_proj", 0, 1536)),
+     "--inject-fault neuron 1536 is outside model.layers.0.mlp.up_proj's outputs 0..1535"),
+    (dict(max_new_tokens=9000), "exceed the model's context of 8192 tokens; shorten the prompt or lower --max-new-tokens"),
+])
+def test_a_run_that_would_test_nothing_is_refused_before_it_starts(tmp_path, hardware, kwargs, message):
+    """No silent no-ops: an empty selection, a fault that cannot land, a run past the context."""
+    kwargs = {"max_new_tokens": 3, **kwargs}
+    with pytest.raises(ValueError) as err:
+        run_infer(PROMPT, out=tmp_path, hardware=hardware, progress=False, **kwargs)
+    assert message in str(err.value)
+    assert not list(tmp_path.iterdir()), "nothing may be written before the refusal"
+
+
+def test_the_cli_refuses_a_fault_with_golden(capsys):
+    from spikeacc.app.cli import main
+    assert main(["infer", "--prompt", "x", "--golden", "--inject-fault", "model.layers.0.mlp.up_proj,0,0"]) == 2
+    assert "with --golden nothing runs on the RTL" in capsys.readouterr().err

@@ -613,3 +613,133 @@ def test_arbitrary_per_token_steps_are_refused_for_the_hardware(tmp_path, capsys
     _, err = run_cli(capsys, ["vectors", "--out-policy", "oracle", "--out", str(tmp_path / "v.npz")], 2)
     assert "--out-policy oracle takes each token's output range from the output itself" in err
     assert not (tmp_path / "v.npz").exists()
+
+
+def test_a_wait_for_another_runs_build_lock_says_who_holds_it(tmp_path):
+    """The waiting run names the holder and the directory within seconds, and keeps saying it."""
+    import threading
+    import time
+    from spikeacc.workdirs import build_lock
+    said, held = [], threading.Event()
+
+    def holder():
+        with build_lock(tmp_path):
+            held.set()
+            time.sleep(1.5)
+
+    thread = threading.Thread(target=holder)
+    thread.start()
+    held.wait()
+    with build_lock(tmp_path, say=said.append, first_notice=0.3, every=0.5):
+        pass
+    thread.join()
+    assert len(said) >= 2, said
+    assert f"for the build lock on {tmp_path} (held by process {os.getpid()})" in said[0]
+
+
+# --- verdicts from caches are the verdicts of these inputs (issue: no verdict the tool has not earned) ---
+
+def test_the_step_cache_is_keyed_by_the_models_bytes_not_its_folders_stat(tmp_path):
+    """A file replaced in place (its folder's size and mtime unchanged) changes the key."""
+    from spikeacc.app.flow import StepCache
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "config.json").write_text('{"a": 1}')
+    (model / "weights.bin").write_bytes(b"\0" * 64)
+    folder_stat = model.stat()
+    before = StepCache(tmp_path / "out", str(model)).key("verify", {})
+    (model / "weights.bin").write_bytes(b"\1" * 64)          # same size, same folder
+    assert model.stat().st_mtime_ns == folder_stat.st_mtime_ns and model.stat().st_size == folder_stat.st_size
+    assert StepCache(tmp_path / "out", str(model)).key("verify", {}) != before
+
+
+@pytest.mark.parametrize("garbage", [b"", b'{"key": ', b"\xff\xfe", b"[1, 2]", b'{"key": "k", "section": 3}'])
+def test_a_half_written_cache_entry_is_a_miss_not_an_error(tmp_path, garbage):
+    from spikeacc.app.flow import StepCache
+    cache = StepCache(tmp_path, None)
+    (tmp_path / ".cache" / "verify.json").write_bytes(garbage)
+    assert cache.get("verify", {}) is None
+    cache.put("verify", {}, {"status": "PASS", "headline": "h"})
+    assert cache.get("verify", {})["status"] == "PASS"
+
+
+def test_the_main_job_does_not_write_over_reports_it_did_not_write(tmp_path, capsys):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "report.md").write_text("my own notes")
+    _, err = run_cli(capsys, ["run", "--out", str(out), "--steps", "verify"], 2)
+    assert f"--out directory {out} already holds report.md, which spikeacc did not write" in err and "--force" in err
+    assert (out / "report.md").read_text() == "my own notes"
+    _, err = run_cli(capsys, ["run", "--out", str(out), "--steps", "nothing", "--force"], 2)   # past the check
+    assert "--steps takes a comma-separated subset" in err
+
+
+def test_an_output_that_is_an_input_by_another_route_is_refused(tmp_path, capsys):
+    """A hard link to the vector file, given as --report, is the same file: refused before anything runs."""
+    vectors = good(tmp_path)
+    link = tmp_path / "report.json"
+    os.link(vectors, link)
+    before = vectors.read_bytes()
+    _, err = run_cli(capsys, ["regress", "--design", "tile", "--vectors", str(vectors), "--report", str(link)], 2)
+    assert "is also an input of this command" in err and vectors.read_bytes() == before
+
+
+def test_a_write_that_fails_leaves_the_old_file_and_names_the_path(tmp_path, monkeypatch):
+    import errno
+    from spikeacc import workdirs
+    target = tmp_path / "design.v"
+    target.write_text("old")
+
+    def full_disk(src, dst):
+        raise OSError(errno.ENOSPC, "No space left on device")
+    monkeypatch.setattr(os, "replace", full_disk)
+    with pytest.raises(OSError) as err:
+        workdirs.write_atomic(target, "new" * 1000)
+    assert err.value.filename == str(target) and "No space left on device" in err.value.strerror
+    assert target.read_text() == "old" and [p.name for p in tmp_path.iterdir()] == ["design.v"]
+
+
+def test_a_failed_step_on_the_users_input_is_exit_2_not_a_verification_failure(tmp_path, monkeypatch, capsys):
+    from spikeacc.app import flow
+
+    def unsupported(run):
+        raise ValueError("model.layers.0.self_attn.q_proj has a bias; the vector contract covers bias-free projections")
+    monkeypatch.setitem(flow.STEP_FUNCTIONS, "verify", unsupported)
+    _, err = run_cli(capsys, ["run", "--out", str(tmp_path / "o"), "--steps", "verify"], 2)
+    assert "step verify: " in err and "has a bias" in err
+    assert json.loads((tmp_path / "o" / "report.json").read_text())["sections"]["verify"]["status"] == "FAIL"
+
+
+@pytest.mark.parametrize("a_bits, w_bits", [(2, 2), (3, 7), (7, 3)])
+def test_pe_corner_cases_follow_the_configurations_widths(a_bits, w_bits):
+    """The named corners use this configuration's extremes (a 4-bit corner broke a_bits = 2 and 3)."""
+    from spikeacc.golden.integer import check_codes
+    from spikeacc.verif.pe_cases import make_cases
+    cfg = SpikeConfig(a_bits=a_bits, w_bits=w_bits)
+    cases = make_cases(cfg, n_random=20, seed=1)
+    check_codes(cfg, cases.w, cases.mant, cases.shift)
+    assert "mixed polarities in one step" in cases.names
+
+
+def test_a_third_party_file_beyond_every_tile_names_the_array(tmp_path, capsys):
+    np.savez(tmp_path / "wide.npz", w=np.ones((4, 8), np.int8), mant=np.ones((2, 8), np.int8),
+             shift=np.full((2, 8), 20, np.uint8), theta=np.ones((1, 4), np.int64), phi=np.zeros((1, 4), np.int64),
+             frac_bits=np.int64(16), out_bits=np.int64(8), acc=np.zeros((2, 4), np.int64),
+             expected=np.zeros((2, 4), np.int64))
+    _, err = run_cli(capsys, ["regress", "--design", "tile", "--vectors", str(tmp_path / "wide.npz")], 2)
+    assert "no tile holds these arrays: e_max must be an integer in 0..15, got 20" in err
+    assert "e_max from 'shift'" in err and "'meta' must hold" not in err
+
+
+def test_an_archive_member_that_is_no_plain_array_is_one_line(tmp_path, capsys):
+    arrays = dict(np.load(good(tmp_path)))
+    arrays["w"] = np.array([{"not": "an array"}] * 4, dtype=object)
+    np.savez(tmp_path / "objects.npz", **arrays)
+    _, err = run_cli(capsys, ["regress", "--design", "tile", "--vectors", str(tmp_path / "objects.npz")], 2)
+    assert "array 'w' cannot be read without pickle" in err
+
+
+@pytest.mark.parametrize("argv", [["infer", "--prompt", "x"], ["ppl", "--rtl"]])
+def test_a_worker_count_of_zero_is_one_line_in_every_command(capsys, argv):
+    _, err = run_cli(capsys, [*argv, "--workers", "0"], 2)
+    assert err == "spikeacc: error: --workers must be at least 1, got 0"

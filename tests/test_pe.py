@@ -164,3 +164,18 @@ def test_a_bench_that_died_before_cocotb_closed_fails(tmp_path):
     verdict = with_cocotb_verdict(Scoreboard().report(), tmp_path / "results.xml", tmp_path / "sim.log")
     assert not verdict["passed"]
     assert "cocotb wrote no results file results.xml" in verdict["failures"][0]
+
+
+@pytest.mark.verilator
+def test_a_build_interrupted_half_way_is_redone_not_trusted(tmp_path):
+    """A full disk leaves a 0-byte generated C++ file and no completion stamp: the next run rebuilds and passes."""
+    from spikeacc.verif.runner import BUILD_COMPLETE
+    cfg = SpikeConfig(in_features=8, out_features=4, pes=2, lanes=2)
+    first = run_pe_regression(cfg, n_random=3, build_root=tmp_path)
+    assert first.report["passed"]
+    (stamp,) = tmp_path.rglob(BUILD_COMPLETE)
+    generated = max(stamp.parent.glob("V*.cpp"), key=lambda p: p.stat().st_size)
+    generated.write_bytes(b"")          # what the disk-full build left
+    stamp.unlink()
+    again = run_pe_regression(cfg, n_random=3, build_root=tmp_path)
+    assert again.report["passed"] and stamp.is_file() and generated.stat().st_size > 0

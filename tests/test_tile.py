@@ -54,7 +54,6 @@ def test_tile_skips_zero_mantissas(tmp_path):
     v = random_vectors(cfg, 2, seed=3)
     v.mant[0] = 0
     v.acc[0] = 0
-    from spikeacc.golden.integer import fire_count
     v.expected = v.golden_counts()
     path = save_vectors(tmp_path / "z.npz", v)
     _, rep = run_tile_regression(path, progress=False)

@@ -232,6 +232,24 @@ def _tile_results(manifest: dict, work: Path, shape: dict) -> dict:
     return {"got": got, "undefined_words": undefined, "tokens": tokens_log}
 
 
+def _count_check(indent: str) -> str:
+    """Verilog: log case ``c``'s count and compare it with ``expected_mem[c]``, listing the first mismatches."""
+    return "\n".join(indent + line for line in [
+        '$fdisplay(log, "%0d", count);',
+        "if (count !== expected_mem[c]) begin",
+        '  if (bad < 10) $display("MISMATCH case %0d: expected %0d, got %0d", c, expected_mem[c], count);',
+        "  bad = bad + 1;",
+        "end"])
+
+
+def _case_verdict(n_cases: int) -> str:
+    """Verilog: the bench's last line, PASS or FAIL, after every case."""
+    return f"""    $fclose(log);
+    if (bad == 0) $display("PASS: {n_cases} neuron counts equal the expected ones");
+    else $display("FAIL: %0d of {n_cases} counts differ", bad);
+    $finish;"""
+
+
 def _pe_bench(manifest: dict, cases, work: Path, reset_cycles: int) -> tuple[str, dict]:
     """Stimulus words per cycle, from the datasheet's PE protocol, and a testbench that replays them."""
     sheet, cfg = manifest["datasheet"], manifest["config"]
@@ -287,18 +305,11 @@ def _pe_bench(manifest: dict, cases, work: Path, reset_cycles: int) -> tuple[str
           @(negedge clk);
           guard = guard + 1;
         end
-        $fdisplay(log, "%0d", count);
-        if (count !== expected_mem[c]) begin
-          if (bad < 10) $display("MISMATCH case %0d: expected %0d, got %0d", c, expected_mem[c], count);
-          bad = bad + 1;
-        end
+{_count_check("        ")}
         c = c + 1;
       end
     end
-    $fclose(log);
-    if (bad == 0) $display("PASS: {n_cases} neuron counts equal the expected ones");
-    else $display("FAIL: %0d of {n_cases} counts differ", bad);
-    $finish;
+{_case_verdict(n_cases)}
   end
 endmodule
 """
@@ -349,16 +360,9 @@ def _mac_pe_bench(manifest: dict, cases, work: Path, reset_cycles: int) -> tuple
       @(negedge clk);
       {fields} = 0;
       repeat (3) @(negedge clk);   // count is valid from the third cycle after requant
-      $fdisplay(log, "%0d", count);
-      if (count !== expected_mem[c]) begin
-        if (bad < 10) $display("MISMATCH case %0d: expected %0d, got %0d", c, expected_mem[c], count);
-        bad = bad + 1;
-      end
+{_count_check("      ")}
     end
-    $fclose(log);
-    if (bad == 0) $display("PASS: {n_cases} neuron counts equal the expected ones");
-    else $display("FAIL: %0d of {n_cases} counts differ", bad);
-    $finish;
+{_case_verdict(n_cases)}
   end
 endmodule
 """

@@ -92,10 +92,11 @@ def make_cases(cfg: SpikeConfig, n_random: int = 2000, seed: int = 0) -> PECases
     add("saturation at max count", full * wmax, full * mmax, zeros, 1, 0)
     add("theta = 1, phi = 0", rng.integers(-2, 3, k), rng.integers(-1, 2, k), zeros, 1, 0)
     add("negative potential fires nothing", -full * wmax, full * mmax, zeros, one, one // 2)
-    add("exactly on threshold", np.eye(1, k, 0, dtype=np.int64)[0] * 3, np.eye(1, k, 0, dtype=np.int64)[0] * 5,
-        zeros, 15 * one, 0)
-    add("one below threshold", np.eye(1, k, 0, dtype=np.int64)[0] * 3, np.eye(1, k, 0, dtype=np.int64)[0] * 5,
-        zeros, 15 * one + 1, 0)
+    # one synapse w·m right on (and one above) the threshold; w and m within this configuration's widths
+    w1, m1 = min(3, wmax), min(5, cfg.spike_max)
+    first = np.eye(1, k, 0, dtype=np.int64)[0]
+    add("exactly on threshold", first * w1, first * m1, zeros, w1 * m1 * one, 0)
+    add("one below threshold", first * w1, first * m1, zeros, w1 * m1 * one + 1, 0)
     for e in range(emax + 1):
         w = rng.integers(-wmax, wmax + 1, k)
         mant = rng.integers(-mmax, mmax + 1, k)
@@ -109,7 +110,9 @@ def make_cases(cfg: SpikeConfig, n_random: int = 2000, seed: int = 0) -> PECases
         acc = int((w * mant).sum())
         theta = max(1, min(cfg.theta_max, (abs(acc) * one >> max(s, 0)) // 40 + 1))
         add(f"scale shift {s}", w, mant, zeros, theta, theta * 20, s)
-    mixed = np.resize(np.array([7, -7, 3, -3, 15, -15, 1, -1]), k)  # same |m| pairs: same step, both polarities
+    top = cfg.spike_max   # same |m| pairs: same step, both polarities, up to this configuration's largest spike
+    mixed = np.resize(np.array([max(top // 2, 1), -max(top // 2, 1), max(top // 4, 1), -max(top // 4, 1), top, -top,
+                                1, -1]), k)
     add("mixed polarities in one step", rng.integers(-wmax, wmax + 1, k), mixed, zeros, one * 20, one * 7)
 
     w = rng.integers(-wmax, wmax + 1, size=(n_random, k))

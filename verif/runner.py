@@ -67,8 +67,12 @@ def build_bench(*, top: str, sources: list[Path], build_dir: Path, build_args: t
         raise ValueError(f"simulator must be 'verilator' or 'icarus', got {simulator!r}")
     build_dir = Path(build_dir).resolve()
     log = build_dir / "build.log"
+    stamp = build_dir / BUILD_COMPLETE
+    if not stamp.is_file() and _discard_outputs(build_dir, top):
+        always = True   # an earlier build stopped half-way (a kill, a full disk): its files cannot be trusted
     if always:  # a corrupt binary can be newer than its objects: make would keep it
         (build_dir / top).unlink(missing_ok=True)
+    stamp.unlink(missing_ok=True)
     t0 = time.perf_counter()
     try:
         get_runner(simulator).build(sources=[str(s) for s in sources], hdl_toplevel=top, build_dir=str(build_dir),
@@ -76,7 +80,20 @@ def build_bench(*, top: str, sources: list[Path], build_dir: Path, build_args: t
                                     log_file=str(log), always=always)
     except (RuntimeError, OSError, subprocess.SubprocessError) as exc:
         raise build_failure(f"the {simulator} build of {top} ({exc})", log) from None
+    stamp.write_text(f"{top}\n")
     return time.perf_counter() - t0
+
+
+BUILD_COMPLETE = ".build-complete"   # written after a build succeeded; a build without it is redone from scratch
+
+
+def _discard_outputs(build_dir: Path, top: str) -> bool:
+    """Remove what an interrupted build left (generated C++, objects, the binary); True if there was any."""
+    leftovers = [p for p in build_dir.glob("*") if p.is_file()
+                 and (p.name.startswith(("V", top)) or p.suffix in (".o", ".d", ".a", ".mk", ".cpp", ".h"))]
+    for path in leftovers:
+        path.unlink(missing_ok=True)
+    return bool(leftovers)
 
 
 def run_bench(*, top: str, build_dir: Path, work_dir: Path, test_module: str, env: dict[str, str],
