@@ -221,7 +221,7 @@ def power_markdown(r: dict) -> str:
         x = r["designs"][d]
         lines.append(f"- {names.get(d, d)}: {roles}; {x['flip_flops']:,} flip-flops, "
                      f"{sum(x['cells'].values()):,} cells, {x['area_um2'] / 1e6:.2f} mm², {x['cycles']:,} cycles")
-    if "ratio_mac_over_spiking" in r:
+    if r.get("ratio_mac_over_spiking"):
         rat = r["ratio_mac_over_spiking"]
         lines += ["", "| MAC ÷ spiking | ratio |", "|---|---|",
                   f"| PE arithmetic | {rat['pe_arithmetic']:.2f}× |",

@@ -117,7 +117,8 @@ def test_silence_threshold_counts_equal_real_layer_expected(tmp_path):
     names = ["model.layers.0.self_attn.q_proj", "model.layers.0.mlp.down_proj"]
     for path in export_layers(layers=names, tokens=8, outs=[tmp_path / "q.npz", tmp_path / "d.npz"]):
         v = load_vectors(path)
-        _, count = silence_fire(v.acc, v.theta, v.phi, v.frac_bits, v.out_bits)
+        theta, phi, scale = v.token_thresholds()
+        _, count = silence_fire(v.acc, theta, phi, v.frac_bits, v.out_bits, scale)
         bad = np.argwhere(count != v.expected)
         assert bad.size == 0, [(tuple(i), int(v.expected[tuple(i)]), int(count[tuple(i)])) for i in bad[:5]]
         assert len(np.unique(v.expected)) > 8

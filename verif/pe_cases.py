@@ -7,11 +7,13 @@ golden model (:mod:`spikeacc.golden.integer`); nothing here re-derives it.
 
 from __future__ import annotations
 
+import io
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
+from spikeacc import workdirs
 from spikeacc.config import SpikeConfig
 from spikeacc.golden.integer import accumulate, check_codes, fire_count, is_outlier, silence_fire, simulate_ttfs
 from spikeacc.golden.output_quant import threshold_pair
@@ -36,8 +38,10 @@ class PECases:
         return len(self.expected)
 
     def save(self, path) -> None:
-        np.savez(path, w=self.w, mant=self.mant, shift=self.shift, theta=self.theta, phi=self.phi,
+        buffer = io.BytesIO()
+        np.savez(buffer, w=self.w, mant=self.mant, shift=self.shift, theta=self.theta, phi=self.phi,
                  scale=self.scale, expected=self.expected, names=np.array(self.names))
+        workdirs.write_atomic(path, buffer.getvalue())
 
     @classmethod
     def load(cls, path) -> "PECases":

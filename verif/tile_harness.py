@@ -26,6 +26,7 @@ import numpy as np
 from amaranth import Shape
 from amaranth.lib import data, wiring
 
+from spikeacc import workdirs
 from spikeacc.config import SpikeConfig
 from spikeacc.hw.generate import module_name
 from spikeacc.hw.tile import activation_lane_layout
@@ -175,10 +176,8 @@ def write_buffers(cfg: SpikeConfig, vectors, directory: Path, design: str = "til
     exponents = np.asarray(vectors.exponent, dtype=np.int64).astype(np.int32).astype(">i4").view(np.uint8)
     files = {"act": directory / "act.hex", "weights": directory / "weights.hex",
              "thresholds": directory / "thresholds.hex", "exponents": directory / "exponents.hex"}
-    files["act"].write_bytes(_hex_lines(act))
-    files["weights"].write_bytes(_hex_lines(weights))
-    files["thresholds"].write_bytes(_hex_lines(thresh))
-    files["exponents"].write_bytes(_hex_lines(exponents.reshape(m, 4)))
+    for name, rows in (("act", act), ("weights", weights), ("thresholds", thresh), ("exponents", exponents.reshape(m, 4))):
+        workdirs.write_atomic(files[name], _hex_lines(rows))   # a full disk names the file, never half a buffer
     return files
 
 
