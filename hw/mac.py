@@ -13,6 +13,7 @@ from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
 from spikeacc.config import SpikeConfig, unsigned_bits_for
+from spikeacc.hw.pe import ScaleShift
 from spikeacc.hw.tile import decode_exponent, tile_ports
 from spikeacc.hw.tile_parts import DelayLine, drive_contract_error
 
@@ -92,30 +93,20 @@ class MacPE(wiring.Component):
         # end of that cycle; stage A forms y from it, stage B multiplies.
         params = Signal(mac_threshold_layout(cfg))
         held = Signal(mac_threshold_layout(cfg))
-        left_max, right_max = cfg.frac_bits - cfg.scale_shift_min, max(cfg.scale_shift_max - cfg.frac_bits, 0)
-        left, held_left = Signal(range(left_max + 1), init=cfg.frac_bits), Signal(range(left_max + 1),
-                                                                                 init=cfg.frac_bits)
-        right, held_right = Signal(range(right_max + 1)), Signal(range(right_max + 1))
+        scale, held_scale = ScaleShift(cfg, "scale"), ScaleShift(cfg, "held_scale")
         stage_a, stage_b = Signal(), Signal()
         m.d.sync += [stage_a.eq(self.requant), stage_b.eq(stage_a)]
-        s = self.scale_shift
         with m.If(self.clear):
-            m.d.sync += params.eq(self.params)
-            if cfg.scale_shift_max != cfg.scale_shift_min:
-                m.d.sync += [left.eq(Mux(s <= cfg.frac_bits, cfg.frac_bits - s, 0)),
-                             right.eq(Mux(s > cfg.frac_bits, s - cfg.frac_bits, 0))]
+            m.d.sync += [params.eq(self.params), *scale.load(self.scale_shift)]
         with m.If(self.requant):
-            m.d.sync += [held.eq(params), held_left.eq(left), held_right.eq(right)]
+            m.d.sync += [held.eq(params), *held_scale.copy_from(scale)]
         y = Signal(signed(cfg.membrane_bits), name="requant_y")
         # the accumulator reaches the scale shifter and the adder only in the cycle that forms y (operand
         # isolation, as the spiking PE does at fire): they do not toggle while the neuron accumulates
         isolated = Signal(signed(cfg.acc_bits), name="requant_isolated")
         m.d.comb += isolated.eq(Mux(stage_a, acc, 0))
         with m.If(stage_a):
-            if cfg.scale_shift_max == cfg.scale_shift_min:
-                m.d.sync += y.eq((isolated << (cfg.frac_bits - cfg.scale_shift_min)) + held.phi)
-            else:
-                m.d.sync += y.eq(((isolated << held_left) >> held_right) + held.phi)
+            m.d.sync += y.eq(held_scale.apply(isolated) + held.phi)
         ceiling = Signal(unsigned(cfg.theta_bits + cfg.out_bits), name="requant_ceiling")
         m.d.comb += ceiling.eq(held.theta << cfg.out_bits)
         product = Signal(unsigned(cfg.theta_bits + cfg.out_bits + cfg.requant_shift + 1), name="requant_product")

@@ -8,7 +8,7 @@ from amaranth.lib.wiring import In, Out
 
 from spikeacc.config import SpikeConfig
 
-__all__ = ["SpikingPE", "spike_event_layout"]
+__all__ = ["SpikingPE", "ScaleShift", "spike_event_layout"]
 
 
 def spike_event_layout(cfg: SpikeConfig) -> data.StructLayout:
@@ -25,6 +25,40 @@ def spike_event_layout(cfg: SpikeConfig) -> data.StructLayout:
         "shift": unsigned(cfg.event_shift_bits),
         "weight": signed(cfg.weight_bits),
     })
+
+
+class ScaleShift:
+    """A token's scale shift s held as the two shift amounts of ``⌊2^F·acc / 2^s⌋``: left F − s, right s − F.
+
+    Decoded once when the neuron loads its thresholds (not per cycle), applied
+    once per window. With static steps (s always 0) there is nothing to hold:
+    :meth:`apply` is the constant shift by F and the loads are empty.
+    """
+
+    def __init__(self, cfg: SpikeConfig, name: str):
+        self._cfg = cfg
+        self.varies = cfg.scale_shift_max != cfg.scale_shift_min
+        left_max, right_max = cfg.frac_bits - cfg.scale_shift_min, max(cfg.scale_shift_max - cfg.frac_bits, 0)
+        self.left = Signal(range(left_max + 1), init=cfg.frac_bits, name=f"{name}_left")
+        self.right = Signal(range(right_max + 1), name=f"{name}_right")
+
+    def load(self, scale_shift) -> list:
+        """Statements (for ``m.d.sync``) that take the amounts of ``scale_shift``."""
+        if not self.varies:
+            return []
+        f = self._cfg.frac_bits
+        return [self.left.eq(Mux(scale_shift <= f, f - scale_shift, 0)),
+                self.right.eq(Mux(scale_shift > f, scale_shift - f, 0))]
+
+    def copy_from(self, other: "ScaleShift") -> list:
+        """Statements that hold ``other``'s amounts (a later pipeline stage)."""
+        return [self.left.eq(other.left), self.right.eq(other.right)] if self.varies else []
+
+    def apply(self, value):
+        """``⌊2^F·value / 2^s⌋`` as a shift (arithmetic on the right, so it floors)."""
+        if not self.varies:
+            return value << (self._cfg.frac_bits - self._cfg.scale_shift_min)
+        return (value << self.left) >> self.right
 
 
 class SpikingPE(wiring.Component):
@@ -139,10 +173,7 @@ class SpikingPE(wiring.Component):
         membrane = Signal(signed(cfg.acc_bits))
         theta_latched = Signal(unsigned(cfg.theta_bits))
         phi_latched = Signal(signed(cfg.phi_bits))
-        # the token's scale as two shift amounts, decoded once per window: left F − s or right s − F
-        left_max, right_max = cfg.frac_bits - cfg.scale_shift_min, max(cfg.scale_shift_max - cfg.frac_bits, 0)
-        left_latched = Signal(range(left_max + 1), init=cfg.frac_bits)
-        right_latched = Signal(range(right_max + 1))
+        scale = ScaleShift(cfg, "scale")   # the token's scale, decoded once per window
 
         # Sum of this cycle's arriving spikes: ±(w << e) per lane, adds and shifts only.
         arriving = []
@@ -163,11 +194,8 @@ class SpikingPE(wiring.Component):
                 membrane.eq(0),
                 theta_latched.eq(self.theta),
                 phi_latched.eq(self.phi),
+                *scale.load(self.scale_shift),
             ]
-            if cfg.scale_shift_max != cfg.scale_shift_min:    # static steps: the shift is F, a constant
-                s = self.scale_shift
-                m.d.sync += [left_latched.eq(Mux(s <= cfg.frac_bits, cfg.frac_bits - s, 0)),
-                             right_latched.eq(Mux(s > cfg.frac_bits, s - cfg.frac_bits, 0))]
         with m.Else():
             with m.If(any_spike):               # the current only changes when a spike arrives
                 m.d.sync += current.eq(current_next)
@@ -180,10 +208,7 @@ class SpikingPE(wiring.Component):
         isolated = Signal(signed(cfg.acc_bits))
         m.d.comb += isolated.eq(Mux(self.fire, membrane, 0))
         scaled = Signal(signed(cfg.membrane_bits), name="scaled_membrane")
-        if cfg.scale_shift_max == cfg.scale_shift_min:
-            m.d.comb += scaled.eq(isolated << (cfg.frac_bits - cfg.scale_shift_min))
-        else:
-            m.d.comb += scaled.eq((isolated << left_latched) >> right_latched)
+        m.d.comb += scaled.eq(scale.apply(isolated))
         potential_at_fire = Signal(signed(cfg.membrane_bits))
         m.d.comb += potential_at_fire.eq(scaled + phi_latched)
 
