@@ -261,7 +261,8 @@ def cmd_ppl(args) -> int:
     run_ppl_table(model=args.model, text=args.text, out=args.out, quick=args.quick, full=args.full,
                   tokens=2048 if args.tokens is None else args.tokens, out_bits=_int_list(args.out_bits, "--out-bits"),
                   out_policies=tuple(p for p in args.out_policy.split(",") if p),
-                  inputs=tuple(i for i in args.inputs.split(",") if i), config=_config_from(args))
+                  inputs=tuple(i for i in args.inputs.split(",") if i), config=_config_from(args),
+                  eval_text=args.eval_text)
     return 0
 
 
@@ -395,7 +396,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("ppl", help="perplexity table: FP, RTN and SpikeQuant, with a bit sweep")
     p.add_argument("--model", help="local HF folder or .gguf file (default: embedded SmolLM2-135M)")
-    p.add_argument("--text", help="UTF-8 text file to evaluate on (default: shipped GPL-3 text)")
+    p.add_argument("--text", help="UTF-8 text file to calibrate and evaluate on (default: shipped GPL-3 text)")
+    p.add_argument("--eval-text", metavar="FILE",
+                   help="UTF-8 text file to evaluate on whole, calibrating on the shipped text (a text never seen)")
     p.add_argument("--out", default="out/ppl")
     p.add_argument("--tokens", type=int, default=None,
                    help="evaluation tokens (default 2048; with --rtl: the window, default 64)")

@@ -40,7 +40,7 @@ from tqdm import tqdm
 
 from spikeacc.config import PRESETS, SpikeConfig
 from spikeacc.errors import VerificationFailed
-from spikeacc.golden.model import HARDWARE_OVERRIDES, calibrate, convert_model, load_model, quantized_layers
+from spikeacc.golden.model import HARDWARE_OVERRIDES, load_model, quantize_network, quantized_layers
 from spikeacc.golden.perplexity import default_text, perplexity, token_splits
 from spikeacc.golden.spiking_linear import QuantSpec
 
@@ -64,9 +64,8 @@ class HardwareModel(NamedTuple):
 def hardware_model(model: str | None = None, config: SpikeConfig = PRESETS["default"]) -> HardwareModel:
     """The hardware-faithful model of ``config``'s arithmetic, calibrated on the shipped text."""
     net, tokenizer, name = load_model(model)
-    convert_model(net, QuantSpec.from_config(config), overrides=HARDWARE_OVERRIDES)
     calib, _ = token_splits(tokenizer, default_text(), 512)
-    calibrate(net, calib)
+    quantize_network(net, QuantSpec.from_config(config), calib, overrides=HARDWARE_OVERRIDES)
     return HardwareModel(net, tokenizer, name, config)
 
 

@@ -19,7 +19,9 @@ TITLES = {"accuracy": "Accuracy of what the hardware computes", "verify": "Verif
 EXPLAIN = {
     "accuracy": ("Perplexity on held-out GPL-3 text. Input-only rows quantize activations and weights but return "
                  "float outputs (what fake-quant papers report); hardware-faithful rows return the tile's spike "
-                 "counts through its thresholds (8-bit outputs), as the generated RTL computes them."),
+                 "counts through its thresholds (8-bit outputs), as the generated RTL computes them. Weights are "
+                 "GPTQ codes (error-compensating rounding, calibrated on the first 1,024 tokens); the "
+                 "round-to-nearest rows, without output-range margin, are the earlier default."),
     "verify": ("Every output integer of the generated RTL under Verilator compared with the golden model: the PE on "
                "corner and random neurons, the tile on real SmolLM2 block-0 vectors in SpikeQuant and Kirin mode."),
     "energy": ("Energy per token-layer of the spiking tile and the MAC baseline on the same vectors, from RTL "
@@ -53,21 +55,26 @@ def plot_accuracy(rows: list[dict], path) -> None:
     fp = [r["ppl"] for r in rows if r["method"] == "fp"]
     methods = [m for m in dict.fromkeys(r["method"] for r in rows) if m != "fp"]
     fig, ax = plt.subplots(figsize=(7.5, 3.4))
-    width = 0.38
-    for j, (faithful, label) in enumerate([(False, "input-only (outputs float)"),
-                                           (True, "hardware-faithful (tile's 8-bit counts)")]):
-        values = {r["method"]: r["ppl"] for r in rows if r["hardware_faithful"] == faithful}
+    # one bar per (outputs, weight rounding) the rows have: input-only, hardware-faithful, and the
+    # hardware-faithful row with round-to-nearest weights when the configuration uses GPTQ
+    series = list(dict.fromkeys((r["hardware_faithful"], r.get("weights", "rtn")) for r in rows if r["method"] != "fp"))
+    width = 0.8 / max(len(series), 1)
+    for j, (faithful, weights) in enumerate(series):
+        label = ("hardware-faithful (tile's 8-bit counts)" if faithful else "input-only (outputs float)") \
+            + ("" if len({w for _, w in series}) == 1 else f", {weights.upper()} weights")
+        values = {r["method"]: r["ppl"] for r in rows
+                  if r["hardware_faithful"] == faithful and r.get("weights", "rtn") == weights}
         bars = ax.bar([i + j * width for i in range(len(methods))], [values.get(m, 0) for m in methods], width,
                       label=label)
-        ax.bar_label(bars, fmt="%.2f", fontsize=8)
+        ax.bar_label(bars, fmt="%.2f", fontsize=7)
     if fp:
         ax.axhline(fp[0], color="0.4", linestyle="--", label=f"FP {fp[0]:.2f}")
-    ax.set_xticks([i + width / 2 for i in range(len(methods))],
+    ax.set_xticks([i + width * (len(series) - 1) / 2 for i in range(len(methods))],
                   ["SpikeQuant W4A4" if m == "spikequant" else "Kirin W4A4&8" if m == "kirin" else m for m in methods])
     ax.set_ylabel("perplexity")
-    ax.set_ylim(0, 1.35 * max(r["ppl"] for r in rows))
+    ax.set_ylim(0, 1.5 * max(r["ppl"] for r in rows))
     ax.set_title("perplexity of what the hardware computes (lower is better)", fontsize=9)
-    ax.legend(fontsize=8, loc="upper right", ncol=3)
+    ax.legend(fontsize=7, loc="upper right", ncol=2)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)

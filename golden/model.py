@@ -18,8 +18,8 @@ from torch import nn
 
 from spikeacc.golden.spiking_linear import CALIBRATION_STAGES, QuantSpec, SpikeQuantLinear
 
-__all__ = ["default_gguf", "load_model", "convert_model", "PROJECTIONS", "HARDWARE_OVERRIDES", "quantized_layers",
-           "synthetic_llama2_layer", "calibrate"]
+__all__ = ["default_gguf", "load_model", "convert_model", "quantize_network", "network_weights", "PROJECTIONS",
+           "HARDWARE_OVERRIDES", "quantized_layers", "synthetic_llama2_layer", "calibrate", "weights_digest"]
 
 PROJECTIONS = ("self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj",
                "mlp.gate_proj", "mlp.up_proj", "mlp.down_proj")
@@ -194,8 +194,14 @@ def _load_folder(folder: Path):
 _LOADED: dict[str, tuple] = {}
 
 
-def load_model(path: str | Path | None = None):
-    """``(model, tokenizer, name)`` in float32, eval mode, offline.
+def load_model(path: str | Path | None = None, dtype: torch.dtype = torch.float64):
+    """``(model, tokenizer, name)``, eval mode, offline, its float side in ``dtype``.
+
+    float64 by default, so that the integer codes the hardware-faithful path
+    derives do not depend on the CPU's float32 kernels: a last-bit difference
+    in a float32 matmul moves an activation across a rounding boundary often
+    enough to change a published perplexity by 2% between machines
+    (docs/measurements.md, "The same digits on every machine").
 
     Loaded once per process: later calls get a deep copy of the pristine
     model (callers convert their copy in place), so a run that exports,
@@ -207,7 +213,18 @@ def load_model(path: str | Path | None = None):
     if key not in _LOADED:
         _LOADED[key] = _load_model(path)
     model, tok, name = _LOADED[key]
-    return copy.deepcopy(model), tok, name
+    return copy.deepcopy(model).to(dtype), tok, name
+
+
+def weights_digest(model) -> str:
+    """SHA-256 of every parameter and buffer of ``model`` (names, shapes, float32 bytes): its cache identity."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for name, tensor in sorted(model.state_dict().items()):
+        digest.update(f"{name}{tuple(tensor.shape)}".encode())
+        digest.update(tensor.detach().to(torch.float32).contiguous().numpy().tobytes())
+    return digest.hexdigest()
 
 
 def _load_model(path):
@@ -231,12 +248,14 @@ def _load_model(path):
 
 
 def convert_model(model: nn.Module, spec: QuantSpec, projections=PROJECTIONS, *, layers=None,
-                  overrides: dict[str, dict] | None = None) -> nn.Module:
+                  overrides: dict[str, dict] | None = None, weights: dict | None = None) -> nn.Module:
     """Replace the attention and MLP projections of the decoder layers in place.
 
     ``layers`` selects decoder-layer indices (default: all); ``overrides`` maps a
     projection name (e.g. ``"mlp.down_proj"``) to :class:`QuantSpec` fields that
-    differ for it (e.g. ``{"out_bits": 8}``).
+    differ for it (e.g. ``{"out_bits": 8}``); ``weights`` maps module names
+    (``model.layers.0.mlp.down_proj``) to precomputed codes
+    (:func:`network_weights`), which GPTQ needs.
     """
     overrides = overrides or {}
     unknown = set(overrides) - set(projections)
@@ -253,7 +272,37 @@ def convert_model(model: nn.Module, spec: QuantSpec, projections=PROJECTIONS, *,
             linear = getattr(parent, attr)
             if isinstance(linear, SpikeQuantLinear):
                 raise ValueError("model is already converted; reload it to change the quantization")
-            setattr(parent, attr, SpikeQuantLinear(linear, spec.replace(**overrides.get(name, {}))))
+            codes = (weights or {}).get(f"model.layers.{index}.{name}")
+            setattr(parent, attr, SpikeQuantLinear(linear, spec.replace(**overrides.get(name, {})), codes))
+    return model
+
+
+def network_weights(model, spec: QuantSpec, calibration, *, say=None) -> dict | None:
+    """The weight codes of every projection for ``spec.weights`` (None: each layer rounds its own, RTN).
+
+    GPTQ runs once per model, settings and calibration tokens and is cached
+    on disk (:func:`spikeacc.golden.gptq.cached_gptq_network`). ``model`` is
+    left with the quantized weights in its projections.
+    """
+    if spec.method == "fp" or spec.weights == "rtn":
+        return None
+    from spikeacc.golden.gptq import cached_gptq_network
+
+    def progress(done, total):
+        if say and (done == total or done % 10 == 0):
+            say(f"GPTQ weights: {done}/{total} decoder layers")
+
+    return cached_gptq_network(model, list(calibration), spec.w_bits, spec.input_quantizer(), PROJECTIONS,
+                               key={"model": weights_digest(model), **spec.weight_key()}, progress=progress)
+
+
+def quantize_network(model, spec: QuantSpec, calibration, *, overrides: dict[str, dict] | None = None,
+                     say=None) -> nn.Module:
+    """``model`` with every projection quantized by ``spec`` and calibrated: weights, then ranges."""
+    calibration = list(calibration)
+    weights = network_weights(model, spec, calibration, say=say)
+    convert_model(model, spec, overrides=overrides, weights=weights)
+    calibrate(model, calibration)
     return model
 
 

@@ -179,12 +179,20 @@ class OutputQuant:
 
     @classmethod
     def calibrated(cls, calib: OutputCalibration, policy: str, out_bits: int, frac_bits: int,
-                   clip: int = 0, grid: int | None = None, floor: float | None = None) -> "OutputQuant":
+                   clip: int = 0, grid: int | None = None, floor: float | None = None,
+                   margin: float = 0.0) -> "OutputQuant":
+        """The quantizer of a calibrated range, widened by ``margin`` of its span on each side.
+
+        A token beyond the calibrated range saturates at code 0 or 2^b_out − 1;
+        a little headroom costs a slightly coarser step and saves those tokens
+        (measured: docs/measurements.md, "Near-FP weights").
+        """
         check_policy(policy)
         check_out_bits(out_bits)
         step = zero = None
         if policy != "oracle":
             lo, hi = calib.output_range(policy, clip)
+            lo, hi = lo - margin * (hi - lo), hi + margin * (hi - lo)
             if floor is not None:
                 lo = torch.clamp(lo, min=floor)
             if lo.dim():  # a channel that never left 0 gets the median channel's span (any step fits it)

@@ -19,7 +19,7 @@ from tqdm import tqdm
 
 from spikeacc import workdirs
 from spikeacc.config import MODES, PRESETS, SpikeConfig, check_out_bits
-from spikeacc.golden.model import HARDWARE_OVERRIDES, calibrate, convert_model, load_model, quantized_layers
+from spikeacc.golden.model import HARDWARE_OVERRIDES, load_model, quantize_network, quantized_layers
 from spikeacc.golden.output_quant import INPUT_STEPS, check_policy
 from spikeacc.golden.spiking_linear import QuantSpec
 
@@ -51,7 +51,7 @@ def token_splits(tokenizer, text: str, eval_tokens: int, window: int = WINDOW,
 def perplexity(model, windows: torch.Tensor, desc: str = "ppl") -> float:
     nll, count = 0.0, 0
     for ids in tqdm(windows, desc=desc, leave=False, unit="win", disable=None):
-        logits = model(ids[None]).logits[0, :-1].float()
+        logits = model(ids[None]).logits[0, :-1].double()
         loss = torch.nn.functional.cross_entropy(logits, ids[1:], reduction="sum")
         nll += float(loss)
         count += len(ids) - 1
@@ -78,21 +78,29 @@ def spec_row(spec: QuantSpec, **extra) -> dict:
     """A table row (plain JSON, as ``ppl.json`` records it) of a QuantSpec; :func:`_spec` reads it back."""
     row = dict(method=spec.method, w_bits=spec.w_bits, a_bits=FLOAT_BITS if spec.a_bits is None else spec.a_bits,
                mode=spec.mode, input_step=spec.input_step, kappa=spec.kappa, e_max=spec.e_max,
-               frac_bits=spec.frac_bits)
+               frac_bits=spec.frac_bits, weights=spec.weights)
     if spec.method == "kirin":
         row["outlier_bits"] = spec.outlier_bits
     if spec.hardware_faithful:
-        row.update(out_bits=spec.out_bits, out_policy=spec.out_policy)
+        row.update(out_bits=spec.out_bits, out_policy=spec.out_policy, out_margin=spec.out_margin)
     return {**row, **extra}
 
 
 def hardware_rows(config: SpikeConfig) -> list[dict]:
-    """FP, then SpikeQuant and Kirin in ``config``'s arithmetic: each input-only, then hardware-faithful."""
+    """FP, then SpikeQuant and Kirin in ``config``'s arithmetic: each input-only, then hardware-faithful.
+
+    When ``config`` rounds weights with GPTQ, each mode's hardware-faithful row
+    is followed by the same row with round-to-nearest weights (the earlier
+    default), so the report shows the gain beside what it replaced.
+    """
     rows = [FP_ROW]
     for mode in MODES:
         cfg = config.in_mode(mode)
         rows += [spec_row(QuantSpec.from_config(cfg, hardware_faithful=False)),
                  spec_row(QuantSpec.from_config(cfg), overrides="silu-floor")]
+        if cfg.weight_rounding != "rtn":
+            rows.append(spec_row(QuantSpec.from_config(cfg.replace(weight_rounding="rtn"), out_margin=0.0),
+                                 overrides="silu-floor"))
     return rows
 
 
@@ -116,21 +124,27 @@ def table_rows(quick: bool = False, full: bool = False, out_bits=(4, 6, 8),
     for policy in out_policies:
         check_policy(policy)
     top = max(out_bits)
+    weights = config.weight_rounding
     arithmetic = dict(w_bits=config.w_bits, a_bits=config.a_bits, kappa=config.kappa, e_max=config.shift_max,
-                      frac_bits=config.frac_bits)
+                      frac_bits=config.frac_bits, weights=weights)
     sq = dict(method="spikequant", **arithmetic)
     modes = {name: _input_mode(name) for name in inputs}
-    rows = [FP_ROW,
-            dict(method="rtn", w_bits=config.w_bits, a_bits=FLOAT_BITS, mode="none"),
+    w_only = [dict(method="rtn", w_bits=config.w_bits, a_bits=FLOAT_BITS, mode="none", weights=w)
+              for w in dict.fromkeys(("rtn", weights))]
+    rows = [FP_ROW, *w_only,
             dict(method="rtn", w_bits=config.w_bits, a_bits=config.a_bits, mode="dynamic")]
     rows += [dict(sq, **i) for i in modes.values()]
     hw = dict(overrides="silu-floor")
     # the same spikes; outliers as integers (SPEC §4)
     kirin = dict(sq, method="kirin", outlier_bits=config.in_mode("kirin").outlier_bits)
     kirin_hw = [dict(kirin, **i, **hw, out_bits=top, out_policy=out_policies[0]) for i in modes.values()]
+    # each hardware-faithful default row again with round-to-nearest weights, when GPTQ is the default
+    rtn_hw = [dict(r, weights="rtn", out_margin=0.0) for r in
+              [dict(sq, **i, **hw, out_bits=top, out_policy=out_policies[0]) for i in modes.values()] + kirin_hw] \
+        if weights != "rtn" else []
     if quick:
         return rows + [dict(sq, **i, **hw, out_bits=top, out_policy=out_policies[0]) for i in modes.values()] \
-            + kirin_hw
+            + kirin_hw + rtn_hw
     rows += [dict(kirin, **i) for i in modes.values()] + kirin_hw
     for policy in out_policies:
         widths = out_bits if policy == "channel" or full else (min(out_bits), top)
@@ -144,6 +158,7 @@ def table_rows(quick: bool = False, full: bool = False, out_bits=(4, 6, 8),
         if "dynamic-pow2" in modes:                                                           # widths
             rows += [dict(sq, **modes["dynamic-pow2"], out_bits=6, out_policy="channel", overrides="mixed")]
     rows += [dict(sq, **i, **hw, out_bits=top, out_policy="oracle") for i in plain]
+    rows += rtn_hw
     if full:
         rows += [dict(method="rtn", w_bits=config.w_bits, a_bits=FLOAT_BITS, mode="none", w_group=64),
                  dict(sq, mode="static", w_group=64), dict(sq, mode="dynamic", w_group=64)]
@@ -166,6 +181,8 @@ def row_label(row: dict) -> str:
         return "FP"
     text = f"{row['method']} W{row['w_bits']}A{row['a_bits']}" + (
         f"&{row.get('outlier_bits', QuantSpec.outlier_bits)}" if row["method"] == "kirin" else "")
+    if row.get("weights", "rtn") != "rtn":
+        text += f" {row['weights'].upper()}"
     if row["mode"] != "none":
         text += f" {row['mode']}" + (f"-{row['input_step']}" if row.get("input_step", "any") != "any" else "")
     if row.get("w_group"):
@@ -178,6 +195,8 @@ def row_label(row: dict) -> str:
             text += f" {row['overrides']}"
         if row.get("out_clip"):
             text += f" clip{row['out_clip']}"
+        if row.get("out_margin", QuantSpec.out_margin) != QuantSpec.out_margin:
+            text += f" margin {row['out_margin']:g}"
     elif row["a_bits"] != 16:
         text += " (outputs float)"
     return text
@@ -191,7 +210,8 @@ def _spec(row) -> QuantSpec:
                      mode="dynamic" if row["mode"] == "none" else row["mode"], w_group=row.get("w_group"),
                      out_bits=row.get("out_bits"), out_policy=row.get("out_policy", "channel"),
                      input_step=row.get("input_step", "any"), out_clip=row.get("out_clip", 0),
-                     outlier_bits=row.get("outlier_bits", QuantSpec.outlier_bits))
+                     outlier_bits=row.get("outlier_bits", QuantSpec.outlier_bits),
+                     weights=row.get("weights", "rtn"), out_margin=row.get("out_margin", QuantSpec.out_margin))
 
 
 def read_text(path: str | Path) -> str:
@@ -205,23 +225,43 @@ def read_text(path: str | Path) -> str:
         raise ValueError(f"text file {path} is not UTF-8 text ({exc.reason} at byte {exc.start})") from None
 
 
+def unseen_windows(tokenizer, text: str, tokens: int, window: int = WINDOW) -> torch.Tensor:
+    """Up to ``tokens`` of ``text`` in whole windows, from its start: a text nothing was calibrated on."""
+    ids = tokenizer(text, return_tensors="pt").input_ids[0]
+    n = min(tokens, len(ids)) // window
+    if n == 0:
+        raise ValueError(f"the evaluation text has {len(ids)} tokens; at least one {window}-token window is needed")
+    return ids[: n * window].reshape(n, window)
+
+
 def run_ppl_table(model: str | None = None, text: str | None = None, out: str | Path = "out/ppl",
                   tokens: int = 2048, quick: bool = False, full: bool = False, out_bits=(4, 6, 8),
                   out_policies=("channel", "tensor"), inputs=INPUT_MODES, rows: list[dict] | None = None,
-                  config: SpikeConfig = PRESETS["default"]) -> list[dict]:
-    """Evaluate every row (default: :func:`table_rows` of ``config``); print the table, save ``ppl.json`` and ``ppl.png``."""
+                  config: SpikeConfig = PRESETS["default"], eval_text: str | None = None) -> list[dict]:
+    """Evaluate every row (default: :func:`table_rows` of ``config``); print the table, save ``ppl.json`` and ``ppl.png``.
+
+    ``text`` is calibrated on (its first tokens) and evaluated on (the rest);
+    ``eval_text`` is evaluated on whole, with the calibration taken from the
+    shipped text, so no row has seen a token of it.
+    """
     import copy
 
     if isinstance(tokens, bool) or not isinstance(tokens, int) or tokens < WINDOW:
         raise ValueError(f"--tokens must be at least one {WINDOW}-token window, got {tokens!r}")
+    if text is not None and eval_text is not None:
+        raise ValueError("give --text (calibrate and evaluate on it) or --eval-text (evaluate only), not both")
     rows = rows if rows is not None else table_rows(quick, full, out_bits, out_policies, inputs, config)
     out = Path(out)
     if text is not None:
         body, source = read_text(text), str(text)
     else:
         body, source = default_text(), "GPL-3 (shipped, golden/data/gpl-3.txt)"
+    unseen = read_text(eval_text) if eval_text is not None else None
     fp_net, tokenizer, name = load_model(model)
     calib, windows = token_splits(tokenizer, body, tokens)
+    if unseen is not None:
+        windows = unseen_windows(tokenizer, unseen, tokens)
+        source = f"{eval_text} (calibrated on the shipped GPL-3 text, never on this one)"
     out.mkdir(parents=True, exist_ok=True)
     results = []
     per_layer: dict[str, dict] = {}
@@ -230,8 +270,8 @@ def run_ppl_table(model: str | None = None, text: str | None = None, out: str | 
         t0 = time.perf_counter()
         net = copy.deepcopy(fp_net)
         if row["method"] != "fp":
-            convert_model(net, _spec(row), overrides=OVERRIDES.get(row.get("overrides")))
-            calibrate(net, calib)
+            quantize_network(net, _spec(row), calib, overrides=OVERRIDES.get(row.get("overrides")),
+                             say=bar.write if not bar.disable else lambda m: print(m, flush=True))
         ppl = perplexity(net, windows, desc=row_label(row))
         layers = quantized_layers(net).values()
         elements = sum(m.element_count for m in layers)

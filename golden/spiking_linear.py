@@ -11,17 +11,18 @@ import numpy as np
 import torch
 from torch import nn
 
-from spikeacc.config import SpikeConfig, check_out_bits, code_max
+from spikeacc.config import WEIGHT_ROUNDINGS, SpikeConfig, check_out_bits, code_max
 from spikeacc.golden.integer import accumulate
 from spikeacc.golden.output_quant import (INPUT_STEPS, OutputCalibration, OutputQuant, TokenThresholds,
                                           check_policy, fire_counts_torch, step_grid, threshold_pair)
-from spikeacc.golden.quant import (ActQuant, mad_salient, quantize_activation, quantize_weight,
+from spikeacc.golden.quant import (ActQuant, WeightQuant, mad_salient, quantize_activation, quantize_weight,
                                    quantize_weight_pow2_groups)
 
 __all__ = ["SpikeQuantLinear", "QuantSpec", "HardwareResult", "thresholds", "ideal_counts", "METHODS",
-           "CALIBRATION_STAGES"]
+           "WEIGHT_ROUNDINGS", "CALIBRATION_STAGES"]
 
 METHODS = ("fp", "rtn", "spikequant", "kirin")
+# GPTQ codes need the whole network's calibration inputs (golden.model.quantize_network).
 # Static activation ranges first (measured on the float network), then output ranges (measured
 # with every input quantized as it will be): the order the hardware's thresholds depend on them.
 CALIBRATION_STAGES = ("input", "output")
@@ -55,14 +56,18 @@ class QuantSpec:
     exponent_headroom: int = 2   # with pow2 steps: a token's step may exceed the calibrated largest by 2^H
     out_policy: str = "channel"
     out_clip: int = 0
+    out_margin: float = 1 / 16   # headroom of a calibrated output range, a fraction of its span per side
     out_floor: float | None = None  # lowest output the range must cover (e.g. where SiLU is already ~0)
     frac_bits: int = 16
     input_step: str = "any"
     outlier_bits: int = 8
+    weights: str = "rtn"
 
     def __post_init__(self):
         if self.method not in METHODS:
             raise ValueError(f"method must be one of {METHODS}, got {self.method!r}")
+        if self.weights not in WEIGHT_ROUNDINGS:
+            raise ValueError(f"weights must be one of {list(WEIGHT_ROUNDINGS)}, got {self.weights!r}")
         if self.mode not in ("dynamic", "static"):
             raise ValueError(f"mode must be 'dynamic' or 'static', got {self.mode!r}")
         if not (isinstance(self.outlier_bits, int) and 2 <= self.outlier_bits <= 16):
@@ -107,7 +112,32 @@ class QuantSpec:
         return cls(method=cfg.mode, w_bits=cfg.w_bits, a_bits=cfg.a_bits, mode=mode, kappa=cfg.kappa,
                    e_max=cfg.shift_max, frac_bits=cfg.frac_bits, input_step=input_step, out_policy=out_policy,
                    out_bits=cfg.out_bits if hardware_faithful else None, exponent_headroom=cfg.exponent_headroom,
-                   outlier_bits=cfg.outlier_bits if cfg.kirin else cls.outlier_bits, **evaluation)
+                   outlier_bits=cfg.outlier_bits if cfg.kirin else cls.outlier_bits,
+                   weights=cfg.weight_rounding, **evaluation)
+
+    def input_quantizer(self):
+        """``x [T, K] -> x̃``: the activations a projection of this spec computes with, dequantized.
+
+        What GPTQ builds its Hessian from, so the codes are fitted to the very
+        activations the tile gets (their step grid included: with per-token
+        steps of any size instead, SpikeQuant's hardware-faithful row came out
+        41.6 rather than 37.1). Static mode uses per-token ranges here (its
+        tensor range is calibrated only after the weights are fixed); float
+        activations (``a_bits=None``) pass unchanged.
+        """
+        if self.method == "fp" or self.a_bits is None:
+            return lambda x: x
+        if self.method == "rtn":
+            return lambda x: quantize_activation(x, self.a_bits, kappa=None, e_max=0).dequant()
+        outliers = self.outlier_bits if self.method == "kirin" else None
+        return lambda x: quantize_activation(x, self.a_bits, kappa=self.kappa, e_max=self.e_max,
+                                             pow2=self.step_grid, outlier_bits=outliers).dequant()
+
+    def weight_key(self) -> dict:
+        """What decides GPTQ's codes (its cache key): widths, the activation quantizer, the rounding."""
+        return dict(method=self.method, w_bits=self.w_bits, a_bits=self.a_bits, kappa=self.kappa, e_max=self.e_max,
+                    input_step=self.step_grid, outlier_bits=self.outlier_bits if self.method == "kirin" else None,
+                    weights=self.weights)
 
 
 @dataclass
@@ -123,7 +153,7 @@ class HardwareResult:
 
     def output(self) -> torch.Tensor:
         """What the float parts of the network see: ``Δ_i·(n_i − z_y,i)``."""
-        return ((self.counts.double() - self.out_zero) * self.out_step).float()
+        return (self.counts.double() - self.out_zero) * self.out_step
 
 
 def thresholds(w_scale: np.ndarray, x_step: np.ndarray, out_step: np.ndarray, out_zero: np.ndarray,
@@ -163,7 +193,7 @@ class SpikeQuantLinear(nn.Module):
     ``calibrating_output`` records output ranges for the output quantizer.
     """
 
-    def __init__(self, linear: nn.Linear, spec: QuantSpec):
+    def __init__(self, linear: nn.Linear, spec: QuantSpec, weights: WeightQuant | None = None):
         super().__init__()
         self.spec = spec
         self.in_features, self.out_features = linear.in_features, linear.out_features
@@ -171,18 +201,23 @@ class SpikeQuantLinear(nn.Module):
                                                                   requires_grad=False)
         if spec.hardware_faithful and self.bias is not None:
             raise ValueError("hardware-faithful outputs cover bias-free (Llama) projections; this one has a bias")
-        w = linear.weight.detach().float()
+        w = linear.weight.detach()
         if spec.method == "fp":
             self.register_buffer("weight_deq", w.clone())
             self.w_code = self.w_scale = None
         else:
-            wq = quantize_weight(w, spec.w_bits)
+            if weights is None and spec.weights == "gptq":
+                raise ValueError("GPTQ weight codes come from calibrating the whole network: convert with "
+                                 "spikeacc.golden.model.quantize_network, or pass the codes")
+            if weights is not None and tuple(weights.code.shape) != tuple(w.shape):
+                raise ValueError(f"weight codes of shape {tuple(weights.code.shape)} for a {tuple(w.shape)} projection")
+            wq = weights if weights is not None else quantize_weight(w, spec.w_bits)
             self.register_buffer("w_code", wq.code.to(torch.int8))
             self.register_buffer("w_scale", wq.scale)
             if spec.w_group:
                 self.register_buffer("weight_deq", quantize_weight_pow2_groups(w, spec.w_bits, spec.w_group))
             else:
-                self.register_buffer("weight_deq", wq.dequant())
+                self.register_buffer("weight_deq", wq.dequant().to(w.dtype))
         self.calibrating = False
         self.calibrating_output = False
         self._calib: list[torch.Tensor] = []
@@ -240,7 +275,7 @@ class SpikeQuantLinear(nn.Module):
         spec = self.spec
         self.out_quant = OutputQuant.calibrated(self.out_calib, spec.out_policy, spec.out_bits, spec.frac_bits,
                                                 clip=spec.out_clip, grid=spec.step_grid,
-                                                floor=spec.out_floor)
+                                                floor=spec.out_floor, margin=spec.out_margin)
         self.calibrating_output = False
 
     @property
@@ -278,7 +313,6 @@ class SpikeQuantLinear(nn.Module):
         self.element_count += aq.mantissa.numel()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x.float()
         if self.calibrating:
             flat = x.reshape(-1, self.in_features)
             sal = mad_salient(flat, self.spec.kappa)
@@ -323,7 +357,7 @@ class SpikeQuantLinear(nn.Module):
                                  "tokens first")
             self.out_quant = OutputQuant.calibrated(self.out_calib, spec.out_policy, spec.out_bits,
                                                     spec.frac_bits)
-        aq = self.quantize_input(x.float())
+        aq = self.quantize_input(x)
         self._count(aq)
         acc = self._accumulate(aq.value)
         x_step = aq.step.double()
@@ -345,7 +379,7 @@ class SpikeQuantLinear(nn.Module):
         if self.spec.w_group:
             raise ValueError("power-of-two group weights are a float-path experiment; the hardware "
                              "contract uses per-channel weights (set w_group=None)")
-        aq = self.quantize_input(x.float().reshape(-1, self.in_features))
+        aq = self.quantize_input(x.reshape(-1, self.in_features))
         acc = accumulate(self.w_code.numpy(), aq.mantissa.numpy(), aq.shift.numpy())
         return aq, acc
 

@@ -317,7 +317,7 @@ def _layer_inputs(model, layer_names: list[str], windows) -> dict[str, tuple[obj
         if not isinstance(modules[name], torch.nn.Linear):
             raise ValueError(f"{name} is a {type(modules[name]).__name__}, not a Linear projection")
         found[name] = (modules[name], [])
-    handles = [linear.register_forward_hook(lambda mod, args, out, into=into: into.append(args[0].detach()[0].float()))
+    handles = [linear.register_forward_hook(lambda mod, args, out, into=into: into.append(args[0].detach()[0]))
                for linear, into in found.values()]
     try:
         with torch.no_grad():
@@ -393,18 +393,25 @@ def export_layers(*, layers: list[str], tokens: int, outs: list, model: str | No
     from spikeacc.golden.model import load_model
     from spikeacc.golden.perplexity import default_text, token_splits
 
+    import copy
+
+    from spikeacc.golden.model import network_weights
+    from spikeacc.golden.spiking_linear import QuantSpec
+
     _check_export_args(tokens, out_policy)
     base = _export_base(base, out_bits)
     net, tokenizer, source = load_model(model)
     calib_windows, eval_windows = token_splits(tokenizer, default_text(), 512)
     evaluated = _layer_inputs(net, layers, eval_windows[:1])
     calibration = _layer_inputs(net, layers, calib_windows)
+    # GPTQ codes come from the whole network (cached); the layer's inputs stay the float network's
+    codes = network_weights(copy.deepcopy(net), QuantSpec.from_config(base), calib_windows) or {}
     paths = []
     for layer, out in zip(layers, outs, strict=True):
         linear, (xs,) = evaluated[layer]
         positions = _pick_positions(xs.shape[0], tokens)
         paths.append(_export_one(layer, linear, xs[positions], calibration[layer][1], positions, source, out,
-                                 base, out_policy))
+                                 base, out_policy, codes.get(layer)))
     return paths
 
 
@@ -425,7 +432,7 @@ def _export_base(base, out_bits) -> SpikeConfig:
     return base if out_bits is None else base.replace(out_bits=check_out_bits(out_bits))
 
 
-def _export_one(layer, linear, x, calib, positions, source, out, base, out_policy) -> Path:
+def _export_one(layer, linear, x, calib, positions, source, out, base, out_policy, codes=None) -> Path:
     import torch
 
     from spikeacc.golden.model import HARDWARE_OVERRIDES
@@ -437,13 +444,15 @@ def _export_one(layer, linear, x, calib, positions, source, out, base, out_polic
     cfg = base.replace(max_tokens=max(len(positions), 1)).for_layer(k_in, n_out)
     projection = ".".join(layer.split(".")[-2:])
     spec = QuantSpec.from_config(cfg, out_policy=out_policy).replace(**HARDWARE_OVERRIDES.get(projection, {}))
-    q = SpikeQuantLinear(linear, spec)
+    if codes is None:   # a layer outside the network GPTQ saw (the synthetic 7B layer): round to nearest
+        spec = spec.replace(weights="rtn")
+    q = SpikeQuantLinear(linear, spec, codes)
     q.calibrate_on(calib)
     with torch.no_grad():
         hw = q.hardware_forward(x)
     meta = {"model": source, "layer": layer, "token_positions": positions, "input_step": cfg.input_step,
             "out_policy": out_policy, "out_floor": spec.out_floor, "pow2_j0": q.out_quant.j0,
-            "reference_exponent": q.out_quant.reference_exponent}
+            "reference_exponent": q.out_quant.reference_exponent, "weights": spec.weights}
     path = save_vectors(out, vectors_from_hardware(cfg, q, hw, meta))
     load_vectors(path)  # what we write must pass our own contract
     return path

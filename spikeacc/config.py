@@ -26,6 +26,9 @@ ENCODINGS = ("ttfs",)
 # token and neuron, which the tile does not read: the golden model evaluates them, labelled.
 INPUT_STEPS = ("static", "pow2", "pow2/2", "pow2/4")
 FIRINGS = ("division", "serial", "silence")
+# How the golden model chooses the weight codes the tile is given (never what they mean, SPEC §2):
+# per-channel round to nearest, or GPTQ's error-compensating rounding (golden/gptq.py).
+WEIGHT_ROUNDINGS = ("rtn", "gptq")
 # Sizes a tile can be generated for in reasonable time (Llama-2-7B's largest is 11008):
 MAX_FEATURES = 16384
 MAX_PES = 256
@@ -36,7 +39,7 @@ MIN_BLOCKS = 24  # blocks that share one encode pass, see SpikeConfig.for_layer
 VECTOR_INT_BITS = 8
 # The fields that decide what a layer computes (every count), as opposed to the tile shape that computes it.
 ARITHMETIC_FIELDS = ("w_bits", "a_bits", "out_bits", "salient", "kappa", "e_max", "salient_cap", "frac_bits",
-                     "encoding", "outlier_bits", "input_step", "exponent_headroom")
+                     "encoding", "outlier_bits", "input_step", "exponent_headroom", "weight_rounding")
 MODES = ("spikequant", "kirin")
 
 
@@ -111,6 +114,12 @@ class SpikeConfig:
         signed integer outliers kept beside the spikes. An element with
         ``|mant| > 2^b_a − 1`` (up to ``2^(B−1) − 1``, with its shift) goes
         through the integer path, shift-and-add over its bits; the rest spike.
+    weight_rounding:
+        How the golden model picks each layer's weight codes: ``"gptq"``
+        (default; error-compensating rounding on the shipped calibration text,
+        golden/gptq.py) or ``"rtn"`` (round to nearest). Both give per-channel
+        asymmetric ``w_bits`` codes with a zero point, so the hardware is the
+        same; only which codes it holds differs (docs/measurements.md).
     """
 
     w_bits: int = 4
@@ -131,6 +140,7 @@ class SpikeConfig:
     outlier_bits: int | None = None
     input_step: str = "pow2/4"
     exponent_headroom: int = 2
+    weight_rounding: str = "gptq"
 
     def __post_init__(self):
         def integer(name, lo, hi, what=None):
@@ -174,6 +184,8 @@ class SpikeConfig:
             raise ValueError(f"input_step must be one of {INPUT_STEPS}, got {self.input_step!r}"
                              + (" (arbitrary per-token steps need a threshold word per token, which the tile "
                                 "does not read: choose a power-of-two grid)" if self.input_step == "any" else ""))
+        if self.weight_rounding not in WEIGHT_ROUNDINGS:
+            raise ValueError(f"weight_rounding must be one of {list(WEIGHT_ROUNDINGS)}, got {self.weight_rounding!r}")
         integer("exponent_headroom", 0, 8, " (powers of two a token's step may exceed the calibration's largest)")
         if self.outlier_bits is not None:
             integer("outlier_bits", self.a_bits + 2, VECTOR_INT_BITS,

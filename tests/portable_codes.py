@@ -1,0 +1,59 @@
+"""Print a digest of every integer the hardware-faithful path derives, for the portability test.
+
+Run as a script in a fresh process, so that the thread count and the BLAS
+kernels set by the environment apply from the start:
+
+    python tests/portable_codes.py float64 [layers] [tokens]
+
+It quantizes the first ``layers`` decoder blocks of the embedded SmolLM2
+(GPTQ weights computed here, not read from a cache; output ranges calibrated
+on the shipped text) and runs ``tokens`` held-out tokens through them. The
+digest covers the weight codes, every projection's activation mantissas,
+shifts, exponents and spike counts, and the thresholds.
+"""
+
+import hashlib
+import json
+import sys
+
+import torch
+
+
+def main() -> int:
+    from spikeacc.config import PRESETS
+    from spikeacc.golden.gptq import gptq_network
+    from spikeacc.golden.model import (HARDWARE_OVERRIDES, PROJECTIONS, calibrate, convert_model, load_model,
+                                       quantized_layers)
+    from spikeacc.golden.perplexity import default_text, token_splits
+    from spikeacc.golden.spiking_linear import QuantSpec
+
+    dtype = getattr(torch, sys.argv[1])
+    blocks = int(sys.argv[2]) if len(sys.argv) > 2 else 2
+    tokens = int(sys.argv[3]) if len(sys.argv) > 3 else 128
+    net, tokenizer, _ = load_model(None, dtype=dtype)
+    net.model.layers = net.model.layers[:blocks]
+    net.config.num_hidden_layers = blocks
+    calib, windows = token_splits(tokenizer, default_text(), 512)
+    spec = QuantSpec.from_config(PRESETS["default"])
+    codes = gptq_network(net, list(calib), spec.w_bits, spec.input_quantizer(), PROJECTIONS)
+    convert_model(net, spec, overrides=HARDWARE_OVERRIDES, weights=codes)
+    calibrate(net, calib)
+    layers = quantized_layers(net)
+    for module in layers.values():
+        module.record = []
+    with torch.no_grad():
+        net(windows[0, :tokens][None])
+    digest = hashlib.sha256()
+    for name, module in layers.items():
+        digest.update(module.w_code.numpy().tobytes())
+        for hw in module.record:
+            for t in (hw.act.mantissa, hw.act.shift, hw.act.exponent, hw.counts, hw.thresholds.theta,
+                      hw.thresholds.phi, hw.thresholds.exponent):
+                digest.update(t.contiguous().numpy().tobytes())
+    print(json.dumps({"digest": digest.hexdigest(), "threads": torch.get_num_threads(),
+                      "capability": torch.backends.cpu.get_cpu_capability()}))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,43 @@
+"""The hardware-faithful path's integers do not depend on the CPU's float kernels (issue #26).
+
+Machines of the project's kind differ in vector units (AVX2 or AVX-512), and
+torch and MKL pick kernels by them; float32 results then differ in their last
+bits, enough to move activation codes. The golden model's float side runs in
+float64, so every code (weights, mantissas, shifts, exponents, thresholds,
+spike counts) comes out the same under two thread counts and both kernel sets.
+The float32 run is the control that shows the kernel switch really changes
+the arithmetic.
+"""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+HELPER = Path(__file__).with_name("portable_codes.py")
+AVX2 = {"MKL_ENABLE_INSTRUCTIONS": "AVX2", "ATEN_CPU_CAPABILITY": "avx2"}
+
+
+def digest(dtype: str, threads: int, **env) -> dict:
+    run = subprocess.run([sys.executable, str(HELPER), dtype, "2", "128"], capture_output=True, text=True,
+                         env={**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads), **env},
+                         timeout=600)
+    assert run.returncode == 0, run.stderr[-2000:]
+    return json.loads(run.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.skipif(torch.backends.cpu.get_cpu_capability() != "AVX512",
+                    reason="needs a CPU with AVX-512, so that AVX2 kernels are a second kernel set")
+def test_hardware_faithful_codes_are_the_same_under_two_thread_counts_and_two_kernel_sets():
+    reference = digest("float64", 2)
+    others = {"1 thread": digest("float64", 1), "AVX2 kernels": digest("float64", 2, **AVX2)}
+    assert others["AVX2 kernels"]["capability"] == "AVX2" and others["1 thread"]["threads"] == 1
+    changed = [name for name, d in others.items() if d["digest"] != reference["digest"]]
+    assert not changed, f"hardware-faithful codes differ from 2 threads/AVX-512 under: {changed}"
+    # the control: in float32 the same switch of kernels changes the codes
+    assert digest("float32", 2)["digest"] != digest("float32", 2, **AVX2)["digest"], \
+        "the kernel switch did not change float32 codes: this test would not see a portability bug"
