@@ -61,7 +61,8 @@ def plot_accuracy(rows: list[dict], path) -> None:
     width = 0.8 / max(len(series), 1)
     for j, (faithful, weights) in enumerate(series):
         label = ("hardware-faithful (tile's 8-bit counts)" if faithful else "input-only (outputs float)") \
-            + ("" if len({w for _, w in series}) == 1 else f", {weights.upper()} weights")
+            + ("" if len({w for _, w in series}) == 1 else
+               ", RTN weights, no margin (before)" if weights == "rtn" else f", {weights.upper()} weights")
         values = {r["method"]: r["ppl"] for r in rows
                   if r["hardware_faithful"] == faithful and r.get("weights", "rtn") == weights}
         bars = ax.bar([i + j * width for i in range(len(methods))], [values.get(m, 0) for m in methods], width,
