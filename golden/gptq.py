@@ -148,11 +148,14 @@ def gptq_network(model, windows, bits: int, input_quantizer: Callable[[torch.Ten
         linears = {name: layer.get_submodule(name) for name in projections}
         sums = {name: torch.zeros(m.in_features, m.in_features, dtype=torch.float64) for name, m in linears.items()}
         tokens = dict.fromkeys(linears, 0)
+        last = {"input": None}   # q/k/v (and gate/up) get the same tensor: quantize it and form X̃ᵀX̃ once
 
         def accumulate(module, args, output, name):
-            x = input_quantizer(args[0].detach().reshape(-1, module.in_features)).double()
-            sums[name] += x.T @ x
-            tokens[name] += x.shape[0]
+            if args[0] is not last["input"]:
+                x = input_quantizer(args[0].detach().reshape(-1, module.in_features)).double()
+                last.update(input=args[0], gram=x.T @ x, rows=x.shape[0])
+            sums[name] += last["gram"]
+            tokens[name] += last["rows"]
 
         handles = [m.register_forward_hook(lambda mod, a, o, name=name: accumulate(mod, a, o, name))
                    for name, m in linears.items()]

@@ -127,11 +127,23 @@ class QuantSpec:
         """
         if self.method == "fp" or self.a_bits is None:
             return lambda x: x
+        return lambda x: self.quantize_activations(x).dequant()
+
+    def quantize_activations(self, x: torch.Tensor, *, static_range=None, min_exponent: int | None = None) -> ActQuant:
+        """The activation contract (mantissa, shift, step) of this spec for ``x`` [..., K].
+
+        ``static_range`` (static mode, calibrated) gives one step per tensor;
+        without it the steps are per token, on the spec's grid, no larger than
+        ``min_exponent`` allows. RTN rows ignore both: plain per-token steps.
+        """
         if self.method == "rtn":
-            return lambda x: quantize_activation(x, self.a_bits, kappa=None, e_max=0).dequant()
+            return quantize_activation(x, self.a_bits, kappa=None, e_max=0)
         outliers = self.outlier_bits if self.method == "kirin" else None
-        return lambda x: quantize_activation(x, self.a_bits, kappa=self.kappa, e_max=self.e_max,
-                                             pow2=self.step_grid, outlier_bits=outliers).dequant()
+        if static_range is not None:
+            return quantize_activation(x, self.a_bits, kappa=self.kappa, e_max=self.e_max,
+                                       static_range=static_range, outlier_bits=outliers)
+        return quantize_activation(x, self.a_bits, kappa=self.kappa, e_max=self.e_max, pow2=self.step_grid,
+                                   outlier_bits=outliers, min_exponent=min_exponent)
 
     def weight_key(self) -> dict:
         """What decides GPTQ's codes (its cache key): widths, the activation quantizer, the rounding."""
@@ -244,15 +256,8 @@ class SpikeQuantLinear(nn.Module):
 
     def quantize_input(self, x: torch.Tensor) -> ActQuant:
         """The activation contract (mantissa, shift, step) for input ``x`` [..., K]."""
-        spec = self.spec
-        if spec.method == "rtn":
-            return quantize_activation(x, spec.a_bits, kappa=None, e_max=0)
-        outliers = spec.outlier_bits if spec.method == "kirin" else None
-        if spec.mode == "static":
-            return quantize_activation(x, spec.a_bits, kappa=spec.kappa, e_max=spec.e_max,
-                                       static_range=(self.static_lo, self.static_hi), outlier_bits=outliers)
-        return quantize_activation(x, spec.a_bits, kappa=spec.kappa, e_max=spec.e_max, pow2=spec.step_grid,
-                                   outlier_bits=outliers, min_exponent=self.min_exponent)
+        static = (self.static_lo, self.static_hi) if self.spec.mode == "static" else None
+        return self.spec.quantize_activations(x, static_range=static, min_exponent=self.min_exponent)
 
     @property
     def min_exponent(self) -> int | None:
