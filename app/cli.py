@@ -143,7 +143,7 @@ def cmd_run(args) -> int:
                          f"choose another --out or pass --force to overwrite")
     steps = tuple(s.strip() for s in args.steps.split(",") if s.strip())
     report = run_main(out, steps=steps, quick=args.quick, model=args.model, build_root=args.build_dir,
-                      config=_config_from(args))
+                      config=_config_from(args), gate_level=args.gate_level)
     return 0 if report["passed"] else 1
 
 
@@ -194,9 +194,9 @@ def cmd_power(args) -> int:
     from spikeacc.energy.power import run_power
 
     designs = [d.strip() for d in args.designs.split(",") if d.strip()]
-    bad = [d for d in designs if d not in ("tile", "mac")]
+    bad = [d for d in designs if d not in ("tile", "mac", "mac_skip")]
     if bad or not designs:
-        raise ValueError(f"--designs takes tile and/or mac, got {args.designs!r}")
+        raise ValueError(f"--designs takes tile, mac and/or mac_skip, got {args.designs!r}")
     liberty = Path(args.liberty) if args.liberty else DEFAULT_LIBERTY
     if not liberty.is_file():
         raise ValueError(f"--liberty {liberty} does not exist"
@@ -320,7 +320,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("generate", help="write Verilog and a JSON manifest for a design")
-    p.add_argument("design", choices=["pe", "tile", "mac", "mac_pe"])
+    p.add_argument("design", choices=["pe", "tile", "mac", "mac_skip", "mac_pe"])
     p.add_argument("--out", required=True, help="output directory (empty, or one spikeacc wrote)")
     p.add_argument("--force", action="store_true", help="write into a directory holding other files")
     p.add_argument("--no-lint", dest="lint", action="store_false", help="skip verilator --lint-only -Wall")
@@ -328,7 +328,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_generate)
 
     p = sub.add_parser("regress", help="run a bit-exact regression under Verilator")
-    p.add_argument("--design", choices=["pe", "tile", "mac"], default="pe",
+    p.add_argument("--design", choices=["pe", "tile", "mac", "mac_skip"], default="pe",
                    help="pe, the spiking tile, or the MAC baseline tile")
     p.add_argument("--vectors", help="layer vector file (.npz) for --design tile or mac")
     p.add_argument("--cases", type=int, default=None, help="pe: random cases besides the corners (default 2000)")
@@ -355,6 +355,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", help="local HF folder or .gguf file (default: embedded SmolLM2-135M)")
     p.add_argument("--build-dir", default=None, help=BUILD_DIR_HELP)
     p.add_argument("--force", action="store_true", help="overwrite report files in --out that spikeacc did not write")
+    p.add_argument("--gate-level", action="store_true",
+                   help="measure the energy step's gate-level figures at the real q_proj shape even when its "
+                        "netlists are not built yet (the first time: tens of minutes); otherwise they are measured "
+                        "when built and shown as recorded when not")
     _add_config_args(p, "the arithmetic of every layer; the tile shape of the PE, quick and synthesis steps")
     p.set_defaults(func=cmd_run)
 
@@ -384,7 +388,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_energy)
     p = energy_run("power", "gate-level energy: standard-cell netlists simulated on the vectors",
                    "SmolLM2 block 0 q_proj, 8 tokens, cropped to the default 64×16 tile")
-    p.add_argument("--designs", default="tile,mac", help="comma-separated: tile (spiking), mac")
+    p.add_argument("--designs", default="tile,mac,mac_skip",
+                   help="comma-separated: tile (spiking), mac (every weight read and multiplied), "
+                        "mac_skip (zero activations skip the weight read and hold the multiplier)")
     p.add_argument("--liberty", help="Liberty file (default: Debian qflow-tech-osu018, OSU 0.18 um)")
     p.add_argument("--memories", choices=("sram", "flops"), default="sram",
                    help="the tile's own memories (event queues): SRAM macros charged per access, or flip-flops")

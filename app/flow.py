@@ -5,7 +5,8 @@
 
 1. accuracy: a short hardware-faithful perplexity, SpikeQuant and Kirin, FP and input-only rows beside them;
 2. verify: the PE regression, then the spiking tile in both modes on all seven projections of decoder block 0;
-3. energy: spiking vs the MAC baseline on the same q_proj vectors, from RTL toggles (and gate-calibrated);
+3. energy: gate-level energy of the spiking and MAC tiles at the real q_proj shape (measured or recorded),
+   then the models: calibrated RTL toggles, the break-even map, the papers' op-count method;
 4. synth: Yosys/iCE40 numbers for the PE, MAC PE and tiles at the default configuration;
 5. infer: SmolLM2 writes text with the projections of its first blocks computed by the RTL.
 
@@ -104,6 +105,7 @@ class RunContext:
     model: str | None
     build_root: str
     config: SpikeConfig
+    gate_level: bool = False   # measure gate-level energy at the real q_proj shape even when its netlists are not built
 
     def layer_base(self, mode: str) -> SpikeConfig:
         """The configuration real projections are exported and verified with, in ``mode``."""
@@ -198,37 +200,13 @@ def step_verify(run: RunContext) -> dict:
 
 
 def step_energy(run: RunContext) -> dict:
-    out, quick, build_root = run.out, run.quick, run.build_root
-    from spikeacc.energy.toggles import run_energy
+    from spikeacc.app.energy_step import energy_section
 
-    name = "self_attn.q_proj_64x16.npz" if quick else "self_attn.q_proj.npz"
-    paths = {mode: out / "vectors" / mode / name for mode in MODES}
+    name = "self_attn.q_proj_64x16.npz" if run.quick else "self_attn.q_proj.npz"
+    paths = {mode: run.out / "vectors" / mode / name for mode in MODES}
     if not all(p.is_file() for p in paths.values()):
         paths = {mode: layers["self_attn.q_proj"] for mode, layers in _vectors(run).items()}
-    # one after the other: each plots with pyplot, which is not thread-safe
-    results = {mode: run_energy(paths[mode], out=out / "energy" / mode, build_root=build_root) for mode in MODES}
-    rows, plots = [], {}
-    for mode, r in results.items():
-        cal = r.calibrated
-        rows.append({"mode": mode, "layer": r.layer, "shape": r.shape,
-                     "spiking_pj": r.per_token_layer["tile"]["total_pj"],
-                     "mac_pj": r.per_token_layer["mac"]["total_pj"],
-                     "ratio_toggles": r.ratio_mac_over_spiking["toggles_total_with_weight_memory"],
-                     "ratio_ops": r.ratio_mac_over_spiking["ops_total_with_weight_memory"],
-                     "ratio_calibrated": cal["ratio_mac_over_spiking"],
-                     "calibration_checked_error": cal["checked"]["calibrated_ratio_error"],
-                     "by_role_pj": {d: r.designs[d]["energy_pj"] for d in ("tile", "mac")}})
-        plots[f"energy_{mode}"] = str(out / "energy" / mode / "energy.png")
-        _log(f"  energy {mode}: MAC ÷ spiking {rows[-1]['ratio_calibrated']:.2f}x gate-calibrated, "
-             f"{rows[-1]['ratio_toggles']:.2f}x raw toggles")
-    sq = rows[0]
-    return {"status": "PASS", "rows": rows, "plots": plots, "baseline": (
-                "MAC tile: the same buffers, P PEs each multiplying weight × activation and accumulating, then "
-                "requantizing with a fixed-point multiply (hw/mac.py), on the same vectors"),
-            "headline": (f"MAC ÷ spiking on q_proj {sq['ratio_calibrated']:.2f}x (gate-calibrated toggle model, "
-                         f"clock and weight memory included), {sq['ratio_toggles']:.2f}x raw; Kirin "
-                         f"{rows[1]['ratio_calibrated']:.2f}x"),
-            "files": list(plots.values())}
+    return energy_section(run, paths)
 
 
 def synth_packages(run: RunContext) -> list[dict]:
@@ -312,21 +290,21 @@ class StepFailed(Exception):
 
 
 def run_main(out: Path, *, steps=STEPS, quick: bool = False, model: str | None = None,
-             build_root: str | None = None, config: SpikeConfig = PRESETS["default"]) -> dict:
+             build_root: str | None = None, config: SpikeConfig = PRESETS["default"], gate_level: bool = False) -> dict:
     """Run ``steps`` in order; write report.json/.md/.html; return the report. Raises on the first failure."""
     unknown = [s for s in steps if s not in STEPS]
     if unknown or not steps:
         raise ValueError(f"--steps takes a comma-separated subset of {','.join(STEPS)}; got {','.join(steps) or 'nothing'}")
     steps = [s for s in STEPS if s in steps]   # in the story's order, each once
     out = Path(out)
-    run = RunContext(out, quick, model, build_root, config)
+    run = RunContext(out, quick, model, build_root, config, gate_level)
     cache = StepCache(out, model)
     report = {"model": model or "embedded SmolLM2-135M-Instruct", "quick": quick, "steps": list(steps),
               "config": config.to_dict(), "sections": {}, "summary": []}
     t_run = time.perf_counter()
     failure = None
     input_error = False   # the step failed on the user's input (exit 2), not on a check (exit 1)
-    params = {"quick": quick, "config": config.to_dict()}
+    params = {"quick": quick, "config": config.to_dict(), "gate_level": gate_level}
     # Synthesis (Yosys, a process of its own) overlaps the other steps instead of waiting for them,
     # when there is any to do; results cached for every design's Verilog make it a step of seconds.
     background = concurrent.futures.ThreadPoolExecutor(max_workers=1)

@@ -2,9 +2,10 @@
 
     python benchmarks/calibrate_energy.py [--out out/calibration] [--write]
 
-Fits on 8 seeded random tokens at the default configuration (K 64, N 16, P 4,
-L 2) and checks on SmolLM2 block-0 q_proj and down_proj codes cropped to the
-same tile. Each set runs `spikeacc power` (gate level) and `spikeacc energy`
+Fits on SmolLM2 block-0 q_proj at its real shape (576→576, P 24, L 2, 8
+tokens, exported as the main job does) and checks on down_proj at its real
+shape (1536→576, P 24), on both cropped to the default 64×16 tile (P 4) and
+on 8 seeded random tokens at that tile. Each set runs `spikeacc power` (gate level) and `spikeacc energy`
 (RTL toggles) on the same vectors, both bit-exact. Prints, per set, the
 gate-level MAC ÷ spiking ratio (clock and weight memory included), the raw
 45 nm toggle model's ratio and the calibrated model's, with their errors.
@@ -18,17 +19,25 @@ import time
 from pathlib import Path
 
 from spikeacc.config import PRESETS, SpikeConfig
-from spikeacc.golden.vectors import crop_vectors, export_vectors, load_vectors, random_vectors, save_vectors
+from spikeacc.golden.vectors import crop_vectors, export_layers, load_vectors, random_vectors, save_vectors
 from spikeacc.energy.calibration import CALIBRATION_PATH, compare, estimate, fit
 from spikeacc.energy.toggles import run_energy
 from spikeacc.energy.power import run_power
 
 
+FIT_ON = "self_attn.q_proj"
+
+
 def vector_sets(out: Path) -> dict[str, Path]:
-    sets = {"random": save_vectors(out / "random_k64n16_8tok.npz", random_vectors(SpikeConfig(), 8, seed=0))}
-    for proj in ("self_attn.q_proj", "mlp.down_proj"):
-        full = load_vectors(export_vectors(layer=f"model.layers.0.{proj}", tokens=8, out=out / f"{proj}.npz"))
-        sets[proj] = save_vectors(out / f"{proj}_k64n16.npz", crop_vectors(full, PRESETS["default"]))
+    projections = ("self_attn.q_proj", "mlp.down_proj")
+    full = export_layers(layers=[f"model.layers.0.{p}" for p in projections], tokens=8,
+                         outs=[out / f"{p}.npz" for p in projections],
+                         base=PRESETS["smollm2"].with_arithmetic_of(SpikeConfig()))
+    sets = dict(zip(projections, full))
+    for proj, path in zip(projections, full):
+        sets[f"{proj}_k64n16"] = save_vectors(out / f"{proj}_k64n16.npz", crop_vectors(load_vectors(path),
+                                                                                      PRESETS["default"]))
+    sets["random_k64n16"] = save_vectors(out / "random_k64n16_8tok.npz", random_vectors(SpikeConfig(), 8, seed=0))
     return sets
 
 
@@ -36,17 +45,18 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", default="out/calibration")
     ap.add_argument("--write", action="store_true", help=f"store the fit as {CALIBRATION_PATH}")
+    ap.add_argument("--build-dir", default=None)
     args = ap.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     runs = {}
     for name, path in vector_sets(out).items():
         t0 = time.perf_counter()
-        power = run_power(path, out=out / name / "power").to_dict()
-        energy = run_energy(path, out=out / name / "energy", calibrated=False).to_dict()
+        power = run_power(path, designs=("tile", "mac"), out=out / name / "power", build_root=args.build_dir).to_dict()
+        energy = run_energy(path, out=out / name / "energy", calibrated=False, build_root=args.build_dir).to_dict()
         runs[name] = (power, energy)
         print(f"{name}: gate level and RTL toggles in {time.perf_counter() - t0:.0f} s", flush=True)
-    power, energy = runs["random"]
+    power, energy = runs[FIT_ON]
     calibration = fit(energy, power)
     rows = {}
     for name, (power, energy) in runs.items():
@@ -61,8 +71,8 @@ def main():
         print(f"{name:18} {r['gate_ratio']:9.2f}x {r['raw_toggle_ratio']:11.2f}x {r['raw_toggle_ratio_error']:+7.0%}"
               f" {r['calibrated_ratio']:10.2f}x {r['calibrated_ratio_error']:+7.0%}"
               f" {r['calibrated_energy_error']['tile']:+14.0%} {r['calibrated_energy_error']['mac']:+10.0%}")
-    calibration["fitted"] = rows["random"]
-    checks = [r for n, r in rows.items() if n != "random"]
+    calibration["fitted"] = rows[FIT_ON]
+    checks = [r for n, r in rows.items() if n != FIT_ON]
     calibration["checked"] = max(checks, key=lambda r: abs(r["calibrated_ratio_error"]))  # the worst check
     calibration["checked_all"] = checks
     (out / "gate_calibration.json").write_text(json.dumps(calibration, indent=2) + "\n")

@@ -321,14 +321,30 @@ class GateLevel:
         self.tag = library.name + ("_sram" if sram else "_flops") + ("_gated" if gated else "")
         self.netlist: GateNetlist | None = None
 
+    def _key(self, shared_text: str, script: str) -> str:
+        return " ".join(hashlib.sha256(data).hexdigest() for data in
+                        (shared_text.encode(), self.library.path.read_bytes(), script.encode()))
+
+    def is_synthesized(self, rtl_verilog: Path, work: Path) -> bool:
+        """True when ``work`` holds the netlist of this RTL, library and script (no synthesis to run)."""
+        from spikeacc.energy.shared_modules import share_identical_modules
+
+        if not (work / "synth.stamp").is_file() or not (work / "netlist.json").is_file():
+            return False
+        text = share_identical_modules(rtl_verilog.read_text()).verilog
+        script = synth_script(work / "rtl_shared.v", rtl_verilog.stem, self.library, work, self.sram, self.gated)
+        return (work / "synth.stamp").read_text() == self._key(text, script)
+
     def sources(self, rtl, work: Path) -> list[Path]:
         from spikeacc.hw.generate import write_if_changed
         from spikeacc.energy.liberty import cell_models
+        from spikeacc.energy.shared_modules import share_identical_modules
 
         stamp = work / "synth.stamp"
-        script = synth_script(rtl.verilog, rtl.top, self.library, work, self.sram, self.gated)
-        key = " ".join(hashlib.sha256(data).hexdigest() for data in
-                       (rtl.verilog.read_bytes(), self.library.path.read_bytes(), script.encode()))
+        work.mkdir(parents=True, exist_ok=True)
+        shared = write_if_changed(work / "rtl_shared.v", share_identical_modules(rtl.verilog.read_text()).verilog)
+        script = synth_script(shared, rtl.top, self.library, work, self.sram, self.gated)
+        key = self._key(shared.read_text(), script)
         netlist_json = work / "netlist.json"
         if stamp.is_file() and stamp.read_text() == key and netlist_json.is_file():
             self.netlist = _load_netlist(work, rtl.top, self.library)

@@ -57,7 +57,8 @@ class PowerResult(VectorFileRun):
 SRAM_45NM_PJ_PER_BIT = 10.0 / 64   # Horowitz ISSCC 2014: 8 KB SRAM, 64-bit read, 45 nm, 0.9 V
 
 # module instance (first path element) -> role; anything else is the tile's glue and pipeline
-ROLE_OF_MODULE = (("pe", "PE arithmetic"), ("mac", "PE arithmetic"), ("queues", "encoder/queues"),
+ROLE_OF_MODULE = (("pe", "PE arithmetic"), ("mac", "PE arithmetic"), ("requant", "PE arithmetic"),
+                  ("queues", "encoder/queues"),
                   ("sequencer", "control"), ("capture", "control"), ("output_delay", "control"))
 
 
@@ -83,7 +84,7 @@ def _reads(header: dict, nets: list, names: set[str]) -> int:
     return round(reads)
 
 
-def run_power(vectors_path, *, designs=("tile", "mac"), liberty=DEFAULT_LIBERTY, out="out/power",
+def run_power(vectors_path, *, designs=("tile", "mac", "mac_skip"), liberty=DEFAULT_LIBERTY, out="out/power",
               build_root=None, pes=None, lanes=None, node_nm: float = 180.0, sram: bool = True,
               gated: bool = True, firing: str | None = None) -> PowerResult:
     """Gate-level energy per token-layer for each design; writes power.json and power.md into ``out``.
@@ -122,8 +123,12 @@ def run_power(vectors_path, *, designs=("tile", "mac"), liberty=DEFAULT_LIBERTY,
         thresh_reads = _reads(header, nets, {"thresh__en"})
         thresh_pj = thresh_reads * threshold_word_bits(cfg, design) * e_bit
         roles: dict[str, float] = {}
+        role_classes: dict[str, dict[str, float]] = {}
         for module, pj in energy["by_module"].items():
             roles[role_of_module(module)] = roles.get(role_of_module(module), 0.0) + pj / tokens
+            split = role_classes.setdefault(role_of_module(module), dict.fromkeys(CLASSES, 0.0))
+            for c, v in energy["by_module_class"][module].items():
+                split[c] += v / tokens
         results[design] = {
             "cells": gates.netlist.cells, "flip_flops": sum(v for k, v in gates.netlist.cells.items()
                                                             if k == GATED_CELL or (k in library.cells
@@ -132,7 +137,7 @@ def run_power(vectors_path, *, designs=("tile", "mac"), liberty=DEFAULT_LIBERTY,
             "enable_flip_flops": gates.netlist.cells.get(GATED_CELL, 0),
             "area_um2": gates.netlist.area, "cycles": rep.cycles,
             "by_class_pj": {c: v / tokens for c, v in energy["by_class"].items()},
-            "by_role_pj": roles,
+            "by_role_pj": roles, "by_role_class_pj": role_classes,
             "by_module_pj": {m: v / tokens for m, v in energy["by_module"].items()},
             "by_module_class_pj": {m: {c: v / tokens for c, v in d.items()}
                                    for m, d in energy["by_module_class"].items()},
@@ -150,7 +155,7 @@ def run_power(vectors_path, *, designs=("tile", "mac"), liberty=DEFAULT_LIBERTY,
         shape=tuple(vectors.shape), config=cfg, tokens=tokens, memories="sram" if sram else "flops",
         clock_gating=gated, liberty=str(library.path), voltage=library.voltage, node_nm=node_nm,
         sram_pj_per_bit=e_bit, designs=results,
-        ratio_mac_over_spiking=_ratios(results["tile"], results["mac"]) if {"tile", "mac"} <= set(results) else None,
+        ratio_mac_over_spiking=mac_ratios(results),
         opensta=opensta)
     (out / "power.json").write_text(json.dumps(result.to_dict(), indent=2) + "\n")
     (out / "power.md").write_text(power_markdown(result.to_dict()))
@@ -163,6 +168,20 @@ def _opensta(entry: dict, tokens: int, liberty: Path, saif: tuple[dict, list]) -
     rows = cross_check(entry, tokens, liberty, saif)
     ours, theirs = sum(r["ours_w"] for r in rows.values()), sum(r["opensta_w"] for r in rows.values())
     return {"ours_w": ours, "opensta_w": theirs, "ratio": theirs / ours if ours else None, "by_module": rows}
+
+
+MAC_DESIGNS = ("mac", "mac_skip")
+DESIGN_NAMES = {"tile": "spiking", "mac": "MAC", "mac_skip": "zero-skipping MAC"}
+
+
+def mac_ratios(results: dict) -> dict | None:
+    """MAC ÷ spiking per MAC design that ran, and against the stronger one (the lower total with memory)."""
+    macs = [d for d in MAC_DESIGNS if d in results]
+    if "tile" not in results or not macs:
+        return None
+    ratios = {d: _ratios(results["tile"], results[d]) for d in macs}
+    strongest = min(macs, key=lambda d: memory_total(results[d]))
+    return {**ratios[strongest], "against": strongest, "by_design": ratios}
 
 
 def _ratios(s: dict, m: dict) -> dict:
@@ -188,13 +207,13 @@ def memory_total(d: dict) -> float:
 
 
 def threshold_word_bits(cfg, design: str) -> int:
-    """Bits of one threshold-memory word: P × (Θ, Φ), and the MAC's R = ⌈2^S/Θ⌉ per neuron beside them."""
-    per_neuron = cfg.theta_bits + cfg.phi_bits + (cfg.requant_shift + 1 if design == "mac" else 0)
+    """Bits of one threshold-memory word: P × (Θ, Φ), the same for every tile design."""
+    per_neuron = cfg.theta_bits + cfg.phi_bits
     return cfg.pes * per_neuron
 
 
 def power_markdown(r: dict) -> str:
-    names = {"tile": "spiking", "mac": "MAC"}
+    names = DESIGN_NAMES
     designs = list(r["designs"])
     head = "| pJ per token-layer | " + " | ".join(names.get(d, d) for d in designs) + " |"
     lines = [f"# Gate-level energy: {r['layer']} ({r['model']}), M×K×N = {'×'.join(map(str, r['shape']))}", "",
@@ -222,14 +241,14 @@ def power_markdown(r: dict) -> str:
         lines.append(f"- {names.get(d, d)}: {roles}; {x['flip_flops']:,} flip-flops, "
                      f"{sum(x['cells'].values()):,} cells, {x['area_um2'] / 1e6:.2f} mm², {x['cycles']:,} cycles")
     if r.get("ratio_mac_over_spiking"):
-        rat = r["ratio_mac_over_spiking"]
-        lines += ["", "| MAC ÷ spiking | ratio |", "|---|---|",
-                  f"| PE arithmetic | {rat['pe_arithmetic']:.2f}× |",
-                  f"| PE arithmetic without clock | {rat['pe_arithmetic_without_clock']:.2f}× |",
-                  f"| whole tile without clock | {rat['tile_without_clock']:.2f}× |",
-                  f"| whole tile with clock | {rat['tile_with_clock']:.2f}× |",
-                  f"| with clock and modelled weight memory | {rat['tile_with_clock_and_weight_memory']:.2f}× |",
-                  "", "Above 1 the spiking tile uses less energy."]
+        by = r["ratio_mac_over_spiking"].get("by_design", {"mac": r["ratio_mac_over_spiking"]})
+        lines += ["", "| MAC ÷ spiking | " + " | ".join(names[d] for d in by) + " |", "|---" * (len(by) + 1) + "|"]
+        for key, label in (("pe_arithmetic", "PE arithmetic"), ("pe_arithmetic_without_clock", "PE arithmetic without clock"),
+                           ("tile_without_clock", "whole tile without clock"), ("tile_with_clock", "whole tile with clock"),
+                           ("tile_with_clock_and_weight_memory", "with clock and modelled weight memory")):
+            lines.append(f"| {label} | " + " | ".join(f"{rat[key]:.2f}×" for rat in by.values()) + " |")
+        lines += ["", "Above 1 the spiking tile uses less energy. The headline is against the "
+                  f"{names[r['ratio_mac_over_spiking'].get('against', 'mac')]} (the lower energy with memory)."]
     if r.get("opensta"):
         lines += ["", "OpenSTA cross-check (combinational power, each leaf module annotated from the SAIF, its "
                   "internal power counted once per transition; `spikeacc.energy.sta_check`): OpenSTA ÷ ours = "

@@ -85,6 +85,14 @@ def _parse_group(report: str, group: str) -> tuple[float, float]:
     raise RuntimeError(f"no {group} row in OpenSTA's report:\n{report[-1500:]}")
 
 
+def _instance_type(parent: dict, inst_name: str) -> str:
+    """The module an instance of ``parent`` is (identical copies share one module: ``shared_modules``)."""
+    for name, cell in parent["cells"].items():
+        if name.lstrip("\\") == inst_name:
+            return cell["type"]
+    raise KeyError(f"no instance {inst_name} in the netlist's top module")
+
+
 def cross_check(entry: dict, tokens: int, liberty: Path, saif: tuple[dict, list] | None = None,
                 sta: str = "sta") -> dict[str, dict[str, float]]:
     """Per module instance: our combinational power and OpenSTA's, in watts, for one design of a power run.
@@ -101,7 +109,7 @@ def cross_check(entry: dict, tokens: int, liberty: Path, saif: tuple[dict, list]
     top = next(n for n in modules if "." not in n and n != GATED_CELL)
     rows = {}
     for inst_name, classes in entry["by_module_class_pj"].items():
-        module = modules[top if inst_name == "top" else f"{top}.{inst_name}"]
+        module = modules[top if inst_name == "top" else _instance_type(modules[top], inst_name)]
         scope = ("dut",) if inst_name == "top" else ("dut", inst_name)
         toggles, high = {}, {}
         for n in saif_nets:

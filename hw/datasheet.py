@@ -128,10 +128,12 @@ PE_RESET = ("`rst` is synchronous and active high; hold it high for at least one
 
 def _buffers(cfg: SpikeConfig, design: str) -> dict:
     K, L, P, B, M, R = cfg.in_features, cfg.lanes, cfg.pes, cfg.blocks, cfg.max_tokens, cfg.threshold_grid
-    thresh_fields = ("theta, phi: constants of the neuron, row r of its R = " + str(R)
-                     + (", recip" if design == "mac" else ""))
-    reads = ("read only for inputs whose mantissa is nonzero (a Kirin outlier: once per set bit of |q|), once per "
-             "block" if design == "tile" else "every word is read for every block, zeros included")
+    thresh_fields = "theta, phi: constants of the neuron, row r of its R = " + str(R)
+    reads = {"tile": "read only for inputs whose mantissa is nonzero (a Kirin outlier: once per set bit of |q|), "
+                     "once per block",
+             "mac": "every word is read for every block, zeros included",
+             "mac_skip": "read only for inputs whose mantissa is nonzero, once per block, a cycle after their "
+                         "activation word"}[design]
     buffers = {
         "act": {"ports": ["act"], "depth": M * cfg.k_words, "address": f"token·{cfg.k_words} + word",
                 "element": f"array element l of word `word` is input k = word·{L} + l",
@@ -145,14 +147,12 @@ def _buffers(cfg: SpikeConfig, design: str) -> dict:
         "thresh": {"ports": ["thresh"], "depth": cfg.threshold_words, "address": f"block·{R} + r, r = exponent mod {R}",
                    "element": f"array element p belongs to output neuron block·{P} + p",
                    "fields": thresh_fields,
-                   "reads": "one word per block and token, as the block opens"},
+                   "reads": ("one word per block and token, as the block opens" if design == "tile" else
+                             "one word per block and token, with the block's last weights")},
         "out": {"ports": ["out"], "depth": M * B, "address": f"token·{B} + block",
                 "element": f"array element p is the spike count of output neuron block·{P} + p",
                 "fields": "count (unsigned)"},
     }
-    if design == "mac":
-        buffers["thresh"]["recip"] = (f"R = ceil(2^{cfg.requant_shift} / Θ) of each constant, computed offline "
-                                      f"(0 where Θ = 0); it must be exact: the counts come from R alone")
     return buffers
 
 
@@ -217,9 +217,9 @@ FIRING_PROTOCOL = {
 
 
 def _tile_timing(cfg: SpikeConfig, design: str, component) -> dict:
-    if design == "mac":
+    if design in MAC_TILES:
         cycles = component.timing()["cycles_per_token"]
-        return {"cycles_formula": f"cycles = (N/P)·(K/L) + {component.OUTPUT_DELAY + 2} = {cycles}",
+        return {"cycles_formula": f"cycles = (N/P)·(K/L) + {component.output_delay + 2} = {cycles}",
                 "cycles_exact": cycles,
                 "scope": "for every token: the MAC streams every word whatever its value"}
     gap = component.fire_gap
@@ -249,15 +249,18 @@ TIMING_MEANING = {
              "encode_cycles": "from the cycle after `start` to the end of the encode pass (K/L reads + 2)",
              "lanes": "L (not a time)", "pes": "P (not a time)"},
     "mac": {"cycles_per_token": "from the cycle after `start` to the cycle before `done`, as `cycles` reports",
-            "output_delay": "from the cycle after a block's last `act__en` (its requantize) to its `out__en`",
+            "output_delay": "from the cycle after a block's last `act__en` to its `out__en`: the shared "
+                            "requantizer takes one output per cycle",
             "write_delay": "from the cycle with `act__en` high for a block's last word to that block's `out__en`"},
 }
+TIMING_MEANING["mac_skip"] = TIMING_MEANING["mac"]
+MAC_TILES = ("mac", "mac_skip")
 
 
 def timing_manifest(design: str, component) -> dict:
     """The component's timing constants with their units and reference points (the manifest's ``timing``)."""
     values = dict(component.timing())
-    if design == "mac":
+    if design in MAC_TILES:
         values["write_delay"] = values["output_delay"] + 1
     return {"units": "cycles of clk (rising edges)", "values": values,
             "meaning": {k: TIMING_MEANING[design][k] for k in values}}
@@ -288,18 +291,19 @@ RESET = ("`rst` is synchronous and active high. Hold it high for at least one ri
 
 
 def _tile_diagram(cfg: SpikeConfig, design: str) -> str:
-    from spikeacc.hw.mac import MacTile
+    from spikeacc.hw.mac import mac_output_delay
     from spikeacc.hw.tile import SpikingTile
 
-    if design == "mac":
+    if design in MAC_TILES:
+        delay = mac_output_delay(cfg, skip_zeros=design == "mac_skip")
         return "\n".join([
             "clk        _|‾|_|‾|_|‾|_|‾|_|‾|_ ... _|‾|_|‾|_|‾|_|‾|_",
             "start      _/‾‾‾\\_________________ ... ______________",
             "busy       _____/‾‾‾‾‾‾‾‾‾‾‾‾‾‾‾ ... ‾‾‾‾‾‾‾‾‾\\______",
             "act__en    _____/‾‾‾‾‾‾‾‾‾‾‾‾‾‾‾ ... ‾‾‾\\____________   (K/L words per block, every block)",
-            "thresh__en _____/‾‾‾\\___________ ... ______________   (first word of each block)",
+            "thresh__en _______________/‾‾‾\\__ ... ______________   (with the last word of each block)",
             f"out__en    ____________________ .../‾‾‾\\___________   "
-            f"({MacTile.OUTPUT_DELAY + 1} cycles after the act__en of each block's last word)",
+            f"({delay + 1} cycles after the act__en of each block's last word)",
             "done       ____________________ ... _________/‾‾‾\\_",
         ])
     return "\n".join([
@@ -321,10 +325,9 @@ def datasheet_facts(design: str, cfg: SpikeConfig, component, top: str) -> dict:
     """Everything an integrator needs, as JSON (the manifest's ``datasheet`` key)."""
     facts = {"top": top, "ports": port_facts(component.signature), "clock": "clk, rising edge",
              "reset": RESET}
-    if design in ("tile", "mac"):
+    if design in ("tile", *MAC_TILES):
         facts.update({"handshake": HANDSHAKE, "buffers": _buffers(cfg, design),
-                      "contract": _contract(cfg, ("mantissa", "shift", "weight", "theta", "phi", "token", "exponent")
-                                            + (("recip",) if design == "mac" else ())),
+                      "contract": _contract(cfg, ("mantissa", "shift", "weight", "theta", "phi", "token", "exponent")),
                       "timing": _tile_timing(cfg, design, component), "diagram": _tile_diagram(cfg, design),
                       "symbols": symbols(cfg), "port_roles": PORT_ROLES,
                       "computes": ("for every token t and output neuron i: count[t, i] = "
@@ -334,8 +337,6 @@ def datasheet_facts(design: str, cfg: SpikeConfig, component, top: str) -> dict:
                                    f"R = {cfg.threshold_grid}. The thresholds are per-neuron constants; the "
                                    "token's step reaches the neurons as the scale shift s, a shift of the "
                                    "accumulator (left by F − s, or arithmetic right by s − F).")})
-        if design == "mac":
-            facts["requant_shift"] = cfg.requant_shift
     elif design == "pe":
         facts["protocol"] = [
             "Assert `start` for one cycle with `theta`, `phi` and `scale_shift` valid: current ← 0, membrane ← 0, "
@@ -377,10 +378,8 @@ def _example(design: str, cfg: SpikeConfig, ports: list[dict]) -> list[dict]:
     """One worked word per data port: the value, and the hex an integrator's memory file holds."""
     by_name = {p["name"]: p for p in ports}
     P, L = cfg.pes, cfg.lanes
-    if design in ("tile", "mac"):
+    if design in ("tile", *MAC_TILES):
         neuron = {"theta": 3 << cfg.frac_bits, "phi": -(1 << (cfg.frac_bits - 1))}   # one constant of row r
-        if design == "mac":
-            neuron["recip"] = -(-(1 << cfg.requant_shift) // neuron["theta"])
         values = {"act__data": [{"mantissa": -3 if j == 0 else j + 1, "shift": min(j, cfg.shift_max)}
                                 for j in range(L)],
                   "weight__0__data": [(-1) ** p * (p + 1) for p in range(P)],
@@ -433,8 +432,6 @@ def datasheet_markdown(facts: dict, cfg: SpikeConfig) -> str:
         for name, b in facts["buffers"].items():
             out.append(f"| {name} | {', '.join(f'`{p}`' for p in b['ports'])} | {b['depth']} | "
                        f"`{b['address']}` | {b['element']} | {b['fields']} | {b.get('reads', 'each word once')} |")
-        if "recip" in facts["buffers"]["thresh"]:
-            out += ["", f"MAC threshold word: {facts['buffers']['thresh']['recip']}."]
         out += ["", "## Handshake and timing", ""] + [f"- {line}" for line in facts["handshake"]]
         t = facts["timing"]
         out += ["", f"Cycles per token, exactly as the `cycles` port reports them ({t['scope']}):", "",

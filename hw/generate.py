@@ -31,13 +31,18 @@ def _mac(cfg):
     return MacTile(cfg)
 
 
+def _mac_skip(cfg):
+    from spikeacc.hw.mac import MacTile
+    return MacTile(cfg, skip_zeros=True)
+
+
 def _mac_pe(cfg):
     from spikeacc.hw.mac import MacPE
     return MacPE(cfg)
 
 
 # design name -> factory; the factories import lazily so `generate pe` never builds a tile.
-DESIGNS = {"pe": _pe, "tile": _tile, "mac": _mac, "mac_pe": _mac_pe}
+DESIGNS = {"pe": _pe, "tile": _tile, "mac": _mac, "mac_skip": _mac_skip, "mac_pe": _mac_pe}
 
 
 @dataclass(frozen=True)

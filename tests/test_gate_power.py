@@ -171,12 +171,20 @@ def test_clock_gating_keeps_the_netlist_bit_exact_and_cuts_clock_energy(tmp_path
 @pytest.mark.slow
 @pytest.mark.verilator
 def test_both_tiles_at_gate_level_give_every_ratio(tmp_path):
-    from spikeacc.energy.power import run_power
+    from spikeacc.energy.power import memory_total, run_power
     path = save_vectors(tmp_path / "v.npz", random_vectors(TINY, 2, seed=2))
     r = run_power(path, out=tmp_path / "power", build_root=tmp_path / "build")
-    assert set(r.ratio_mac_over_spiking) == {"pe_arithmetic", "pe_arithmetic_without_clock", "tile_without_clock",
-                                                "tile_with_clock", "tile_with_clock_and_weight_memory"}
-    assert all(x > 0 for x in r.ratio_mac_over_spiking.values())
+    ratios = r.ratio_mac_over_spiking
+    keys = {"pe_arithmetic", "pe_arithmetic_without_clock", "tile_without_clock", "tile_with_clock",
+            "tile_with_clock_and_weight_memory"}
+    assert set(ratios["by_design"]) == {"mac", "mac_skip"} and keys <= set(ratios)
+    assert all(ratios["by_design"][d][k] > 0 for d in ratios["by_design"] for k in keys)
+    # the headline is against the MAC with the lower energy
+    totals = {d: memory_total(r.designs[d]) for d in ("mac", "mac_skip")}
+    assert ratios["against"] == min(totals, key=totals.get)
+    assert ratios["tile_with_clock_and_weight_memory"] == ratios["by_design"][ratios["against"]]["tile_with_clock_and_weight_memory"]
+    # the zero-skipping MAC reads a weight only for a nonzero activation, as the spiking tile does
+    assert r.designs["mac_skip"]["weight_reads"] == r.designs["tile"]["weight_reads"] < r.designs["mac"]["weight_reads"]
 
 
 @pytest.mark.slow
@@ -212,7 +220,7 @@ def test_sta_module_writes_plain_flops_and_memory_data_as_inputs():
 
 
 @pytest.mark.parametrize("argv, message", [
-    (["--designs", "pe"], "--designs takes tile and/or mac"),
+    (["--designs", "pe"], "--designs takes tile, mac and/or mac_skip"),
     (["--liberty", "/nonexistent.lib"], "--liberty /nonexistent.lib does not exist"),
 ])
 def test_power_bad_options_are_one_line_exit_2(tmp_path, capsys, argv, message):

@@ -11,7 +11,7 @@ from amaranth import ClockDomain, Module, unsigned
 from amaranth.lib import data, memory
 from amaranth.sim import Simulator
 from spikeacc.golden.vectors import random_vectors
-from spikeacc.hw.mac import MacTile, mac_cycles, requant_multiplier
+from spikeacc.hw.mac import MacTile, mac_cycles, mac_output_delay
 from spikeacc.hw.tile import SpikingTile, tile_cycles, token_cycles
 
 from spikeacc.config import SpikeConfig
@@ -40,7 +40,7 @@ def simulate(design, cfg, v, trace=None, abort_after=None):
     P, L, B = cfg.pes, cfg.lanes, cfg.blocks
     m = Module()
     m.domains.sync = sync = ClockDomain("sync")
-    tile = SpikingTile(cfg) if design == "tile" else MacTile(cfg)
+    tile = SpikingTile(cfg) if design == "tile" else MacTile(cfg, skip_zeros=design == "mac_skip")
     m.submodules.tile = tile
     acts = [_word(tile.act, [{"mantissa": int(v.mant[t, w * L + j]), "shift": int(v.shift[t, w * L + j])}
                              for j in range(L)]) for t in range(tokens) for w in range(cfg.k_words)]
@@ -51,10 +51,7 @@ def simulate(design, cfg, v, trace=None, abort_after=None):
             neurons = []
             for p in range(P):
                 theta, phi = int(v.theta[r, b * P + p]), int(v.phi[r, b * P + p])
-                fields = {"theta": theta, "phi": phi}
-                if design == "mac":
-                    fields["recip"] = requant_multiplier(cfg, np.array([theta]))[0]
-                neurons.append(fields)
+                neurons.append({"theta": theta, "phi": phi})
             params.append(_word(tile.thresh, neurons))
     ports = []
     for name, port, words, depth in [("act", tile.act, acts, 1 << len(tile.act.addr)),
@@ -71,7 +68,7 @@ def simulate(design, cfg, v, trace=None, abort_after=None):
 
     cycles, counts = [], np.zeros((tokens, n), dtype=np.int64)
     trace = {} if trace is None else trace
-    trace.update(error=[], busy=[], strobes=[])
+    trace.update(error=[], busy=[], strobes=[], weight_reads=0)
 
     async def bench(ctx):
         ctx.set(sync.rst, 1)
@@ -98,6 +95,7 @@ def simulate(design, cfg, v, trace=None, abort_after=None):
             busy, strobes = 0, {"act": [], "thresh": [], "out": []}
             for cycle in range(100_000):
                 busy += ctx.get(tile.busy)
+                trace["weight_reads"] += sum(ctx.get(tile.weight[j].en) for j in range(L))
                 for port in strobes:
                     if ctx.get(getattr(tile, port).en):
                         strobes[port].append(cycle)
@@ -215,18 +213,25 @@ def test_cycle_formula_of_the_datasheet_equals_the_cycle_model():
             assert tile_cycles_closed_form(cfg, hist, outliers) == tile_cycles(cfg, hist, outliers)["total"]
 
 
-@pytest.mark.parametrize("cfg", TINY[:2] + KIRIN[:1] + STEPS, ids=["K8-P2-L2", "K12-P3-L1-serial", "kirin-K8-P2-L2", "static",
-                                                      "pow2x2-h1"])
-def test_tiny_mac_tile_values_and_cycles(cfg):
-    """The MAC baseline on the same vectors; in Kirin mode its multipliers take the 8-bit outliers."""
+@pytest.mark.parametrize("design", ["mac", "mac_skip"])
+@pytest.mark.parametrize("cfg", TINY[:2] + KIRIN[:1] + STEPS + [SpikeConfig(max_tokens=2)],
+                         ids=["K8-P2-L2", "K12-P3-L1-serial", "kirin-K8-P2-L2", "static", "pow2x2-h1", "K64-P4"])
+def test_tiny_mac_tile_values_and_cycles(cfg, design):
+    """The MAC baselines on the same vectors; in Kirin mode their multipliers take the 8-bit outliers.
+
+    K/L = 4 gives each PE its own requantizer unit (``group`` 1), K/L = 12 and 32 share one.
+    """
     v = random_vectors(cfg, 2, seed=4, salient_fraction=0.3 if cfg.kirin else 0.025)
     trace = {}
-    counts, cycles = simulate("mac", cfg, v, trace)
+    counts, cycles = simulate(design, cfg, v, trace)
     assert_bit_exact(v.expected, counts)
-    assert cycles == [mac_cycles(cfg)] * 2 == trace["busy"]
-    for strobes in trace["strobes"]:  # each block's counts are written OUTPUT_DELAY + 1 cycles after its last word
+    skip = design == "mac_skip"
+    assert cycles == [mac_cycles(cfg, skip)] * 2 == trace["busy"]
+    for strobes in trace["strobes"]:  # each block's counts are written output delay + 1 cycles after its last word
         last_words = strobes["act"][cfg.k_words - 1::cfg.k_words]
-        assert [o - a for o, a in zip(strobes["out"], last_words)] == [MacTile.OUTPUT_DELAY + 1] * cfg.blocks
+        assert [o - a for o, a in zip(strobes["out"], last_words)] == [mac_output_delay(cfg, skip) + 1] * cfg.blocks
+    if skip:   # a weight is read only for a nonzero activation
+        assert trace["weight_reads"] == int((v.mant != 0).sum()) * cfg.blocks
 
 
 def test_a_wrong_count_is_caught():
@@ -238,11 +243,11 @@ def test_a_wrong_count_is_caught():
         assert_bit_exact(v.expected, counts)
 
 
-@pytest.mark.parametrize("design", ["tile", "mac"])
+@pytest.mark.parametrize("design", ["tile", "mac", "mac_skip"])
 def test_reset_while_busy_aborts_and_the_next_tokens_are_exact(design):
     """The datasheet's promise: `rst` in the middle of a token leaves the tile idle, and what follows is exact."""
     cfg = TINY[0]
     v = random_vectors(cfg, 2, seed=4)
     counts, cycles = simulate(design, cfg, v, abort_after=9)
     assert np.array_equal(counts, v.expected)
-    assert cycles == (token_cycles(cfg, v.mant) if design == "tile" else [mac_cycles(cfg)] * 2)
+    assert cycles == (token_cycles(cfg, v.mant) if design == "tile" else [mac_cycles(cfg, design == "mac_skip")] * 2)

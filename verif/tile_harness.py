@@ -11,7 +11,7 @@ padded to whole bytes so numpy can write them in one pass):
 - ``act.hex``: per (token, word) L lanes × 2 bytes ``[shift, mantissa]``;
 - ``weights.hex``: per (block, k) P × 1 byte weight code;
 - ``thresholds.hex``: per (block, row r) P × 16 bytes ``[Φ (8), Θ (8)]``, the
-  per-neuron constants (the MAC adds R = ⌈2^S/Θ⌉ in two more 8-byte slots);
+  per-neuron constants (the same words for the spiking and MAC tiles);
 - ``exponents.hex``: per token its exponent d (two's complement, 4 bytes); the
   harness drives the tile's ``exponent`` port from it with the token;
 - ``out.hex``: per (token, block) P × 1 byte spike count.
@@ -34,7 +34,7 @@ from spikeacc.hw.tile import activation_lane_layout
 __all__ = ["harness_verilog", "write_buffers", "read_counts", "harness_name"]
 
 
-DESIGNS = ("tile", "mac")
+DESIGNS = ("tile", "mac", "mac_skip")
 CLOCK_PERIOD_NS = 10  # the clock the bench drives; activity (SAIF high times) converts to cycles with it
 
 
@@ -43,16 +43,16 @@ def harness_name(cfg: SpikeConfig, design: str = "tile") -> str:
 
 
 def _thresh_slots(design: str) -> int:
-    """64-bit slots per neuron in the threshold file: Φ, Θ (+ two for the MAC's R)."""
+    """64-bit slots per neuron in the threshold file: Φ, Θ (every tile design reads the same words)."""
     if design not in DESIGNS:
         raise ValueError(f"design must be one of {DESIGNS}, got {design!r}")
-    return 2 if design == "tile" else 4
+    return 2
 
 
 # Where each field of a buffer word sits in the harness's hex files: (slot bits, byte/slot index per field).
 ACT_LANE_SLOT = 16                                 # [shift byte, mantissa byte] per lane
 ACT_FIELDS = {"mantissa": 0, "shift": 8}           # bit offset of each field inside its lane slot
-THRESH_FIELDS = {"theta": 0, "phi": 64, "recip": 128}  # bit offset inside a neuron's 64-bit slots
+THRESH_FIELDS = {"theta": 0, "phi": 64}  # bit offset inside a neuron's 64-bit slots
 
 
 def _pack(layout: data.StructLayout, source: dict[str, str]) -> str:
@@ -71,10 +71,9 @@ def harness_verilog(cfg: SpikeConfig, design: str = "tile") -> str:
     enable returns stale data and fails the regression.
     """
     from spikeacc.hw.generate import port_list
-    from spikeacc.hw.mac import mac_threshold_layout
     from spikeacc.hw.tile import threshold_layout, tile_ports
 
-    thresh_layout = (threshold_layout if design == "tile" else mac_threshold_layout)(cfg)
+    thresh_layout = threshold_layout(cfg)
     ports = port_list(wiring.Signature(tile_ports(cfg, thresh_layout)))
     slot = 64 * _thresh_slots(design)
     L, P = cfg.lanes, cfg.pes
@@ -164,10 +163,6 @@ def write_buffers(cfg: SpikeConfig, vectors, directory: Path, design: str = "til
     weights = weights.reshape(B * k, P)[:, ::-1]
     R = cfg.threshold_grid
     columns = [vectors.phi.astype(np.int64).view(np.uint64), vectors.theta.astype(np.int64).view(np.uint64)]
-    if design == "mac":  # R = ceil(2^S/Θ) in two 64-bit halves, most significant first
-        from spikeacc.hw.mac import requant_multiplier
-        recip = np.array(requant_multiplier(cfg, vectors.theta), dtype=object).reshape(vectors.theta.shape)
-        columns = [(recip >> 64).astype(np.uint64), (recip & ((1 << 64) - 1)).astype(np.uint64)] + columns
     slots = _thresh_slots(design)
     words = np.stack(columns, axis=-1).astype(">u8")  # [R, N, slots], all uint64 (two's complement)
     # address block·R + r: the R rows of each block's P neurons, neuron 0 in the low bits

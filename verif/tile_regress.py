@@ -20,16 +20,17 @@ from spikeacc.hw.tile import spike_histogram, tile_cycles
 from spikeacc.verif.results import VectorFileRun
 from spikeacc.verif.runner import BenchRun, build_bench, locked_sources, run_bench
 from spikeacc.verif.scoreboard import Scoreboard
+from spikeacc.hw.generate import module_name
 from spikeacc.verif.tile_harness import harness_name, harness_verilog, write_buffers
 
-__all__ = ["TileRegression", "tile_config_for", "build_tile", "run_tile_regression", "regress_tile"]
+__all__ = ["TileRegression", "tile_config_for", "tile_build_dir", "tile_is_built", "build_tile", "run_tile_regression", "regress_tile"]
 
 
 @dataclass(frozen=True)
 class TileRegression(VectorFileRun):
     """One vector file through a tile: the bench's verdict and counts, and the cycle model beside them."""
 
-    design: str                  # "tile" (spiking) or "mac"
+    design: str                  # "tile" (spiking), "mac" or "mac_skip" (the zero-skipping MAC)
     passed: bool                 # every output integer equal, none missing, the bench's own checks clean
     compared: int
     mismatch_count: int
@@ -67,6 +68,30 @@ def tile_config_for(vectors, pes: int | None = None, lanes: int | None = None,
                        firing=cfg.firing if firing is None else firing, max_tokens=max(cfg.max_tokens, m))
 
 
+def tile_build_dir(cfg: SpikeConfig, *, build_root=None, design: str = "tile", saif: bool = False,
+                   gates=None) -> Path:
+    """Where :func:`build_tile` builds ``design`` for ``cfg`` (one directory per configuration and kind)."""
+    suffix = ("_saif" if saif else "") + (f"_gates_{gates.tag}" if gates is not None else "")
+    return (workdirs.build_root(build_root) / f"{design}_{cfg.tag}_t{cfg.max_tokens}{suffix}").resolve()
+
+
+def tile_is_built(cfg: SpikeConfig, *, build_root=None, design: str = "tile", saif: bool = False,
+                  gates=None) -> bool:
+    """True when a :func:`build_tile` of the current RTL finished there: running it costs no build."""
+    import tempfile
+
+    from spikeacc.hw.generate import generate
+    from spikeacc.verif.runner import BUILD_COMPLETE
+
+    build_dir = tile_build_dir(cfg, build_root=build_root, design=design, saif=saif, gates=gates)
+    built = build_dir / "rtl" / f"{module_name(design, cfg)}.v"
+    if not (build_dir / BUILD_COMPLETE).is_file() or not built.is_file():
+        return False
+    with tempfile.TemporaryDirectory(prefix="spikeacc-rtl-") as tmp:
+        fresh = generate(design, cfg, tmp).verilog.read_text()
+    return built.read_text() == fresh and (gates is None or gates.is_synthesized(built, build_dir / "gates"))
+
+
 def build_tile(cfg: SpikeConfig, *, build_root=None, design: str = "tile", saif: bool = False,
                gates=None):
     """Generate and build the tile harness for ``cfg`` once; every run of that configuration reuses it.
@@ -76,8 +101,7 @@ def build_tile(cfg: SpikeConfig, *, build_root=None, design: str = "tile", saif:
     ``gates`` (a :class:`~spikeacc.energy.gate_power.GateLevel`) simulates the
     design's standard-cell netlist instead of its RTL, in the same harness.
     """
-    suffix = ("_saif" if saif else "") + (f"_gates_{gates.tag}" if gates is not None else "")
-    build_dir = (workdirs.build_root(build_root) / f"{design}_{cfg.tag}_t{cfg.max_tokens}{suffix}").resolve()
+    build_dir = tile_build_dir(cfg, build_root=build_root, design=design, saif=saif, gates=gates)
     top = harness_name(cfg, design)
 
     def build(always=False) -> float:
@@ -146,7 +170,8 @@ def run_tile_regression(vectors_path, *, build_root=None, pes=None, lanes=None, 
     if design == "tile":
         ideal, predicted = sum(c["ideal"] for c in model), [c["total"] for c in model]
     else:  # the MAC streams every word, zeros included
-        ideal, predicted = vectors.shape[0] * cfg.blocks * cfg.k_words, [mac_cycles(cfg)] * vectors.shape[0]
+        ideal = vectors.shape[0] * cfg.blocks * cfg.k_words
+        predicted = [mac_cycles(cfg, skip_zeros=design == "mac_skip")] * vectors.shape[0]
     cycles, wall = bench.get("cycles", 0), bench.get("wall_seconds", 0.0)
     result = TileRegression(
         design=design, vectors=str(vectors_path), layer=vectors.meta.get("layer"), model=vectors.meta.get("model"),
