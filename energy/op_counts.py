@@ -59,8 +59,9 @@ def op_counts(cfg: SpikeConfig, mant: np.ndarray, counts: np.ndarray) -> dict[st
     Spiking: one current add per nonzero input per neuron, T membrane adds per
     neuron, n + 1 threshold compare-subtracts per neuron that fires n spikes,
     one weight read per nonzero input per neuron. MAC: one multiply and one add
-    per input per neuron (zeros included), one requant add and multiply per
-    neuron, one weight read per input per neuron.
+    per input per neuron (zeros included), one requant add and b_out
+    compare-subtracts (its restoring division) per neuron, one weight read per
+    input per neuron.
     """
     m, k = mant.shape
     n = cfg.out_features
@@ -69,7 +70,7 @@ def op_counts(cfg: SpikeConfig, mant: np.ndarray, counts: np.ndarray) -> dict[st
         "spiking": {"current_add": nonzero * n, "membrane_add": m * n * cfg.window,
                     "fire_subtract": int(counts.sum()) + m * n, "weight_read": nonzero * n},
         "mac": {"multiply": m * k * n, "accumulate_add": m * k * n, "requant_add": m * n,
-                "requant_multiply": m * n, "weight_read": m * k * n},
+                "requant_subtract": m * n * cfg.out_bits, "weight_read": m * k * n},
     }
 
 
@@ -81,7 +82,7 @@ def op_energy(cfg: SpikeConfig, ops: dict[str, dict[str, int]]) -> dict[str, dic
                     "fire_subtract": add_pj(cfg.membrane_bits), "weight_read": sram_read_pj(w)},
         "mac": {"multiply": mult_pj(w, cfg.mantissa_bits), "accumulate_add": add_pj(cfg.acc_bits),
                 "requant_add": add_pj(cfg.membrane_bits),
-                "requant_multiply": mult_pj(cfg.theta_bits + cfg.out_bits, cfg.requant_shift + 1),
+                "requant_subtract": add_pj(cfg.theta_bits + cfg.out_bits),
                 "weight_read": sram_read_pj(w)},
     }
     return {d: {op: count * per_op[d][op] for op, count in ops[d].items()} for d in ops}

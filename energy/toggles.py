@@ -69,19 +69,19 @@ ROLES = {
     "mac": [
         ("MAC multipliers", r"^(product|scaled)\d+$"),
         ("accumulators", r"^acc$"),
-        ("requant multiplier", r"^(requant_|held|params|stage_)"),
+        ("requantizer", r"^(requant_|held|params|stage_)"),
         ("control", r".*"),
     ],
 }
 ROLES["mac_skip"] = ROLES["mac"]
 DATAPATH = {"tile": ("spike/current adders", "membrane adders", "threshold/fire"),
-            "mac": ("MAC multipliers", "accumulators", "requant multiplier")}
+            "mac": ("MAC multipliers", "accumulators", "requantizer")}
 DATAPATH["mac_skip"] = DATAPATH["mac"]
 
 
 # Parts whose every net has one role, whatever its name (hw/tile_parts.py).
 MODULE_ROLES = {"queues": "encoder/queues", "sequencer": "control", "capture": "control", "output_delay": "control",
-                "requant": "requant multiplier"}
+                "requant": "requantizer"}
 
 
 def classify(design: str, name: str, module: str = "top") -> str:
@@ -97,8 +97,6 @@ def classify(design: str, name: str, module: str = "top") -> str:
 def _multiplier_operands(design, name, cfg):
     if design != "tile" and re.match(r"^(product|scaled)\d+$", name):
         return (cfg.weight_bits, cfg.mantissa_bits)
-    if design != "tile" and name == "requant_product":
-        return (cfg.theta_bits + cfg.out_bits, cfg.requant_shift + 1)
     return None
 
 
@@ -289,7 +287,7 @@ def _plot(r: dict, path: Path) -> None:
     names = {"tile": "spiking (ACC)", "mac": "MAC baseline"}
     colors = {"weight memory reads": "0.75", "control": "tab:olive", "encoder/queues": "tab:cyan",
               "spike/current adders": "tab:green", "membrane adders": "tab:blue", "threshold/fire": "tab:purple",
-              "MAC multipliers": "tab:red", "accumulators": "tab:orange", "requant multiplier": "tab:brown"}
+              "MAC multipliers": "tab:red", "accumulators": "tab:orange", "requantizer": "tab:brown"}
     order = list(colors)
     seen = set()
     for x, (design, d) in enumerate(r["designs"].items()):

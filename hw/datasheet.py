@@ -112,10 +112,6 @@ def _contract(cfg: SpikeConfig, fields, checked: bool = True) -> dict:
                                  f"{dont_care}")},
         "scale_shift": {"min": cfg.scale_shift_min, "max": cfg.scale_shift_max,
                         "outside": "is not checked; the count is then don't-care"},
-        "recip": {"min": 1, "max": 1 << cfg.requant_shift,
-                  "outside": (f"must be exactly ceil(2^{cfg.requant_shift}/Θ) of the same word (0 where Θ = 0): "
-                              f"the counts come from R alone, so any other value gives wrong counts with `error` "
-                              f"low")},
     }
     return {name: contract[name] for name in fields}
 
@@ -361,15 +357,14 @@ def datasheet_facts(design: str, cfg: SpikeConfig, component, top: str) -> dict:
             f"Each cycle, present up to {cfg.lanes} (weight, mantissa, shift) triples on `inputs` with `valid` set; "
             "the PE adds Σ (w·m) << e to its accumulator.",
             "Assert `clear` with the first word of a neuron: the accumulator restarts from that word, and `params` "
-            "(Θ, Φ, R = ceil(2^S/Θ)) and `scale_shift` s are sampled.",
+            "(Θ, Φ) and `scale_shift` s are sampled.",
             "Assert `requant` with the last word: `count` = clamp(floor(y/Θ), 0, 2^b_out − 1) with "
-            "y = floor(2^F·acc/2^s) + Φ, computed as (y·R) >> S, is valid from the third cycle after it, while the "
-            "next neuron accumulates.",
+            "y = floor(2^F·acc/2^s) + Φ, computed by restoring division, is valid from the third cycle after it, "
+            "while the next neuron accumulates.",
         ]
-        facts["contract"] = _contract(cfg, ("mantissa", "shift", "weight", "theta", "phi", "scale_shift", "recip"),
+        facts["contract"] = _contract(cfg, ("mantissa", "shift", "weight", "theta", "phi", "scale_shift"),
                                       checked=False)
         facts["reset"] = PE_RESET
-        facts["requant_shift"] = cfg.requant_shift
     facts["example"] = _example(design, cfg, facts["ports"])
     return facts
 

@@ -5,8 +5,7 @@ Same configuration, buffers, ports, threshold words and vector contract as
 arithmetic: here every weight is multiplied by its activation (zeros
 included, unless ``skip_zeros``), and each block's outputs are requantized
 one after another by one unit shared among the PEs instead of a firing
-threshold per neuron. The standalone :class:`MacPE` keeps a requantize
-multiplier of its own (R = ⌈2^S/Θ⌉), the textbook fixed-point requantization.
+threshold per neuron. The standalone :class:`MacPE` has a requantizer of its own.
 """
 
 from __future__ import annotations
@@ -20,36 +19,8 @@ from spikeacc.hw.pe import ScaleShift
 from spikeacc.hw.tile import decode_exponent, threshold_layout, tile_ports
 from spikeacc.hw.tile_parts import drive_contract_error
 
-__all__ = ["MacAccumulator", "MacPE", "MacTile", "accumulate", "mac_cycles", "mac_output_delay", "mac_threshold_layout",
-           "requant_groups", "requant_multiplier", "requantize"]
-
-
-def requant_multiplier(cfg: SpikeConfig, theta):
-    """R = ⌈2^S/Θ⌉ of each threshold constant, computed offline, as MAC accelerators store their requant scales.
-
-    It must be exactly this value: the MAC's counts come from R alone (Θ only
-    feeds the saturation compare and the Θ = 0 error), so a wrong R gives wrong
-    counts with ``error`` low. Θ = 0 is outside the contract (the tile raises
-    ``error``); its R is 0.
-    """
-    import numpy as np
-
-    s = cfg.requant_shift
-    return [((1 << s) + int(t) - 1) // int(t) if int(t) else 0 for t in np.asarray(theta).ravel()]
-
-
-def mac_cycles(cfg: SpikeConfig) -> int:
-    """Cycles per token-layer the MAC tile's ``cycles`` output reports.
-
-    STREAM takes one cycle per activation word and block, ``(N/P)·(K/L)``;
-    DRAIN waits ``OUTPUT_DELAY + 2`` cycles for the last block's count to be written.
-    """
-    return cfg.blocks * cfg.k_words + MacTile.OUTPUT_DELAY + 2
-
-
-def mac_threshold_layout(cfg: SpikeConfig) -> data.StructLayout:
-    return data.StructLayout({"theta": unsigned(cfg.theta_bits), "phi": signed(cfg.phi_bits),
-                              "recip": unsigned(cfg.requant_shift + 1)})
+__all__ = ["MacAccumulator", "MacPE", "MacTile", "accumulate", "mac_cycles", "mac_output_delay", "requant_groups",
+           "requantize"]
 
 
 def accumulate(m: Module, cfg: SpikeConfig, inputs, clear, name: str = "acc"):
@@ -70,18 +41,18 @@ def accumulate(m: Module, cfg: SpikeConfig, inputs, clear, name: str = "acc"):
     return acc
 
 
-def requantize(m: Module, cfg: SpikeConfig, *, form_y, acc, phi, scale: ScaleShift, theta, recip=None):
+def requantize(m: Module, cfg: SpikeConfig, *, form_y, acc, phi, scale: ScaleShift, theta):
     """The requantizer, bit-identical to the spiking neuron's ``clamp(⌊y/Θ⌋)``.
 
     In a ``form_y`` cycle ``y = ⌊2^F·acc/2^s⌋ + Φ`` is registered (the
     accumulator reaches the shifter and adder only then: operand isolation);
     the next cycle the returned value is the count: ``0`` if y < 0,
-    ``2^b_out − 1`` if y ≥ 2^b_out·Θ, else ``⌊y/Θ⌋``, from ``theta`` (and
-    ``recip``) as they are in that cycle. With ``recip`` = R = ⌈2^S/Θ⌉ the
-    quotient is ``(y·R) >> S``, one wide multiply; without it, b_out
-    compare-and-subtract stages of restoring division (a quotient of b_out
-    bits needs no more), far fewer gates than a (Θ + b_out) × (S + 1)-bit
-    multiplier.
+    ``2^b_out − 1`` if y ≥ 2^b_out·Θ, else ``⌊y/Θ⌋`` from ``theta`` as it is
+    in that cycle, by b_out compare-and-subtract stages of restoring division
+    (a quotient of b_out bits needs no more). An exact fixed-point reciprocal
+    R = ⌈2^S/Θ⌉ would need S = 88 at SmolLM2's shapes: a 41 × 89-bit
+    multiplier that, shared by 24 PEs at q_proj, spent a quarter of the MAC
+    tile's logic energy (docs/measurements.md).
     """
     y = Signal(signed(cfg.membrane_bits), name="requant_y")
     isolated = Signal(signed(cfg.acc_bits), name="requant_isolated")
@@ -91,17 +62,13 @@ def requantize(m: Module, cfg: SpikeConfig, *, form_y, acc, phi, scale: ScaleShi
     ceiling = Signal(unsigned(cfg.theta_bits + cfg.out_bits), name="requant_ceiling")
     m.d.comb += ceiling.eq(theta << cfg.out_bits)
     count = Signal(unsigned(cfg.count_bits), name="requant_count")
-    m.d.comb += count.eq(Mux(y < 0, 0, Mux(y >= ceiling, cfg.max_count, _quotient(m, cfg, y, theta, recip))))
+    m.d.comb += count.eq(Mux(y < 0, 0, Mux(y >= ceiling, cfg.max_count, _quotient(m, cfg, y, theta))))
     return count
 
 
-def _quotient(m: Module, cfg: SpikeConfig, y, theta, recip):
-    """⌊y/Θ⌋ for 0 ≤ y < 2^b_out·Θ: by the reciprocal R when given, else by restoring division."""
+def _quotient(m: Module, cfg: SpikeConfig, y, theta):
+    """⌊y/Θ⌋ for 0 ≤ y < 2^b_out·Θ by restoring division, one stage per quotient bit."""
     width = cfg.theta_bits + cfg.out_bits
-    if recip is not None:
-        product = Signal(unsigned(width + cfg.requant_shift + 1), name="requant_product")
-        m.d.comb += product.eq(y[:width] * recip)
-        return product >> cfg.requant_shift
     remainder = y[:width]
     bits = []
     for i in reversed(range(cfg.out_bits)):
@@ -139,7 +106,7 @@ class MacPE(wiring.Component):
             "clear": In(1),
             "inputs": In(data.ArrayLayout(mac_lane_layout(cfg), cfg.lanes)),
             "requant": In(1),
-            "params": In(mac_threshold_layout(cfg)),
+            "params": In(threshold_layout(cfg)),
             "scale_shift": In(signed(cfg.scale_shift_bits)),
             "count": Out(unsigned(cfg.count_bits)),
         })
@@ -150,8 +117,8 @@ class MacPE(wiring.Component):
         acc = accumulate(m, cfg, self.inputs, self.clear)
         # `requant` marks the block's last word, which reaches acc at the end of that cycle;
         # stage A forms y from it, stage B multiplies.
-        params = Signal(mac_threshold_layout(cfg))
-        held = Signal(mac_threshold_layout(cfg))
+        params = Signal(threshold_layout(cfg))
+        held = Signal(threshold_layout(cfg))
         scale, held_scale = ScaleShift(cfg, "scale"), ScaleShift(cfg, "held_scale")
         stage_a, stage_b = Signal(), Signal()
         m.d.sync += [stage_a.eq(self.requant), stage_b.eq(stage_a)]
@@ -159,8 +126,7 @@ class MacPE(wiring.Component):
             m.d.sync += [params.eq(self.params), *scale.load(self.scale_shift)]
         with m.If(self.requant):
             m.d.sync += [held.eq(params), *held_scale.copy_from(scale)]
-        count = requantize(m, cfg, form_y=stage_a, acc=acc, phi=held.phi, scale=held_scale,
-                           theta=held.theta, recip=held.recip)
+        count = requantize(m, cfg, form_y=stage_a, acc=acc, phi=held.phi, scale=held_scale, theta=held.theta)
         with m.If(stage_b):
             m.d.sync += self.count.eq(count)
         return m

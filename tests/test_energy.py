@@ -66,7 +66,7 @@ def test_energy_report_on_random_vectors(tmp_path):
         assert (tmp_path / "energy" / name).is_file()
     roles = r.designs["tile"]["energy_pj"]
     assert {"spike/current adders", "membrane adders", "threshold/fire", "weight memory reads"} <= set(roles)
-    assert {"MAC multipliers", "accumulators", "requant multiplier"} <= set(r.designs["mac"]["energy_pj"])
+    assert {"MAC multipliers", "accumulators", "requantizer"} <= set(r.designs["mac"]["energy_pj"])
 
 
 @pytest.mark.slow  # a tile build with tracing

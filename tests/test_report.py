@@ -46,3 +46,32 @@ def test_quick_verify_run_writes_a_self_contained_report(tmp_path, capsys):
 def test_unknown_step_is_one_line(tmp_path, capsys):
     assert main(["run", "--steps", "verify,colour", "--out", str(tmp_path)]) == 2
     assert "--steps takes a comma-separated subset of accuracy,verify,energy,synth,infer" in capsys.readouterr().err
+
+
+def test_quick_energy_step_leads_with_gate_level_and_labels_every_model(tmp_path, capsys):
+    """Gate level first (recorded here: its netlists are not built in a fresh build root), models labelled."""
+    out = tmp_path / "out"
+    assert main(["run", "--steps", "energy", "--quick", "--out", str(out), "--build-dir", str(tmp_path / "b")]) == 0
+    capsys.readouterr()
+    energy = json.loads((out / "report.json").read_text())["sections"]["energy"]
+    gate = energy["gate_level"]["spikequant"]
+    assert gate["source"] == "recorded" and gate["measured"]["commit"] and gate["measured"]["date"]
+    assert set(gate["designs"]) == {"tile", "mac", "mac_skip"}
+    assert energy["headline"].startswith("gate level (recorded ")
+    assert "model" in energy["headline"] and "error" in energy["headline"]
+    assert list(energy["plots"])[:2] == ["energy_gate", "break_even"]
+    markdown = (out / "report.md").read_text()
+    assert markdown.index("nJ per token-layer (recorded)") < markdown.index("calibrated toggle model")
+    assert "break-even zero fraction (model, worst error" in markdown and "op-count method" in markdown
+    assert "reproduce with `python benchmarks/bench_power_shapes.py" in markdown
+
+
+@pytest.mark.slow
+def test_gate_level_flag_measures_the_energy_steps_figure(tmp_path, capsys):
+    out = tmp_path / "out"
+    assert main(["run", "--steps", "energy", "--quick", "--gate-level", "--out", str(out),
+                 "--build-dir", str(tmp_path / "b")]) == 0
+    capsys.readouterr()
+    energy = json.loads((out / "report.json").read_text())["sections"]["energy"]
+    assert {g["source"] for g in energy["gate_level"].values()} == {"measured"}
+    assert energy["headline"].startswith("gate level (measured in this run)")

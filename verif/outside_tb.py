@@ -127,17 +127,13 @@ def _tile_bench(manifest: dict, vectors, work: Path, reset_cycles: int) -> tuple
     act = [pack(ports["act__data"], [{"mantissa": mant[t, wd * L + j], "shift": shift[t, wd * L + j]}
                                      for j in range(L)]) for t in range(tokens) for wd in range(k_words)]
     weight = [pack(ports["weight__0__data"], [w[b * P + p, k] for p in range(P)]) for b in range(B) for k in range(K)]
-    field_names = [f["name"] for f in ports["thresh__data"]["array"]["element"]["struct"]]
     thresh = []   # address block·R + r: row r of each neuron's constants
     for b in range(B):
         for r in range(rows):
             neurons = []
             for p in range(P):
                 th, ph = int(theta[r, b * P + p]), int(phi[r, b * P + p])
-                fields = {"theta": th, "phi": ph}
-                if "recip" in field_names:  # the MAC's R = ceil(2^S / Θ), as the datasheet says
-                    fields["recip"] = -(-(1 << manifest["datasheet"]["requant_shift"]) // th) if th else 0
-                neurons.append(fields)
+                neurons.append({"theta": th, "phi": ph})
             thresh.append(pack(ports["thresh__data"], neurons))
     depth = {name: b["depth"] for name, b in sheet["buffers"].items()}
     expected = np.asarray(vectors["expected"], dtype=np.int64)
@@ -321,14 +317,13 @@ def _mac_pe_bench(manifest: dict, cases, work: Path, reset_cycles: int) -> tuple
     sheet, cfg = manifest["datasheet"], manifest["config"]
     ports = {p["name"]: p for p in sheet["ports"]}
     K, L = cfg["in_features"], cfg["lanes"]
-    S = sheet["requant_shift"]
     w, mant, shift = cases["w"], cases["mant"], cases["shift"]
     scales = cases.get("scale", np.zeros(len(cases["expected"]), dtype=np.int64))
     iw, pw, cw = (ports[n]["width"] for n in ("inputs", "params", "scale_shift"))
     words = []   # {clear, requant, scale_shift, params, inputs} per cycle
     for c in range(len(cases["expected"])):
         th, ph = int(cases["theta"][c]), int(cases["phi"][c])
-        params = pack(ports["params"], {"theta": th, "phi": ph, "recip": -(-(1 << S) // th) if th else 0})
+        params = pack(ports["params"], {"theta": th, "phi": ph})
         for word in range(K // L):
             lanes = [{"valid": 1, "mantissa": mant[c, word * L + j], "shift": shift[c, word * L + j],
                       "weight": w[c, word * L + j]} for j in range(L)]
