@@ -185,8 +185,9 @@ def _default_vectors(args) -> str:
     if args.vectors is not None:
         return args.vectors
     from spikeacc.golden.vectors import export_vectors
-    return export_vectors(layer="model.layers.0.self_attn.q_proj", tokens=8, base=_layer_base(_config_from(args)),
-                          out=Path(args.out) / "smollm2_l0_q_proj.npz")
+    layer = getattr(args, "layer", None) or "model.layers.0.self_attn.q_proj"
+    return export_vectors(layer=layer, tokens=8, base=_layer_base(_config_from(args)),
+                          out=Path(args.out) / f"smollm2_{layer.replace('model.layers.', 'l').replace('.', '_')}.npz")
 
 
 def cmd_power(args) -> int:
@@ -197,6 +198,9 @@ def cmd_power(args) -> int:
     bad = [d for d in designs if d not in ("tile", "mac", "mac_skip")]
     if bad or not designs:
         raise ValueError(f"--designs takes tile, mac and/or mac_skip, got {args.designs!r}")
+    if args.vectors is not None and (args.layer or args.full_size):
+        raise ValueError("--layer and --full-size choose the SmolLM2 projection to export; --vectors FILE is "
+                         "measured as it is: give one or the other")
     liberty = Path(args.liberty) if args.liberty else DEFAULT_LIBERTY
     if not liberty.is_file():
         raise ValueError(f"--liberty {liberty} does not exist"
@@ -204,10 +208,10 @@ def cmd_power(args) -> int:
     workdirs.build_root(args.build_dir)
     workdirs.output_dir(args.out, "--out directory")
     vectors = _default_vectors(args)
-    if args.vectors is None:  # real SmolLM2 q_proj data cropped to the configuration's tile shape
+    if args.vectors is None and not args.full_size:  # real SmolLM2 data cropped to the configuration's tile shape
         from spikeacc.golden.vectors import crop_vectors, load_vectors, save_vectors
         tile = _config_from(args)
-        vectors = save_vectors(Path(args.out) / f"smollm2_l0_q_proj_k{tile.in_features}n{tile.out_features}.npz",
+        vectors = save_vectors(Path(vectors).with_name(f"{Path(vectors).stem}_k{tile.in_features}n{tile.out_features}.npz"),
                                crop_vectors(load_vectors(vectors), tile))
     r = run_power(vectors, designs=designs, liberty=liberty, out=args.out,
                   build_root=args.build_dir, pes=args.pes, lanes=args.lanes, sram=args.memories == "sram",
@@ -387,7 +391,13 @@ def build_parser() -> argparse.ArgumentParser:
                         "report its ratio and the toggle models' errors against it")
     p.set_defaults(func=cmd_energy)
     p = energy_run("power", "gate-level energy: standard-cell netlists simulated on the vectors",
-                   "SmolLM2 block 0 q_proj, 8 tokens, cropped to the default 64×16 tile")
+                   "SmolLM2 block 0 q_proj, 8 tokens, cropped to the default 64×16 tile; see --full-size")
+    p.add_argument("--layer", default=None,
+                   help="the SmolLM2 projection to export when no --vectors is given "
+                        "(default model.layers.0.self_attn.q_proj)")
+    p.add_argument("--full-size", action="store_true",
+                   help="measure that projection at its real shape (P and L from its size; minutes the first time) "
+                        "instead of cropped to the configuration's tile")
     p.add_argument("--designs", default="tile,mac,mac_skip",
                    help="comma-separated: tile (spiking), mac (every weight read and multiplied), "
                         "mac_skip (zero activations skip the weight read and hold the multiplier)")

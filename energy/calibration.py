@@ -75,8 +75,9 @@ def estimate(calibration: dict, design: str, activity: dict, pes: int, tokens: i
         clock = cost["clock_pj_per_cycle"] * activity["cycles"] * (pes if role == PE_ROLE else 1)
         roles[role] = (cost["pj_per_toggle"] * toggles + clock) / tokens
     logic = sum(roles.values())
-    weights = activity["weight_bits_read"] * calibration["sram_pj_per_bit"] / tokens
-    return {"by_role_pj": roles, "logic_pj": logic, "weight_memory_pj": weights, "total_pj": logic + weights}
+    bits = activity["weight_bits_read"] + activity.get("threshold_bits_read", 0)   # the modelled SRAM reads
+    memory = bits * calibration["sram_pj_per_bit"] / tokens
+    return {"by_role_pj": roles, "logic_pj": logic, "memory_pj": memory, "total_pj": logic + memory}
 
 
 def compare(calibrated: dict, raw_ratio: float, power: dict) -> dict:

@@ -26,7 +26,7 @@ from spikeacc.energy.op_counts import PAPER_RATIO, op_counts, op_energy, sram_re
 from spikeacc.golden.vectors import load_vectors
 from spikeacc.errors import VerificationFailed
 from spikeacc.energy.calibration import compare, estimate, load_calibration
-from spikeacc.energy.power import role_of_module
+from spikeacc.energy.power import role_of_module, threshold_word_bits
 from spikeacc.energy.saif import read_saif
 from spikeacc.verif.results import VectorFileRun
 from spikeacc.verif.tile_harness import CLOCK_PERIOD_NS
@@ -107,7 +107,7 @@ def activity_energy(design: str, saif_path: Path, cfg) -> dict:
     toggles, energy = defaultdict(int), defaultdict(float)
     by_module = defaultdict(float)
     by_gate_role = defaultdict(int)   # the gate-level roles, for the calibrated model
-    lane_cycles = 0.0
+    lane_cycles = threshold_words = 0.0
     first_pe = "pe0" if design == "tile" else "mac0"
     lane_valid = re.compile(r"^(spikes|inputs)\[\d+\]\.valid$")
     for net in nets:
@@ -116,6 +116,8 @@ def activity_energy(design: str, saif_path: Path, cfg) -> dict:
         # each valid lane-cycle at a PE input is one weight-word read (P weights, one per PE)
         if net.path[2:] == (first_pe,) and lane_valid.match(net.name):
             lane_cycles += net.high_time / period
+        if net.path[2:] == () and net.name == "thresh__en":   # one threshold word read per enabled cycle
+            threshold_words += net.high_time / period
         # Amaranth's anonymous `$` nets and struct-field views duplicate named signals
         if "$" in net.name or "." in net.name or "[" in net.name or net.name in ("clk", "rst"):
             continue
@@ -133,6 +135,7 @@ def activity_energy(design: str, saif_path: Path, cfg) -> dict:
     return {"toggles": dict(toggles), "toggles_by_gate_role": dict(by_gate_role),
             "energy_pj": dict(energy), "by_module_pj": dict(by_module),
             "weight_reads": synapse_ops, "weight_bits_read": int(round(weight_bits)),
+            "threshold_bits_read": int(round(threshold_words)) * threshold_word_bits(cfg, design),
             "rtl_ops": {"current_add": synapse_ops} if design == "tile"
             else {"multiply": synapse_ops, "accumulate_add": synapse_ops}}
 

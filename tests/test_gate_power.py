@@ -241,3 +241,26 @@ def test_cropped_real_vectors_are_valid_for_the_default_tile(tmp_path):
     assert v.expected.max() == cfg.max_count and v.expected.min() == 0  # the whole output range is used
     with pytest.raises(ValueError, match="cannot crop"):
         crop_vectors(v, SpikeConfig(in_features=128))
+
+
+def test_power_refuses_a_layer_beside_a_vector_file(tmp_path, capsys):
+    assert main(["power", "--vectors", str(tmp_path / "v.npz"), "--full-size", "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "--vectors FILE is measured as it is" in err and "\n" not in err
+
+
+@pytest.mark.slow
+@pytest.mark.model
+@pytest.mark.verilator
+def test_power_at_down_projs_real_shape_is_bit_exact_for_all_three_tiles(tmp_path, capsys):
+    """The done criterion of issue #25, from the CLI: a full-size SmolLM2 projection, P = 24, every design."""
+    out = tmp_path / "o"
+    assert main(["power", "--layer", "model.layers.0.mlp.down_proj", "--full-size", "--out", str(out),
+                 "--build-dir", str(tmp_path / "b")]) == 0
+    capsys.readouterr()
+    import json
+    r = json.loads((out / "power.json").read_text())
+    assert r["shape"] == [8, 1536, 576] and r["config"]["pes"] == 24
+    assert set(r["designs"]) == {"tile", "mac", "mac_skip"}
+    assert r["designs"]["mac_skip"]["weight_reads"] == r["designs"]["tile"]["weight_reads"]
+    assert r["ratio_mac_over_spiking"]["tile_with_clock_and_weight_memory"] > 1.0
