@@ -29,13 +29,17 @@ from pathlib import Path
 from spikeacc.config import PRESETS, SpikeConfig
 from spikeacc.energy.power import run_power
 from spikeacc.energy.recorded import summarize, vectors_digest, write_recorded
-from spikeacc.golden.vectors import crop_vectors, export_layers, load_vectors, save_vectors
+from spikeacc.golden.vectors import crop_vectors, export_layers, load_vectors, random_vectors, save_vectors
 
-# name -> (mode, projection, cropped to the default 64×16 tile with P = 4: the small shapes the model also fits)
-SHAPES = {"q_proj": ("spikequant", "self_attn.q_proj", False), "down_proj": ("spikequant", "mlp.down_proj", False),
-          "kirin_q_proj": ("kirin", "self_attn.q_proj", False),
-          "q_proj_64x16": ("spikequant", "self_attn.q_proj", True),
-          "down_proj_64x16": ("spikequant", "mlp.down_proj", True)}
+# name -> (mode, projection, variant): the real projection (None), cropped to the default 64×16 tile with P = 4
+# ("64x16"), or seeded random codes with that zero fraction on the projection's own tile (the same netlists): the
+# shapes and sparsities the break-even model is fitted on
+SHAPES = {"q_proj": ("spikequant", "self_attn.q_proj", None), "down_proj": ("spikequant", "mlp.down_proj", None),
+          "kirin_q_proj": ("kirin", "self_attn.q_proj", None),
+          "q_proj_64x16": ("spikequant", "self_attn.q_proj", "64x16"),
+          "down_proj_64x16": ("spikequant", "mlp.down_proj", "64x16"),
+          "q_proj_zeros10": ("spikequant", "self_attn.q_proj", 0.10),
+          "q_proj_zeros60": ("spikequant", "self_attn.q_proj", 0.60)}
 
 
 def commit() -> str:
@@ -62,15 +66,19 @@ def main():
     measured_at = commit()
     records, rows, exported = {}, [], set()
     for name in shapes:
-        mode, proj, cropped = SHAPES[name]
+        mode, proj, variant = SHAPES[name]
         base = PRESETS["smollm2"].with_arithmetic_of(SpikeConfig().in_mode(mode))
         path = out / mode / f"{proj}.npz"
         if path not in exported:   # exported by this run (the code that exports may have changed since the last)
             exported.add(path)
             export_layers(layers=[f"model.layers.0.{proj}"], tokens=8, outs=[path], base=base)
-        if cropped:
+        if variant == "64x16":
             path = save_vectors(path.with_name(f"{proj}_64x16.npz"),
                                 crop_vectors(load_vectors(path), SpikeConfig().in_mode(mode)))
+        elif variant is not None:
+            tile = load_vectors(path).config
+            path = save_vectors(path.with_name(f"{proj}_random_zeros{variant:.2f}.npz"),
+                                random_vectors(tile, 8, seed=1, zero_fraction=variant))
         vectors = load_vectors(path)
         t0 = time.perf_counter()
         power = run_power(path, out=out / name, build_root=args.build_dir).to_dict()
