@@ -145,7 +145,9 @@ def _tables(step: str, section: dict) -> list[tuple[list[str], list[list]]]:
         tables = gate_tables(section.get("gate_level", {}))
         tables.append((["mode", "layer", "calibrated toggle model: MAC ÷ spiking (model)", "its measured error",
                         "the papers' op-count method (45 nm ops)", "45 nm per-bit table on RTL toggles"],
-                       [[r["mode"], r["layer"], f"{r['ratio_calibrated']:.2f}x", f"{r['calibration_checked_error']:+.0%}",
+                       [[r["mode"], r["layer"], f"{r['ratio_calibrated']:.2f}x",
+                         (f"{r['calibration_error']['error']:+.0%} " if r["calibration_error"]["error"] is not None else "")
+                         + r["calibration_error"]["against"],
                          f"{r['ratio_ops']:.2f}x", f"{r['ratio_toggles']:.2f}x"] for r in section["rows"]]))
         be = section.get("break_even") or {}
         if be.get("grid"):

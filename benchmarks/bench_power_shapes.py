@@ -20,7 +20,6 @@ A first run synthesizes and builds three netlists per shape (minutes each on
 import argparse
 import datetime
 import json
-import shlex
 import subprocess
 import sys
 import time
@@ -86,7 +85,7 @@ def main():
         records[vectors_digest(vectors)] = {
             **summarize(power, vectors),
             "measured": {"date": datetime.date.today().isoformat(), "commit": measured_at,
-                         "command": "python benchmarks/bench_power_shapes.py " + shlex.join(sys.argv[1:]),
+                         "command": f"python benchmarks/bench_power_shapes.py --shapes {name} --write",
                          "seconds": round(seconds)}}
         d, r = power["designs"], power["ratio_mac_over_spiking"]
         rows.append((name, power["shape"], d, r, seconds))
