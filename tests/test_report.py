@@ -61,6 +61,7 @@ def test_quick_energy_step_leads_with_gate_level_and_labels_every_model(tmp_path
     assert "model" in energy["headline"] and "error" in energy["headline"]
     assert list(energy["plots"])[:2] == ["energy_gate", "break_even"]
     markdown = (out / "report.md").read_text()
+    markdown = markdown[markdown.index("## Energy"):]     # the section, after the summary table's headline
     assert markdown.index("nJ per token-layer (recorded)") < markdown.index("calibrated toggle model")
     assert "break-even zero fraction (model, worst error" in markdown and "op-count method" in markdown
     assert "reproduce with `python benchmarks/bench_power_shapes.py" in markdown
