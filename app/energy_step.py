@@ -18,11 +18,12 @@ import datetime
 from pathlib import Path
 
 from spikeacc.config import MODES
+from spikeacc.energy.power import DESIGN_NAMES
+from spikeacc.verif.tile_harness import DESIGNS as TILE_DESIGNS
 
 __all__ = ["GATE_DESIGNS", "energy_section", "gate_level_figure", "plot_gate_level", "plot_break_even"]
 
-GATE_DESIGNS = ("tile", "mac", "mac_skip")
-DESIGN_LABELS = {"tile": "spiking", "mac": "MAC", "mac_skip": "zero-skipping MAC"}
+GATE_DESIGNS = TILE_DESIGNS   # the spiking tile and both MAC tiles
 CLASS_ORDER = ("clock", "registers", "combinational", "memory", "leakage")
 CLASS_LABELS = {"memory": "tile memories (event queues)"}
 
@@ -85,7 +86,7 @@ def _gate_headline(mode: str, g: dict) -> str:
     when = ("measured in this run" if g["source"] == "measured" else
             f"recorded {g['measured']['date']} at {g['measured']['commit']}")
     return (f"gate level ({when}): MAC ÷ spiking on {mode} q_proj ({shape}) {r['tile_with_clock_and_weight_memory']:.2f}x "
-            f"against the {DESIGN_LABELS[r['against']]}, {dense:.2f}x against the dense MAC, clock and weight "
+            f"against the {DESIGN_NAMES[r['against']]}, {dense:.2f}x against the dense MAC, clock and weight "
             "memory included")
 
 
@@ -95,7 +96,7 @@ def gate_tables(gate: dict) -> list[tuple[list[str], list[list]]]:
     for mode, g in gate.items():
         designs = list(g["designs"])
         head = [f"{mode} q_proj {'×'.join(map(str, g['shape'][1:]))}, nJ per token-layer ({g['source']})"] + \
-            [DESIGN_LABELS[d] for d in designs]
+            [DESIGN_NAMES[d] for d in designs]
         rows = []
         for c in CLASS_ORDER:
             rows.append([CLASS_LABELS.get(c, c)] + [f"{g['designs'][d]['by_class_pj'][c] / 1e3:,.1f}" for d in designs])
@@ -139,13 +140,13 @@ def plot_gate_level(gate: dict, path) -> None:
                 ax.bar(x, pj / 1e3, bottom=bottom, color=colors[name],
                        label=CLASS_LABELS.get(name, name) if x == 0 else None)
                 bottom += pj / 1e3
-        ax.set_xticks(range(len(designs)), [DESIGN_LABELS[d] for d in designs], fontsize=8)
+        ax.set_xticks(range(len(designs)), [DESIGN_NAMES[d] for d in designs], fontsize=8)
         ax.set_ylabel("nJ per token-layer")
         r = g["ratio_mac_over_spiking"]
         source = "measured" if g["source"] == "measured" else f"recorded {g['measured']['date']}"
         ax.set_title(f"{mode} q_proj {g['shape'][1]}×{g['shape'][2]}, P={g['config']['pes']}: gate level ({source})\n"
                      f"MAC ÷ spiking {r['tile_with_clock_and_weight_memory']:.2f}x vs the "
-                     f"{DESIGN_LABELS[r['against']]}", fontsize=8)
+                     f"{DESIGN_NAMES[r['against']]}", fontsize=8)
     axes[0][-1].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))
     fig.tight_layout()
     fig.savefig(path, dpi=100)

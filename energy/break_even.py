@@ -25,10 +25,11 @@ from __future__ import annotations
 import numpy as np
 
 from spikeacc.config import SpikeConfig
+from spikeacc.verif.tile_harness import DESIGNS as TILE_DESIGNS
 
 __all__ = ["DESIGNS", "point_events", "fit", "predict", "break_even_grid"]
 
-DESIGNS = ("tile", "mac", "mac_skip")
+DESIGNS = TILE_DESIGNS   # the spiking tile and both MAC tiles
 # (design, role) -> the events whose counts carry its energy; "clock" parts are fitted on the role's clock alone
 PARTS = {
     ("tile", "PE arithmetic", "clock"): ("pe_cycles",),

@@ -41,7 +41,8 @@ from spikeacc.errors import ToolFailure, build_failure
 from spikeacc.energy.liberty import Library
 from spikeacc.verif.tile_harness import CLOCK_PERIOD_NS
 
-__all__ = ["CLASSES", "INPUT_SLEW_NS", "find_yosys", "synth_script", "synthesize_cells", "gate_energy", "GateNetlist"]
+__all__ = ["CLASSES", "INPUT_SLEW_NS", "find_yosys", "synth_script", "write_techmap_files", "synthesize_cells", "gate_energy",
+           "GateNetlist"]
 
 CLASSES = ("clock", "registers", "combinational", "leakage", "memory")
 MEMORY_CELL = "$mem_v2"          # a memory yosys kept (``sram=True``): charged per access, not per gate
@@ -102,18 +103,17 @@ def synth_script(rtl: Path, top: str, library: Library, work: Path, sram: bool, 
     SRAM macros in an ASIC, block RAM on an FPGA — simulated behaviourally
     and charged per access (class ``memory``); otherwise they become
     flip-flops and multiplexers like every other register. With ``gated``
-    every register yosys keeps an enable for becomes a clock-gated flip-flop.
-    Writes the techmap files the script reads into ``work``.
+    every register yosys keeps an enable for becomes a clock-gated flip-flop,
+    through the techmap files :func:`write_techmap_files` puts in ``work``.
+    Writes nothing: checking a cached netlist's key must not touch a build
+    another process may be synthesizing.
     """
-    work.mkdir(parents=True, exist_ok=True)
     lib = str(library.path)
     # synth's "fine" stage without memory_map: everything but the $mem_v2 cells becomes gates
     generic = (f"synth -top {top} -run begin:fine; opt -fast -full; opt -full; techmap; opt -fast; "
                "abc -fast; opt -fast" if sram else f"synth -top {top}")
     gating = ""
     if gated:
-        (work / "gated_stub.v").write_text(_GATED_STUB)
-        (work / "gated_map.v").write_text(_GATED_MAP)
         # registers with an enable (and a synchronous reset, as Amaranth writes them) keep it; the
         # rest become plain flip-flops with their reset as logic
         gating = ("dfflegalize -cell $_DFF_P_ 01 -cell $_DFFE_PP_ 01 -cell $_SDFFE_PP0P_ 01 "
@@ -122,6 +122,13 @@ def synth_script(rtl: Path, top: str, library: Library, work: Path, sram: bool, 
     return (f"read_verilog {rtl}; {generic}; {gating}dfflibmap -liberty {lib}; abc -liberty {lib}; "
             f"setundef -zero; opt_clean; rename -enumerate; stat -liberty {lib}; "
             f"write_verilog -noattr -noexpr {work / 'netlist.v'}; write_json {work / 'netlist.json'}")
+
+
+def write_techmap_files(work: Path) -> None:
+    """The clock-gating techmap files a gated :func:`synth_script` reads."""
+    work.mkdir(parents=True, exist_ok=True)
+    (work / "gated_stub.v").write_text(_GATED_STUB)
+    (work / "gated_map.v").write_text(_GATED_MAP)
 
 
 def synthesize_cells(script: str, top: str, library: Library, work: Path) -> GateNetlist:
@@ -321,35 +328,38 @@ class GateLevel:
         self.tag = library.name + ("_sram" if sram else "_flops") + ("_gated" if gated else "")
         self.netlist: GateNetlist | None = None
 
-    def _key(self, shared_text: str, script: str) -> str:
-        return " ".join(hashlib.sha256(data).hexdigest() for data in
-                        (shared_text.encode(), self.library.path.read_bytes(), script.encode()))
-
-    def is_synthesized(self, rtl_verilog: Path, work: Path) -> bool:
-        """True when ``work`` holds the netlist of this RTL, library and script (no synthesis to run)."""
+    def _plan(self, rtl_text: str, top: str, work: Path) -> tuple[str, str, str]:
+        """``(RTL with one module per distinct submodule, yosys script, key of the netlist they make)``."""
         from spikeacc.energy.shared_modules import share_identical_modules
 
-        if not (work / "synth.stamp").is_file() or not (work / "netlist.json").is_file():
-            return False
-        text = share_identical_modules(rtl_verilog.read_text()).verilog
-        script = synth_script(work / "rtl_shared.v", rtl_verilog.stem, self.library, work, self.sram, self.gated)
-        return (work / "synth.stamp").read_text() == self._key(text, script)
+        shared = share_identical_modules(rtl_text).verilog
+        script = synth_script(work / "rtl_shared.v", top, self.library, work, self.sram, self.gated)
+        key = " ".join(hashlib.sha256(data).hexdigest() for data in
+                       (shared.encode(), self.library.path.read_bytes(), script.encode()))
+        return shared, script, key
+
+    @staticmethod
+    def _synthesized(work: Path, key: str) -> bool:
+        stamp = work / "synth.stamp"
+        return stamp.is_file() and stamp.read_text() == key and (work / "netlist.json").is_file()
+
+    def is_synthesized(self, rtl_verilog: Path, work: Path) -> bool:
+        """True when ``work`` holds the netlist of this RTL, library and script (no synthesis to run); reads only."""
+        return self._synthesized(work, self._plan(rtl_verilog.read_text(), rtl_verilog.stem, work)[2])
 
     def sources(self, rtl, work: Path) -> list[Path]:
         from spikeacc.hw.generate import write_if_changed
         from spikeacc.energy.liberty import cell_models
-        from spikeacc.energy.shared_modules import share_identical_modules
 
-        stamp = work / "synth.stamp"
+        shared, script, key = self._plan(rtl.verilog.read_text(), rtl.top, work)
         work.mkdir(parents=True, exist_ok=True)
-        shared = write_if_changed(work / "rtl_shared.v", share_identical_modules(rtl.verilog.read_text()).verilog)
-        script = synth_script(shared, rtl.top, self.library, work, self.sram, self.gated)
-        key = self._key(shared.read_text(), script)
-        netlist_json = work / "netlist.json"
-        if stamp.is_file() and stamp.read_text() == key and netlist_json.is_file():
+        write_if_changed(work / "rtl_shared.v", shared)
+        if self._synthesized(work, key):
             self.netlist = _load_netlist(work, rtl.top, self.library)
         else:
+            if self.gated:
+                write_techmap_files(work)
             self.netlist = synthesize_cells(script, rtl.top, self.library, work)
-            stamp.write_text(key)
+            (work / "synth.stamp").write_text(key)
         models = write_if_changed(work / "cells.v", cell_models(self.library) + GATED_MODEL)
         return [models, self.netlist.verilog]

@@ -34,6 +34,7 @@ from spikeacc.energy.gate_power import CLASSES, CLOCK_PERIOD_S, GATED_CELL, Gate
 from spikeacc.energy.liberty import DEFAULT_LIBERTY, load_library
 from spikeacc.energy.saif import read_saif
 from spikeacc.verif.results import VectorFileRun
+from spikeacc.verif.tile_harness import DESIGNS as TILE_DESIGNS
 from spikeacc.verif.tile_regress import run_tile_regression, tile_config_for
 
 __all__ = ["PowerResult", "run_power", "sram_pj_per_bit", "ROLE_OF_MODULE", "role_of_module"]
@@ -84,7 +85,7 @@ def _reads(header: dict, nets: list, names: set[str]) -> int:
     return round(reads)
 
 
-def run_power(vectors_path, *, designs=("tile", "mac", "mac_skip"), liberty=DEFAULT_LIBERTY, out="out/power",
+def run_power(vectors_path, *, designs=TILE_DESIGNS, liberty=DEFAULT_LIBERTY, out="out/power",
               build_root=None, pes=None, lanes=None, node_nm: float = 180.0, sram: bool = True,
               gated: bool = True, firing: str | None = None) -> PowerResult:
     """Gate-level energy per token-layer for each design; writes power.json and power.md into ``out``.
@@ -122,13 +123,12 @@ def run_power(vectors_path, *, designs=("tile", "mac", "mac_skip"), liberty=DEFA
         # the threshold memory: one word of P constants read as each block opens (the MAC's words carry R too)
         thresh_reads = _reads(header, nets, {"thresh__en"})
         thresh_pj = thresh_reads * threshold_word_bits(cfg, design) * e_bit
-        roles: dict[str, float] = {}
         role_classes: dict[str, dict[str, float]] = {}
-        for module, pj in energy["by_module"].items():
-            roles[role_of_module(module)] = roles.get(role_of_module(module), 0.0) + pj / tokens
+        for module, classes in energy["by_module_class"].items():
             split = role_classes.setdefault(role_of_module(module), dict.fromkeys(CLASSES, 0.0))
-            for c, v in energy["by_module_class"][module].items():
+            for c, v in classes.items():
                 split[c] += v / tokens
+        roles = {role: sum(split.values()) for role, split in role_classes.items()}
         results[design] = {
             "cells": gates.netlist.cells, "flip_flops": sum(v for k, v in gates.netlist.cells.items()
                                                             if k == GATED_CELL or (k in library.cells

@@ -205,7 +205,6 @@ class MacTile(wiring.Component):
         cfg = config
         self._config = cfg
         self.skip_zeros = skip_zeros
-        self.units, self.group = requant_groups(cfg)
         self.output_delay = mac_output_delay(cfg, skip_zeros)
         super().__init__(tile_ports(cfg, threshold_layout(cfg)))
 
@@ -263,7 +262,7 @@ class MacTile(wiring.Component):
         lanes = Signal(data.ArrayLayout(mac_lane_layout(cfg), L))
         if self.skip_zeros:
             # weights are read a cycle later, only for nonzero lanes; the lane operands load only then
-            read_valid, read_first, read_last, read_blk, read_word = s1_valid, s1_first, s1_last, s1_blk, s1_word
+            read_valid, read_last, read_blk, read_word = s1_valid, s1_last, s1_blk, s1_word
             a_valid, a_first, a_last, a_blk = Signal(), Signal(), Signal(), Signal.like(blk)
             m.d.sync += [a_valid.eq(s1_valid), a_first.eq(s1_first), a_last.eq(s1_last), a_blk.eq(s1_blk)]
             for j in range(L):
@@ -275,7 +274,7 @@ class MacTile(wiring.Component):
                     m.d.sync += [lanes[j].mantissa.eq(self.act.data[j].mantissa),
                                  lanes[j].shift.eq(self.act.data[j].shift)]
         else:
-            read_valid, read_first, read_last, read_blk, read_word = issue, first, last, blk, word
+            read_valid, read_last, read_blk, read_word = issue, last, blk, word
             a_valid, a_first, a_last, a_blk = s1_valid, s1_first, s1_last, s1_blk
             for j in range(L):
                 m.d.comb += [self.weight[j].en.eq(issue), lanes[j].valid.eq(s1_valid),
@@ -298,23 +297,22 @@ class MacTile(wiring.Component):
             accs.append(pe.acc)
         end_of_block = Signal()
         m.d.comb += end_of_block.eq(a_valid & a_last)
-        m.submodules.requant = requant = SharedRequantizer(cfg, self.units, self.group, len(blk))
+        m.submodules.requant = requant = SharedRequantizer(cfg, len(blk))
         m.d.comb += [requant.end_of_block.eq(end_of_block), requant.sums.eq(Cat(*accs)),
                      requant.thresholds.eq(self.thresh.data), requant.scale_shift.eq(scale), requant.block.eq(a_blk),
                      self.out.en.eq(requant.write), self.out.data.eq(requant.counts),
                      self.out.addr.eq(token * cfg.blocks + requant.written_block)]
 
-        act_valid = s1_valid
         weights = ([(a_valid & lanes[j].valid, self.weight[j].data) for j in range(L)] if self.skip_zeros
                    else [(s1_valid, self.weight[j].data) for j in range(L)])
         drive_contract_error(m, cfg, self.error, start=fsm.ongoing("IDLE") & self.start, token=self.token,
-                             exponent=self.exponent, act=(act_valid, self.act.data), weights=weights,
+                             exponent=self.exponent, act=(s1_valid, self.act.data), weights=weights,
                              thresholds=(end_of_block, self.thresh.data))
         return m
 
 
 class SharedRequantizer(wiring.Component):
-    """The MAC tile's requantize multipliers, ``units`` of them, each serving ``group`` PEs one per cycle.
+    """The MAC tile's requantizers, ``units`` of them, each serving ``group`` PEs one per cycle (:func:`requant_groups`).
 
     In an ``end_of_block`` cycle the block's thresholds, scale and index are
     taken; the next cycle the P sums are held (the accumulators restart with
@@ -322,8 +320,9 @@ class SharedRequantizer(wiring.Component):
     cycle (:func:`requantize`), and ``write`` strobes with all P ``counts``.
     """
 
-    def __init__(self, config: SpikeConfig, units: int, group: int, block_bits: int):
-        self._config, self.units, self.group = config, units, group
+    def __init__(self, config: SpikeConfig, block_bits: int):
+        self._config = config
+        self.units, self.group = requant_groups(config)
         P = config.pes
         super().__init__({
             "end_of_block": In(1),

@@ -380,16 +380,6 @@ class SpikeConfig:
         return max(signed_bits_for(max(abs(self.exponent_min), self.exponent_max)), 1)
 
     @property
-    def requant_shift(self) -> int:
-        """S of the MAC baseline's requantizer: ``floor(y·⌈2^S/Θ⌉/2^S) = floor(y/Θ)`` for 0 ≤ y < 2^b_out·Θ.
-
-        With R = ⌈2^S/Θ⌉ the error of y·R/2^S over y/Θ is below y/2^S, and a
-        non-integer y/Θ is at least 1/Θ below the next integer, so y·Θ < 2^S
-        suffices: y < 2^b_out·Θ and Θ < 2^theta_bits give S = 2·theta_bits + b_out.
-        """
-        return 2 * self.theta_bits + self.out_bits
-
-    @property
     def blocks(self) -> int:
         """Output blocks of P neurons per token."""
         return self.out_features // self.pes
@@ -427,7 +417,7 @@ class SpikeConfig:
         names = ["shift_max", "weight_bits", "spike_max", "mantissa_max", "mantissa_bits", "shift_bits",
                  "outlier_max", "outlier_planes", "event_shift_max", "window", "max_count",
                  "salient_bound", "current_bound", "current_bits", "acc_bound", "acc_bits",
-                 "theta_bits", "phi_bits", "membrane_bits", "requant_shift", "blocks", "k_words", "token_bits",
+                 "theta_bits", "phi_bits", "membrane_bits", "blocks", "k_words", "token_bits",
                  "threshold_grid", "threshold_words", "scale_shift_min", "scale_shift_max", "exponent_min",
                  "exponent_max", "exponent_bits"]
         return {name: getattr(self, name) for name in names}
