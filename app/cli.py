@@ -252,7 +252,7 @@ def cmd_ppl(args) -> int:
         from spikeacc.app.infer import rtl_perplexity
         rep = rtl_perplexity(64 if args.tokens is None else args.tokens, model=args.model, layers=args.layers,
                              workers=args.workers, scheduler=args.scheduler, build_root=args.build_dir,
-                             config=_config_from(args))
+                             config=_config_from(args), per_call=args.per_call, split=args.split)
         (out / "ppl_rtl.json").write_text(json.dumps(rep, indent=2) + "\n")
         t = rep["totals"]
         print(f"hardware-faithful PPL on {rep['tokens']} held-out tokens: golden {rep['golden_ppl']:.6f}, "
@@ -305,7 +305,8 @@ def cmd_infer(args) -> int:
             raise ValueError("--inject-fault flips an RTL count; with --golden nothing runs on the RTL")
     rep = run_infer(args.prompt, max_new_tokens=args.max_new_tokens, model=args.model, rtl=not args.golden,
                     layers=args.layers, workers=args.workers, scheduler=args.scheduler, out=args.out,
-                    build_root=args.build_dir, config=cfg.in_mode("kirin") if args.kirin else cfg, inject_fault=fault)
+                    build_root=args.build_dir, config=cfg.in_mode("kirin") if args.kirin else cfg, inject_fault=fault,
+                    per_call=args.per_call, split=args.split)
     print(f"prompt: {rep['prompt']!r}")
     print(f"text:   {rep['text']!r}")
     if rep["mode"] == "rtl":
@@ -317,6 +318,15 @@ def cmd_infer(args) -> int:
         print(f"golden text identical: {rep['identical']}; wall {rep['wall_seconds']} s")
     print(f"wrote {Path(args.out) / 'infer.json'}")
     return 0
+
+
+def _add_rtl_path_args(p) -> None:
+    p.add_argument("--split", type=int, default=1, metavar="S",
+                   help="cut each projection's output blocks into S equal parts run as calls of their own "
+                        "(one projection over S workers); S must divide every projection's block count")
+    p.add_argument("--per-call", action="store_true",
+                   help="one simulator process and buffer files per call (the fallback and cross-check) "
+                        "instead of resident simulators")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -423,6 +433,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--layers", default="all", help="--rtl: decoder blocks on the RTL (all, 0,1, 0-3)")
     p.add_argument("--workers", type=int, default=None, help="--rtl: simulators at once")
     p.add_argument("--scheduler", metavar="tcp://HOST:PORT", help="--rtl: a Dask cluster")
+    _add_rtl_path_args(p)
     p.add_argument("--build-dir", default=None, help=BUILD_DIR_HELP)
     p.add_argument("--quick", action="store_true",
                    help="baselines plus one hardware-faithful row per input mode")
@@ -445,6 +456,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--layers", default="all", help="decoder blocks on the RTL: all, none, 0,1 or 0-3 (others golden)")
     p.add_argument("--workers", type=int, default=None, help="simulators at once (default: the number of cores)")
     p.add_argument("--scheduler", metavar="tcp://HOST:PORT", help="run the tile calls on a Dask cluster")
+    _add_rtl_path_args(p)
     p.add_argument("--kirin", action="store_true", help="Kirin mode: 8-bit integer outliers, silence firing")
     p.add_argument("--inject-fault", metavar="LAYER,TOKEN,NEURON",
                    help="self-test: flip one bit of the RTL's count there; the run must stop there")

@@ -13,12 +13,23 @@ How the RTL is reached (one job = one projection call on up to
 * one native Verilator harness per distinct (shape, P, L, ...) configuration,
   built once under the build lock and reused by every call and run
   (:func:`~spikeacc.verif.native.build_native`);
-* a call writes its buffers, runs the harness (a C++ process, no Python per
-  cycle) and reads the counts back;
+* the harness runs *resident* (:mod:`~spikeacc.verif.resident`): a process
+  per configuration and concurrent call, holding each projection's weights and
+  thresholds once; a call sends the tokens' codes over a pipe and reads the
+  counts, so a decode step costs simulated cycles, not process starts and
+  weight copies. ``per_call=True`` runs today's fallback instead, one process
+  and a set of buffer files per call (same executable, same counts: tested);
 * projections that share an input (q/k/v, gate/up) are submitted together,
-  so they run at once: on a local pool of ``workers`` threads, each driving
+  and a call of several tokens is cut into one part per worker (at most
+  :data:`TILE_TOKENS` each), so they run at once: on a local pool of
+  ``workers`` threads, each driving
   its own simulator process, or on a Dask cluster (``scheduler``), whose
-  workers build or reuse the simulators they need.
+  workers build or reuse the simulators they need; a projection's weights
+  travel to a worker once (``client.scatter``);
+* ``split=S`` cuts each projection's N/P output blocks into S parts of
+  whole blocks, each a call of its own on a tile of N/S outputs (the same
+  configuration for every part), and joins the counts in order: one
+  projection over S workers.
 """
 
 from __future__ import annotations
@@ -44,8 +55,8 @@ from spikeacc.golden.model import HARDWARE_OVERRIDES, load_model, quantize_netwo
 from spikeacc.golden.perplexity import default_text, perplexity, token_splits
 from spikeacc.golden.spiking_linear import QuantSpec
 
-__all__ = ["TILE_TOKENS", "HardwareModel", "hardware_model", "select_layers", "check_fault", "RtlExecutor", "run_tile_call", "tile_pool",
-           "generate", "run_infer", "rtl_perplexity"]
+__all__ = ["TILE_TOKENS", "HardwareModel", "hardware_model", "select_layers", "check_fault", "RtlExecutor", "run_tile_call",
+           "split_config", "split_projection", "TilePool", "tile_pool", "generate", "run_infer", "rtl_perplexity"]
 
 TILE_TOKENS = 32  # tokens per tile call (the harness buffers' depth); longer prefills are split
 # Projections computed from the same input, submitted at once (the leader is called first).
@@ -134,18 +145,68 @@ def simulator(cfg: SpikeConfig, build_root: str) -> Path:
         return _SIMULATORS[key]
 
 
-def run_tile_call(cfg_dict: dict, arrays: dict, build_root: str) -> dict:
-    """One projection call on the RTL: build or reuse the simulator, run, return counts and cycles.
+def run_tile_call(cfg_dict: dict, bank: dict, arrays: dict, build_root: str, per_call: bool = False) -> dict:
+    """One projection call on the RTL: build or reuse the simulator, run, return counts, cycles and wall.
 
-    A plain module-level function of plain data, so a Dask worker can run it.
+    ``bank`` holds the projection's constants (``key``, ``w``, ``theta``,
+    ``phi``), ``arrays`` the call's tokens (``mant``, ``shift``,
+    ``exponent``). A plain module-level function of plain data, so a Dask
+    worker can run it; its resident simulators live as long as its process.
     """
     from spikeacc.verif.native import call_native
+    from spikeacc.verif.resident import resident_simulator
 
     cfg = SpikeConfig.from_dict(cfg_dict)
     exe = simulator(cfg, build_root)
-    m, k = arrays["mant"].shape
-    counts, cycles, wall = call_native(cfg, exe, SimpleNamespace(**arrays, shape=(m, k, arrays["w"].shape[0])))
-    return {"counts": counts, "cycles": cycles, "wall": wall}
+    t0 = time.perf_counter()
+    if per_call:
+        m, k = arrays["mant"].shape
+        vectors = SimpleNamespace(**arrays, w=bank["w"], theta=bank["theta"], phi=bank["phi"],
+                                  shape=(m, k, bank["w"].shape[0]))
+        counts, cycles, _ = call_native(cfg, exe, vectors)
+    else:
+        with resident_simulator(cfg, exe) as sim:
+            sim.load(bank["key"], bank["w"], bank["theta"], bank["phi"])
+            counts, cycles = sim.run(bank["key"], arrays["mant"], arrays["shift"], arrays["exponent"])
+    return {"counts": counts, "cycles": cycles, "wall": time.perf_counter() - t0}
+
+
+def split_config(cfg: SpikeConfig, parts: int) -> SpikeConfig:
+    """The tile of one of ``parts`` equal shares of ``cfg``'s output blocks; refused unless they divide."""
+    if isinstance(parts, bool) or not isinstance(parts, int) or parts < 1:
+        raise ValueError(f"--split must be a positive integer, got {parts!r}")
+    if cfg.blocks % parts:
+        divisors = [d for d in range(1, cfg.blocks + 1) if cfg.blocks % d == 0]
+        raise ValueError(f"--split {parts} does not divide {cfg.out_features} outputs into whole blocks of "
+                         f"{cfg.pes} ({cfg.blocks} blocks); choose one of {divisors}")
+    return cfg.replace(out_features=cfg.out_features // parts)
+
+
+def check_split(chosen: dict, config: SpikeConfig, split: int) -> None:
+    """Refuse ``split`` before anything runs unless it divides every chosen projection's blocks."""
+    for module in chosen.values():
+        split_config(layer_config(module, config), split)
+
+
+def split_projection(cfg: SpikeConfig, w: np.ndarray, theta: np.ndarray, phi: np.ndarray,
+                     parts: int) -> list[tuple[SpikeConfig, dict]]:
+    """``parts`` tiles of N/parts outputs each (whole blocks of P), with their banks, in output order.
+
+    Every part has the same configuration, so every worker runs the same
+    simulator; a part's counts are those neurons' counts of the whole tile
+    (neurons are independent), and joined in order they are the whole call's.
+    """
+    from spikeacc.verif.resident import bank_key
+
+    part_cfg = split_config(cfg, parts)
+    n = part_cfg.out_features
+    out = []
+    for i in range(parts):
+        cols = slice(i * n, (i + 1) * n)
+        bank = {"w": np.ascontiguousarray(w[cols]), "theta": np.ascontiguousarray(theta[:, cols]),
+                "phi": np.ascontiguousarray(phi[:, cols])}
+        out.append((part_cfg, {"key": bank_key(part_cfg, **bank), **bank}))
+    return out
 
 
 def connect_scheduler(scheduler, timeout: float = 20.0, say=None):
@@ -187,9 +248,18 @@ def connect_scheduler(scheduler, timeout: float = 20.0, say=None):
     return result["client"]
 
 
+class TilePool(NamedTuple):
+    """Where calls run: ``submit(fn, *args) -> future``; ``share(obj)`` hands data sent to many calls
+    (a projection's weights) to the workers once, returning what to pass instead."""
+
+    submit: object
+    share: object
+    workers: int
+
+
 @contextlib.contextmanager
 def tile_pool(workers: int | None = None, scheduler: str | None = None):
-    """``submit(fn, *args) -> future``: a local pool, or a Dask cluster at ``scheduler``.
+    """A :class:`TilePool`: a local pool, or a Dask cluster at ``scheduler`` (an address or a cluster object).
 
     The local pool runs threads, each waiting on a simulator process of its
     own (the simulation itself is C++), so ``workers`` simulators run at once.
@@ -197,7 +267,8 @@ def tile_pool(workers: int | None = None, scheduler: str | None = None):
     if scheduler is not None:
         client = connect_scheduler(scheduler)
         try:
-            yield lambda fn, *args: client.submit(fn, *args, pure=False)
+            yield TilePool(lambda fn, *args: client.submit(fn, *args, pure=False),
+                           lambda obj: client.scatter([obj], hash=False)[0], sum(client.nthreads().values()) or 1)
         finally:
             client.close()
         return
@@ -205,7 +276,7 @@ def tile_pool(workers: int | None = None, scheduler: str | None = None):
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
         raise ValueError(f"--workers must be a positive integer, got {workers!r}")
     with concurrent.futures.ThreadPoolExecutor(max_workers=workers) as pool:
-        yield pool.submit
+        yield TilePool(pool.submit, lambda obj: obj, workers)
 
 
 @dataclass
@@ -243,21 +314,26 @@ class RtlExecutor:
 
     ``inject_fault=(layer, token, neuron)`` flips one bit of the RTL's count
     there, as a harness fault would: the run must stop with those indices.
+    ``per_call`` and ``split`` choose the path to the RTL (see the module's notes).
     """
 
     layers: dict
-    submit: object
+    pool: TilePool
     build_root: str
     config: SpikeConfig
     bar: object = None
     inject_fault: tuple | None = None
+    per_call: bool = False
+    split: int = 1
     stats: dict = field(default_factory=dict)
     positions: dict = field(default_factory=dict)
     pending: dict = field(default_factory=dict)
+    banks: dict = field(default_factory=dict)
 
     def __post_init__(self):
         self.names = {id(m): name for name, m in self.layers.items()}
         self.configs = {name: layer_config(m, self.config) for name, m in self.layers.items()}
+        self.part_configs = {name: split_config(cfg, self.split) for name, cfg in self.configs.items()}
         for name, cfg in self.configs.items():
             self.stats[name] = LayerStats((cfg.in_features, cfg.out_features), cfg.pes, cfg.lanes)
 
@@ -271,8 +347,8 @@ class RtlExecutor:
 
     def build_all(self) -> list[SpikeConfig]:
         """Build every distinct simulator once, at once, before the first call."""
-        distinct = {cfg.tag: cfg for cfg in self.configs.values()}
-        futures = [self.submit(simulator, cfg, self.build_root) for cfg in distinct.values()]
+        distinct = {cfg.tag: cfg for cfg in self.part_configs.values()}
+        futures = [self.pool.submit(simulator, cfg, self.build_root) for cfg in distinct.values()]
         for f in futures:
             f.result()
         return list(distinct.values())
@@ -294,23 +370,35 @@ class RtlExecutor:
         return [prefix + s for s in SIBLINGS.get(proj, ())]
 
     def _submit(self, name: str, x: torch.Tensor, key: tuple) -> _Pending:
-        module, cfg = self.layers[name], self.configs[name]
+        module = self.layers[name]
         golden = module.hardware_forward(x)
-        w = module.w_code.numpy()
         mant, shift = golden.act.mantissa.numpy(), golden.act.shift.numpy()
-        held = golden.thresholds   # the per-neuron constants stay; each token brings its exponent
-        theta, phi, exponent = held.theta.numpy(), held.phi.numpy(), held.exponent.numpy()
+        exponent = golden.thresholds.exponent.numpy()   # each token brings its exponent; the rest is banked
         futures = []
-        for lo in range(0, mant.shape[0], TILE_TOKENS):
-            part = slice(lo, lo + TILE_TOKENS)
-            arrays = {"w": w, "mant": np.ascontiguousarray(mant[part]), "shift": np.ascontiguousarray(shift[part]),
-                      "theta": theta, "phi": phi, "exponent": np.ascontiguousarray(exponent[part])}
-            futures.append(self.submit(run_tile_call, cfg.to_dict(), arrays, self.build_root))
+        m = mant.shape[0]
+        chunk = min(TILE_TOKENS, -(-m // self.pool.workers))   # a prompt alone still keeps every worker busy
+        for lo in range(0, m, chunk):
+            part = slice(lo, lo + chunk)
+            arrays = {"mant": np.ascontiguousarray(mant[part]), "shift": np.ascontiguousarray(shift[part]),
+                      "exponent": np.ascontiguousarray(exponent[part])}
+            futures.append([self.pool.submit(run_tile_call, cfg.to_dict(), bank, arrays, self.build_root,
+                                             self.per_call) for cfg, bank in self._banks(name, golden)])
         return _Pending(key, golden, futures, time.perf_counter())
 
+    def _banks(self, name: str, golden) -> list[tuple[SpikeConfig, object]]:
+        """The projection's parts and their banks, made (and shared with the workers) at its first call.
+
+        The per-neuron constants are the module's, equal in every call."""
+        if name not in self.banks:
+            held = golden.thresholds
+            parts = split_projection(self.configs[name], self.layers[name].w_code.numpy(), held.theta.numpy(),
+                                     held.phi.numpy(), self.split)
+            self.banks[name] = [(cfg, self.pool.share(bank)) for cfg, bank in parts]
+        return self.banks[name]
+
     def _resolve(self, name: str, entry: _Pending):
-        results = [f.result() for f in entry.futures]
-        counts = np.concatenate([r["counts"] for r in results])
+        results = [[f.result() for f in parts] for parts in entry.futures]   # [token chunk][output part]
+        counts = np.concatenate([np.concatenate([r["counts"] for r in parts], axis=1) for parts in results])
         golden = entry.result
         expected = golden.counts.numpy()
         first = self.positions.get(name, 0)
@@ -321,7 +409,7 @@ class RtlExecutor:
         cfg, stats = self.configs[name], self.stats[name]
         stats.calls += 1
         stats.tokens += counts.shape[0]
-        stats.cycles += sum(r["cycles"] for r in results)
+        stats.cycles += sum(r["cycles"] for parts in results for r in parts)
         stats.ideal_cycles += _ideal_cycles(cfg, golden.act.mantissa.numpy())
         stats.compared += counts.size
         stats.wall += time.perf_counter() - entry.submitted
@@ -373,13 +461,14 @@ def run_infer(prompt: str, *, max_new_tokens: int = 16, model: str | None = None
               layers: str | None = None, workers: int | None = None, scheduler=None, out: str | Path = "out/infer",
               build_root: str | None = None, config: SpikeConfig = PRESETS["default"],
               inject_fault: tuple | None = None, progress: bool | None = None,
-              hardware: HardwareModel | None = None) -> dict:
+              hardware: HardwareModel | None = None, per_call: bool = False, split: int = 1) -> dict:
     """Generate from ``prompt`` with the golden model, then (``rtl``) with the selected projections on the RTL.
 
     Writes ``out/infer.json``; raises :class:`VerificationFailed` at the first
     RTL/golden difference (what was produced so far is written first).
     ``hardware`` is a :func:`hardware_model` result to reuse (one model load
     for several runs); it carries its configuration, which then replaces ``config``.
+    ``per_call`` and ``split`` choose the path to the RTL (see the module's notes).
     """
     from spikeacc import workdirs
 
@@ -399,6 +488,7 @@ def run_infer(prompt: str, *, max_new_tokens: int = 16, model: str | None = None
                          "compared; name blocks (e.g. 0,1 or 0-3) or run with --golden")
     if rtl:
         check_fault(inject_fault, chosen, prompt_tokens + max(max_new_tokens - 1, 0))
+        check_split(chosen, config, split)
     setup = time.perf_counter() - t0
     t1 = time.perf_counter()
     golden_text, golden_ids = generate(net, tokenizer, prompt, max_new_tokens)
@@ -413,9 +503,11 @@ def run_infer(prompt: str, *, max_new_tokens: int = 16, model: str | None = None
     build_root = str(workdirs.build_root(build_root).resolve())
     report.update(layers_on_rtl=len(chosen), prompt_tokens=prompt_tokens,
                   scheduler=str(scheduler) if scheduler is not None else None,
+                  path="per-call harness" if per_call else "resident simulators", split=split,
                   workers=None if scheduler is not None else (workers or os.cpu_count()))
-    with tile_pool(workers, scheduler) as submit:
-        executor = RtlExecutor(chosen, submit, build_root, config, inject_fault=inject_fault)
+    with tile_pool(workers, scheduler) as pool:
+        executor = RtlExecutor(chosen, pool, build_root, config, inject_fault=inject_fault, per_call=per_call,
+                               split=split)
         t2 = time.perf_counter()
         built = executor.build_all()
         report["builds"] = {"configurations": [c.tag for c in built], "seconds": round(time.perf_counter() - t2, 2)}
@@ -460,7 +552,7 @@ def _write(out: Path, report: dict) -> None:
 def rtl_perplexity(tokens: int = 64, *, model: str | None = None, layers: str | None = None,
                    workers: int | None = None, scheduler=None, build_root: str | None = None,
                    config: SpikeConfig = PRESETS["default"], hardware: HardwareModel | None = None,
-                   progress: bool | None = None) -> dict:
+                   progress: bool | None = None, per_call: bool = False, split: int = 1) -> dict:
     """Perplexity of the first ``tokens`` held-out tokens, golden and with the selected projections on the RTL.
 
     The same window as the perplexity table's first (after the calibration
@@ -476,12 +568,14 @@ def rtl_perplexity(tokens: int = 64, *, model: str | None = None, layers: str | 
     _, windows = token_splits(tokenizer, default_text(), 512)
     window = windows[:1, :tokens]   # the perplexity table's own function, on one window
 
+    chosen = select_layers(net, layers)
+    check_split(chosen, config, split)
     t0 = time.perf_counter()
     golden = perplexity(net, window, desc="ppl golden")
     golden_wall = time.perf_counter() - t0
-    chosen = select_layers(net, layers)
-    with tile_pool(workers, scheduler) as submit:
-        executor = RtlExecutor(chosen, submit, str(workdirs.build_root(build_root).resolve()), config)
+    with tile_pool(workers, scheduler) as pool:
+        executor = RtlExecutor(chosen, pool, str(workdirs.build_root(build_root).resolve()), config,
+                               per_call=per_call, split=split)
         executor.build_all()
         executor.bar = tqdm(total=len(chosen), desc="ppl --rtl", unit="call",
                             disable=not progress if progress is not None else None)
@@ -492,6 +586,8 @@ def rtl_perplexity(tokens: int = 64, *, model: str | None = None, layers: str | 
         finally:
             executor.detach()
             executor.bar.close()
-    return {"model": name, "config": config.to_dict(), "tokens": tokens, "layers_on_rtl": len(chosen), "golden_ppl": golden, "rtl_ppl": rtl,
+    return {"model": name, "config": config.to_dict(), "tokens": tokens, "layers_on_rtl": len(chosen),
+            "path": "per-call harness" if per_call else "resident simulators", "split": split,
+            "golden_ppl": golden, "rtl_ppl": rtl,
             "equal": rtl == golden, "golden_wall_seconds": round(golden_wall, 2),
             **_totals(executor, time.perf_counter() - t1)}

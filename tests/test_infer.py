@@ -42,6 +42,28 @@ def test_dask_local_cluster_runs_the_same_calls(hardware, tmp_path):
     assert rep["scheduler"].startswith("tcp://")
 
 
+@pytest.mark.slow
+def test_split_projections_on_a_local_cluster_write_the_golden_text(hardware, tmp_path):
+    """Every projection of block 0 cut in two (N/2 outputs each, their own builds) over 2 Dask workers."""
+    from distributed import LocalCluster
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
+        rep = run_infer(PROMPT, max_new_tokens=2, layers="0", scheduler=cluster.scheduler_address, out=tmp_path,
+                        hardware=hardware, progress=False, split=2)
+    assert rep["identical"] and rep["split"] == 2 and rep["totals"]["mismatches"] == 0
+    assert rep["totals"]["outputs_compared"] == (4 + 1) * PER_BLOCK
+
+
+def test_the_per_call_harness_runs_the_same_calls_as_the_resident_simulators(hardware, tmp_path):
+    """The fallback path and the default one: same text, same calls, same cycles, layer by layer."""
+    runs = {per_call: run_infer(PROMPT, max_new_tokens=2, layers="0", out=tmp_path / str(per_call),
+                                hardware=hardware, progress=False, per_call=per_call) for per_call in (False, True)}
+    assert runs[True]["path"] == "per-call harness" and runs[False]["path"] == "resident simulators"
+    assert runs[True]["text"] == runs[False]["text"] == runs[False]["golden_text"]
+    strip = lambda rows: [{k: v for k, v in r.items() if k != "wall_seconds"} for r in rows]   # noqa: E731
+    assert strip(runs[True]["per_layer"]) == strip(runs[False]["per_layer"])
+    assert runs[True]["totals"]["simulated_cycles"] == runs[False]["totals"]["simulated_cycles"] > 0
+
+
 def test_a_corrupted_rtl_count_stops_the_run_with_its_indices(hardware, tmp_path):
     layer = "model.layers.1.mlp.down_proj"
     with pytest.raises(VerificationFailed, match=rf"{layer}, token 2, neuron 5: expected \d+, got \d+"):
@@ -110,6 +132,7 @@ def test_zero_workers_is_refused():
     (dict(inject_fault=("model.layers.0.mlp.up_proj", 99, 0)), "--inject-fault token 99 is outside this run's tokens 0..5"),
     (dict(inject_fault=("model.layers.0.mlp.up_proj", 0, 1536)),
      "--inject-fault neuron 1536 is outside model.layers.0.mlp.up_proj's outputs 0..1535"),
+    (dict(split=5), "--split 5 does not divide 576 outputs into whole blocks of 24 (24 blocks); choose one of"),
     (dict(max_new_tokens=9000), "exceed the model's context of 8192 tokens; shorten the prompt or lower --max-new-tokens"),
 ])
 def test_a_run_that_would_test_nothing_is_refused_before_it_starts(tmp_path, hardware, kwargs, message):

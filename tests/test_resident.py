@@ -1,0 +1,116 @@
+"""Resident simulators and split projections: the same counts as the per-call harness and the unsplit tile."""
+
+import os
+import signal
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+from spikeacc.app.infer import run_tile_call, simulator, split_config, split_projection
+from spikeacc.config import PRESETS
+from spikeacc.errors import ToolFailure
+from spikeacc.golden.vectors import random_vectors
+from spikeacc.verif.native import call_native
+from spikeacc.verif.resident import ResidentSimulator, bank_key, resident_simulator
+
+pytestmark = pytest.mark.verilator
+
+CFG = PRESETS["default"]   # 64 -> 16, P = 4: four blocks
+
+
+def _bank(cfg, v):
+    return {"key": bank_key(cfg, v.w, v.theta, v.phi), "w": v.w, "theta": v.theta, "phi": v.phi}
+
+
+def _arrays(v, tokens=slice(None)):
+    return {"mant": v.mant[tokens], "shift": v.shift[tokens], "exponent": v.exponent[tokens]}
+
+
+def _assert_counts(got, expected, what):
+    bad = np.argwhere(got != expected)
+    assert not len(bad), (f"{what}: {len(bad)} counts differ, first at (token, neuron) {tuple(bad[0])}: "
+                          f"expected {expected[tuple(bad[0])]}, got {got[tuple(bad[0])]}")
+
+
+def test_resident_calls_switch_banks_and_match_the_per_call_harness(tmp_path):
+    """Two projections banked in one process, called alternately on 1 and 16 tokens: every count and cycle
+    equals the per-call harness's (same executable from hex files) and the golden counts."""
+    exe = simulator(CFG, str(tmp_path))
+    a, b = random_vectors(CFG, CFG.max_tokens, seed=1), random_vectors(CFG, CFG.max_tokens, seed=2)
+    assert not np.array_equal(a.expected, b.expected)
+    sim = ResidentSimulator(CFG, exe)
+    try:
+        for v in (a, b):
+            sim.load(_bank(CFG, v)["key"], v.w, v.theta, v.phi)
+        assert sim.load(_bank(CFG, a)["key"], a.w, a.theta, a.phi) == 0, "a bank is loaded once"
+        for v, tokens in ((a, 1), (b, 1), (a, CFG.max_tokens), (b, 5), (a, 3)):
+            part = slice(0, tokens)
+            counts, cycles = sim.run(_bank(CFG, v)["key"], **_arrays(v, part))
+            _assert_counts(counts, v.expected[part], f"resident, {tokens} tokens")
+            ref = SimpleNamespace(w=v.w, theta=v.theta, phi=v.phi, **_arrays(v, part),
+                                  shape=(tokens, CFG.in_features, CFG.out_features))
+            per_call, per_call_cycles, _ = call_native(CFG, exe, ref)
+            _assert_counts(counts, per_call, f"resident against per-call, {tokens} tokens")
+            assert cycles == per_call_cycles
+    finally:
+        sim.close()
+
+
+def test_a_simulator_that_dies_is_one_clear_error_and_is_not_reused(tmp_path):
+    exe = simulator(CFG, str(tmp_path))
+    v = random_vectors(CFG, 2, seed=3)
+    bank = _bank(CFG, v)
+    with resident_simulator(CFG, exe) as sim:
+        sim.load(bank["key"], v.w, v.theta, v.phi)
+        first = sim
+    with pytest.raises(ToolFailure, match=r"the resident harness .* stopped \(exit -9\)"):
+        with resident_simulator(CFG, exe) as sim:
+            assert sim is first, "an idle simulator is reused"
+            os.kill(sim.proc.pid, signal.SIGKILL)
+            sim.proc.wait()
+            sim.run(bank["key"], **_arrays(v))
+    with resident_simulator(CFG, exe) as sim:
+        assert sim is not first
+        sim.load(bank["key"], v.w, v.theta, v.phi)
+        _assert_counts(sim.run(bank["key"], **_arrays(v))[0], v.expected, "a fresh simulator after a failure")
+
+
+def test_too_many_tokens_are_refused_before_the_pipe(tmp_path):
+    sim = ResidentSimulator(CFG, simulator(CFG, str(tmp_path)))
+    try:
+        v = random_vectors(CFG, 1, seed=4)
+        sim.load("k", v.w, v.theta, v.phi)
+        big = np.zeros((CFG.max_tokens + 1, CFG.in_features), dtype=np.int64)
+        with pytest.raises(ValueError, match=f"a call takes 1..{CFG.max_tokens} tokens"):
+            sim.run("k", big, big, np.zeros(CFG.max_tokens + 1, dtype=np.int64))
+    finally:
+        sim.close()
+
+
+def test_a_split_that_does_not_divide_the_blocks_is_refused():
+    with pytest.raises(ValueError, match=r"--split 3 does not divide 16 outputs into whole blocks of 4 \(4 blocks\); "
+                                         r"choose one of \[1, 2, 4\]"):
+        split_config(CFG, 3)
+    with pytest.raises(ValueError, match="--split must be a positive integer, got 0"):
+        split_config(CFG, 0)
+
+
+def test_a_projection_split_over_a_local_cluster_joins_to_the_unsplit_counts(tmp_path):
+    """Two Dask worker processes, each with its own resident simulator of the part's configuration."""
+    from distributed import Client, LocalCluster
+
+    v = random_vectors(CFG, 6, seed=5)
+    whole = run_tile_call(CFG.to_dict(), _bank(CFG, v), _arrays(v), str(tmp_path))["counts"]
+    _assert_counts(whole, v.expected, "unsplit")
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster, \
+            Client(cluster) as client:
+        for parts in (2, 4):
+            banks = [(cfg, client.scatter([bank], hash=False)[0])
+                     for cfg, bank in split_projection(CFG, v.w, v.theta, v.phi, parts)]
+            futures = [client.submit(run_tile_call, cfg.to_dict(), bank, _arrays(v), str(tmp_path), pure=False)
+                       for cfg, bank in banks]
+            results = client.gather(futures)
+            joined = np.concatenate([r["counts"] for r in results], axis=1)
+            _assert_counts(joined, whole, f"{parts} parts joined")
+            assert all(r["counts"].shape == (6, CFG.out_features // parts) for r in results)
