@@ -114,3 +114,14 @@ def test_a_projection_split_over_a_local_cluster_joins_to_the_unsplit_counts(tmp
             joined = np.concatenate([r["counts"] for r in results], axis=1)
             _assert_counts(joined, whole, f"{parts} parts joined")
             assert all(r["counts"].shape == (6, CFG.out_features // parts) for r in results)
+
+
+def test_an_out_of_contract_word_fails_both_paths(tmp_path):
+    """The tile's error flag (here a mantissa below −mantissa_max in token 0) fails the call, not just the counts."""
+    from spikeacc.errors import VerificationFailed
+
+    v = random_vectors(CFG, 2, seed=6)
+    v.mant[0, 3] = -(CFG.mantissa_max + 1)
+    for per_call in (False, True):
+        with pytest.raises(VerificationFailed, match="error flag .* on 1 of 2 tokens"):
+            run_tile_call(CFG.to_dict(), _bank(CFG, v), _arrays(v), str(tmp_path), per_call)

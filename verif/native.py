@@ -29,7 +29,7 @@ from spikeacc.verif.tile_regress import tile_config_for
 from spikeacc.verif.toolchain import BUILD_WAIVERS, make_env, use_verilator
 
 from spikeacc import workdirs
-from spikeacc.errors import ToolFailure, build_failure
+from spikeacc.errors import ToolFailure, VerificationFailed, build_failure
 
 __all__ = ["run_native", "build_native", "call_native"]
 
@@ -71,7 +71,12 @@ def call_native(cfg: SpikeConfig, exe: Path, vectors) -> tuple[np.ndarray, int, 
             work.keep = True
             raise ToolFailure(f"the native harness {exe} failed (exit {result.returncode}): "
                               + " | ".join(result.stderr.strip().splitlines()[-4:]))
-        return read_counts(cfg, out, m), int(result.stdout.split()[-1]), wall
+        printed = dict(line.split() for line in result.stdout.splitlines() if line.strip())
+        if int(printed["errors"]):
+            work.keep = True
+            raise VerificationFailed(f"the tile raised its error flag (an out-of-contract word) on "
+                                     f"{printed['errors']} of {m} tokens; buffers kept in {work.path}")
+        return read_counts(cfg, out, m), int(printed["cycles"]), wall
 
 
 def run_native(vectors_path, *, build_root=None, pes=None, lanes=None) -> dict:

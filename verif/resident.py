@@ -14,8 +14,9 @@ every buffer row is in the harness's own row layout, see
 :mod:`~spikeacc.verif.tile_harness`):
 
 * ``LOAD bank``: weight rows, then threshold rows; reply ``u64 0``;
-* ``RUN bank tokens``: activation rows, exponent rows; reply ``u64 cycles``
-  and one byte per (token, block, PE) count;
+* ``RUN bank tokens``: activation rows, exponent rows; reply ``u64 cycles``,
+  ``u64`` tokens that raised the tile's ``error`` flag, and one byte per
+  (token, block, PE) count;
 * ``TIME tokens repeats``: run the last call's tokens again ``repeats`` times
   inside C++ (no I/O); reply ``u64 cycles, u64 nanoseconds``: the
   simulator's own speed, the ceiling of every path through Python.
@@ -35,7 +36,7 @@ from pathlib import Path
 import numpy as np
 
 from spikeacc.config import SpikeConfig
-from spikeacc.errors import ToolFailure
+from spikeacc.errors import ToolFailure, VerificationFailed
 from spikeacc.verif.tile_harness import activation_rows, exponent_rows, threshold_rows, weight_rows
 
 __all__ = ["SERVER_CPP", "ResidentSimulator", "bank_key", "resident_simulator", "close_all"]
@@ -93,12 +94,14 @@ int main(int argc, char** argv) {{
     V{top}* top = new V{top}{{ctx}};
     auto* root = top->rootp;
     auto tick = [&]() {{ top->clk = 0; top->eval(); top->clk = 1; top->eval(); }};
+    uint64_t errors = 0;   // tokens that ended with the tile's error flag up (an out-of-contract word)
     auto run_tokens = [&](int tokens) {{
         unsigned long long cycles = 0;
         for (int t = 0; t < tokens; ++t) {{
             top->token = t; top->start = 1; tick(); top->start = 0;
             while (!top->done) tick();
             cycles += top->cycles;
+            errors += top->error ? 1 : 0;
         }}
         return cycles;
     }};
@@ -107,7 +110,7 @@ int main(int argc, char** argv) {{
         const char* arg = ctx->commandArgsPlusMatch("tokens=");
         unsigned long long cycles = run_tokens(arg[0] ? std::atoi(arg + 8) : 1);
         top->dump = 1; tick(); top->dump = 0; tick();
-        std::printf("cycles %llu\n", cycles);
+        std::printf("errors %llu\ncycles %llu\n", (unsigned long long)errors, cycles);
         top->final();
         return 0;
     }}
@@ -145,11 +148,13 @@ int main(int argc, char** argv) {{
             fill(root->{top}__DOT__exponent_mem, rows, b, 4);
             std::vector<uint8_t> zero(O_BYTES, 0);
             for (uint32_t r = 0; r < b * BLOCKS; ++r) put(root->{top}__DOT__out_mem[r], zero.data(), O_BYTES);
+            errors = 0;
             uint64_t cycles = run_tokens(b);
             last_tokens = b;
             counts.resize((size_t)b * BLOCKS * O_BYTES);
             for (uint32_t r = 0; r < b * BLOCKS; ++r) get(root->{top}__DOT__out_mem[r], counts.data() + (size_t)r * O_BYTES, O_BYTES);
             std::fwrite(&cycles, 8, 1, stdout);
+            std::fwrite(&errors, 8, 1, stdout);
             std::fwrite(counts.data(), 1, counts.size(), stdout);
         }} else if (cmd == {time}) {{
             if (!last_tokens) fail("TIME: no call to repeat");
@@ -240,8 +245,11 @@ class ResidentSimulator:
         if not 1 <= m <= cfg.max_tokens:
             raise ValueError(f"a call takes 1..{cfg.max_tokens} tokens (the harness buffers' depth), got {m}")
         self._send(RUN, self.banks[key], m, 0, activation_rows(cfg, mant, shift), exponent_rows(exponent))
-        cycles = struct.unpack("<Q", self._receive(8))[0]
+        cycles, errors = struct.unpack("<QQ", self._receive(16))
         raw = np.frombuffer(self._receive(m * cfg.blocks * cfg.pes), dtype=np.uint8)
+        if errors:
+            raise VerificationFailed(f"the tile raised its error flag (an out-of-contract word) on {errors} of "
+                                     f"{m} tokens in this call")
         return raw.reshape(m, cfg.out_features).astype(np.int64), int(cycles)
 
     def time(self, repeats: int) -> tuple[int, float]:
