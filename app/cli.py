@@ -322,8 +322,8 @@ def cmd_infer(args) -> int:
 
 def _add_rtl_path_args(p) -> None:
     p.add_argument("--split", type=int, default=1, metavar="S",
-                   help="cut each projection's output blocks into S equal parts run as calls of their own "
-                        "(one projection over S workers); S must divide every projection's block count")
+                   help="cut each projection's output blocks into up to S equal parts (the most that divide its "
+                        "blocks), each a call of its own: one projection over S workers")
     p.add_argument("--per-call", action="store_true",
                    help="one simulator process and buffer files per call (the fallback and cross-check) "
                         "instead of resident simulators")

@@ -162,13 +162,18 @@ def step_verify(run: RunContext) -> dict:
     from spikeacc.verif.tile_regress import run_tile_regression
 
     cfg = config
-    pe_run = run_pe_regression(cfg, n_random=200 if quick else 2000, build_root=build_root)
-    pe = {k: pe_run.report[k] for k in ("passed", "compared", "mismatch_count", "cycles")}
-    _log(f"  PE {cfg.tag}: {'PASS' if pe['passed'] else 'FAIL'}, {pe['compared']} cases")
+
+    def verify_pe() -> dict:
+        pe_run = run_pe_regression(cfg, n_random=200 if quick else 2000, build_root=build_root)
+        pe = {k: pe_run.report[k] for k in ("passed", "compared", "mismatch_count", "cycles")}
+        _log(f"  PE {cfg.tag}: {'PASS' if pe['passed'] else 'FAIL'}, {pe['compared']} cases")
+        return pe
+
     def verify_tile(mode: str, proj: str, path: Path) -> dict:
-        # q_proj runs on the activity-recording build that the energy step needs anyway:
-        # one simulator build fewer per mode, the same bit-exact check
-        saif = out / "verify" / "activity" / f"{mode}_{path.stem}.saif" if proj == "self_attn.q_proj" else None
+        # q_proj and o_proj (the same tile) run on the activity-recording build that the energy
+        # step needs anyway: one simulator build per mode fewer, the same bit-exact check
+        on_activity_build = proj in ("self_attn.q_proj", "self_attn.o_proj")
+        saif = out / "verify" / "activity" / f"{mode}_{path.stem}.saif" if on_activity_build else None
         _, rep = run_tile_regression(path, build_root=build_root, progress=False, saif_to=saif)
         m, k, n = rep.shape
         _log(f"  tile {mode:<10} {proj:<17} {m}x{k}x{n}: {'PASS' if rep.passed else 'FAIL'}, "
@@ -181,7 +186,9 @@ def step_verify(run: RunContext) -> dict:
 
     jobs = [(mode, proj, path) for mode, layers in _vectors(run).items() for proj, path in layers.items()]
     with concurrent.futures.ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:  # one simulator per core
+        pe_job = pool.submit(verify_pe)   # its per-cycle Python driver holds one core: the tiles take the other
         tiles = list(pool.map(lambda job: verify_tile(*job), jobs))
+        pe = pe_job.result()
     passed = pe["passed"] and all(t["passed"] for t in tiles)
     compared = pe["compared"] + sum(t["compared"] for t in tiles)
     plots = {"utilization": str(out / "verify" / "utilization.png"), "cycles": str(out / "verify" / "cycles.png")}

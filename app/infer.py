@@ -26,8 +26,8 @@ How the RTL is reached (one job = one projection call on up to
   its own simulator process, or on a Dask cluster (``scheduler``), whose
   workers build or reuse the simulators they need; a projection's weights
   travel to a worker once (``client.scatter``);
-* ``split=S`` cuts each projection's N/P output blocks into S parts of
-  whole blocks, each a call of its own on a tile of N/S outputs (the same
+* ``split=S`` cuts each projection's N/P output blocks into up to S parts of
+  whole blocks (the most, up to S, that divide its blocks), each a call of its own on a tile of N/S outputs (the same
   configuration for every part), and joins the counts in order: one
   projection over S workers.
 """
@@ -56,7 +56,7 @@ from spikeacc.golden.perplexity import default_text, perplexity, token_splits
 from spikeacc.golden.spiking_linear import QuantSpec
 
 __all__ = ["TILE_TOKENS", "HardwareModel", "hardware_model", "select_layers", "check_fault", "RtlExecutor", "run_tile_call",
-           "split_config", "split_projection", "TilePool", "tile_pool", "generate", "run_infer", "rtl_perplexity"]
+           "split_config", "split_parts", "split_projection", "TilePool", "tile_pool", "generate", "run_infer", "rtl_perplexity"]
 
 TILE_TOKENS = 32  # tokens per tile call (the harness buffers' depth); longer prefills are split
 # Projections computed from the same input, submitted at once (the leader is called first).
@@ -182,10 +182,21 @@ def split_config(cfg: SpikeConfig, parts: int) -> SpikeConfig:
     return cfg.replace(out_features=cfg.out_features // parts)
 
 
+def split_parts(cfg: SpikeConfig, split: int) -> int:
+    """How many parts ``--split S`` cuts ``cfg``'s tile into: the most, up to S, that divide its blocks.
+
+    Projections of one model have different block counts (Llama-2-7B: 128 and
+    344), so one S serves them all: 64 gives 64 parts of q_proj and 43 of gate_proj.
+    """
+    if isinstance(split, bool) or not isinstance(split, int) or split < 1:
+        raise ValueError(f"--split must be a positive integer, got {split!r}")
+    return max(d for d in range(1, min(split, cfg.blocks) + 1) if cfg.blocks % d == 0)
+
+
 def check_split(chosen: dict, config: SpikeConfig, split: int) -> None:
-    """Refuse ``split`` before anything runs unless it divides every chosen projection's blocks."""
+    """Refuse a bad ``split`` before anything runs."""
     for module in chosen.values():
-        split_config(layer_config(module, config), split)
+        split_parts(layer_config(module, config), split)
 
 
 def split_projection(cfg: SpikeConfig, w: np.ndarray, theta: np.ndarray, phi: np.ndarray,
@@ -286,6 +297,7 @@ class LayerStats:
     shape: tuple[int, int]
     pes: int
     lanes: int
+    parts: int = 1
     calls: int = 0
     tokens: int = 0
     cycles: int = 0
@@ -294,7 +306,8 @@ class LayerStats:
     wall: float = 0.0
 
     def row(self, name: str) -> dict:
-        return {"layer": name, "shape": list(self.shape), "pes": self.pes, "lanes": self.lanes, "calls": self.calls,
+        return {"layer": name, "shape": list(self.shape), "pes": self.pes, "lanes": self.lanes, "parts": self.parts,
+                "calls": self.calls,
                 "tokens": self.tokens, "cycles": self.cycles,
                 "utilization": self.ideal_cycles / self.cycles if self.cycles else 0.0,
                 "outputs_compared": self.compared, "wall_seconds": round(self.wall, 3)}
@@ -333,9 +346,11 @@ class RtlExecutor:
     def __post_init__(self):
         self.names = {id(m): name for name, m in self.layers.items()}
         self.configs = {name: layer_config(m, self.config) for name, m in self.layers.items()}
-        self.part_configs = {name: split_config(cfg, self.split) for name, cfg in self.configs.items()}
+        self.parts = {name: split_parts(cfg, self.split) for name, cfg in self.configs.items()}
+        self.part_configs = {name: split_config(cfg, self.parts[name]) for name, cfg in self.configs.items()}
         for name, cfg in self.configs.items():
-            self.stats[name] = LayerStats((cfg.in_features, cfg.out_features), cfg.pes, cfg.lanes)
+            self.stats[name] = LayerStats((cfg.in_features, cfg.out_features), cfg.pes, cfg.lanes,
+                                          parts=self.parts[name])
 
     def attach(self) -> None:
         for m in self.layers.values():
@@ -392,7 +407,7 @@ class RtlExecutor:
         if name not in self.banks:
             held = golden.thresholds
             parts = split_projection(self.configs[name], self.layers[name].w_code.numpy(), held.theta.numpy(),
-                                     held.phi.numpy(), self.split)
+                                     held.phi.numpy(), self.parts[name])
             self.banks[name] = [(cfg, self.pool.share(bank)) for cfg, bank in parts]
         return self.banks[name]
 

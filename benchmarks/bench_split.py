@@ -19,11 +19,10 @@ import time
 import numpy as np
 
 from spikeacc import workdirs
-from spikeacc.app.infer import TILE_TOKENS, run_tile_call, split_config, split_projection
+from spikeacc.app.infer import TILE_TOKENS, run_tile_call, split_config, split_parts, split_projection
 from spikeacc.config import PRESETS
 from spikeacc.golden.vectors import random_vectors
 from spikeacc.hw.tile import token_cycles
-from spikeacc.verif.resident import bank_key
 
 SHAPES = {"q_proj": (576, 576), "down_proj": (1536, 576)}
 LLAMA2 = {"attn": ((4096, 4096), 4), "up": ((4096, 11008), 2), "down": ((11008, 4096), 1)}   # shape, per layer
@@ -57,13 +56,13 @@ def timed_calls(client, cfg, v, parts: int, tokens: int, build_root: str, repeat
 
 
 def llama2_estimate(rate: float, overhead: float, workers: int = 64) -> tuple[float, float]:
-    """(seconds per token, simulated part-cycles per token) for Llama-2-7B with every projection split over
-    ``workers``: each projection's parts run at once, projections one after another (a model)."""
+    """(seconds per token, simulated part-cycles per token) for Llama-2-7B with ``--split workers``: each
+    projection's parts run at once, projections one after another (a model)."""
     rng = np.random.default_rng(0)
     seconds = cycles = 0.0
     for (k, n), count in LLAMA2.values():
         cfg = PRESETS["smollm2"].replace(max_tokens=1).for_layer(k, n)
-        parts = max(d for d in range(1, workers + 1) if cfg.blocks % d == 0)
+        parts = split_parts(cfg, workers)
         part = split_config(cfg, parts)
         mant = rng.integers(-15, 16, size=(4, k))
         mant[rng.random((4, k)) < 0.22] = 0

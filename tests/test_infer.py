@@ -50,6 +50,7 @@ def test_split_projections_on_a_local_cluster_write_the_golden_text(hardware, tm
         rep = run_infer(PROMPT, max_new_tokens=2, layers="0", scheduler=cluster.scheduler_address, out=tmp_path,
                         hardware=hardware, progress=False, split=2)
     assert rep["identical"] and rep["split"] == 2 and rep["totals"]["mismatches"] == 0
+    assert {r["parts"] for r in rep["per_layer"]} == {2}
     assert rep["totals"]["outputs_compared"] == (4 + 1) * PER_BLOCK
 
 
@@ -132,7 +133,7 @@ def test_zero_workers_is_refused():
     (dict(inject_fault=("model.layers.0.mlp.up_proj", 99, 0)), "--inject-fault token 99 is outside this run's tokens 0..5"),
     (dict(inject_fault=("model.layers.0.mlp.up_proj", 0, 1536)),
      "--inject-fault neuron 1536 is outside model.layers.0.mlp.up_proj's outputs 0..1535"),
-    (dict(split=5), "--split 5 does not divide 576 outputs into whole blocks of 24 (24 blocks); choose one of"),
+    (dict(split=0), "--split must be a positive integer, got 0"),
     (dict(max_new_tokens=9000), "exceed the model's context of 8192 tokens; shorten the prompt or lower --max-new-tokens"),
 ])
 def test_a_run_that_would_test_nothing_is_refused_before_it_starts(tmp_path, hardware, kwargs, message):

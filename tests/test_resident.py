@@ -7,7 +7,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from spikeacc.app.infer import run_tile_call, simulator, split_config, split_projection
+from spikeacc.app.infer import run_tile_call, simulator, split_config, split_parts, split_projection
 from spikeacc.config import PRESETS
 from spikeacc.errors import ToolFailure
 from spikeacc.golden.vectors import random_vectors
@@ -88,12 +88,17 @@ def test_too_many_tokens_are_refused_before_the_pipe(tmp_path):
         sim.close()
 
 
-def test_a_split_that_does_not_divide_the_blocks_is_refused():
+def test_split_takes_the_most_parts_up_to_s_that_divide_the_blocks():
+    """One --split serves projections of different block counts (Llama-2-7B: 128 and 344)."""
+    llama = PRESETS["smollm2"].replace(max_tokens=1)
+    assert [split_parts(CFG, s) for s in (1, 2, 3, 4, 64)] == [1, 2, 2, 4, 4]
+    assert split_parts(llama.for_layer(4096, 4096), 64) == 64 and split_parts(llama.for_layer(4096, 11008), 64) == 43
+    assert split_config(CFG, 2).out_features == 8
     with pytest.raises(ValueError, match=r"--split 3 does not divide 16 outputs into whole blocks of 4 \(4 blocks\); "
                                          r"choose one of \[1, 2, 4\]"):
         split_config(CFG, 3)
     with pytest.raises(ValueError, match="--split must be a positive integer, got 0"):
-        split_config(CFG, 0)
+        split_parts(CFG, 0)
 
 
 def test_a_projection_split_over_a_local_cluster_joins_to_the_unsplit_counts(tmp_path):
