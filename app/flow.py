@@ -155,6 +155,20 @@ def _vectors(run: RunContext) -> dict[str, dict[str, Path]]:
     return paths
 
 
+def _builds_first(jobs: list[tuple]) -> list[tuple]:
+    """The tile jobs with one job of every distinct tile first: a job whose tile another job is building
+    waits for that build's lock, and a core would sit idle behind it."""
+    from spikeacc.golden.vectors import load_vectors
+    from spikeacc.verif.tile_regress import tile_config_for
+
+    seen, first, later = set(), [], []
+    for job in jobs:
+        tag = tile_config_for(load_vectors(job[2])).tag
+        (later if tag in seen else first).append(job)
+        seen.add(tag)
+    return first + later
+
+
 def step_verify(run: RunContext) -> dict:
     out, quick, build_root, config = run.out, run.quick, run.build_root, run.config
     from spikeacc.hw.mac import mac_cycles
@@ -184,7 +198,7 @@ def step_verify(run: RunContext) -> dict:
                 "cycles_per_token_layer": rep.cycles / m, "utilization": rep.utilization,
                 "mac_cycles_per_token_layer": mac_cycles(rep.config), "vectors": str(path)}
 
-    jobs = [(mode, proj, path) for mode, layers in _vectors(run).items() for proj, path in layers.items()]
+    jobs = _builds_first([(mode, proj, path) for mode, layers in _vectors(run).items() for proj, path in layers.items()])
     with concurrent.futures.ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:  # one simulator per core
         pe_job = pool.submit(verify_pe)   # its per-cycle Python driver holds one core: the tiles take the other
         tiles = list(pool.map(lambda job: verify_tile(*job), jobs))
