@@ -7,7 +7,9 @@ missing; `make test` installs all of them, so CI runs every test.
 
 Simulator builds of a test run go to a temporary directory of that run,
 shared by its tests and removed at its end, or to ``$SPIKEACC_BUILD_DIR``
-when the user names one (kept, so a second run reuses its builds).
+when the user names one (kept, so a second run reuses its builds). The test
+processes of ``-n auto`` (pytest-xdist) start after this process has set it,
+so they share it too; the build locks keep their builds apart.
 """
 
 import functools
