@@ -26,10 +26,10 @@ How the RTL is reached (one job = one projection call on up to
   its own simulator process, or on a Dask cluster (``scheduler``), whose
   workers build or reuse the simulators they need; a projection's weights
   travel to a worker once (``client.scatter``);
-* ``split=S`` cuts each projection's N/P output blocks into up to S parts of
-  whole blocks (the most, up to S, that divide its blocks), each a call of its own on a tile of N/S outputs (the same
-  configuration for every part), and joins the counts in order: one
-  projection over S workers.
+* ``split=S`` cuts each projection's N/P output blocks into equal parts of
+  whole blocks (the most, up to S, that divide its block count), each a call
+  of its own on a smaller tile (the same configuration for every part), and
+  joins the counts in order: one projection over S workers.
 """
 
 from __future__ import annotations
@@ -171,10 +171,14 @@ def run_tile_call(cfg_dict: dict, bank: dict, arrays: dict, build_root: str, per
     return {"counts": counts, "cycles": cycles, "wall": time.perf_counter() - t0}
 
 
+def _check_split_value(split) -> None:
+    if isinstance(split, bool) or not isinstance(split, int) or split < 1:
+        raise ValueError(f"--split must be a positive integer, got {split!r}")
+
+
 def split_config(cfg: SpikeConfig, parts: int) -> SpikeConfig:
     """The tile of one of ``parts`` equal shares of ``cfg``'s output blocks; refused unless they divide."""
-    if isinstance(parts, bool) or not isinstance(parts, int) or parts < 1:
-        raise ValueError(f"--split must be a positive integer, got {parts!r}")
+    _check_split_value(parts)
     if cfg.blocks % parts:
         divisors = [d for d in range(1, cfg.blocks + 1) if cfg.blocks % d == 0]
         raise ValueError(f"--split {parts} does not divide {cfg.out_features} outputs into whole blocks of "
@@ -188,8 +192,7 @@ def split_parts(cfg: SpikeConfig, split: int) -> int:
     Projections of one model have different block counts (Llama-2-7B: 128 and
     344), so one S serves them all: 64 gives 64 parts of q_proj and 43 of gate_proj.
     """
-    if isinstance(split, bool) or not isinstance(split, int) or split < 1:
-        raise ValueError(f"--split must be a positive integer, got {split!r}")
+    _check_split_value(split)
     return max(d for d in range(1, min(split, cfg.blocks) + 1) if cfg.blocks % d == 0)
 
 
@@ -347,7 +350,6 @@ class RtlExecutor:
         self.names = {id(m): name for name, m in self.layers.items()}
         self.configs = {name: layer_config(m, self.config) for name, m in self.layers.items()}
         self.parts = {name: split_parts(cfg, self.split) for name, cfg in self.configs.items()}
-        self.part_configs = {name: split_config(cfg, self.parts[name]) for name, cfg in self.configs.items()}
         for name, cfg in self.configs.items():
             self.stats[name] = LayerStats((cfg.in_features, cfg.out_features), cfg.pes, cfg.lanes,
                                           parts=self.parts[name])
@@ -362,7 +364,8 @@ class RtlExecutor:
 
     def build_all(self) -> list[SpikeConfig]:
         """Build every distinct simulator once, at once, before the first call."""
-        distinct = {cfg.tag: cfg for cfg in self.part_configs.values()}
+        parts = (split_config(cfg, self.parts[name]) for name, cfg in self.configs.items())
+        distinct = {cfg.tag: cfg for cfg in parts}
         futures = [self.pool.submit(simulator, cfg, self.build_root) for cfg in distinct.values()]
         for f in futures:
             f.result()
@@ -518,7 +521,6 @@ def run_infer(prompt: str, *, max_new_tokens: int = 16, model: str | None = None
     build_root = str(workdirs.build_root(build_root).resolve())
     report.update(layers_on_rtl=len(chosen), prompt_tokens=prompt_tokens,
                   scheduler=str(scheduler) if scheduler is not None else None,
-                  path="per-call harness" if per_call else "resident simulators", split=split,
                   workers=None if scheduler is not None else (workers or os.cpu_count()))
     with tile_pool(workers, scheduler) as pool:
         executor = RtlExecutor(chosen, pool, build_root, config, inject_fault=inject_fault, per_call=per_call,
@@ -552,7 +554,8 @@ def run_infer(prompt: str, *, max_new_tokens: int = 16, model: str | None = None
 def _totals(executor: RtlExecutor, wall: float, mismatched: bool = False) -> dict:
     rows = [s.row(name) for name, s in executor.stats.items() if s.calls]
     cycles = sum(r["cycles"] for r in rows)
-    return {"per_layer": rows,
+    return {"path": "per-call harness" if executor.per_call else "resident simulators", "split": executor.split,
+            "per_layer": rows,
             "totals": {"outputs_compared": sum(r["outputs_compared"] for r in rows), "mismatches": int(mismatched),
                        "simulated_cycles": cycles, "calls": sum(r["calls"] for r in rows),
                        "rtl_wall_seconds": round(wall, 2),
@@ -602,7 +605,6 @@ def rtl_perplexity(tokens: int = 64, *, model: str | None = None, layers: str | 
             executor.detach()
             executor.bar.close()
     return {"model": name, "config": config.to_dict(), "tokens": tokens, "layers_on_rtl": len(chosen),
-            "path": "per-call harness" if per_call else "resident simulators", "split": split,
             "golden_ppl": golden, "rtl_ppl": rtl,
             "equal": rtl == golden, "golden_wall_seconds": round(golden_wall, 2),
             **_totals(executor, time.perf_counter() - t1)}

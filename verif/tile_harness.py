@@ -32,7 +32,7 @@ from spikeacc.hw.generate import module_name
 from spikeacc.hw.tile import activation_lane_layout
 
 __all__ = ["harness_verilog", "write_buffers", "read_counts", "harness_name", "activation_rows", "weight_rows",
-           "threshold_rows", "exponent_rows", "RESIDENT_MEMORIES"]
+           "threshold_rows", "exponent_rows"]
 
 
 DESIGNS = ("tile", "mac", "mac_skip")
@@ -54,8 +54,6 @@ def _thresh_slots(design: str) -> int:
 ACT_LANE_SLOT = 16                                 # [shift byte, mantissa byte] per lane
 ACT_FIELDS = {"mantissa": 0, "shift": 8}           # bit offset of each field inside its lane slot
 THRESH_FIELDS = {"theta": 0, "phi": 64}  # bit offset inside a neuron's 64-bit slots
-# The buffers a resident simulator (verif/resident.py) writes and reads from C++ between tokens.
-RESIDENT_MEMORIES = ("act_mem", "weight_mem", "thresh_mem", "exponent_mem", "out_mem")
 
 
 def _pack(layout: data.StructLayout, source: dict[str, str]) -> str:
@@ -72,8 +70,7 @@ def harness_verilog(cfg: SpikeConfig, design: str = "tile", resident: bool = Fal
     signature and the buffer word layouts, so the harness follows the RTL.
     Each buffer model honours its port's ``en``: a read the tile forgot to
     enable returns stale data and fails the regression. ``resident`` marks the
-    buffers public to Verilator's C++ (:data:`RESIDENT_MEMORIES`), so a
-    long-lived simulator can fill them between tokens instead of ``$readmemh``.
+    five buffer memories public to Verilator's C++, so a long-lived simulator can fill them between tokens instead of ``$readmemh``.
     """
     from spikeacc.hw.generate import port_list
     from spikeacc.hw.tile import threshold_layout, tile_ports
