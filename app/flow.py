@@ -138,7 +138,7 @@ def step_accuracy(run: RunContext) -> dict:
 
 def _vectors(run: RunContext) -> dict[str, dict[str, Path]]:
     """Block-0 vectors of every projection in both modes (quick: q_proj and down_proj cropped to 64×16)."""
-    from spikeacc.golden.model import PROJECTIONS
+    from spikeacc.golden.network import PROJECTIONS
     from spikeacc.golden.vectors import crop_vectors, export_layers, load_vectors, save_vectors
 
     projections = ("self_attn.q_proj", "mlp.down_proj") if run.quick else PROJECTIONS

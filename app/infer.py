@@ -51,9 +51,10 @@ from tqdm import tqdm
 
 from spikeacc.config import PRESETS, SpikeConfig
 from spikeacc.errors import VerificationFailed
-from spikeacc.golden.model import HARDWARE_OVERRIDES, load_model, quantize_network, quantized_layers
+from spikeacc.golden.network import HARDWARE_OVERRIDES, hardware_network, quantized_layers
 from spikeacc.golden.perplexity import default_text, perplexity, token_splits
 from spikeacc.golden.spiking_linear import QuantSpec
+from spikeacc.golden.stream import streamed_model
 
 __all__ = ["TILE_TOKENS", "HardwareModel", "hardware_model", "select_layers", "check_fault", "RtlExecutor", "run_tile_call",
            "split_config", "split_parts", "split_projection", "TilePool", "tile_pool", "generate", "run_infer", "rtl_perplexity"]
@@ -73,11 +74,16 @@ class HardwareModel(NamedTuple):
 
 
 def hardware_model(model: str | None = None, config: SpikeConfig = PRESETS["default"]) -> HardwareModel:
-    """The hardware-faithful model of ``config``'s arithmetic, calibrated on the shipped text."""
-    net, tokenizer, name = load_model(model)
-    calib, _ = token_splits(tokenizer, default_text(), 512)
-    quantize_network(net, QuantSpec.from_config(config), calib, overrides=HARDWARE_OVERRIDES)
-    return HardwareModel(net, tokenizer, name, config)
+    """The hardware-faithful model of ``config``'s arithmetic, calibrated on the shipped text.
+
+    Built by streaming the checkpoint one block at a time; every calibrated
+    block then stays resident with its projections as int8 codes and
+    thresholds (about 6.5 GB at Llama-2-7B), so decoding reads no weights.
+    """
+    streamed = streamed_model(model)
+    calib, _ = token_splits(streamed.tokenizer, default_text(), 512)
+    net = hardware_network(streamed, QuantSpec.from_config(config), calib, overrides=HARDWARE_OVERRIDES)
+    return HardwareModel(net, streamed.tokenizer, streamed.name, config)
 
 
 def select_layers(net, spec: str | None) -> dict[str, torch.nn.Module]:
@@ -463,16 +469,8 @@ def generate(net, tokenizer, prompt: str, max_new_tokens: int) -> tuple[str, lis
         new.append(token)
         if token == tokenizer.eos_token_id or len(new) == max_new_tokens:
             break
-        out = net(torch.tensor([[token]]), use_cache=True, **_kv_cache(out))
+        out = net(torch.tensor([[token]]), cache=out.cache, use_cache=True)
     return tokenizer.decode(new, skip_special_tokens=True), new
-
-
-def _kv_cache(out) -> dict:
-    """The KV cache of a forward pass, as the next pass takes it: transformers 5.24 renamed
-    ``past_key_values`` to ``cache`` (and warns on the old name); 5.23 knows only the old one."""
-    if "cache" in out:
-        return {"cache": out["cache"]}
-    return {"past_key_values": out["past_key_values"]}
 
 
 def run_infer(prompt: str, *, max_new_tokens: int = 16, model: str | None = None, rtl: bool = True,

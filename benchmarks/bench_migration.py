@@ -8,7 +8,10 @@ searched per group from ``--alphas`` (or no migration) for the least relative
 output error of round-to-nearest weights and the tile's activation quantizer on
 the calibration tokens. o_proj is left alone: with grouped-query attention its
 scales would have to be shared by the heads of a key-value group. Then GPTQ and
-the hardware-faithful SpikeQuant row as ``spikeacc ppl`` computes it.
+the hardware-faithful SpikeQuant row as ``spikeacc ppl`` computes it. The
+migration itself works on the whole 135M model in memory (an experiment, not a
+path of the tool); the migrated weights are saved as a folder and evaluated
+by the streamed golden model like any ``--model``.
 
     python benchmarks/bench_migration.py [--mode spikequant] [--alphas 0.25,0.5,0.75] [--tokens 2048]
 
@@ -16,17 +19,48 @@ Measured 2026-12-03: 42.78 with migration against 37.09 without it (docs/measure
 """
 
 import argparse
-import copy
+import tempfile
 import time
 
 import torch
 
 from spikeacc.config import PRESETS
-from spikeacc.golden.gptq import _first_layer_inputs, _run_layer
-from spikeacc.golden.model import HARDWARE_OVERRIDES, load_model, quantize_network
-from spikeacc.golden.perplexity import default_text, perplexity, token_splits
+from spikeacc.golden.checkpoint import Checkpoint, open_checkpoint
+from spikeacc.golden.network import HARDWARE_OVERRIDES, evaluate
+from spikeacc.golden.perplexity import default_text, token_splits
 from spikeacc.golden.quant import quantize_weight
 from spikeacc.golden.spiking_linear import QuantSpec
+from spikeacc.golden.stream import StreamedLlama
+
+
+class _Captured(Exception):
+    pass
+
+
+def _first_layer_inputs(model, windows):
+    """The hidden states entering decoder layer 0 for each window, and the keyword arguments it gets."""
+    states, kwargs = [], {}
+
+    def capture(module, args, kw):
+        states.append(args[0] if args else kw["hidden_states"])
+        kwargs.update({k: v for k, v in kw.items() if k != "hidden_states"})
+        raise _Captured
+
+    handle = model.model.layers[0].register_forward_pre_hook(capture, with_kwargs=True)
+    try:
+        for ids in windows:
+            try:
+                model(ids.reshape(1, -1), use_cache=False)
+            except _Captured:
+                pass
+    finally:
+        handle.remove()
+    return states, kwargs
+
+
+def _run_layer(layer, states, kwargs):
+    outputs = [layer(h, **kwargs) for h in states]
+    return [o[0] if isinstance(o, tuple) else o for o in outputs]
 
 
 def relative_error(x, weights, scale, quantize_input, bits) -> float:
@@ -91,17 +125,24 @@ def main():
     args = ap.parse_args()
     cfg = PRESETS["default"].in_mode(args.mode)
     spec = QuantSpec.from_config(cfg)
-    net, tokenizer, _ = load_model()
-    calib, windows = token_splits(tokenizer, default_text(), args.tokens)
+    from transformers import AutoModelForCausalLM
+
+    original = open_checkpoint()
+    calib, windows = token_splits(original.tokenizer, default_text(), args.tokens)
     t0 = time.perf_counter()
-    migrated = copy.deepcopy(net)
+    migrated = AutoModelForCausalLM.from_pretrained(original.folder, dtype=torch.float32).to(torch.float64).eval()
     chosen = migrate(migrated, calib, [float(a) for a in args.alphas.split(",")], spec)
     kept = sum(a is not None for _, _, a in chosen)
-    print(f"migrated {kept} of {len(chosen)} groups in {time.perf_counter() - t0:.0f} s; FP before "
-          f"{perplexity(net, windows):.4f}, after {perplexity(migrated, windows):.4f}")
-    for name, model in (("without migration", net), ("with migration", migrated)):
-        quantize_network(model, spec, calib, overrides=HARDWARE_OVERRIDES)
-        print(f"{args.mode} hardware-faithful, GPTQ, {name}: {perplexity(model, windows):.2f}", flush=True)
+    with tempfile.TemporaryDirectory() as folder:
+        migrated.save_pretrained(folder)
+        del migrated
+        nets = {"without migration": StreamedLlama(original), "with migration": StreamedLlama(Checkpoint(folder))}
+        fp = {name: evaluate(net, None, calib, windows).ppl for name, net in nets.items()}
+        print(f"migrated {kept} of {len(chosen)} groups in {time.perf_counter() - t0:.0f} s; FP before "
+              f"{fp['without migration']:.4f}, after {fp['with migration']:.4f}")
+        for name, net in nets.items():
+            ppl = evaluate(net, spec, calib, windows, overrides=HARDWARE_OVERRIDES).ppl
+            print(f"{args.mode} hardware-faithful, GPTQ, {name}: {ppl:.2f}", flush=True)
 
 
 if __name__ == "__main__":

@@ -14,7 +14,7 @@ from pathlib import Path
 
 
 from spikeacc.config import PRESETS
-from spikeacc.golden.model import PROJECTIONS
+from spikeacc.golden.network import PROJECTIONS
 from spikeacc.golden.vectors import export_layers, load_vectors
 from spikeacc.hw.tile import token_cycles
 from spikeacc.verif.tile_regress import run_tile_regression

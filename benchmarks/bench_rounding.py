@@ -21,11 +21,11 @@ import torch
 
 from spikeacc.config import PRESETS
 from spikeacc.golden.integer import fire_count
-from spikeacc.golden.model import HARDWARE_OVERRIDES, PROJECTIONS, load_model
+from spikeacc.golden.network import HARDWARE_OVERRIDES, PROJECTIONS, layer_inputs
 from spikeacc.golden.perplexity import default_text, token_splits
 from spikeacc.golden.spiking_linear import QuantSpec, SpikeQuantLinear, ideal_counts, thresholds
 from spikeacc.golden.steps import asym_params
-from spikeacc.golden.vectors import _layer_inputs
+from spikeacc.golden.stream import streamed_model
 
 TOKENS = 64
 
@@ -36,14 +36,13 @@ def shipped(net, calib_windows, eval_windows) -> None:
           f"{TOKENS} tokens")
     print(f"{'layer':<20}{'outputs':>9}{'differ':>8}{'max |d|':>9}")
     layers = [f"model.layers.0.{p}" for p in PROJECTIONS]
-    evaluated = _layer_inputs(net, layers, eval_windows[:1])
-    calibration = _layer_inputs(net, layers, calib_windows)
+    found = layer_inputs(net, layers, [eval_windows[:1], calib_windows])
     total = differ = 0
     for proj, name in zip(PROJECTIONS, layers):
-        linear, (x,) = evaluated[name]
+        linear, ((x,), calibration) = found[name]
         spec = QuantSpec.from_config(cfg.for_layer(linear.in_features, linear.out_features))
-        q = SpikeQuantLinear(linear, spec.replace(**HARDWARE_OVERRIDES.get(proj, {})))
-        q.calibrate_on(calibration[name][1])
+        q = SpikeQuantLinear(linear, spec.replace(weights="rtn", **HARDWARE_OVERRIDES.get(proj, {})))
+        q.calibrate_on(calibration)
         with torch.no_grad():
             hw = q.hardware_forward(x[:TOKENS])
         acc = hw.acc.numpy()
@@ -57,11 +56,12 @@ def shipped(net, calib_windows, eval_windows) -> None:
 
 
 def study(net, eval_windows) -> None:
+    found = layer_inputs(net, [f"model.layers.0.{p}" for p in PROJECTIONS], [eval_windows[:1]])
     print(f"\n2. study: any per-token step, 4-bit per-token output ranges, {TOKENS} tokens: fraction that differs")
     print(f"{'layer':<20}" + "".join(f"{'F=' + str(f):>12}" for f in (8, 12, 16)))
     for proj in PROJECTIONS:
         name = f"model.layers.0.{proj}"
-        linear, (x,) = _layer_inputs(net, [name], eval_windows[:1])[name]
+        linear, ((x,),) = found[name]
         q = SpikeQuantLinear(linear, QuantSpec())
         with torch.no_grad():
             aq, acc = q.integer_forward(x[:TOKENS])
@@ -79,9 +79,9 @@ def study(net, eval_windows) -> None:
 
 
 def main():
-    net, tok, name = load_model()
-    calib_windows, eval_windows = token_splits(tok, default_text(), 512)
-    print(name)
+    net = streamed_model()
+    calib_windows, eval_windows = token_splits(net.tokenizer, default_text(), 512)
+    print(net.name)
     shipped(net, calib_windows, eval_windows)
     study(net, eval_windows)
 

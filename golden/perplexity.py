@@ -19,14 +19,16 @@ from tqdm import tqdm
 
 from spikeacc import workdirs
 from spikeacc.config import MODES, PRESETS, SpikeConfig, check_out_bits
-from spikeacc.golden.model import HARDWARE_OVERRIDES, load_model, quantize_network, quantized_layers
+from spikeacc.golden.network import HARDWARE_OVERRIDES, evaluate, window_nll
 from spikeacc.golden.output_quant import INPUT_STEPS, check_policy
 from spikeacc.golden.spiking_linear import QuantSpec
+from spikeacc.golden.stream import streamed_model
 
 __all__ = ["default_text", "token_splits", "perplexity", "run_ppl_table", "table_rows"]
 
 WINDOW = 512
 CALIBRATION_TOKENS = 1024
+MIN_TOKENS = 16   # below a window, one window of this many tokens
 
 
 def default_text() -> str:
@@ -36,25 +38,26 @@ def default_text() -> str:
 def token_splits(tokenizer, text: str, eval_tokens: int, window: int = WINDOW,
                  calibration_tokens: int = CALIBRATION_TOKENS):
     """``(calibration windows, evaluation windows)``: disjoint, calibration first."""
-    ids = tokenizer(text, return_tensors="pt").input_ids[0]
+    ids = tokenizer(text, return_tensors="pt", verbose=False).input_ids[0]
     need = calibration_tokens + window
     if len(ids) < need:
         raise ValueError(f"the text has {len(ids)} tokens; at least {need} are needed "
                          f"({calibration_tokens} calibration + one {window}-token window)")
     calib = ids[:calibration_tokens].reshape(-1, min(window, calibration_tokens))
     rest = ids[calibration_tokens:]
-    n = min(eval_tokens, len(rest)) // window
-    return calib, rest[: n * window].reshape(n, window)
+    eval_window = min(window, eval_tokens)   # fewer tokens than a window: one shorter window
+    n = min(eval_tokens, len(rest)) // eval_window
+    return calib, rest[: n * eval_window].reshape(n, eval_window)
 
 
 @torch.no_grad()
 def perplexity(model, windows: torch.Tensor, desc: str = "ppl") -> float:
+    """Perplexity of ``windows`` through a network called like a causal LM (the resident hardware network)."""
     nll, count = 0.0, 0
     for ids in tqdm(windows, desc=desc, leave=False, unit="win", disable=None):
-        logits = model(ids[None]).logits[0, :-1].double()
-        loss = torch.nn.functional.cross_entropy(logits, ids[1:], reduction="sum")
-        nll += float(loss)
-        count += len(ids) - 1
+        window, scored = window_nll(model(ids[None]).logits, ids)
+        nll += window
+        count += scored
     return math.exp(nll / count)
 
 
@@ -227,7 +230,7 @@ def read_text(path: str | Path) -> str:
 
 def unseen_windows(tokenizer, text: str, tokens: int, window: int = WINDOW) -> torch.Tensor:
     """Up to ``tokens`` of ``text`` in whole windows, from its start: a text nothing was calibrated on."""
-    ids = tokenizer(text, return_tensors="pt").input_ids[0]
+    ids = tokenizer(text, return_tensors="pt", verbose=False).input_ids[0]
     n = min(tokens, len(ids)) // window
     if n == 0:
         raise ValueError(f"the evaluation text has {len(ids)} tokens; at least one {window}-token window is needed")
@@ -244,10 +247,8 @@ def run_ppl_table(model: str | None = None, text: str | None = None, out: str | 
     ``eval_text`` is evaluated on whole, with the calibration taken from the
     shipped text, so no row has seen a token of it.
     """
-    import copy
-
-    if isinstance(tokens, bool) or not isinstance(tokens, int) or tokens < WINDOW:
-        raise ValueError(f"--tokens must be at least one {WINDOW}-token window, got {tokens!r}")
+    if isinstance(tokens, bool) or not isinstance(tokens, int) or tokens < MIN_TOKENS:
+        raise ValueError(f"--tokens must be an integer of at least {MIN_TOKENS}, got {tokens!r}")
     if text is not None and eval_text is not None:
         raise ValueError("give --text (calibrate and evaluate on it) or --eval-text (evaluate only), not both")
     rows = rows if rows is not None else table_rows(quick, full, out_bits, out_policies, inputs, config)
@@ -257,7 +258,8 @@ def run_ppl_table(model: str | None = None, text: str | None = None, out: str | 
     else:
         body, source = default_text(), "GPL-3 (shipped, golden/data/gpl-3.txt)"
     unseen = read_text(eval_text) if eval_text is not None else None
-    fp_net, tokenizer, name = load_model(model)
+    net = streamed_model(model)
+    name, tokenizer = net.name, net.tokenizer
     calib, windows = token_splits(tokenizer, body, tokens)
     if unseen is not None:
         windows = unseen_windows(tokenizer, unseen, tokens)
@@ -266,26 +268,22 @@ def run_ppl_table(model: str | None = None, text: str | None = None, out: str | 
     results = []
     per_layer: dict[str, dict] = {}
     bar = tqdm(rows, desc="ppl table", unit="cfg", disable=None)
+    say = bar.write if not bar.disable else (lambda m: print(m, flush=True))
     for row in bar:
         t0 = time.perf_counter()
-        net = copy.deepcopy(fp_net)
-        if row["method"] != "fp":
-            quantize_network(net, _spec(row), calib, overrides=OVERRIDES.get(row.get("overrides")),
-                             say=bar.write if not bar.disable else lambda m: print(m, flush=True))
-        ppl = perplexity(net, windows, desc=row_label(row))
-        layers = quantized_layers(net).values()
-        elements = sum(m.element_count for m in layers)
-        salient = sum(m.salient_count for m in layers) / elements if elements else 0.0
-        zeros = sum(m.zero_count for m in layers) / elements if elements else 0.0
+        spec = None if row["method"] == "fp" else _spec(row)
+        result = evaluate(net, spec, calib, windows, overrides=OVERRIDES.get(row.get("overrides")), say=say,
+                          what=row_label(row))
+        ppl = result.ppl
         if row["method"] == "spikequant" and row["w_bits"] == config.w_bits and not row.get("w_group") \
                 and not row.get("out_bits") and row.get("input_step", "any") == "any":
-            per_layer[row["mode"]] = {name: {"salient_ratio": round(m.salient_ratio, 5),
-                                             "zero_ratio": round(m.zero_ratio, 5)}
-                                      for name, m in quantized_layers(net).items()}
+            per_layer[row["mode"]] = {name: {"salient_ratio": round(v["salient"] / v["elements"], 5) if v["elements"] else 0.0,
+                                             "zero_ratio": round(v["zeros"] / v["elements"], 5) if v["elements"] else 0.0}
+                                      for name, v in result.layers.items()}
         results.append({"w_group": None, "out_bits": None, "out_policy": None, "input_step": None,
                         "overrides": None, "out_clip": 0, **row, "label": row_label(row), "ppl": round(ppl, 3),
-                        "tokens": int(windows.numel()), "salient_ratio": round(salient, 5),
-                        "zero_ratio": round(zeros, 5), "seconds": round(time.perf_counter() - t0, 1)})
+                        "tokens": int(windows.numel()), "salient_ratio": round(result.ratio("salient"), 5),
+                        "zero_ratio": round(result.ratio("zeros"), 5), "seconds": round(time.perf_counter() - t0, 1)})
         # each finished row is kept at once: a later failure (or Ctrl-C) loses only the row it was on
         workdirs.write_atomic(out / "ppl.json", json.dumps(results, indent=2) + "\n")
         line = f"{row_label(row)}: {ppl:.2f} ({results[-1]['seconds']:.0f} s)"
@@ -293,8 +291,7 @@ def run_ppl_table(model: str | None = None, text: str | None = None, out: str | 
             print(line, flush=True)  # a log file gets one line per row
         else:
             bar.write(line)
-        del net
-    meta = {"model": name, "text": source, "window": WINDOW, "calibration_tokens": int(calib.numel()),
+    meta = {"model": name, "text": source, "window": int(windows.shape[1]), "calibration_tokens": int(calib.numel()),
             "config": config.to_dict(),
             "overrides": OVERRIDES}
     workdirs.write_atomic(out / "ppl.json", json.dumps(results, indent=2) + "\n")

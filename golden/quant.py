@@ -23,7 +23,7 @@ __all__ = ["WeightQuant", "ActQuant", "quantize_weight", "quantize_weight_pow2_g
 class WeightQuant:
     """Per-output-channel asymmetric weights: ``W ≈ scale[:, None] · code``, code = Wq − z."""
 
-    code: torch.Tensor   # int64 [N, K], |code| ≤ 2^b_w − 1
+    code: torch.Tensor   # integer [N, K] (int64 rounded here, int8 from GPTQ), |code| ≤ 2^b_w − 1
     scale: torch.Tensor  # float [N]
 
     def dequant(self) -> torch.Tensor:

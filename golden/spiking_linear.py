@@ -19,10 +19,10 @@ from spikeacc.golden.quant import (ActQuant, WeightQuant, mad_salient, quantize_
                                    quantize_weight_pow2_groups)
 
 __all__ = ["SpikeQuantLinear", "QuantSpec", "HardwareResult", "thresholds", "ideal_counts", "METHODS",
-           "WEIGHT_ROUNDINGS", "CALIBRATION_STAGES"]
+           "WEIGHT_ROUNDINGS", "CALIBRATION_STAGES", "calibration_stages"]
 
 METHODS = ("fp", "rtn", "spikequant", "kirin")
-# GPTQ codes need the whole network's calibration inputs (golden.model.quantize_network).
+# GPTQ codes need the whole network's calibration inputs (golden.network.QuantizedBlocks).
 # Static activation ranges first (measured on the float network), then output ranges (measured
 # with every input quantized as it will be): the order the hardware's thresholds depend on them.
 CALIBRATION_STAGES = ("input", "output")
@@ -152,6 +152,16 @@ class QuantSpec:
                     weights=self.weights)
 
 
+def calibration_stages(spec: QuantSpec) -> list[str]:
+    """The calibration stages a projection of ``spec`` needs, in order (see :data:`CALIBRATION_STAGES`)."""
+    stages = []
+    if spec.method != "fp" and spec.a_bits is not None and spec.mode == "static":
+        stages.append("input")
+    if spec.hardware_faithful and (spec.out_policy != "oracle" or spec.step_grid is not None):
+        stages.append("output")
+    return stages
+
+
 @dataclass
 class HardwareResult:
     """One call of the tile on tokens [M, K]: codes in, counts out, and the thresholds between."""
@@ -200,7 +210,7 @@ class SpikeQuantLinear(nn.Module):
     ``acc = Σ w·m·2^e`` the spiking hardware integrates; ``y = s_i·s_x·acc + b``.
 
     Calibration runs in two stages on calibration tokens (see
-    :func:`spikeacc.golden.model.calibrate`): ``calibrating`` records activation
+    :class:`spikeacc.golden.network.QuantizedBlocks`): ``calibrating`` records activation
     ranges (static mode: the threshold is a per-output constant), then
     ``calibrating_output`` records output ranges for the output quantizer.
     """
@@ -220,7 +230,7 @@ class SpikeQuantLinear(nn.Module):
         else:
             if weights is None and spec.weights == "gptq":
                 raise ValueError("GPTQ weight codes come from calibrating the whole network: convert with "
-                                 "spikeacc.golden.model.quantize_network, or pass the codes")
+                                 "spikeacc.golden.network.QuantizedBlocks (hardware_network), or pass the codes")
             if weights is not None and tuple(weights.code.shape) != tuple(w.shape):
                 raise ValueError(f"weight codes of shape {tuple(weights.code.shape)} for a {tuple(w.shape)} projection")
             wq = weights if weights is not None else quantize_weight(w, spec.w_bits)
@@ -251,8 +261,7 @@ class SpikeQuantLinear(nn.Module):
 
     @property
     def needs_output_calibration(self) -> bool:
-        spec = self.spec
-        return spec.hardware_faithful and (spec.out_policy != "oracle" or spec.step_grid is not None)
+        return "output" in calibration_stages(self.spec)
 
     def quantize_input(self, x: torch.Tensor) -> ActQuant:
         """The activation contract (mantissa, shift, step) for input ``x`` [..., K]."""
@@ -286,12 +295,19 @@ class SpikeQuantLinear(nn.Module):
     @property
     def calibration_stages(self) -> list[str]:
         """The calibration stages this projection needs, in order (see :data:`CALIBRATION_STAGES`)."""
-        stages = []
-        if self.activations_quantized and self.spec.mode == "static":
-            stages.append("input")
-        if self.needs_output_calibration:
-            stages.append("output")
-        return stages
+        return calibration_stages(self.spec)
+
+    def release_float_weights(self) -> None:
+        """Drop the float copy of the weights once calibrated: the hardware path reads only the codes.
+
+        A calibrated hardware-faithful projection computes from ``w_code``
+        (1 byte a weight) and its thresholds; the float64 ``weight_deq`` (8
+        bytes a weight) served calibration only. Kept resident, Llama-2-7B's
+        224 projections are 6.5 GB of codes instead of 52 GB of floats.
+        """
+        if self.spec.hardware_faithful and not (self.calibrating or self.calibrating_output) \
+                and (self.out_quant is not None or not self.needs_output_calibration):
+            self.weight_deq = None
 
     def start_calibration(self, stage: str) -> None:
         if stage == "input":

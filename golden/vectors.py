@@ -304,31 +304,6 @@ def _pick_positions(available: int, tokens: int) -> list[int]:
     return [int(i) for i in np.linspace(0, available - 1, tokens).round()]
 
 
-def _layer_inputs(model, layer_names: list[str], windows) -> dict[str, tuple[object, list]]:
-    """Each named projection and its inputs on each window, captured by forward hooks in one pass."""
-    import torch
-
-    modules = dict(model.named_modules())
-    found = {}
-    for name in layer_names:
-        if name not in modules:
-            options = [n for n in modules if n.endswith(("_proj",))][:7]
-            raise ValueError(f"no layer {name!r} in the model; e.g. {options}")
-        if not isinstance(modules[name], torch.nn.Linear):
-            raise ValueError(f"{name} is a {type(modules[name]).__name__}, not a Linear projection")
-        found[name] = (modules[name], [])
-    handles = [linear.register_forward_hook(lambda mod, args, out, into=into: into.append(args[0].detach()[0]))
-               for linear, into in found.values()]
-    try:
-        with torch.no_grad():
-            for ids in windows:
-                model(ids.reshape(1, -1))
-    finally:
-        for handle in handles:
-            handle.remove()
-    return found
-
-
 def _synthetic_inputs(layer_name: str, tokens: int, seed: int):
     """Inputs of one projection of the synthetic Llama-2-7B layer, through its norms and MLP."""
     import torch
@@ -384,28 +359,28 @@ def export_layers(*, layers: list[str], tokens: int, outs: list, model: str | No
     :meth:`SpikeQuantLinear.hardware_forward`, the same path the
     hardware-faithful perplexity uses: the file's ``expected`` is what that
     model feeds the rest of the network, including its per-projection choices
-    (:data:`~spikeacc.golden.model.HARDWARE_OVERRIDES`). The configuration
+    (:data:`~spikeacc.golden.network.HARDWARE_OVERRIDES`). The configuration
     ``base`` (default: the ``smollm2`` preset) says the arithmetic, the input
     steps included (default: per-token steps on the grid 2^(−j/4), so each
     neuron holds 4 threshold constants and a token's exponent picks one and a
     scale shift); ``out_policy`` the output ranges (default per channel).
     """
-    from spikeacc.golden.model import load_model
+    from spikeacc.golden.network import gptq_codes, layer_inputs
     from spikeacc.golden.perplexity import default_text, token_splits
-
-    import copy
-
-    from spikeacc.golden.model import network_weights
     from spikeacc.golden.spiking_linear import QuantSpec
+    from spikeacc.golden.stream import streamed_model
 
     _check_export_args(tokens, out_policy)
     base = _export_base(base, out_bits)
-    net, tokenizer, source = load_model(model)
-    calib_windows, eval_windows = token_splits(tokenizer, default_text(), 512)
-    evaluated = _layer_inputs(net, layers, eval_windows[:1])
-    calibration = _layer_inputs(net, layers, calib_windows)
-    # GPTQ codes come from the whole network (cached); the layer's inputs stay the float network's
-    codes = network_weights(copy.deepcopy(net), QuantSpec.from_config(base), calib_windows) or {}
+    net = streamed_model(model)
+    source = net.name
+    calib_windows, eval_windows = token_splits(net.tokenizer, default_text(), 512)
+    inputs = layer_inputs(net, layers, [eval_windows[:1], calib_windows])
+    evaluated = {name: (linear, sets[0]) for name, (linear, sets) in inputs.items()}
+    calibration = {name: (linear, sets[1]) for name, (linear, sets) in inputs.items()}
+    # GPTQ codes of the blocks up to the highest named (cached per block); the layer's inputs stay the float network's
+    top = max(int(name.split(".")[2]) for name in layers)
+    codes = gptq_codes(net, QuantSpec.from_config(base), calib_windows, top)
     paths = []
     for layer, out in zip(layers, outs, strict=True):
         linear, (xs,) = evaluated[layer]
@@ -435,7 +410,7 @@ def _export_base(base, out_bits) -> SpikeConfig:
 def _export_one(layer, linear, x, calib, positions, source, out, base, out_policy, codes=None) -> Path:
     import torch
 
-    from spikeacc.golden.model import HARDWARE_OVERRIDES
+    from spikeacc.golden.network import HARDWARE_OVERRIDES
     from spikeacc.golden.spiking_linear import QuantSpec, SpikeQuantLinear
 
     if linear.bias is not None:

@@ -20,29 +20,32 @@ import torch
 
 
 def main() -> int:
+    import os
+    import tempfile
+
     from spikeacc.config import PRESETS
-    from spikeacc.golden.gptq import gptq_network
-    from spikeacc.golden.model import (HARDWARE_OVERRIDES, PROJECTIONS, calibrate, convert_model, load_model,
-                                       quantized_layers)
+    from spikeacc.golden.checkpoint import Checkpoint, open_checkpoint
+    from spikeacc.golden.network import HARDWARE_OVERRIDES, hardware_network, quantized_layers
     from spikeacc.golden.perplexity import default_text, token_splits
     from spikeacc.golden.spiking_linear import QuantSpec
+    from spikeacc.golden.stream import StreamedLlama
 
     dtype = getattr(torch, sys.argv[1])
     blocks = int(sys.argv[2]) if len(sys.argv) > 2 else 2
     tokens = int(sys.argv[3]) if len(sys.argv) > 3 else 128
-    net, tokenizer, _ = load_model(None, dtype=dtype)
-    net.model.layers = net.model.layers[:blocks]
-    net.config.num_hidden_layers = blocks
-    calib, windows = token_splits(tokenizer, default_text(), 512)
+    checkpoint = Checkpoint(open_checkpoint().folder)
+    checkpoint.config.num_hidden_layers = blocks
+    net = StreamedLlama(checkpoint, dtype)
+    calib, windows = token_splits(net.tokenizer, default_text(), 512)
     spec = QuantSpec.from_config(PRESETS["default"])
-    codes = gptq_network(net, list(calib), spec.w_bits, spec.input_quantizer(), PROJECTIONS)
-    convert_model(net, spec, overrides=HARDWARE_OVERRIDES, weights=codes)
-    calibrate(net, calib)
-    layers = quantized_layers(net)
+    with tempfile.TemporaryDirectory() as empty:   # GPTQ computed here, never read from a cache
+        os.environ["SPIKEACC_CACHE"] = empty
+        hardware = hardware_network(net, spec, calib, overrides=HARDWARE_OVERRIDES)
+    layers = quantized_layers(hardware)
     for module in layers.values():
         module.record = []
     with torch.no_grad():
-        net(windows[0, :tokens][None])
+        hardware(windows[0, :tokens][None])
     digest = hashlib.sha256()
     for name, module in layers.items():
         digest.update(module.w_code.numpy().tobytes())

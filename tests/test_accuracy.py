@@ -7,7 +7,8 @@ import torch
 
 from spikeacc.app.cli import main
 from spikeacc.config import PRESETS
-from spikeacc.golden.model import PROJECTIONS, calibrate, convert_model, load_model, quantized_layers
+from spikeacc.golden.checkpoint import open_checkpoint
+from spikeacc.golden.network import PROJECTIONS, convert_block, hardware_network, quantized_layers
 from spikeacc.golden.output_quant import OutputCalibration, OutputQuant, fire_counts_torch, pow2_steps, threshold_pair
 from spikeacc.golden.perplexity import default_text, row_label, table_rows, token_splits
 from spikeacc.golden.spiking_linear import QuantSpec, SpikeQuantLinear
@@ -16,12 +17,7 @@ from spikeacc.golden.vectors import load_vectors, save_vectors, vectors_from_har
 pytestmark = [pytest.mark.model]
 
 
-def tiny_llama(seed=0):
-    from transformers import LlamaConfig, LlamaForCausalLM
-    torch.manual_seed(seed)
-    cfg = LlamaConfig(hidden_size=64, intermediate_size=128, num_attention_heads=4, num_key_value_heads=2,
-                      num_hidden_layers=2, vocab_size=100)
-    return LlamaForCausalLM(cfg).eval()
+from tiny_models import streamed, tiny_llama_folder
 
 
 def assert_same_counts(expected, got, what):
@@ -32,8 +28,8 @@ def assert_same_counts(expected, got, what):
 
 @pytest.fixture(scope="module")
 def smollm2():
-    net, tok, _ = load_model()
-    calib, windows = token_splits(tok, default_text(), 512)
+    net = streamed(open_checkpoint().folder, blocks=1)   # block 0 alone: what the exported vectors see
+    calib, windows = token_splits(net.tokenizer, default_text(), 512)
     return net, calib, windows
 
 
@@ -45,12 +41,10 @@ def smollm2():
 def test_hardware_faithful_counts_equal_exported_vectors_on_real_layers(tmp_path, smollm2, fields, out_policy):
     """Block 0 of SmolLM2 in the hardware-faithful mode: each projection's counts, exported as a
     vector file and reloaded, equal ``fire_count`` of the file element for element."""
-    import copy
-    fp, calib, windows = smollm2
+    streamed_net, calib, windows = smollm2
     base = PRESETS["smollm2"].replace(max_tokens=24, weight_rounding="rtn", **fields)   # one block: no GPTQ
     spec = QuantSpec.from_config(base, out_policy=out_policy)
-    net = convert_model(copy.deepcopy(fp), spec, layers=[0])
-    calibrate(net, calib[:, :256])
+    net = hardware_network(streamed_net, spec, calib[:, :256])
     layers = quantized_layers(net)
     for m in layers.values():
         m.record = []
@@ -106,18 +100,17 @@ def test_pow2_input_thresholds_are_shifts_of_one_constant_per_neuron():
     assert torch.equal(held.exponent, j.reshape(-1) - oq.j0)
 
 
-def test_tiny_llama_hardware_faithful_end_to_end():
-    model = tiny_llama()
+def test_tiny_llama_hardware_faithful_end_to_end(tmp_path):
+    net = streamed(tiny_llama_folder(tmp_path / "tiny"))
     ids = torch.randint(0, 100, (1, 48))
-    convert_model(model, QuantSpec(out_bits=8), overrides={"mlp.down_proj": {"out_bits": 6}})
-    layers = quantized_layers(model)
-    assert {m.spec.out_bits for n, m in layers.items() if n.endswith("down_proj")} == {6}
+    overrides = {"mlp.down_proj": {"out_bits": 6}}
+    block = convert_block(net.block(0), QuantSpec(out_bits=8), overrides=overrides)
+    assert {m.spec.out_bits for n, m in quantized_layers(block).items() if n.endswith("down_proj")} == {6}
     with pytest.raises(ValueError, match="not calibrated: run calibrate"):
-        model(ids)
-    calibrate(model, [ids[0]])
-    with torch.no_grad():
-        out = model(ids).logits
-    assert torch.isfinite(out).all()
+        block(net.embed(ids), **net.context(net.embed(ids)))
+    hardware = hardware_network(net, QuantSpec(out_bits=8), ids, overrides=overrides)
+    assert all(m.weight_deq is None for m in quantized_layers(hardware).values()), "float copies released"
+    assert torch.isfinite(hardware(ids).logits).all()
 
 
 def test_oracle_needs_no_calibration_and_is_labelled():
@@ -163,7 +156,7 @@ def test_output_range_needs_calibration_tokens():
     (["ppl", "--out-policy", "bogus"], "output policy must be one of"),
     (["ppl", "--out-bits", "9"], "must be an integer in 2..8, got 9"),
     (["ppl", "--out-bits", "x"], "--out-bits takes comma-separated integers"),
-    (["ppl", "--tokens", "0"], "--tokens must be at least one 512-token window, got 0"),
+    (["ppl", "--tokens", "0"], "--tokens must be an integer of at least 16, got 0"),
     (["vectors", "--out", "v.npz", "--out-bits", "12"], "must be an integer in 2..8, got 12"),
     (["vectors", "--out", "v.npz", "--tokens", "0"], "--tokens must be a positive integer, got 0"),
 ])
@@ -213,14 +206,14 @@ def test_cli_bad_input_mode(capsys):
 def test_a_failed_ppl_run_keeps_the_rows_it_finished(tmp_path, monkeypatch):
     """ppl.json is written after every row: a failure in row 2 leaves row 1 on disk."""
     from spikeacc.golden import perplexity as table
-    real, calls = table.perplexity, []
+    real, calls = table.evaluate, []
 
-    def fails_second(net, windows, desc="ppl"):
-        calls.append(desc)
+    def fails_second(net, spec, calib, windows, **kw):
+        calls.append(spec)
         if len(calls) == 2:
             raise RuntimeError("killed in row 2")
-        return real(net, windows[:1, :64], desc)
-    monkeypatch.setattr(table, "perplexity", fails_second)
+        return real(net, spec, calib, windows[:1, :64], **kw)
+    monkeypatch.setattr(table, "evaluate", fails_second)
     with pytest.raises(RuntimeError, match="killed in row 2"):
         table.run_ppl_table(out=tmp_path, tokens=512, rows=[table.FP_ROW, dict(table.FP_ROW)])
     rows = json.loads((tmp_path / "ppl.json").read_text())

@@ -8,18 +8,14 @@ import torch
 
 from spikeacc.config import PRESETS, SpikeConfig
 from spikeacc.golden.integer import fire_count, simulate_ttfs
-from spikeacc.golden.model import PROJECTIONS, calibrate, convert_model, load_model, quantized_layers
+from spikeacc.golden.checkpoint import open_checkpoint
+from spikeacc.golden.network import PROJECTIONS, QuantizedBlocks, convert_block, evaluate, quantized_layers
 from spikeacc.golden.quant import mad_salient, quantize_activation, quantize_weight
 from spikeacc.golden.spiking_linear import QuantSpec, SpikeQuantLinear, ideal_counts, thresholds
 from spikeacc.golden.vectors import LayerVectors, VectorFileError, load_vectors, save_vectors
 
 
-def tiny_llama(seed=0):
-    from transformers import LlamaConfig, LlamaForCausalLM
-    torch.manual_seed(seed)
-    cfg = LlamaConfig(hidden_size=64, intermediate_size=128, num_attention_heads=4, num_key_value_heads=2,
-                      num_hidden_layers=2, vocab_size=100)
-    return LlamaForCausalLM(cfg).eval()
+from tiny_models import streamed, tiny_llama_folder
 
 
 def activations(seed=0, m=16, k=256):
@@ -141,33 +137,31 @@ def test_thresholds_refuse_too_few_fraction_bits():
         thresholds(np.array([10.0]), np.array([[10.0]]), np.array([[1.0]]), np.array([[0.0]]), 0)
 
 
-def test_convert_tiny_llama_all_projections_and_static_calibration():
-    model = tiny_llama()
+def test_convert_tiny_llama_all_projections_and_static_calibration(tmp_path):
+    net = streamed(tiny_llama_folder(tmp_path / "tiny"))
     ids = torch.randint(0, 100, (1, 32))
-    with torch.no_grad():
-        ref = model(ids).logits
-    convert_model(model, QuantSpec(mode="static"))
-    layers = quantized_layers(model)
+    fp = evaluate(net, None, ids, ids)
+    blocks = QuantizedBlocks(net, QuantSpec(mode="static"), ids)
+    converted = [layer for _, layer in blocks]
+    layers = [m for layer in converted for m in quantized_layers(layer).values()]
     assert len(layers) == 2 * len(PROJECTIONS)
-    calibrate(model, [ids[0]])
-    with torch.no_grad():
-        out = model(ids).logits
-    assert out.shape == ref.shape and torch.isfinite(out).all()
+    assert all(float(m.static_hi) > 0 for m in layers), "static ranges calibrated"
+    assert torch.isfinite(torch.tensor(evaluate(net, QuantSpec(mode="static"), ids, ids).ppl)) and fp.ppl > 1
     with pytest.raises(ValueError, match="already converted"):
-        convert_model(model, QuantSpec())
+        convert_block(converted[0], QuantSpec())
 
 
 def test_missing_model_path_is_a_clear_error(tmp_path):
     with pytest.raises(FileNotFoundError, match="does not exist"):
-        load_model(tmp_path / "nope")
+        open_checkpoint(tmp_path / "nope")
     with pytest.raises(FileNotFoundError, match="no config.json"):
-        load_model(tmp_path)
+        open_checkpoint(tmp_path)
 
 
 def test_non_llama_architecture_is_refused(tmp_path):
     (tmp_path / "config.json").write_text(json.dumps({"model_type": "gpt2"}))
     with pytest.raises(ValueError, match="is a 'gpt2' model; spikeacc converts Llama"):
-        load_model(tmp_path)
+        open_checkpoint(tmp_path)
 
 
 def small_vectors(rng):
@@ -264,9 +258,9 @@ def test_third_party_per_token_thresholds_that_vary_are_refused_with_the_fix(tmp
 
 
 def test_a_folder_without_a_tokenizer_says_what_it_needs_in_whole_sentences(tmp_path):
-    tiny_llama().save_pretrained(tmp_path)
+    tiny_llama_folder(tmp_path)
     with pytest.raises(ValueError) as err:
-        load_model(tmp_path)
+        open_checkpoint(tmp_path).tokenizer
     message = str(err.value)
     assert message.startswith(f"cannot load the tokenizer of {tmp_path}: a Llama folder needs tokenizer.json")
     assert message.endswith("tokenizer files found: none") and "\n" not in message
@@ -276,12 +270,12 @@ def test_an_unwritable_model_cache_is_named_before_the_conversion(tmp_path, monk
     """SPIKEACC_CACHE pointing where nothing can be written: one line naming it, before 25 s of work."""
     import time
 
-    from spikeacc.golden import model as model_module
+    from spikeacc.golden import checkpoint
     blocker = tmp_path / "a-file"
     blocker.write_text("")
     monkeypatch.setenv("SPIKEACC_CACHE", str(blocker / "cache"))
-    monkeypatch.setattr(model_module, "_LOADED", {})
+    monkeypatch.setattr(checkpoint, "_OPEN", {})
     t0 = time.perf_counter()
     with pytest.raises(ValueError, match="cannot be written .*; set SPIKEACC_CACHE to a writable folder"):
-        load_model()
+        open_checkpoint()
     assert time.perf_counter() - t0 < 5, "refused only after the conversion"

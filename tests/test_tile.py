@@ -119,7 +119,7 @@ def test_cli_refuses_a_tile_shape_that_does_not_cover_the_layer(tmp_path, capsys
 @pytest.fixture(scope="module")
 def block0_vectors(tmp_path_factory):
     """Real SmolLM2-135M vectors of every projection of decoder block 0, 8 tokens, one pass per mode."""
-    from spikeacc.golden.model import PROJECTIONS
+    from spikeacc.golden.network import PROJECTIONS
     from spikeacc.golden.vectors import export_layers
     exported = {}
 

@@ -1,0 +1,135 @@
+"""The golden Llama computed one decoder block at a time, in float64, from a lazy checkpoint.
+
+:class:`StreamedLlama` holds no decoder block. It hands out one block at a
+time (:meth:`StreamedLlama.block`: read from the checkpoint, made float64),
+and the pieces around the blocks: the embedding (rows gathered, then made
+float64), the rotary tables and causal mask every block of a pass shares
+(:meth:`StreamedLlama.context`), and the final norm and LM head
+(:meth:`StreamedLlama.logits`). Callers keep only the hidden states between
+blocks, for the tokens at hand, and run every window through block *i*
+before reading block *i + 1*: what a pass over the network needs is one
+block of float64 weights, not the model.
+
+Each piece is the transformers module the whole-model path used, with the
+same inputs, so the numbers are the same to the last bit (tested against
+the whole model on SmolLM2): float64 everywhere, RMSNorm's own float32 step
+included, SDPA attention.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from spikeacc.golden.checkpoint import Checkpoint, open_checkpoint
+
+__all__ = ["StreamedLlama", "streamed_model", "run_block"]
+
+HEAD_CHUNK_BYTES = 2 << 30   # an LM head larger than this in float64 is applied in vocabulary chunks
+
+
+class StreamedLlama:
+    """A Llama checkpoint as the blocks, embedding and head a streamed pass needs, float64."""
+
+    def __init__(self, checkpoint: Checkpoint, dtype: torch.dtype = torch.float64):
+        from transformers.models.llama.modeling_llama import LlamaRMSNorm, LlamaRotaryEmbedding
+
+        self.dtype = dtype   # float64: the codes must not depend on the CPU's float32 kernels (float32: a test's control)
+        self.checkpoint = checkpoint
+        self.config = checkpoint.config
+        self.name = checkpoint.name
+        self.rotary = LlamaRotaryEmbedding(config=self.config).to(dtype)
+        self.norm = LlamaRMSNorm(self.config.hidden_size, eps=self.config.rms_norm_eps)
+        self.norm.weight = nn.Parameter(checkpoint.tensor("model.norm.weight").to(dtype), requires_grad=False)
+        self._embedding = checkpoint.tensor("model.embed_tokens.weight")   # as stored: fp16 is 2 bytes a weight
+        self._head = None
+
+    @property
+    def tokenizer(self):
+        return self.checkpoint.tokenizer
+
+    @property
+    def blocks(self) -> int:
+        return self.checkpoint.blocks
+
+    def embed(self, ids: torch.Tensor) -> torch.Tensor:
+        """Token ids [T] or [1, T] -> hidden states [1, T, H], float64."""
+        return self._embedding[ids.reshape(1, -1)].to(self.dtype)
+
+    def block(self, index: int) -> nn.Module:
+        """Decoder block ``index`` with its weights read from the checkpoint, float64, eval mode."""
+        from transformers.models.llama.modeling_llama import LlamaDecoderLayer
+
+        if not 0 <= index < self.blocks:
+            raise ValueError(f"decoder block {index} does not exist; the model has {self.blocks} (0..{self.blocks - 1})")
+        with torch.device("meta"):
+            layer = LlamaDecoderLayer(self.config, index)
+        prefix = f"model.layers.{index}."
+        names = self.checkpoint.block_names(index)
+        state = {n[len(prefix):]: self.checkpoint.tensor(n).to(self.dtype) for n in names}
+        expected = set(layer.state_dict())
+        if set(state) != expected:
+            missing, extra = sorted(expected - set(state)), sorted(set(state) - expected)
+            raise ValueError(f"{self.checkpoint.folder}: decoder block {index} does not match its config "
+                             f"(missing {missing[:3]}, unexpected {extra[:3]})")
+        layer.load_state_dict(state, assign=True)
+        for p in layer.parameters():
+            p.requires_grad_(False)
+        return layer.eval()
+
+    def context(self, hidden: torch.Tensor, cache=None) -> dict:
+        """The keyword arguments every block of one pass gets for ``hidden`` [1, T, H] (as LlamaModel builds them).
+
+        ``cache`` is a transformers ``DynamicCache`` when decoding (positions
+        continue after what it holds); None for a pass over whole windows.
+        """
+        from transformers.masking_utils import create_causal_mask
+
+        past = cache.get_seq_length() if cache is not None else 0
+        position_ids = (torch.arange(hidden.shape[1]) + past).unsqueeze(0)
+        mask = create_causal_mask(config=self.config, inputs_embeds=hidden, attention_mask=None, cache=cache,
+                                  position_ids=position_ids)
+        return dict(attention_mask=mask, position_embeddings=self.rotary(hidden, position_ids=position_ids),
+                    position_ids=position_ids, cache=cache, use_cache=cache is not None)
+
+    def new_cache(self):
+        from transformers import DynamicCache
+
+        return DynamicCache(config=self.config)
+
+    @property
+    def head(self) -> torch.Tensor:
+        """The LM head's weight [V, H] in float64 (the embedding's when tied), read once."""
+        if self._head is None:
+            name = self.checkpoint.head_name
+            source = self._embedding if name == "model.embed_tokens.weight" else self.checkpoint.tensor(name)
+            self._head = source.to(self.dtype)
+        return self._head
+
+    def logits(self, hidden: torch.Tensor) -> torch.Tensor:
+        """Final norm and LM head: hidden [1, T, H] -> logits [1, T, V] (vocabulary chunks if the head is huge)."""
+        normed = self.norm(hidden)
+        head = self.head
+        if head.numel() * head.element_size() <= HEAD_CHUNK_BYTES:
+            return nn.functional.linear(normed, head)
+        rows = max(1, HEAD_CHUNK_BYTES // (head.element_size() * head.shape[1]))
+        return torch.cat([nn.functional.linear(normed, head[i:i + rows]) for i in range(0, head.shape[0], rows)],
+                         dim=-1)
+
+
+def run_block(model: StreamedLlama, layer: nn.Module, states: list[torch.Tensor]) -> list[torch.Tensor]:
+    """Every window's hidden states through one decoder block (no cache: whole windows)."""
+    with torch.no_grad():
+        outputs = [layer(h, **model.context(h)) for h in states]
+    return [o[0] if isinstance(o, tuple) else o for o in outputs]
+
+
+_MODELS: dict[int, StreamedLlama] = {}
+
+
+def streamed_model(path=None) -> StreamedLlama:
+    """The streamed model of the checkpoint at ``path`` (None: the embedded SmolLM2), once per process."""
+    checkpoint = open_checkpoint(path)
+    if id(checkpoint) not in _MODELS:
+        _MODELS[id(checkpoint)] = StreamedLlama(checkpoint)
+    return _MODELS[id(checkpoint)]
