@@ -51,7 +51,7 @@ from tqdm import tqdm
 
 from spikeacc.config import PRESETS, SpikeConfig
 from spikeacc.errors import VerificationFailed
-from spikeacc.golden.network import HARDWARE_OVERRIDES, hardware_network, quantized_layers
+from spikeacc.golden.network import HARDWARE_OVERRIDES, Throttled, hardware_network, quantized_layers
 from spikeacc.golden.perplexity import default_text, perplexity, token_splits
 from spikeacc.golden.spiking_linear import QuantSpec
 from spikeacc.golden.stream import streamed_model
@@ -462,6 +462,8 @@ def generate(net, tokenizer, prompt: str, max_new_tokens: int) -> tuple[str, lis
     ids = tokenizer(prompt, return_tensors="pt").input_ids
     if ids.shape[1] == 0:
         raise ValueError("--prompt is empty after tokenization; give some text")
+    started = time.perf_counter()
+    progress = Throttled()   # a 7B network decodes in seconds per token: a line at least every 10 s
     out = net(ids, use_cache=True)
     new = []
     while len(new) < max_new_tokens:
@@ -469,6 +471,7 @@ def generate(net, tokenizer, prompt: str, max_new_tokens: int) -> tuple[str, lis
         new.append(token)
         if token == tokenizer.eos_token_id or len(new) == max_new_tokens:
             break
+        progress(f"generating: {len(new)}/{max_new_tokens} new tokens, {time.perf_counter() - started:.0f} s")
         out = net(torch.tensor([[token]]), cache=out.cache, use_cache=True)
     return tokenizer.decode(new, skip_special_tokens=True), new
 

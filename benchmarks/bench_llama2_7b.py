@@ -1,6 +1,6 @@
 """Peak memory and time of spikeacc's commands on a Llama-2-7B-shaped checkpoint (the streamed golden model).
 
-    python benchmarks/bench_llama2_7b.py [--folder DIR] [--steps vectors,ppl,run] [--out out/bench_7b]
+    python benchmarks/bench_llama2_7b.py [--folder DIR] [--steps vectors,ppl,run,decode] [--out out/bench_7b]
     python benchmarks/bench_llama2_7b.py --model-default --steps run     # the embedded SmolLM2's main job
 
 Writes the synthetic checkpoint first if ``--folder`` (default
@@ -16,7 +16,10 @@ Steps:
 * ``vectors``: ``spikeacc vectors --model DIR --layer model.layers.0.self_attn.q_proj --tokens 8``
   (GPTQ of block 0, its float inputs, one vector file);
 * ``ppl``: ``spikeacc ppl --model DIR --quick --tokens 128`` (every quick row, GPTQ of all 224 projections);
-* ``run``: ``spikeacc run --model DIR`` (the main job).
+* ``run``: ``spikeacc run --model DIR`` (the main job);
+* ``decode``: ``spikeacc infer --model DIR --golden --max-new-tokens 4`` with round-to-nearest weights
+  (``rtn.json``): the hardware network built (every block calibrated, kept resident as int8 codes)
+  and four tokens decoded; its ``infer.json`` splits set-up and decoding time.
 
 Empty caches: each step gets a fresh ``SPIKEACC_CACHE`` under ``<out>`` unless ``--keep-cache``.
 """
@@ -41,7 +44,9 @@ def commands(model: str | None, out: Path) -> dict[str, list[str]]:
     where = [] if model is None else ["--model", model]
     return {"vectors": ["vectors", *where, "--layer", LAYER, "--tokens", "8", "--out", str(out / "q_proj.npz")],
             "ppl": ["ppl", *where, "--quick", "--tokens", "128", "--out", str(out / "ppl")],
-            "run": ["run", *where, "--out", str(out / "run")]}
+            "run": ["run", *where, "--out", str(out / "run")],
+            "decode": ["infer", *where, "--golden", "--prompt", "The GNU General Public License is",
+                       "--max-new-tokens", "4", "--config", str(out / "rtn.json"), "--out", str(out / "infer")]}
 
 
 def tree_rss(pid: int) -> int:
@@ -96,10 +101,11 @@ def main() -> int:
     ap.add_argument("--keep-cache", action="store_true", help="reuse the user's SPIKEACC_CACHE (warm caches)")
     args = ap.parse_args()
     steps = args.steps.split(",")
-    unknown = set(steps) - {"vectors", "ppl", "run"}
+    unknown = set(steps) - {"vectors", "ppl", "run", "decode"}
     if unknown:
-        ap.error(f"unknown steps {sorted(unknown)}; choose from vectors, ppl, run")
+        ap.error(f"unknown steps {sorted(unknown)}; choose from vectors, ppl, run, decode")
     args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "rtn.json").write_text(json.dumps({"weight_rounding": "rtn"}) + "\n")
     if args.model_default:
         model = None
     else:

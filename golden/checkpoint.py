@@ -159,6 +159,24 @@ class Checkpoint:
     def has(self, name: str) -> bool:
         return name in self.files
 
+    def _located(self, name: str) -> tuple[Path, torch.dtype, list, int]:
+        """Where tensor ``name`` lies: its file, dtype, shape and first byte."""
+        if name not in self.files:
+            raise ValueError(f"{self.folder} has no tensor {name!r}: not a complete Llama checkpoint")
+        path = self.files[name]
+        header = self._header(path)
+        try:
+            info = header[name]
+            dtype, shape, (start, end) = DTYPES[info["dtype"]], list(info["shape"]), info["data_offsets"]
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ValueError(f"cannot load the model at {path}: tensor {name!r} is not described in its header "
+                             f"({first_line(exc)})") from None
+        expected = torch.Size(shape).numel() * torch.empty((), dtype=dtype).element_size()
+        if end - start != expected:
+            raise ValueError(f"cannot load the model at {path}: tensor {name!r} spans {end - start} bytes, its "
+                             f"shape needs {expected}")
+        return path, dtype, shape, header["__offset__"] + start
+
     def tensor(self, name: str) -> torch.Tensor:
         """One tensor as stored (its own dtype), read from its file into memory of its own.
 
@@ -166,26 +184,34 @@ class Checkpoint:
         every page it has touched as resident, and the process would look
         (and, to a memory limit, be) as large as the model.
         """
-        if name not in self.files:
-            raise ValueError(f"{self.folder} has no tensor {name!r}: not a complete Llama checkpoint")
-        path = self.files[name]
-        header = self._header(path)
-        try:
-            info = header[name]
-            dtype, shape, (start, end) = DTYPES[info["dtype"]], info["shape"], info["data_offsets"]
-        except (KeyError, TypeError, ValueError) as exc:
-            raise ValueError(f"cannot load the model at {path}: tensor {name!r} is not described in its header "
-                             f"({first_line(exc)})") from None
-        size = end - start
-        expected = torch.Size(shape).numel() * torch.empty((), dtype=dtype).element_size()
+        path, dtype, shape, offset = self._located(name)
+        size = torch.Size(shape).numel() * torch.empty((), dtype=dtype).element_size()
         buffer = bytearray(size)
         with open(path, "rb") as f:
-            f.seek(header["__offset__"] + start)
+            f.seek(offset)
             got = f.readinto(buffer)
-        if size != expected or got != size:
-            raise ValueError(f"cannot load the model at {path}: tensor {name!r} has {got} of {expected} bytes "
-                             f"(a truncated or damaged file)")
+        if got != size:
+            raise ValueError(f"cannot load the model at {path}: tensor {name!r} has {got} of {size} bytes "
+                             f"(a truncated file)")
         return torch.frombuffer(buffer, dtype=dtype).reshape(shape) if size else torch.empty(shape, dtype=dtype)
+
+    def rows(self, name: str, ids: torch.Tensor) -> torch.Tensor:
+        """Rows ``ids`` of a 2-D tensor, as stored, reading only those rows (the embedding of a few tokens)."""
+        path, dtype, shape, offset = self._located(name)
+        wanted, inverse = torch.unique(ids.reshape(-1), return_inverse=True)
+        width = shape[1] * torch.empty((), dtype=dtype).element_size()
+        buffer = bytearray(width * len(wanted))
+        view = memoryview(buffer)
+        with open(path, "rb") as f:
+            for k, row in enumerate(wanted.tolist()):
+                if not 0 <= row < shape[0]:
+                    raise ValueError(f"token id {row} is outside {name!r}'s {shape[0]} rows")
+                f.seek(offset + row * width)
+                if f.readinto(view[k * width:(k + 1) * width]) != width:
+                    raise ValueError(f"cannot load the model at {path}: tensor {name!r} is truncated")
+        table = torch.frombuffer(buffer, dtype=dtype).reshape(len(wanted), shape[1]) if buffer else \
+            torch.empty(0, shape[1], dtype=dtype)
+        return table[inverse.reshape(ids.shape)]
 
     def block_names(self, index: int) -> list[str]:
         prefix = f"model.layers.{index}."
@@ -219,7 +245,7 @@ class Checkpoint:
         for name in sorted(names):
             t = self.tensor(name).contiguous()
             h.update(f"{name}{t.dtype}{tuple(t.shape)}".encode())
-            h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+            h.update(t.reshape(-1).view(torch.uint8).numpy())   # the buffer itself, not a copy
         return h.hexdigest()
 
     @cached_property

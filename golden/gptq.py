@@ -39,6 +39,7 @@ import torch
 
 from spikeacc.config import code_max
 from spikeacc.golden.quant import WeightQuant
+from spikeacc.golden.stream import release_freed_memory
 
 __all__ = ["gptq_quantize", "search_range", "gptq_block", "apply_codes", "BlockCodeCache", "GPTQ_VERSION"]
 
@@ -48,6 +49,7 @@ BLOCK = 128          # columns updated together (the paper's lazy batch)
 DAMPING = 0.1        # of the mean Hessian diagonal: 1,024 calibration tokens want more than the paper's 0.01
 RANGE_STEPS = 20     # grid of the range search ...
 RANGE_SHRINK = 0.5   # ... from the full min..max down to half of it
+SEARCH_ROWS = 512    # rows searched at once
 
 
 def search_range(w: torch.Tensor, importance: torch.Tensor, bits: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -56,7 +58,16 @@ def search_range(w: torch.Tensor, importance: torch.Tensor, bits: int) -> tuple[
     ``importance`` [K] weighs each column's squared rounding error (the
     Hessian's diagonal). ``p`` runs from 1 down to ``1 − RANGE_SHRINK``; the
     range always includes 0, as :func:`~spikeacc.golden.quant.quantize_weight`'s.
+    Rows are searched ``SEARCH_ROWS`` at a time (each row's search is its
+    own), so its temporaries stay small beside a 7B Hessian.
     """
+    if w.shape[0] > SEARCH_ROWS:
+        parts = [_search_rows(w[i:i + SEARCH_ROWS], importance, bits) for i in range(0, w.shape[0], SEARCH_ROWS)]
+        return torch.cat([step for step, _ in parts]), torch.cat([zero for _, zero in parts])
+    return _search_rows(w, importance, bits)
+
+
+def _search_rows(w: torch.Tensor, importance: torch.Tensor, bits: int) -> tuple[torch.Tensor, torch.Tensor]:
     qmax = code_max(bits)
     lo0, hi0 = w.amin(dim=1).clamp(max=0), w.amax(dim=1).clamp(min=0)
     best = torch.full_like(lo0, float("inf"))
@@ -92,12 +103,13 @@ def gptq_quantize(w: torch.Tensor, hessian: torch.Tensor, bits: int, *, own: boo
     w[:, dead] = 0
     step, zero = search_range(w, torch.diag(h), bits)
     order = torch.argsort(torch.diag(h), descending=True, stable=True)
-    w, h = w[:, order], h[order[:, None], order[None, :]]
+    h = h[order[:, None], order[None, :]]
     h.diagonal().add_(DAMPING * torch.diag(h).mean())
     inverse = torch.linalg.cholesky(h)         # one K×K matrix at a time (970 MB each at K = 11,008)
     del h
     inverse = torch.cholesky_inverse(inverse)
     inverse = torch.linalg.cholesky(inverse, upper=True)
+    w = w[:, order]                            # permuted after the Hessian's copies are gone
     codes = torch.zeros_like(w, dtype=torch.int8)   # |code| ≤ 2^b − 1 ≤ 127
     k = w.shape[1]
     for start in range(0, k, BLOCK):
@@ -118,8 +130,11 @@ def gptq_block(layer, run: Callable[[], object], bits: int, input_quantizer: Cal
     """GPTQ codes of one decoder block's ``projections`` Linears, keyed by their names inside the block.
 
     ``run()`` passes the block's calibration inputs through ``layer`` once;
-    forward hooks collect each projection's Hessian from what the tile would
-    see, ``input_quantizer(x)`` (dequantized activation codes). The block is
+    forward hooks keep what the tile would see, ``input_quantizer(x)``
+    (dequantized activation codes), once per distinct input; each Hessian
+    ``X̃ᵀX̃`` is formed only when its projections are rounded and freed after
+    the last of them (at Llama-2-7B the inputs are 190 MB, the four Hessians
+    1.4 GB). The block is
     changed in place: its projections end with the quantized weights, so the
     caller's next pass feeds the next block what the quantized one produces
     (the paper's sequential procedure). ``keep=False`` frees each float
@@ -128,27 +143,20 @@ def gptq_block(layer, run: Callable[[], object], bits: int, input_quantizer: Cal
     ``done(name)`` is called as each projection's codes are found (progress).
     """
     linears = {name: layer.get_submodule(name) for name in projections}
-    sums: dict[str, torch.Tensor] = {}     # one Hessian per distinct input: q/k/v share one, gate/up another
-    leader: dict[str, str] = {}            # projection -> the first projection that received its input
-    tokens: dict[str, int] = {}
+    inputs: dict[str, list[torch.Tensor]] = {}   # per distinct input (q/k/v share one, gate/up another): x̃ per window
+    leader: dict[str, str] = {}                  # projection -> the first projection that received its input
     last = {"input": None, "leader": None}
 
-    def accumulate(module, args, output, name):
+    def collect(module, args, output, name):
         if args[0] is not last["input"]:
-            x = input_quantizer(args[0].detach().reshape(-1, module.in_features)).double()
-            gram = x.T @ x
-            del x
             leader.setdefault(name, name)
             last.update(input=args[0], leader=leader[name])
-            if name in sums:
-                sums[name] += gram
-            else:
-                sums[name] = gram
-            tokens[name] = tokens.get(name, 0) + args[0].reshape(-1, module.in_features).shape[0]
+            x = input_quantizer(args[0].detach().reshape(-1, module.in_features)).double()
+            inputs.setdefault(name, []).append(x)
         else:
             leader.setdefault(name, last["leader"])
 
-    handles = [m.register_forward_hook(lambda mod, a, o, name=name: accumulate(mod, a, o, name))
+    handles = [m.register_forward_hook(lambda mod, a, o, name=name: collect(mod, a, o, name))
                for name, m in linears.items()]
     try:
         run()
@@ -156,16 +164,25 @@ def gptq_block(layer, run: Callable[[], object], bits: int, input_quantizer: Cal
         for handle in handles:
             handle.remove()
     last.clear()
-    codes = {}
+    codes, hessians = {}, {}
     for name, linear in linears.items():
         group = leader[name]
-        members = [n for n in linears if leader[n] == group and n not in codes]
-        if members == [name]:   # the group's last projection: its Hessian is divided in place, then freed
-            hessian = sums.pop(group).div_(max(tokens[group], 1))
+        if group not in hessians:   # X̃ᵀX̃ summed window by window, formed only when its group is rounded
+            windows = inputs.pop(group)
+            total = None
+            for x in windows:
+                gram = x.T @ x
+                total = gram if total is None else total.add_(gram)
+                del gram
+            hessians[group] = total.div_(max(sum(x.shape[0] for x in windows), 1))
+            del windows
+        if [n for n in linears if leader[n] == group and n not in codes] == [name]:
+            hessian = hessians.pop(group)   # the group's last projection: rounded in place, then freed
         else:
-            hessian = sums[group] / max(tokens[group], 1)
+            hessian = hessians[group].clone()
         quant = gptq_quantize(linear.weight.detach(), hessian, bits, own=True)
         del hessian
+        release_freed_memory()   # the inverted Hessian's gigabyte, back before the next one
         codes[name] = quant
         if done is not None:
             done(name)

@@ -41,11 +41,11 @@ from torch import nn
 from spikeacc.golden.gptq import BlockCodeCache, apply_codes, gptq_block
 from spikeacc.golden.resume import PassCheckpoint, tensor_digest
 from spikeacc.golden.spiking_linear import CALIBRATION_STAGES, QuantSpec, SpikeQuantLinear, calibration_stages
-from spikeacc.golden.stream import StreamedLlama, run_block
+from spikeacc.golden.stream import StreamedLlama, release_freed_memory, run_block
 
 __all__ = ["PROJECTIONS", "HARDWARE_OVERRIDES", "convert_block", "quantized_layers", "QuantizedBlocks", "evaluate",
            "Evaluation", "hardware_network", "HardwareNetwork", "gptq_codes", "layer_inputs", "window_nll",
-           "BlockProgress", "SILU_MIN_X"]
+           "BlockProgress", "Throttled", "SILU_MIN_X"]
 
 PROJECTIONS = ("self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj",
                "mlp.gate_proj", "mlp.up_proj", "mlp.down_proj")
@@ -222,6 +222,7 @@ class QuantizedBlocks:
         """``(index, block)`` from block ``start`` on (a resumed pass: the states were restored)."""
         for index in range(start, self.upto + 1):
             yield index, self.prepare(index, self.model.block(index))
+            release_freed_memory()
 
     def snapshot(self) -> dict:
         """The hidden states this pass carries between blocks (what a resumed pass needs)."""
@@ -356,6 +357,7 @@ def gptq_codes(model: StreamedLlama, spec: QuantSpec, calibration: torch.Tensor,
         step = chain.step(index, layer, last=index == upto)
         codes.update({f"model.layers.{index}.{name}": q for name, q in step.items()})
         del layer
+        release_freed_memory()
         progress.done(index)
     return codes
 
@@ -396,5 +398,7 @@ def layer_inputs(model: StreamedLlama, names: list[str], window_sets: list[torch
         finally:
             for handle in handles:
                 handle.remove()
+        del layer
+        release_freed_memory()
         progress.done(index)
     return found

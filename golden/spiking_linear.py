@@ -357,11 +357,11 @@ class SpikeQuantLinear(nn.Module):
 
     def _accumulate(self, value: torch.Tensor) -> torch.Tensor:
         """Exact ``acc = v @ wᵀ`` in int64 (a float64 matmul where every sum is below 2^53)."""
-        w = self.w_code.to(torch.int64)
+        w = self.w_code   # int8: |code| ≤ 2^b_w − 1, so abs() cannot overflow and double() is exact
         bound = int(value.abs().sum(dim=1).max()) * int(w.abs().max()) if value.numel() else 0
         if bound < 2**53:
             return torch.round(value.double() @ w.double().T).to(torch.int64)
-        return value @ w.T
+        return value @ w.to(torch.int64).T
 
     def hardware_forward(self, x: torch.Tensor) -> HardwareResult:
         """What the tile computes for tokens ``x`` [M, K]: codes, thresholds and spike counts (SPEC §3).

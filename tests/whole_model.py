@@ -3,16 +3,17 @@
 Everything in memory at once, in float64, through transformers' own
 ``LlamaForCausalLM``: GPTQ on the states captured at block 0 and run layer
 by layer, calibration by whole-network passes (one per stage), perplexity
-by whole-network forward calls. Only the per-block arithmetic (GPTQ of one
-block, a projection's conversion) is shared with the streamed path; the
-order and the plumbing are the old ones. For small models only.
+by whole-network forward calls, each projection with its own Hessian. Only
+the arithmetic of one projection (``gptq_quantize``, ``SpikeQuantLinear``)
+is shared with the streamed path; the order and the plumbing are the old
+ones. For small models only.
 """
 
 import math
 
 import torch
 
-from spikeacc.golden.gptq import gptq_block
+from spikeacc.golden.gptq import gptq_quantize
 from spikeacc.golden.network import PROJECTIONS, convert_block, quantized_layers, window_nll
 from spikeacc.golden.spiking_linear import CALIBRATION_STAGES
 
@@ -55,9 +56,26 @@ def gptq_whole(model, windows, spec):
             return [o[0] if isinstance(o, tuple) else o for o in (layer(h, **kwargs) for h in hs)]
 
     codes = {}
+    quantize = spec.input_quantizer()
     for index, layer in enumerate(layers):
-        block = gptq_block(layer, lambda: run(layer, states), spec.w_bits, spec.input_quantizer(), PROJECTIONS)
-        codes.update({f"model.layers.{index}.{n}": q for n, q in block.items()})
+        linears = {name: layer.get_submodule(name) for name in PROJECTIONS}
+        sums = {name: torch.zeros(m.in_features, m.in_features, dtype=torch.float64) for name, m in linears.items()}
+        tokens = dict.fromkeys(linears, 0)
+
+        def accumulate(module, args, output, name):   # each projection its own Hessian, as before
+            x = quantize(args[0].detach().reshape(-1, module.in_features)).double()
+            sums[name] += x.T @ x
+            tokens[name] += x.shape[0]
+
+        handles = [m.register_forward_hook(lambda mod, a, o, name=name: accumulate(mod, a, o, name))
+                   for name, m in linears.items()]
+        run(layer, states)
+        for handle in handles:
+            handle.remove()
+        for name, linear in linears.items():
+            quant = gptq_quantize(linear.weight.detach(), sums[name] / max(tokens[name], 1), spec.w_bits)
+            codes[f"model.layers.{index}.{name}"] = quant
+            linear.weight.data = quant.dequant().to(linear.weight.dtype)
         states = run(layer, states)
     return codes
 
