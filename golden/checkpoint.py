@@ -27,7 +27,7 @@ from pathlib import Path
 
 import torch
 
-__all__ = ["Checkpoint", "open_checkpoint", "default_gguf", "cache_root", "first_line"]
+__all__ = ["Checkpoint", "open_checkpoint", "default_gguf", "cache_root", "check_writable", "first_line"]
 
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 INDEX = "model.safetensors.index.json"
@@ -44,6 +44,16 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 def cache_root() -> Path:
     """Where spikeacc keeps what it derives from a model (``$SPIKEACC_CACHE``, default ~/.cache/spikeacc)."""
     return Path(os.environ.get("SPIKEACC_CACHE", Path.home() / ".cache" / "spikeacc"))
+
+
+def check_writable(root: Path, what: str) -> None:
+    """Refuse, before the work, a cache folder that cannot be written, naming it and the way out."""
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        tempfile.TemporaryFile(dir=root).close()
+    except OSError as exc:
+        raise ValueError(f"the {what} {root} cannot be written ({exc.strerror or exc}); set "
+                         f"SPIKEACC_CACHE to a writable folder") from None
 
 
 def default_gguf() -> Path:
@@ -159,8 +169,8 @@ class Checkpoint:
     def has(self, name: str) -> bool:
         return name in self.files
 
-    def _located(self, name: str) -> tuple[Path, torch.dtype, list, int]:
-        """Where tensor ``name`` lies: its file, dtype, shape and first byte."""
+    def _located(self, name: str) -> tuple[Path, torch.dtype, list, int, int]:
+        """Where tensor ``name`` lies: its file, dtype, shape, first byte and size in bytes."""
         if name not in self.files:
             raise ValueError(f"{self.folder} has no tensor {name!r}: not a complete Llama checkpoint")
         path = self.files[name]
@@ -175,7 +185,7 @@ class Checkpoint:
         if end - start != expected:
             raise ValueError(f"cannot load the model at {path}: tensor {name!r} spans {end - start} bytes, its "
                              f"shape needs {expected}")
-        return path, dtype, shape, header["__offset__"] + start
+        return path, dtype, shape, header["__offset__"] + start, expected
 
     def tensor(self, name: str) -> torch.Tensor:
         """One tensor as stored (its own dtype), read from its file into memory of its own.
@@ -184,8 +194,7 @@ class Checkpoint:
         every page it has touched as resident, and the process would look
         (and, to a memory limit, be) as large as the model.
         """
-        path, dtype, shape, offset = self._located(name)
-        size = torch.Size(shape).numel() * torch.empty((), dtype=dtype).element_size()
+        path, dtype, shape, offset, size = self._located(name)
         buffer = bytearray(size)
         with open(path, "rb") as f:
             f.seek(offset)
@@ -197,7 +206,7 @@ class Checkpoint:
 
     def rows(self, name: str, ids: torch.Tensor) -> torch.Tensor:
         """Rows ``ids`` of a 2-D tensor, as stored, reading only those rows (the embedding of a few tokens)."""
-        path, dtype, shape, offset = self._located(name)
+        path, dtype, shape, offset, _ = self._located(name)
         wanted, inverse = torch.unique(ids.reshape(-1), return_inverse=True)
         width = shape[1] * torch.empty((), dtype=dtype).element_size()
         buffer = bytearray(width * len(wanted))
@@ -239,6 +248,17 @@ class Checkpoint:
     @cached_property
     def _digests(self) -> dict:
         return {}
+
+    def chain(self, blocks: int) -> str:
+        """Digest chain of the embedding and decoder blocks 0..blocks−1 as stored.
+
+        What anything computed after those blocks depends on (GPTQ codes of
+        the next block, a pass's hidden states): a cache key that changes
+        when any weight below changes."""
+        chain = self.digest(["model.embed_tokens.weight"])
+        for index in range(blocks):
+            chain = hashlib.sha256(f"{chain}:{self.digest(self.block_names(index))}".encode()).hexdigest()
+        return chain
 
     def _digest(self, names) -> str:
         h = hashlib.sha256()
@@ -302,24 +322,16 @@ def _gguf_folder(gguf: Path) -> Path:
     cache = gguf_cache_dir(gguf)
     if (cache / "config.json").is_file():
         try:
-            Checkpoint(cache).tensor("model.embed_tokens.weight")
-            _ = Checkpoint(cache).tokenizer
+            converted = Checkpoint(cache)
+            converted.tensor("model.embed_tokens.weight")
+            _ = converted.tokenizer
             return cache
         except (ValueError, FileNotFoundError) as exc:
             print(f"spikeacc: the converted-model cache {cache} does not load ({exc}); rebuilding it",
                   file=sys.stderr)
             shutil.rmtree(cache, ignore_errors=True)
-    _check_writable_cache(cache.parent)   # before the 25-second conversion, not after it
+    check_writable(cache.parent, "converted-model cache")   # before the 25-second conversion, not after it
     return _convert_gguf(gguf, cache)
-
-
-def _check_writable_cache(root: Path) -> None:
-    try:
-        root.mkdir(parents=True, exist_ok=True)
-        tempfile.TemporaryFile(dir=root).close()
-    except OSError as exc:
-        raise ValueError(f"the converted-model cache {root} cannot be written ({exc.strerror or exc}); set "
-                         f"SPIKEACC_CACHE to a writable folder") from None
 
 
 def _convert_gguf(gguf: Path, cache: Path) -> Path:

@@ -30,14 +30,13 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Callable
 
 import torch
 
 from spikeacc.config import code_max
+from spikeacc.golden.checkpoint import cache_root, check_writable
 from spikeacc.golden.quant import WeightQuant
 from spikeacc.golden.stream import release_freed_memory
 
@@ -198,16 +197,12 @@ def apply_codes(linear, quant: WeightQuant) -> None:
     linear.weight.data = quant.dequant().to(linear.weight.dtype)
 
 
-def cache_root() -> Path:
-    return Path(os.environ.get("SPIKEACC_CACHE", Path.home() / ".cache" / "spikeacc")) / "gptq"
-
-
 class BlockCodeCache:
     """GPTQ codes on disk, one file per decoder block, each carrying the key it was computed under.
 
     The key of block *i* names what its codes depend on: the settings,
     the calibration tokens, and a chain of digests of the embedding and
-    blocks 0..i as stored (:meth:`chain`), so a block's codes are reused
+    blocks 0..i as stored (:meth:`~spikeacc.golden.checkpoint.Checkpoint.chain`), so a block's codes are reused
     only for these very weights below it. A run killed during GPTQ keeps
     every finished block; an entry that does not load, or whose stored key
     differs from the one asked for (another model's codes renamed into
@@ -218,20 +213,11 @@ class BlockCodeCache:
         self.key = {**key, "version": GPTQ_VERSION, "bits": bits, "projections": list(projections),
                     "settings": [BLOCK, DAMPING, RANGE_STEPS, RANGE_SHRINK],
                     "calibration": hashlib.sha256(torch.cat([w.reshape(-1) for w in windows]).numpy().tobytes()).hexdigest()}
-        self.root = cache_root()
-
-    @staticmethod
-    def chain(previous: str, block_digest: str) -> str:
-        return hashlib.sha256(f"{previous}:{block_digest}".encode()).hexdigest()
+        self.root = cache_root() / "gptq"
 
     def check_writable(self) -> None:
         """Before the work, not after it: an unwritable cache is named with the way out."""
-        try:
-            self.root.mkdir(parents=True, exist_ok=True)
-            tempfile.TemporaryFile(dir=self.root).close()
-        except OSError as exc:
-            raise ValueError(f"the GPTQ code cache {self.root} cannot be written ({exc.strerror or exc}); set "
-                             f"SPIKEACC_CACHE to a writable folder") from None
+        check_writable(self.root, "GPTQ code cache")
 
     def _entry(self, index: int, chain: str) -> tuple[str, Path]:
         full = json.dumps({**self.key, "block": index, "weights": chain}, sort_keys=True)

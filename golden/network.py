@@ -69,20 +69,21 @@ class BlockProgress:
 
     def __init__(self, what: str, total: int, tokens: int, say: Callable[[str], None] | None = None,
                  every: float = 10.0):
-        self.what, self.total, self.tokens, self.every = what, total, tokens, every
-        self.say = say or (lambda line: print(line, file=sys.stderr, flush=True))
-        self.start = self.last = time.perf_counter()
+        self.what, self.total, self.tokens = what, total, tokens
+        self.throttled = Throttled(say, every)
+        self.start = time.perf_counter()
 
     def done(self, index: int) -> None:
-        now = time.perf_counter()
         finished = index + 1
-        if finished < self.total and now - self.last < self.every:
-            return
-        self.last = now
-        elapsed = now - self.start
+        elapsed = time.perf_counter() - self.start
         eta = elapsed / finished * (self.total - finished)
-        self.say(f"{self.what}: block {finished}/{self.total}, {self.tokens} tokens, {elapsed:.0f} s"
-                 + (f", ETA {eta:.0f} s" if finished < self.total else ""))
+        line = (f"{self.what}: block {finished}/{self.total}, {self.tokens} tokens, {elapsed:.0f} s"
+                + (f", ETA {eta:.0f} s" if finished < self.total else ""))
+        self.throttled(line, force=finished == self.total)
+
+    @property
+    def say(self) -> Callable[[str], None]:
+        return self.throttled.say
 
 
 class Throttled:
@@ -92,9 +93,9 @@ class Throttled:
         self.say = say or (lambda line: print(line, file=sys.stderr, flush=True))
         self.every, self.last = every, time.perf_counter()
 
-    def __call__(self, line: str) -> None:
+    def __call__(self, line: str, force: bool = False) -> None:
         now = time.perf_counter()
-        if now - self.last >= self.every:
+        if force or now - self.last >= self.every:
             self.last = now
             self.say(line)
 
@@ -146,24 +147,16 @@ class GptqChain:
         self.calibration = calibration
         self.cache = BlockCodeCache(spec.weight_key(), list(calibration), spec.w_bits, PROJECTIONS)
         self.cache.check_writable()
-        self.chains = [model.checkpoint.digest(["model.embed_tokens.weight"])]   # chains[i]: below block i
         self.states = None       # the calibration windows entering the next block, once followed
         self.computed = self.reused = 0
         self.say = say
-
-    def _chain(self, index: int) -> str:
-        checkpoint = self.model.checkpoint
-        while len(self.chains) <= index + 1:
-            below = len(self.chains) - 1
-            self.chains.append(BlockCodeCache.chain(self.chains[-1], checkpoint.digest(checkpoint.block_names(below))))
-        return self.chains[index + 1]
 
     def _inputs_of(self, index: int) -> list[torch.Tensor]:
         """The calibration windows entering block ``index``, through the cached blocks below it."""
         states = [self.model.embed(w) for w in self.calibration]
         for below in range(index):
             layer = self.model.block(below)
-            for name, quant in self.cache.load(below, self._chain(below)).items():
+            for name, quant in self.cache.load(below, self.model.checkpoint.chain(below + 1)).items():
                 apply_codes(layer.get_submodule(name), quant)
             states = run_block(self.model, layer, states)
         return states
@@ -173,7 +166,7 @@ class GptqChain:
 
         ``layer`` keeps the quantized weights, unless ``last`` says no block
         follows: then its float weights are freed as they are rounded."""
-        chain = self._chain(index)
+        chain = self.model.checkpoint.chain(index + 1)
         codes = self.cache.load(index, chain)
         if codes is None:
             if self.states is None:

@@ -23,22 +23,13 @@ import torch
 
 from spikeacc.golden.checkpoint import cache_root
 
-__all__ = ["PassCheckpoint", "tensor_digest", "block_chain"]
+__all__ = ["PassCheckpoint", "tensor_digest"]
 
 SAVE_EVERY = 30.0   # seconds of work between two saves: every block at 7B, hardly ever at 135M
 
 
 def tensor_digest(t: torch.Tensor) -> str:
     return hashlib.sha256(t.contiguous().numpy().tobytes()).hexdigest()
-
-
-def block_chain(model, upto: int) -> str:
-    """Digest chain of the embedding and blocks 0..upto−1 as stored (what states after them depend on)."""
-    checkpoint = model.checkpoint
-    chain = checkpoint.digest(["model.embed_tokens.weight"])
-    for index in range(upto):
-        chain = hashlib.sha256(f"{chain}:{checkpoint.digest(checkpoint.block_names(index))}".encode()).hexdigest()
-    return chain
 
 
 class PassCheckpoint:
@@ -58,7 +49,7 @@ class PassCheckpoint:
             return None
         try:
             saved = torch.load(self.path, weights_only=True)
-            if saved.get("key") != self.key or saved.get("chain") != block_chain(self.model, saved["next"]):
+            if saved.get("key") != self.key or saved.get("chain") != self.model.checkpoint.chain(saved["next"]):
                 return None
             return saved
         except Exception:   # noqa: BLE001 - a torn or foreign file is a fresh start, never an error
@@ -72,7 +63,7 @@ class PassCheckpoint:
         from spikeacc import workdirs
 
         buffer = io.BytesIO()
-        torch.save({"key": self.key, "next": next_block, "chain": block_chain(self.model, next_block), **state()},
+        torch.save({"key": self.key, "next": next_block, "chain": self.model.checkpoint.chain(next_block), **state()},
                    buffer)
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)

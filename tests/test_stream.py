@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from spikeacc.config import PRESETS
-from spikeacc.golden.checkpoint import Checkpoint, gguf_cache_dir, default_gguf, open_checkpoint
+from spikeacc.golden.checkpoint import Checkpoint, open_checkpoint
 from spikeacc.golden.network import (HARDWARE_OVERRIDES, QuantizedBlocks, evaluate, gptq_codes, hardware_network,
                                      layer_inputs, quantized_layers)
 from spikeacc.golden.model import write_sentencepiece_tokenizer
