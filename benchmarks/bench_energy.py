@@ -14,7 +14,9 @@ import time
 from pathlib import Path
 
 from spikeacc.config import PRESETS
-from spikeacc.golden.vectors import export_vectors, random_vectors, save_vectors
+from spikeacc.golden.vector_export import export_vectors
+from spikeacc.golden.synthetic_vectors import random_vectors
+from spikeacc.golden.vectors import save_vectors
 from spikeacc.energy.toggles import run_energy
 
 LAYERS = ["self_attn.q_proj", "self_attn.o_proj", "mlp.gate_proj", "mlp.down_proj"]

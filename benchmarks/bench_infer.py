@@ -23,9 +23,10 @@ from pathlib import Path
 import numpy as np
 
 from spikeacc.config import PRESETS
-from spikeacc.golden.vectors import random_vectors
+from spikeacc.golden.synthetic_vectors import random_vectors
 from spikeacc.hw.tile import token_cycles
-from spikeacc.app.infer import TILE_TOKENS, hardware_model, run_infer, run_tile_call, simulator
+from spikeacc.app.infer import hardware_model, run_infer
+from spikeacc.app.tile_calls import TILE_TOKENS, run_tile_call, simulator
 from spikeacc.verif.resident import ResidentSimulator, bank_key
 
 PROMPT = ("The GNU General Public License is a free, copyleft license for software and other kinds of works. "

@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 
 from spikeacc.config import KIRIN_MODE, PRESETS
-from spikeacc.golden.vectors import export_layers
+from spikeacc.golden.vector_export import export_layers
 from spikeacc.energy.toggles import run_energy
 
 MODES = {"spikequant": PRESETS["smollm2"], "kirin": PRESETS["smollm2"].replace(**KIRIN_MODE)}

@@ -15,7 +15,8 @@ from pathlib import Path
 
 from spikeacc.config import PRESETS
 from spikeacc.golden.network import PROJECTIONS
-from spikeacc.golden.vectors import export_layers, load_vectors
+from spikeacc.golden.vector_export import export_layers
+from spikeacc.golden.vectors import load_vectors
 from spikeacc.hw.tile import token_cycles
 from spikeacc.verif.tile_regress import run_tile_regression
 

@@ -28,7 +28,9 @@ from pathlib import Path
 from spikeacc.config import PRESETS, SpikeConfig
 from spikeacc.energy.power import run_power
 from spikeacc.energy.recorded import summarize, vectors_digest, write_recorded
-from spikeacc.golden.vectors import crop_vectors, export_layers, load_vectors, random_vectors, save_vectors
+from spikeacc.golden.synthetic_vectors import crop_vectors, random_vectors
+from spikeacc.golden.vector_export import export_layers
+from spikeacc.golden.vectors import load_vectors, save_vectors
 
 # name -> (mode, projection, variant): the real projection (None), cropped to the default 64×16 tile with P = 4
 # ("64x16"), or seeded random codes with that zero fraction on the projection's own tile (the same netlists): the

@@ -62,7 +62,7 @@ def study(net, eval_windows) -> None:
     for proj in PROJECTIONS:
         name = f"model.layers.0.{proj}"
         linear, ((x,),) = found[name]
-        q = SpikeQuantLinear(linear, QuantSpec())
+        q = SpikeQuantLinear(linear, QuantSpec(weights="rtn", input_step="any"))
         with torch.no_grad():
             aq, acc = q.integer_forward(x[:TOKENS])
         w_scale = q.w_scale.numpy().astype(np.float64)

@@ -19,9 +19,9 @@ import time
 import numpy as np
 
 from spikeacc import workdirs
-from spikeacc.app.infer import TILE_TOKENS, run_tile_call, split_config, split_parts, split_projection
+from spikeacc.app.tile_calls import TILE_TOKENS, run_tile_call, split_config, split_parts, split_projection
 from spikeacc.config import PRESETS
-from spikeacc.golden.vectors import random_vectors
+from spikeacc.golden.synthetic_vectors import random_vectors
 from spikeacc.hw.tile import token_cycles
 
 SHAPES = {"q_proj": (576, 576), "down_proj": (1536, 576)}

@@ -13,7 +13,7 @@ import shutil
 import time
 from pathlib import Path
 
-from spikeacc.golden.vectors import export_vectors
+from spikeacc.golden.vector_export import export_vectors
 from spikeacc.verif.native import run_native
 from spikeacc.verif.tile_regress import run_tile_regression
 

@@ -19,7 +19,9 @@ import time
 from pathlib import Path
 
 from spikeacc.config import PRESETS, SpikeConfig
-from spikeacc.golden.vectors import crop_vectors, export_layers, load_vectors, random_vectors, save_vectors
+from spikeacc.golden.synthetic_vectors import crop_vectors, random_vectors
+from spikeacc.golden.vector_export import export_layers
+from spikeacc.golden.vectors import load_vectors, save_vectors
 from spikeacc.energy.calibration import CALIBRATION_PATH, compare, estimate, fit
 from spikeacc.energy.toggles import run_energy
 from spikeacc.energy.power import run_power

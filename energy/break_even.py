@@ -14,8 +14,8 @@ costs per event the hardware actually has:
 - control: per cycle;
 - weight and threshold memory: exact read counts at the modelled SRAM energy.
 
-Cycles come from the designs' own cycle models (:func:`~spikeacc.hw.tile.tile_cycles`,
-:func:`~spikeacc.hw.mac.mac_cycles`). The costs are fitted by least squares
+Cycles come from the designs' own cycle models (each tile's declared ``cycles``,
+:mod:`spikeacc.hw.registry`). The costs are fitted by least squares
 on every recorded SpikeQuant shape; each shape's error is measured leaving
 that shape out of the fit (:func:`fit`), and it is the model's stated error.
 """
@@ -25,25 +25,10 @@ from __future__ import annotations
 import numpy as np
 
 from spikeacc.config import SpikeConfig
-from spikeacc.verif.tile_harness import DESIGNS as TILE_DESIGNS
+from spikeacc.energy.breakdown import total_pj
+from spikeacc.hw import registry
 
-__all__ = ["DESIGNS", "point_events", "fit", "predict", "break_even_grid"]
-
-DESIGNS = TILE_DESIGNS   # the spiking tile and both MAC tiles
-# (design, role) -> the events whose counts carry its energy; "clock" parts are fitted on the role's clock alone
-PARTS = {
-    ("tile", "PE arithmetic", "clock"): ("pe_cycles",),
-    ("tile", "PE arithmetic", "rest"): ("nonzero_inputs", "neurons"),
-    ("tile", "encoder/queues", "all"): ("inputs", "event_rows"),
-    ("tile", "control", "all"): ("cycles",),
-    ("mac", "PE arithmetic", "clock"): ("pe_cycles",),
-    ("mac", "PE arithmetic", "rest"): ("all_inputs", "neurons"),
-    ("mac", "control", "all"): ("cycles",),
-    ("mac_skip", "PE arithmetic", "clock"): ("pe_cycles",),
-    ("mac_skip", "PE arithmetic", "rest"): ("nonzero_inputs", "zero_inputs", "neurons"),
-    ("mac_skip", "control", "all"): ("cycles",),
-}
-
+__all__ = ["parts", "point_events", "fit", "predict", "break_even_grid"]
 
 def point_events(cfg: SpikeConfig, design: str, nonzero: float, cycles: float) -> dict[str, float]:
     """Event counts per token-layer of ``design`` at ``nonzero`` nonzero inputs per token and ``cycles``."""
@@ -55,7 +40,7 @@ def point_events(cfg: SpikeConfig, design: str, nonzero: float, cycles: float) -
 def memory_pj(cfg: SpikeConfig, design: str, nonzero: float, pj_per_bit: float) -> float:
     """Weight and threshold reads per token-layer: exact counts at the modelled SRAM energy per bit."""
     from spikeacc.energy.power import threshold_word_bits
-    read = nonzero if design in ("tile", "mac_skip") else cfg.in_features
+    read = nonzero if registry.design(design).skip_zeros else cfg.in_features
     return (cfg.out_features * read * cfg.weight_bits + cfg.blocks * threshold_word_bits(cfg, design)) * pj_per_bit
 
 
@@ -84,10 +69,19 @@ def _solve(rows: list[dict], targets: list[float], events: tuple[str, ...]) -> d
         active.pop(int(np.argmin(coef)))
 
 
+def parts() -> dict[tuple[str, str, str], tuple[str, ...]]:
+    """(design, gate role, part) -> the events whose counts carry its energy, from each tile's declaration;
+    a "clock" part is fitted on the role's clock alone."""
+    return {(name, role, part): events for name in registry.tiles()
+            for (role, part), events in registry.design(name).energy.events.items()}
+
+
 def _costs(records: list[dict]) -> dict:
     costs = {}
-    for (design, role, part), events in PARTS.items():
+    for (design, role, part), events in parts().items():
         usable = [r for r in records if design in r["designs"]]
+        if not usable:
+            continue
         costs[design, role, part] = _solve([_point(r, design) for r in usable],
                                            [_target(r, design, role, part) for r in usable], events)
     return costs
@@ -114,11 +108,10 @@ def fit(records: list[dict]) -> dict:
         for design in r["designs"]:
             model = predict(held_out, cfg, design, r["nonzero_per_token"],
                             r["designs"][design]["cycles"] / r["tokens"], r["sram_pj_per_bit"])
-            d = r["designs"][design]
-            measured = d["logic_pj"] + d["weight_memory_pj"] + d["threshold_memory_pj"]
+            measured = total_pj(r["designs"][design])
             row[design] = model / measured - 1
         errors.append(row)
-    worst = max(abs(v) for row in errors for k, v in row.items() if k in DESIGNS)
+    worst = max(abs(v) for row in errors for k, v in row.items() if k in registry.tiles())
     return {"costs": {"|".join(k): v for k, v in costs.items()}, "errors": errors, "worst_error": worst,
             "sram_pj_per_bit": records[0]["sram_pj_per_bit"], "config": records[0]["config"],
             "magnitudes": _magnitudes(records)}
@@ -133,13 +126,19 @@ def _magnitudes(records: list[dict]) -> list[float]:
     return (hist / hist.sum()).tolist()
 
 
+def _token_cycles(cfg: SpikeConfig, name: str, hist: np.ndarray) -> int:
+    """A token's cycles on tile ``name`` when its nonzero mantissas have the magnitudes counted in ``hist``."""
+    row = np.repeat(np.arange(len(hist)), hist)[None, :]
+    return registry.design(name).cycles(cfg, row)[0][0]
+
+
 def break_even_grid(model: dict, ks=(64, 192, 576, 1536), ps=(4, 8, 24, 32), n: int = 576,
                     zero_fractions=tuple(np.round(np.linspace(0.0, 0.95, 20), 3))) -> dict:
     """MAC ÷ spiking (model, against the stronger MAC) over zero fraction for each K and P; break-even points."""
-    from spikeacc.hw.mac import mac_cycles
-    from spikeacc.hw.tile import tile_cycles
-
     costs = {tuple(k.split("|")): v for k, v in model["costs"].items()}
+    fitted = [name for name in registry.tiles() if any(d == name for d, _, _ in costs)]
+    spiking = registry.SPIKING_TILE
+    macs = [name for name in fitted if registry.design(name).is_mac]
     base = SpikeConfig.from_dict(model["config"])
     p_mag = np.asarray(model["magnitudes"])
     curves = {}
@@ -150,13 +149,10 @@ def break_even_grid(model: dict, ks=(64, 192, 576, 1536), ps=(4, 8, 24, 32), n: 
             for z in zero_fractions:
                 nonzero = k * (1 - z)
                 hist = np.round(p_mag * nonzero).astype(int)
-                energy = {"tile": predict(costs, cfg, "tile", nonzero, tile_cycles(cfg, hist)["total"],
-                                          model["sram_pj_per_bit"])}
-                for mac in ("mac", "mac_skip"):
-                    energy[mac] = predict(costs, cfg, mac, nonzero, mac_cycles(cfg, mac == "mac_skip"),
-                                          model["sram_pj_per_bit"])
-                ratios.append(float(min(energy["mac"], energy["mac_skip"]) / energy["tile"]))
-                dense.append(float(energy["mac"] / energy["tile"]))
+                energy = {name: predict(costs, cfg, name, nonzero, _token_cycles(cfg, name, hist),
+                                        model["sram_pj_per_bit"]) for name in fitted}
+                ratios.append(float(min(energy[m] for m in macs) / energy[spiking]))
+                dense.append(float(energy[registry.DENSE_MAC] / energy[spiking]))
             above = [float(z) for z, r in zip(zero_fractions, ratios) if r >= 1.0]
             curves[f"K{k}_P{p}"] = {"k": k, "p": p, "ratios": ratios, "ratios_dense_mac": dense,
                                     "break_even_zero_fraction": above[0] if above else None}

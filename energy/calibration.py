@@ -25,18 +25,20 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from spikeacc.hw import registry
+
 __all__ = ["CALIBRATION_PATH", "fit", "load_calibration", "estimate", "compare"]
 
 CALIBRATION_PATH = Path(__file__).with_name("data") / "gate_calibration.json"
 PE_ROLE = "PE arithmetic"
 
 
-def _gate_roles(power_design: dict, tokens: int) -> dict[str, dict[str, float]]:
+def _gate_roles(design: str, power_design: dict, tokens: int) -> dict[str, dict[str, float]]:
     """Gate-level pJ per role, split into clock and the rest, summed over the run (not per token)."""
-    from spikeacc.energy.power import role_of_module
+    energy = registry.design(design).energy
     roles: dict[str, dict[str, float]] = {}
     for module, classes in power_design["by_module_class_pj"].items():
-        r = roles.setdefault(role_of_module(module), {"clock": 0.0, "rest": 0.0})
+        r = roles.setdefault(energy.module_role(module), {"clock": 0.0, "rest": 0.0})
         r["clock"] += classes["clock"] * tokens
         r["rest"] += sum(v for c, v in classes.items() if c != "clock") * tokens
     return roles
@@ -47,11 +49,11 @@ def fit(energy: dict, power: dict) -> dict:
     if energy["vectors"] != power["vectors"] or energy["config"] != power["config"]:
         raise ValueError("the energy and power runs must use the same vectors and configuration")
     designs = {}
-    for design in ("tile", "mac"):
+    for design in (registry.SPIKING_TILE, registry.DENSE_MAC):
         e, p = energy["designs"][design], power["designs"][design]
         pes = power["config"]["pes"]
         roles = {}
-        for role, gate in _gate_roles(p, power["tokens"]).items():
+        for role, gate in _gate_roles(design, p, power["tokens"]).items():
             toggles = e["toggles_by_gate_role"].get(role, 0)
             per_cycle = gate["clock"] / p["cycles"] / (pes if role == PE_ROLE else 1)
             roles[role] = {"pj_per_toggle": gate["rest"] / toggles if toggles else 0.0,
@@ -83,9 +85,10 @@ def estimate(calibration: dict, design: str, activity: dict, pes: int, tokens: i
 def compare(calibrated: dict, raw_ratio: float, power: dict) -> dict:
     """Errors of the calibrated and the raw toggle model against a gate-level run of the same vectors."""
     from spikeacc.energy.power import memory_total
-    gate = {d: memory_total(power["designs"][d]) for d in ("tile", "mac")}
-    gate_ratio = gate["mac"] / gate["tile"]
-    cal_ratio = calibrated["mac"]["total_pj"] / calibrated["tile"]["total_pj"]
+    spiking, mac = registry.SPIKING_TILE, registry.DENSE_MAC
+    gate = {d: memory_total(power["designs"][d]) for d in (spiking, mac)}
+    gate_ratio = gate[mac] / gate[spiking]
+    cal_ratio = calibrated[mac]["total_pj"] / calibrated[spiking]["total_pj"]
     return {
         "gate_ratio": gate_ratio,
         "calibrated_ratio": cal_ratio,

@@ -25,6 +25,7 @@ import math
 
 import numpy as np
 
+from spikeacc.hw.registry import MAC_ARITHMETIC
 from spikeacc.config import SpikeConfig
 
 __all__ = ["ENERGY_PJ", "add_pj", "mult_pj", "sram_read_pj", "toggle_pj", "op_counts", "op_energy", "PAPER_RATIO"]
@@ -69,7 +70,7 @@ def op_counts(cfg: SpikeConfig, mant: np.ndarray, counts: np.ndarray) -> dict[st
     return {
         "spiking": {"current_add": nonzero * n, "membrane_add": m * n * cfg.window,
                     "fire_subtract": int(counts.sum()) + m * n, "weight_read": nonzero * n},
-        "mac": {"multiply": m * k * n, "accumulate_add": m * k * n, "requant_add": m * n,
+        MAC_ARITHMETIC: {"multiply": m * k * n, "accumulate_add": m * k * n, "requant_add": m * n,
                 "requant_subtract": m * n * cfg.out_bits, "weight_read": m * k * n},
     }
 
@@ -80,7 +81,7 @@ def op_energy(cfg: SpikeConfig, ops: dict[str, dict[str, int]]) -> dict[str, dic
     per_op = {
         "spiking": {"current_add": add_pj(cfg.current_bits), "membrane_add": add_pj(cfg.acc_bits),
                     "fire_subtract": add_pj(cfg.membrane_bits), "weight_read": sram_read_pj(w)},
-        "mac": {"multiply": mult_pj(w, cfg.mantissa_bits), "accumulate_add": add_pj(cfg.acc_bits),
+        MAC_ARITHMETIC: {"multiply": mult_pj(w, cfg.mantissa_bits), "accumulate_add": add_pj(cfg.acc_bits),
                 "requant_add": add_pj(cfg.membrane_bits),
                 "requant_subtract": add_pj(cfg.theta_bits + cfg.out_bits),
                 "weight_read": sram_read_pj(w)},

@@ -29,15 +29,16 @@ from pathlib import Path
 from tqdm import tqdm
 
 from spikeacc.errors import VerificationFailed
+from spikeacc.hw import registry
 from spikeacc.golden.vectors import load_vectors
+from spikeacc.energy.breakdown import GatePower, total_pj
 from spikeacc.energy.gate_power import CLASSES, CLOCK_PERIOD_S, GATED_CELL, GateLevel, gate_energy
 from spikeacc.energy.liberty import DEFAULT_LIBERTY, load_library
 from spikeacc.energy.saif import read_saif
 from spikeacc.verif.results import VectorFileRun
-from spikeacc.verif.tile_harness import DESIGNS as TILE_DESIGNS
 from spikeacc.verif.tile_regress import run_tile_regression, tile_config_for
 
-__all__ = ["PowerResult", "run_power", "sram_pj_per_bit", "ROLE_OF_MODULE", "role_of_module"]
+__all__ = ["PowerResult", "run_power", "sram_pj_per_bit", "role_of_module"]
 
 
 @dataclass(frozen=True)
@@ -51,28 +52,20 @@ class PowerResult(VectorFileRun):
     voltage: float
     node_nm: float
     sram_pj_per_bit: float
-    designs: dict                 # per design: energy by class, role and module; weight reads; netlist, SAIF
+    designs: dict[str, GatePower]  # per design: energy by kind, role and module; memory reads; netlist, SAIF
     ratio_mac_over_spiking: dict | None   # when both designs ran
     opensta: dict | None          # OpenSTA's power of the same netlist and activity, when asked for
 
 SRAM_45NM_PJ_PER_BIT = 10.0 / 64   # Horowitz ISSCC 2014: 8 KB SRAM, 64-bit read, 45 nm, 0.9 V
-
-# module instance (first path element) -> role; anything else is the tile's glue and pipeline
-ROLE_OF_MODULE = (("pe", "PE arithmetic"), ("mac", "PE arithmetic"), ("requant", "PE arithmetic"),
-                  ("queues", "encoder/queues"),
-                  ("sequencer", "control"), ("capture", "control"), ("output_delay", "control"))
-
 
 def sram_pj_per_bit(node_nm: float = 180.0, voltage: float = 1.8) -> float:
     """The cited 45 nm SRAM read energy per bit, scaled to ``node_nm`` and ``voltage``."""
     return SRAM_45NM_PJ_PER_BIT * (node_nm / 45.0) * (voltage / 0.9) ** 2
 
 
-def role_of_module(module: str) -> str:
-    for prefix, role in ROLE_OF_MODULE:
-        if module.split(".")[0].startswith(prefix):
-            return role
-    return "control"   # the tile's own registers: pipeline stages, token, error flag
+def role_of_module(design: str, module: str) -> str:
+    """The gate-level role of instance ``module`` of ``design``, as the design declares it."""
+    return registry.design(design).energy.module_role(module)
 
 
 def _reads(header: dict, nets: list, names: set[str]) -> int:
@@ -85,7 +78,7 @@ def _reads(header: dict, nets: list, names: set[str]) -> int:
     return round(reads)
 
 
-def run_power(vectors_path, *, designs=TILE_DESIGNS, liberty=DEFAULT_LIBERTY, out="out/power",
+def run_power(vectors_path, *, designs=None, liberty=DEFAULT_LIBERTY, out="out/power",
               build_root=None, pes=None, lanes=None, node_nm: float = 180.0, sram: bool = True,
               gated: bool = True, firing: str | None = None) -> PowerResult:
     """Gate-level energy per token-layer for each design; writes power.json and power.md into ``out``.
@@ -96,6 +89,7 @@ def run_power(vectors_path, *, designs=TILE_DESIGNS, liberty=DEFAULT_LIBERTY, ou
     ``gated`` clock-gates every register yosys infers an enable for;
     ``firing`` overrides the vectors' firing unit (``"division"``/``"serial"``).
     """
+    designs = registry.tiles() if designs is None else designs
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     library = load_library(liberty)
@@ -125,31 +119,28 @@ def run_power(vectors_path, *, designs=TILE_DESIGNS, liberty=DEFAULT_LIBERTY, ou
         thresh_pj = thresh_reads * threshold_word_bits(cfg, design) * e_bit
         role_classes: dict[str, dict[str, float]] = {}
         for module, classes in energy["by_module_class"].items():
-            split = role_classes.setdefault(role_of_module(module), dict.fromkeys(CLASSES, 0.0))
+            split = role_classes.setdefault(role_of_module(design, module), dict.fromkeys(CLASSES, 0.0))
             for c, v in classes.items():
                 split[c] += v / tokens
         roles = {role: sum(split.values()) for role, split in role_classes.items()}
-        results[design] = {
-            "cells": gates.netlist.cells, "flip_flops": sum(v for k, v in gates.netlist.cells.items()
-                                                            if k == GATED_CELL or (k in library.cells
-                                                                                        and library.cells[k].ff)),
-            "memories": "sram" if sram else "flops",
-            "enable_flip_flops": gates.netlist.cells.get(GATED_CELL, 0),
-            "area_um2": gates.netlist.area, "cycles": rep.cycles,
-            "by_class_pj": {c: v / tokens for c, v in energy["by_class"].items()},
-            "by_role_pj": roles, "by_role_class_pj": role_classes,
-            "by_module_pj": {m: v / tokens for m, v in energy["by_module"].items()},
-            "by_module_class_pj": {m: {c: v / tokens for c, v in d.items()}
-                                   for m, d in energy["by_module_class"].items()},
-            "logic_pj": energy["total_pj"] / tokens,
-            "logic_without_clock_pj": (energy["total_pj"] - energy["by_class"]["clock"]) / tokens,
-            "weight_reads": reads, "weight_memory_pj": memory_pj / tokens,
-            "threshold_reads": thresh_reads, "threshold_memory_pj": thresh_pj / tokens,
-            "unannotated_pins": energy["unannotated_pins"], "pins": energy["pins"],
-            "saif": str(saif), "netlist": str(gates.netlist.json), "seconds": time.perf_counter() - t0,
-        }
+        cells = gates.netlist.cells
+        results[design] = GatePower(
+            cycles=rep.cycles,
+            by_class_pj={c: v / tokens for c, v in energy["by_class"].items()},
+            by_role_pj=roles, by_role_class_pj=role_classes,
+            logic_pj=energy["total_pj"] / tokens,
+            logic_without_clock_pj=(energy["total_pj"] - energy["by_class"]["clock"]) / tokens,
+            weight_reads=reads, weight_memory_pj=memory_pj / tokens, threshold_memory_pj=thresh_pj / tokens,
+            cells=cells, flip_flops=sum(v for k, v in cells.items()
+                                        if k == GATED_CELL or (k in library.cells and library.cells[k].ff)),
+            enable_flip_flops=cells.get(GATED_CELL, 0), memories="sram" if sram else "flops",
+            area_um2=gates.netlist.area,
+            by_module_pj={m: v / tokens for m, v in energy["by_module"].items()},
+            by_module_class_pj={m: {c: v / tokens for c, v in d.items()} for m, d in energy["by_module_class"].items()},
+            threshold_reads=thresh_reads, unannotated_pins=energy["unannotated_pins"], pins=energy["pins"],
+            saif=str(saif), netlist=str(gates.netlist.json), seconds=time.perf_counter() - t0)
         if opensta is not None:
-            opensta[design] = _opensta(results[design], tokens, library.path, (header, nets))
+            opensta[design] = _opensta(results[design].to_dict(), tokens, library.path, (header, nets))
     result = PowerResult(
         vectors=str(vectors_path), layer=vectors.meta.get("layer"), model=vectors.meta.get("model"),
         shape=tuple(vectors.shape), config=cfg, tokens=tokens, memories="sram" if sram else "flops",
@@ -170,40 +161,37 @@ def _opensta(entry: dict, tokens: int, liberty: Path, saif: tuple[dict, list]) -
     return {"ours_w": ours, "opensta_w": theirs, "ratio": theirs / ours if ours else None, "by_module": rows}
 
 
-MAC_DESIGNS = ("mac", "mac_skip")
-DESIGN_NAMES = {"tile": "spiking", "mac": "MAC", "mac_skip": "zero-skipping MAC"}
-
-
 def mac_ratios(results: dict) -> dict | None:
     """MAC ÷ spiking per MAC design that ran, and against the stronger one (the lower total with memory)."""
-    macs = [d for d in MAC_DESIGNS if d in results]
-    if "tile" not in results or not macs:
+    spiking = registry.spiking_tile().name
+    macs = [d for d in registry.macs() if d in results]
+    if spiking not in results or not macs:
         return None
-    ratios = {d: _ratios(results["tile"], results[d]) for d in macs}
-    strongest = min(macs, key=lambda d: memory_total(results[d]))
+    ratios = {d: _ratios(results[spiking], results[d], spiking, d) for d in macs}
+    strongest = min(macs, key=lambda d: results[d].total_pj)
     return {**ratios[strongest], "against": strongest, "by_design": ratios}
 
 
-def _ratios(s: dict, m: dict) -> dict:
+def _ratios(s: GatePower, m: GatePower, s_name: str, m_name: str) -> dict:
     def pe(d):
-        return d["by_role_pj"].get("PE arithmetic", 0.0)
+        return d.by_role_pj.get("PE arithmetic", 0.0)
 
-    def pe_no_clock(d):
-        return sum(v for mod, cls in d["by_module_class_pj"].items() if role_of_module(mod) == "PE arithmetic"
-                   for c, v in cls.items() if c != "clock")
+    def pe_no_clock(d, name):
+        return sum(v for mod, cls in d.by_module_class_pj.items()
+                   if role_of_module(name, mod) == "PE arithmetic" for c, v in cls.items() if c != "clock")
 
     return {
         "pe_arithmetic": pe(m) / pe(s),
-        "pe_arithmetic_without_clock": pe_no_clock(m) / pe_no_clock(s),
-        "tile_without_clock": m["logic_without_clock_pj"] / s["logic_without_clock_pj"],
-        "tile_with_clock": m["logic_pj"] / s["logic_pj"],
-        "tile_with_clock_and_weight_memory": memory_total(m) / memory_total(s),
+        "pe_arithmetic_without_clock": pe_no_clock(m, m_name) / pe_no_clock(s, s_name),
+        "tile_without_clock": m.logic_without_clock_pj / s.logic_without_clock_pj,
+        "tile_with_clock": m.logic_pj / s.logic_pj,
+        "tile_with_clock_and_weight_memory": m.total_pj / s.total_pj,
     }
 
 
-def memory_total(d: dict) -> float:
+def memory_total(d) -> float:
     """A design's logic plus its modelled weight and threshold memory reads, pJ per token-layer."""
-    return d["logic_pj"] + d["weight_memory_pj"] + d.get("threshold_memory_pj", 0.0)
+    return total_pj(d)
 
 
 def threshold_word_bits(cfg, design: str) -> int:
@@ -213,7 +201,7 @@ def threshold_word_bits(cfg, design: str) -> int:
 
 
 def power_markdown(r: dict) -> str:
-    names = DESIGN_NAMES
+    names = {d: registry.label(d) for d in r["designs"]}
     designs = list(r["designs"])
     head = "| pJ per token-layer | " + " | ".join(names.get(d, d) for d in designs) + " |"
     lines = [f"# Gate-level energy: {r['layer']} ({r['model']}), M×K×N = {'×'.join(map(str, r['shape']))}", "",
@@ -241,14 +229,14 @@ def power_markdown(r: dict) -> str:
         lines.append(f"- {names.get(d, d)}: {roles}; {x['flip_flops']:,} flip-flops, "
                      f"{sum(x['cells'].values()):,} cells, {x['area_um2'] / 1e6:.2f} mm², {x['cycles']:,} cycles")
     if r.get("ratio_mac_over_spiking"):
-        by = r["ratio_mac_over_spiking"].get("by_design", {"mac": r["ratio_mac_over_spiking"]})
+        by = r["ratio_mac_over_spiking"]["by_design"]
         lines += ["", "| MAC ÷ spiking | " + " | ".join(names[d] for d in by) + " |", "|---" * (len(by) + 1) + "|"]
         for key, label in (("pe_arithmetic", "PE arithmetic"), ("pe_arithmetic_without_clock", "PE arithmetic without clock"),
                            ("tile_without_clock", "whole tile without clock"), ("tile_with_clock", "whole tile with clock"),
                            ("tile_with_clock_and_weight_memory", "with clock and modelled weight memory")):
             lines.append(f"| {label} | " + " | ".join(f"{rat[key]:.2f}×" for rat in by.values()) + " |")
         lines += ["", "Above 1 the spiking tile uses less energy. The headline is against the "
-                  f"{names[r['ratio_mac_over_spiking'].get('against', 'mac')]} (the lower energy with memory)."]
+                  f"{names[r['ratio_mac_over_spiking']['against']]} (the lower energy with memory)."]
     if r.get("opensta"):
         lines += ["", "OpenSTA cross-check (combinational power, each leaf module annotated from the SAIF, its "
                   "internal power counted once per transition; `spikeacc.energy.sta_check`): OpenSTA ÷ ours = "

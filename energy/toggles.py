@@ -26,7 +26,8 @@ from spikeacc.energy.op_counts import PAPER_RATIO, op_counts, op_energy, sram_re
 from spikeacc.golden.vectors import load_vectors
 from spikeacc.errors import VerificationFailed
 from spikeacc.energy.calibration import compare, estimate, load_calibration
-from spikeacc.energy.power import role_of_module, threshold_word_bits
+from spikeacc.energy.power import threshold_word_bits
+from spikeacc.hw import registry
 from spikeacc.energy.saif import read_saif
 from spikeacc.verif.results import VectorFileRun
 from spikeacc.verif.tile_harness import CLOCK_PERIOD_NS
@@ -57,47 +58,9 @@ class EnergyResult(VectorFileRun):
 
 CLOCK_PERIOD_S = CLOCK_PERIOD_NS * 1e-9
 
-# (role, pattern on the net name), first match wins; per design.
-ROLES = {
-    "tile": [
-        ("spike/current adders", r"^(shifted|synapse)\d+$|^current"),
-        ("membrane adders", r"^membrane$"),
-        ("threshold/fire", r"^(fire_potential|fire_theta|count|spike_out|can_fire|theta_latched|busy|done|phi|theta)$"),
-        ("encoder/queues", r"^(queue|queued|mag|pos|event|s2_event|k_base|act_)"),
-        ("control", r".*"),
-    ],
-    "mac": [
-        ("MAC multipliers", r"^(product|scaled)\d+$"),
-        ("accumulators", r"^acc$"),
-        ("requantizer", r"^(requant_|held|params|stage_)"),
-        ("control", r".*"),
-    ],
-}
-ROLES["mac_skip"] = ROLES["mac"]
-DATAPATH = {"tile": ("spike/current adders", "membrane adders", "threshold/fire"),
-            "mac": ("MAC multipliers", "accumulators", "requantizer")}
-DATAPATH["mac_skip"] = DATAPATH["mac"]
-
-
-# Parts whose every net has one role, whatever its name (hw/tile_parts.py).
-MODULE_ROLES = {"queues": "encoder/queues", "sequencer": "control", "capture": "control", "output_delay": "control",
-                "requant": "requantizer"}
-
-
 def classify(design: str, name: str, module: str = "top") -> str:
-    """The energy role of net ``name`` in submodule ``module`` of ``design``."""
-    if module in MODULE_ROLES:
-        return MODULE_ROLES[module]
-    for role, pattern in ROLES[design]:
-        if re.search(pattern, name):
-            return role
-    raise AssertionError("the last pattern matches everything")
-
-
-def _multiplier_operands(design, name, cfg):
-    if design != "tile" and re.match(r"^(product|scaled)\d+$", name):
-        return (cfg.weight_bits, cfg.mantissa_bits)
-    return None
+    """The energy role of net ``name`` in submodule ``module`` of ``design``, as the design declares it."""
+    return registry.design(design).energy.net_role(name, module)
 
 
 def activity_energy(design: str, saif_path: Path, cfg) -> dict:
@@ -108,7 +71,8 @@ def activity_energy(design: str, saif_path: Path, cfg) -> dict:
     by_module = defaultdict(float)
     by_gate_role = defaultdict(int)   # the gate-level roles, for the calibrated model
     lane_cycles = threshold_words = 0.0
-    first_pe = "pe0" if design == "tile" else "mac0"
+    roles = registry.design(design).energy
+    first_pe = roles.first_pe
     lane_valid = re.compile(r"^(spikes|inputs)\[\d+\]\.valid$")
     for net in nets:
         if len(net.path) < 2 or net.path[1] != "dut":
@@ -122,11 +86,11 @@ def activity_energy(design: str, saif_path: Path, cfg) -> dict:
         if "$" in net.name or "." in net.name or "[" in net.name or net.name in ("clk", "rst"):
             continue
         role = classify(design, net.name, net.path[2] if len(net.path) > 2 else "top")
-        operands = _multiplier_operands(design, net.name, cfg)
+        operands = (cfg.weight_bits, cfg.mantissa_bits) if roles.is_multiplier(net.name) else None
         pj = net.toggles * toggle_pj("multiplier" if operands else "adder", operands)
         toggles[role] += net.toggles
         energy[role] += pj
-        by_gate_role[role_of_module(net.path[2] if len(net.path) > 2 else "top")] += net.toggles
+        by_gate_role[roles.module_role(net.path[2] if len(net.path) > 2 else "top")] += net.toggles
         module = re.sub(r"\d+$", "", net.path[2]) if len(net.path) > 2 else "top"
         by_module[module] += pj
     weight_bits = lane_cycles * cfg.pes * cfg.weight_bits
@@ -136,8 +100,7 @@ def activity_energy(design: str, saif_path: Path, cfg) -> dict:
             "energy_pj": dict(energy), "by_module_pj": dict(by_module),
             "weight_reads": synapse_ops, "weight_bits_read": int(round(weight_bits)),
             "threshold_bits_read": int(round(threshold_words)) * threshold_word_bits(cfg, design),
-            "rtl_ops": {"current_add": synapse_ops} if design == "tile"
-            else {"multiply": synapse_ops, "accumulate_add": synapse_ops}}
+            "rtl_ops": dict.fromkeys(roles.ops_per_read, synapse_ops)}
 
 
 def run_energy(vectors_path, *, out="out/energy", build_root=None, pes=None, lanes=None,
@@ -158,7 +121,8 @@ def run_energy(vectors_path, *, out="out/energy", build_root=None, pes=None, lan
     cfg = tile_config_for(vectors, pes, lanes)
     m = vectors.shape[0]
     designs = {}
-    for design in tqdm(("tile", "mac"), desc="energy", unit="design", disable=None):
+    spiking, mac = registry.SPIKING_TILE, registry.DENSE_MAC
+    for design in tqdm((spiking, mac), desc="energy", unit="design", disable=None):
         t0 = time.perf_counter()
         saif = out / f"{design}.saif"
         _, rep = run_tile_regression(vectors_path, build_root=build_root, pes=pes, lanes=lanes,
@@ -181,12 +145,12 @@ def run_energy(vectors_path, *, out="out/energy", build_root=None, pes=None, lan
     summary = {}
     for design, d in designs.items():
         e = d["energy_pj"]
-        datapath = sum(e.get(r, 0.0) for r in DATAPATH[design])
+        datapath = sum(e.get(r, 0.0) for r in registry.design(design).energy.datapath)
         logic = sum(v for r, v in e.items() if r != "weight memory reads")
         summary[design] = {"datapath_pj": per_token(datapath), "logic_pj": per_token(logic),
                            "total_pj": per_token(logic + e["weight memory reads"])}
     op_summary = {}
-    for design, key in (("spiking", "tile"), ("mac", "mac")):
+    for design, key in ((registry.SPIKING_ARITHMETIC, spiking), (registry.MAC_ARITHMETIC, mac)):
         e = ops_pj[design]
         op_summary[key] = {"datapath_pj": per_token(sum(v for k, v in e.items() if k != "weight_read")),
                            "total_pj": per_token(sum(e.values()))}
@@ -197,11 +161,11 @@ def run_energy(vectors_path, *, out="out/energy", build_root=None, pes=None, lan
         shape=tuple(vectors.shape), config=cfg, tokens=m, designs=designs, per_token_layer=summary,
         op_counts=ops, op_energy_pj=ops_pj, op_per_token_layer=op_summary,
         ratio_mac_over_spiking={
-            "toggles_datapath": summary["mac"]["datapath_pj"] / summary["tile"]["datapath_pj"],
-            "toggles_logic": summary["mac"]["logic_pj"] / summary["tile"]["logic_pj"],
-            "toggles_total_with_weight_memory": summary["mac"]["total_pj"] / summary["tile"]["total_pj"],
-            "ops_datapath": op_summary["mac"]["datapath_pj"] / op_summary["tile"]["datapath_pj"],
-            "ops_total_with_weight_memory": op_summary["mac"]["total_pj"] / op_summary["tile"]["total_pj"],
+            "toggles_datapath": summary[mac]["datapath_pj"] / summary[spiking]["datapath_pj"],
+            "toggles_logic": summary[mac]["logic_pj"] / summary[spiking]["logic_pj"],
+            "toggles_total_with_weight_memory": summary[mac]["total_pj"] / summary[spiking]["total_pj"],
+            "ops_datapath": op_summary[mac]["datapath_pj"] / op_summary[spiking]["datapath_pj"],
+            "ops_total_with_weight_memory": op_summary[mac]["total_pj"] / op_summary[spiking]["total_pj"],
             "paper": PAPER_RATIO,
         },
         zero_fraction=zero, zero_skipping_saved_pj_per_token_layer=per_token(skip_saved))
@@ -210,9 +174,9 @@ def run_energy(vectors_path, *, out="out/energy", build_root=None, pes=None, lan
         est = {d: estimate(calibration, d, designs[d], cfg.pes, m) for d in designs}
         result = dataclasses.replace(result, calibrated={
             "per_token_layer": est, "fitted_on": calibration["fitted_on"], "checked": calibration.get("checked"),
-            "ratio_mac_over_spiking": est["mac"]["total_pj"] / est["tile"]["total_pj"]})
+            "ratio_mac_over_spiking": est[mac]["total_pj"] / est[spiking]["total_pj"]})
         if power is not None:
-            raw = summary["mac"]["total_pj"] / summary["tile"]["total_pj"]
+            raw = summary[mac]["total_pj"] / summary[spiking]["total_pj"]
             result = dataclasses.replace(result, gate_level={"power_json": str(gate_level),
                                                              **compare(est, raw, power)})
     (out / "energy.json").write_text(json.dumps(result.to_dict(), indent=2) + "\n")
@@ -230,8 +194,9 @@ def _gate_level_run(path: Path, vectors_path) -> dict:
         power = json.loads(path.read_text())
     except (OSError, ValueError) as exc:
         raise ValueError(f"--gate-level {path}: not a readable power.json ({exc})") from None
-    if not {"tile", "mac"} <= set(power.get("designs", {})):
-        raise ValueError(f"--gate-level {path}: needs both designs (spikeacc power --designs tile,mac)")
+    pair = (registry.SPIKING_TILE, registry.DENSE_MAC)
+    if not set(pair) <= set(power.get("designs", {})):
+        raise ValueError(f"--gate-level {path}: needs both designs (spikeacc power --designs {','.join(pair)})")
     if Path(power["vectors"]).resolve() != Path(vectors_path).resolve():
         raise ValueError(f"--gate-level {path} measured {power['vectors']}, not {vectors_path}: "
                          "compare runs of the same vectors")
@@ -240,28 +205,29 @@ def _gate_level_run(path: Path, vectors_path) -> dict:
 
 def _markdown(r: dict) -> str:
     rat = r["ratio_mac_over_spiking"]
-    s, mac = r["per_token_layer"]["tile"], r["per_token_layer"]["mac"]
+    S, M = registry.SPIKING_TILE, registry.DENSE_MAC
+    s, mac = r["per_token_layer"][S], r["per_token_layer"][M]
     lines = [f"# Energy: {r['layer']} ({r['model']}), M×K×N = {'×'.join(map(str, r['shape']))}", "",
              "Per token-layer, 45 nm table (Horowitz ISSCC 2014); see `spikeacc.energy.op_counts`.", "",
              "| | spiking | MAC | MAC ÷ spiking |", "|---|---|---|---|",
              f"| datapath, from toggles (pJ) | {s['datapath_pj']:.1f} | {mac['datapath_pj']:.1f} | {rat['toggles_datapath']:.2f}x |",
              f"| all logic incl. control/encoder, from toggles (pJ) | {s['logic_pj']:.1f} | {mac['logic_pj']:.1f} | {rat['toggles_logic']:.2f}x |",
              f"| total with weight-memory reads, from toggles (pJ) | {s['total_pj']:.1f} | {mac['total_pj']:.1f} | {rat['toggles_total_with_weight_memory']:.2f}x |",
-             f"| datapath, from op counts (pJ) | {r['op_per_token_layer']['tile']['datapath_pj']:.1f} | {r['op_per_token_layer']['mac']['datapath_pj']:.1f} | {rat['ops_datapath']:.2f}x |",
-             f"| total with weight-memory reads, from op counts (pJ) | {r['op_per_token_layer']['tile']['total_pj']:.1f} | {r['op_per_token_layer']['mac']['total_pj']:.1f} | {rat['ops_total_with_weight_memory']:.2f}x |",
+             f"| datapath, from op counts (pJ) | {r['op_per_token_layer'][S]['datapath_pj']:.1f} | {r['op_per_token_layer'][M]['datapath_pj']:.1f} | {rat['ops_datapath']:.2f}x |",
+             f"| total with weight-memory reads, from op counts (pJ) | {r['op_per_token_layer'][S]['total_pj']:.1f} | {r['op_per_token_layer'][M]['total_pj']:.1f} | {rat['ops_total_with_weight_memory']:.2f}x |",
              f"| SpikeQuant paper (op-count estimate) | | | {rat['paper']}x |"]
     if r["calibrated"]:
         cal = r["calibrated"]["per_token_layer"]
         lines.append(f"| **calibrated to gate level** (OSU 0.18 µm, clock and weight memory included) (pJ) | "
-                     f"{cal['tile']['total_pj']:.1f} | {cal['mac']['total_pj']:.1f} | "
+                     f"{cal[S]['total_pj']:.1f} | {cal[M]['total_pj']:.1f} | "
                      f"{r['calibrated']['ratio_mac_over_spiking']:.2f}x |")
     lines.append("")
     g = r["gate_level"]
     if g:
         lines += [f"Gate level (`{g['power_json']}`, same vectors): MAC ÷ spiking = {g['gate_ratio']:.2f}x with "
                   f"clock and weight memory. Error of the calibrated model: {g['calibrated_ratio_error']:+.0%} "
-                  f"on the ratio, {g['calibrated_energy_error']['tile']:+.0%} (spiking) and "
-                  f"{g['calibrated_energy_error']['mac']:+.0%} (MAC) on energy; the raw 45 nm toggle model's "
+                  f"on the ratio, {g['calibrated_energy_error'][S]:+.0%} (spiking) and "
+                  f"{g['calibrated_energy_error'][M]:+.0%} (MAC) on energy; the raw 45 nm toggle model's "
                   f"ratio ({g['raw_toggle_ratio']:.2f}x) is off by {g['raw_toggle_ratio_error']:+.0%}.", ""]
     elif r["calibrated"] and r["calibrated"].get("checked"):
         c = r["calibrated"]["checked"]
@@ -287,7 +253,7 @@ def _plot(r: dict, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(7.5, 4.5))
-    names = {"tile": "spiking (ACC)", "mac": "MAC baseline"}
+    names = {registry.SPIKING_TILE: "spiking (ACC)", registry.DENSE_MAC: "MAC baseline"}
     colors = {"weight memory reads": "0.75", "control": "tab:olive", "encoder/queues": "tab:cyan",
               "spike/current adders": "tab:green", "membrane adders": "tab:blue", "threshold/fire": "tab:purple",
               "MAC multipliers": "tab:red", "accumulators": "tab:orange", "requantizer": "tab:brown"}
@@ -301,10 +267,10 @@ def _plot(r: dict, path: Path) -> None:
             seen.add(role)
             bottom += v
     ax.set_xticks(range(len(r["designs"])), [names[d] for d in r["designs"]])
-    ax.set_ylabel("pJ per token-layer (toggles × 45 nm per-bit energy)")
+    ax.set_ylabel("pJ per token-layer\n(toggles × 45 nm per-bit energy)")
     # the papers' op-count method, not a measurement: no clock, no registers (gate level: `spikeacc power`)
-    ax.set_title(f"{r['layer']}: the papers' op-count method (45 nm per-bit table on RTL toggles; "
-                 "no clock or registers; not gate level)", fontsize=8)
+    ax.set_title(f"{r['layer']}: the papers' op-count method\n"
+                 "(45 nm per-bit table on RTL toggles; no clock or registers; not gate level)", fontsize=8)
     ax.legend(fontsize=6, loc="upper left", bbox_to_anchor=(1.0, 1.0))
     fig.tight_layout()
     fig.savefig(path, dpi=110)

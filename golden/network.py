@@ -29,15 +29,14 @@ streamed once, during calibration.
 from __future__ import annotations
 
 import math
-import sys
 import time
 from dataclasses import dataclass, field
 from types import SimpleNamespace
-from typing import Callable
 
 import torch
 from torch import nn
 
+from spikeacc.golden.progress import BlockProgress, Throttled
 from spikeacc.golden.gptq import BlockCodeCache, apply_codes, gptq_block
 from spikeacc.golden.resume import PassCheckpoint, tensor_digest
 from spikeacc.golden.spiking_linear import CALIBRATION_STAGES, QuantSpec, SpikeQuantLinear, calibration_stages
@@ -45,7 +44,7 @@ from spikeacc.golden.stream import StreamedLlama, release_freed_memory, run_bloc
 
 __all__ = ["PROJECTIONS", "HARDWARE_OVERRIDES", "convert_block", "quantized_layers", "QuantizedBlocks", "evaluate",
            "Evaluation", "hardware_network", "HardwareNetwork", "gptq_codes", "layer_inputs", "window_nll",
-           "BlockProgress", "Throttled", "SILU_MIN_X"]
+           "SILU_MIN_X"]
 
 PROJECTIONS = ("self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj",
                "mlp.gate_proj", "mlp.up_proj", "mlp.down_proj")
@@ -57,47 +56,6 @@ PROJECTIONS = ("self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self
 # −4 60.6, −2 58.4, x* 55.8, −0.5 65.8 PPL.
 SILU_MIN_X = -1.2785
 HARDWARE_OVERRIDES = {"mlp.gate_proj": {"out_floor": SILU_MIN_X}}
-
-
-class BlockProgress:
-    """``what: block i/n, T tokens, elapsed, ETA`` lines for a pass over the blocks.
-
-    A line at least every ``every`` seconds and at the last block, to ``say``
-    (default stderr), so a log file of a 7B run shows it moving without a
-    line per block of a small model.
-    """
-
-    def __init__(self, what: str, total: int, tokens: int, say: Callable[[str], None] | None = None,
-                 every: float = 10.0):
-        self.what, self.total, self.tokens = what, total, tokens
-        self.throttled = Throttled(say, every)
-        self.start = time.perf_counter()
-
-    def done(self, index: int) -> None:
-        finished = index + 1
-        elapsed = time.perf_counter() - self.start
-        eta = elapsed / finished * (self.total - finished)
-        line = (f"{self.what}: block {finished}/{self.total}, {self.tokens} tokens, {elapsed:.0f} s"
-                + (f", ETA {eta:.0f} s" if finished < self.total else ""))
-        self.throttled(line, force=finished == self.total)
-
-    @property
-    def say(self) -> Callable[[str], None]:
-        return self.throttled.say
-
-
-class Throttled:
-    """``say``, at most once every ``every`` seconds: progress inside a block, silent where blocks are quick."""
-
-    def __init__(self, say: Callable[[str], None] | None = None, every: float = 10.0):
-        self.say = say or (lambda line: print(line, file=sys.stderr, flush=True))
-        self.every, self.last = every, time.perf_counter()
-
-    def __call__(self, line: str, force: bool = False) -> None:
-        now = time.perf_counter()
-        if force or now - self.last >= self.every:
-            self.last = now
-            self.say(line)
 
 
 def quantized_layers(module: nn.Module) -> dict[str, SpikeQuantLinear]:

@@ -39,22 +39,10 @@ import torch
 from spikeacc.config import check_out_bits, code_max
 from spikeacc.golden.steps import asym_params, pow2_steps
 
-__all__ = ["OUT_POLICIES", "INPUT_STEPS", "OutputCalibration", "OutputQuant", "TokenThresholds", "threshold_pair", "pow2_steps",
-           "step_grid", "fire_counts_torch"]
+__all__ = ["OUT_POLICIES", "OutputCalibration", "OutputQuant", "TokenThresholds", "threshold_pair", "pow2_steps",
+           "fire_counts_torch"]
 
 OUT_POLICIES = ("channel", "tensor", "oracle")
-# How the per-token activation step is chosen in dynamic mode: any float step (Θ reloaded
-# per token), or on the grid 2^(−j/R) (Θ is one of R per-neuron constants, shifted).
-INPUT_STEPS = ("any", "pow2", "pow2/2", "pow2/4")
-
-
-def step_grid(input_step: str) -> int | None:
-    """R of an input-step policy: steps on the grid ``2^(−j/R)`` (``pow2`` is R = 1); None for ``any``."""
-    if input_step == "any":
-        return None
-    return int(input_step.partition("/")[2] or 1)
-
-
 RANKS_KEPT = 8  # extreme values per channel kept during calibration (for clipped ranges)
 
 

@@ -18,9 +18,9 @@ import torch
 from tqdm import tqdm
 
 from spikeacc import workdirs
-from spikeacc.config import MODES, PRESETS, SpikeConfig, check_out_bits
+from spikeacc.config import MODES, PRESETS, SpikeConfig, check_out_bits, step_grid
 from spikeacc.golden.network import HARDWARE_OVERRIDES, evaluate, window_nll
-from spikeacc.golden.output_quant import INPUT_STEPS, check_policy
+from spikeacc.golden.output_quant import check_policy
 from spikeacc.golden.spiking_linear import QuantSpec
 from spikeacc.golden.stream import streamed_model
 
@@ -61,16 +61,22 @@ def perplexity(model, windows: torch.Tensor, desc: str = "ppl") -> float:
     return math.exp(nll / count)
 
 
-INPUT_MODES = ("static", "dynamic", "dynamic-pow2", "dynamic-pow2/4")
+# The activation-step policies of the table's rows, in the configuration's one vocabulary
+# (spikeacc.config.GOLDEN_INPUT_STEPS): one step per tensor, any float step per token (golden-only),
+# per-token steps on the grids 2^(−j) and 2^(−j/4).
+INPUTS = ("static", "any", "pow2", "pow2/4")
 
 
-def _input_mode(name: str) -> dict:
-    """``static``, ``dynamic`` or ``dynamic-<input_step>`` as QuantSpec fields."""
-    mode, _, step = name.partition("-")
-    if mode not in ("static", "dynamic") or (mode == "static" and step) or (step and step not in INPUT_STEPS):
-        raise ValueError(f"input mode must be static, dynamic or dynamic-<step> with <step> in "
-                         f"{list(INPUT_STEPS[1:])}, got {name!r}")
-    return dict(mode=mode, input_step=step) if step else dict(mode=mode)
+def _input(step: str) -> dict:
+    """A row's step policy: ``input_step`` in the configuration's vocabulary, and its ``mode`` (for labels)."""
+    step_grid(step)
+    return dict(mode="static" if step == "static" else "dynamic", input_step=step)
+
+
+def step_label(row: dict) -> str:
+    """How a row's step policy reads in tables and plots: static, dynamic (any float step), dynamic-<grid>."""
+    step = row.get("input_step") or "any"
+    return "static" if row["mode"] == "static" else "dynamic" if step == "any" else f"dynamic-{step}"
 
 
 FLOAT_BITS = 16   # a row's width of 16 means "left in float" (FP16-class), not a quantizer width
@@ -108,7 +114,7 @@ def hardware_rows(config: SpikeConfig) -> list[dict]:
 
 
 def table_rows(quick: bool = False, full: bool = False, out_bits=(4, 6, 8),
-               out_policies=("channel", "tensor"), inputs=INPUT_MODES,
+               out_policies=("channel", "tensor"), inputs=INPUTS,
                config: SpikeConfig = PRESETS["default"]) -> list[dict]:
     """The configurations of the table.
 
@@ -131,11 +137,11 @@ def table_rows(quick: bool = False, full: bool = False, out_bits=(4, 6, 8),
     arithmetic = dict(w_bits=config.w_bits, a_bits=config.a_bits, kappa=config.kappa, e_max=config.shift_max,
                       frac_bits=config.frac_bits, weights=weights)
     sq = dict(method="spikequant", **arithmetic)
-    modes = {name: _input_mode(name) for name in inputs}
+    modes = {name: _input(name) for name in inputs}
     w_only = [dict(method="rtn", w_bits=config.w_bits, a_bits=FLOAT_BITS, mode="none", weights=w)
               for w in dict.fromkeys(("rtn", weights))]
     rows = [FP_ROW, *w_only,
-            dict(method="rtn", w_bits=config.w_bits, a_bits=config.a_bits, mode="dynamic")]
+            dict(method="rtn", w_bits=config.w_bits, a_bits=config.a_bits, **_input("any"))]
     rows += [dict(sq, **i) for i in modes.values()]
     hw = dict(overrides="silu-floor")
     # the same spikes; outliers as integers (SPEC §4)
@@ -153,19 +159,19 @@ def table_rows(quick: bool = False, full: bool = False, out_bits=(4, 6, 8),
         widths = out_bits if policy == "channel" or full else (min(out_bits), top)
         rows += [dict(sq, **i, **hw, out_bits=b, out_policy=policy) for i in modes.values()
                  for b in sorted(set(widths))]
-    plain = [modes[n] for n in ("static", "dynamic") if n in modes]
+    plain = [modes[n] for n in ("static", "any") if n in modes]
     if "channel" in out_policies:
         rows += [dict(sq, **i, out_bits=top, out_policy="channel") for i in plain]             # no floor
-        if "dynamic" in modes:
-            rows += [dict(sq, **modes["dynamic"], **hw, out_bits=top, out_policy="channel", out_clip=2)]
-        if "dynamic-pow2" in modes:                                                           # widths
-            rows += [dict(sq, **modes["dynamic-pow2"], out_bits=6, out_policy="channel", overrides="mixed")]
+        if "any" in modes:
+            rows += [dict(sq, **modes["any"], **hw, out_bits=top, out_policy="channel", out_clip=2)]
+        if "pow2" in modes:                                                                   # widths
+            rows += [dict(sq, **modes["pow2"], out_bits=6, out_policy="channel", overrides="mixed")]
     rows += [dict(sq, **i, **hw, out_bits=top, out_policy="oracle") for i in plain]
     rows += rtn_hw
     if full:
         rows += [dict(method="rtn", w_bits=config.w_bits, a_bits=FLOAT_BITS, mode="none", w_group=64),
-                 dict(sq, mode="static", w_group=64), dict(sq, mode="dynamic", w_group=64)]
-        rows += [dict(method="spikequant", w_bits=b, a_bits=b, mode="dynamic") for b in (2, 3, 5, 6, 8)]
+                 dict(sq, **_input("static"), w_group=64), dict(sq, **_input("any"), w_group=64)]
+        rows += [dict(method="spikequant", w_bits=b, a_bits=b, **_input("any")) for b in (2, 3, 5, 6, 8)]
     return rows
 
 
@@ -187,7 +193,7 @@ def row_label(row: dict) -> str:
     if row.get("weights", "rtn") != "rtn":
         text += f" {row['weights'].upper()}"
     if row["mode"] != "none":
-        text += f" {row['mode']}" + (f"-{row['input_step']}" if row.get("input_step", "any") != "any" else "")
+        text += f" {step_label(row)}"
     if row.get("w_group"):
         text += f" pow2-groups/{row['w_group']}"
     if row.get("out_bits"):
@@ -210,9 +216,9 @@ def _spec(row) -> QuantSpec:
                      kappa=row.get("kappa", QuantSpec.kappa), e_max=row.get("e_max", QuantSpec.e_max),
                      frac_bits=row.get("frac_bits", QuantSpec.frac_bits),
                      a_bits=None if row["a_bits"] == FLOAT_BITS else row["a_bits"],
-                     mode="dynamic" if row["mode"] == "none" else row["mode"], w_group=row.get("w_group"),
-                     out_bits=row.get("out_bits"), out_policy=row.get("out_policy", "channel"),
-                     input_step=row.get("input_step", "any"), out_clip=row.get("out_clip", 0),
+                     input_step="static" if row["mode"] == "static" else row.get("input_step") or "any",
+                     w_group=row.get("w_group"), out_bits=row.get("out_bits"),
+                     out_policy=row.get("out_policy", "channel"), out_clip=row.get("out_clip", 0),
                      outlier_bits=row.get("outlier_bits", QuantSpec.outlier_bits),
                      weights=row.get("weights", "rtn"), out_margin=row.get("out_margin", QuantSpec.out_margin))
 
@@ -239,7 +245,7 @@ def unseen_windows(tokenizer, text: str, tokens: int, window: int = WINDOW) -> t
 
 def run_ppl_table(model: str | None = None, text: str | None = None, out: str | Path = "out/ppl",
                   tokens: int = 2048, quick: bool = False, full: bool = False, out_bits=(4, 6, 8),
-                  out_policies=("channel", "tensor"), inputs=INPUT_MODES, rows: list[dict] | None = None,
+                  out_policies=("channel", "tensor"), inputs=INPUTS, rows: list[dict] | None = None,
                   config: SpikeConfig = PRESETS["default"], eval_text: str | None = None) -> list[dict]:
     """Evaluate every row (default: :func:`table_rows` of ``config``); print the table, save ``ppl.json`` and ``ppl.png``.
 
@@ -276,7 +282,7 @@ def run_ppl_table(model: str | None = None, text: str | None = None, out: str | 
                           what=row_label(row))
         ppl = result.ppl
         if row["method"] == "spikequant" and row["w_bits"] == config.w_bits and not row.get("w_group") \
-                and not row.get("out_bits") and row.get("input_step", "any") == "any":
+                and not row.get("out_bits") and row.get("input_step", "any") in ("static", "any"):
             per_layer[row["mode"]] = {name: {"salient_ratio": round(v["salient"] / v["elements"], 5) if v["elements"] else 0.0,
                                              "zero_ratio": round(v["zeros"] / v["elements"], 5) if v["elements"] else 0.0}
                                       for name, v in result.layers.items()}
@@ -327,13 +333,12 @@ def _plot(results, path: Path, meta) -> None:
     ax1.set_yscale("log")
     ax1.set_ylabel("perplexity (log)")
     ax1.set_title("input-only (outputs float)")
-    for mode, style in (("static", "o-"), ("dynamic", "s-"), ("dynamic-pow2", "^-"), ("dynamic-pow2/4", "v-")):
+    for mode, style in zip(map(step_label, map(_input, INPUTS)), ("o-", "s-", "^-", "v-")):
         for policy, color in (("channel", "tab:green"), ("tensor", "tab:red")):
             pts = sorted((r["out_bits"], r["ppl"]) for r in results
                          if r.get("out_bits") and r.get("out_policy") == policy
                          and r.get("overrides") == "silu-floor" and not r.get("out_clip")
-                         and (r["mode"] + (f"-{r['input_step']}" if r.get("input_step") not in (None, "any")
-                                           else "")) == mode)
+                         and step_label(r) == mode)
             if pts:
                 ax2.plot([b for b, _ in pts], [p for _, p in pts], style, color=color, label=f"{mode}, {policy}")
     for r in results:

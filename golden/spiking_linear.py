@@ -11,10 +11,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from spikeacc.config import WEIGHT_ROUNDINGS, SpikeConfig, check_out_bits, code_max
+from spikeacc.config import (KIRIN_MODE, PRESETS, WEIGHT_ROUNDINGS, SpikeConfig, check_out_bits, check_outlier_bits,
+                             code_max, step_grid)
 from spikeacc.golden.integer import accumulate
-from spikeacc.golden.output_quant import (INPUT_STEPS, OutputCalibration, OutputQuant, TokenThresholds,
-                                          check_policy, fire_counts_torch, step_grid, threshold_pair)
+from spikeacc.golden.output_quant import (OutputCalibration, OutputQuant, TokenThresholds, check_policy,
+                                          fire_counts_torch, threshold_pair)
 from spikeacc.golden.quant import (ActQuant, WeightQuant, mad_salient, quantize_activation, quantize_weight,
                                    quantize_weight_pow2_groups)
 
@@ -28,52 +29,58 @@ METHODS = ("fp", "rtn", "spikequant", "kirin")
 CALIBRATION_STAGES = ("input", "output")
 
 
+_DEFAULT = PRESETS["default"]   # QuantSpec's defaults: the configuration's own, not a second set
+
+
 @dataclass(frozen=True)
 class QuantSpec:
     """How one projection is quantized. ``a_bits=None`` leaves activations in float (W-only).
 
-    ``out_bits=None`` returns the output in float (input-only quantization, the
-    fake-quant rows). An integer ``out_bits`` is the hardware-faithful mode: the
-    projection returns ``Δ_i·(n_i − z_y,i)`` with ``n_i`` the tile's spike count,
-    ``out_policy`` saying where Δ comes from (see ``golden/output_quant.py``),
-    ``out_clip`` how many extreme calibration tokens per channel the range drops,
-    and ``input_step`` whether dynamic per-token steps are any float (``any``:
-    thresholds reloaded per token), powers of two (``pow2``: a shift), or on the
-    grid ``2^(−j/R)`` (``pow2/2``, ``pow2/4``: one of R constants, shifted).
-    ``method="kirin"`` keeps the salient values as signed ``outlier_bits``
-    integers with one power-of-two shift per token (Kirin's W4A4&8, SPEC §4)
-    instead of SpikeQuant's 5-bit mantissa with a shift per element.
+    Widths, the salient rule, the step policy and the weight rounding are the
+    configuration's (:meth:`from_config`; the defaults are the default
+    configuration's). ``out_bits=None`` returns the output in float (input-only
+    quantization, the fake-quant rows). An integer ``out_bits`` is the
+    hardware-faithful mode: the projection returns ``Δ_i·(n_i − z_y,i)`` with
+    ``n_i`` the tile's spike count. ``input_step`` is the configuration's
+    vocabulary (:data:`spikeacc.config.INPUT_STEPS`: ``static``, one step per
+    tensor, or per-token steps on the grid ``2^(−j/R)``). ``method="kirin"``
+    keeps the salient values as signed ``outlier_bits`` integers with one
+    power-of-two shift per token (Kirin's W4A4&8, SPEC §4) instead of
+    SpikeQuant's 5-bit mantissa with a shift per element.
+
+    Golden-only policies, which no tile implements and the rows that use them
+    are labelled: the method ``fp``/``rtn`` baselines, ``input_step="any"`` (a
+    float step per token), ``w_group`` (power-of-two weight groups), and where
+    the output range comes from (``out_policy`` — see ``golden/output_quant.py``
+    — ``out_clip``, ``out_margin``, ``out_floor``).
     """
 
     method: str = "spikequant"
-    w_bits: int = 4
-    a_bits: int | None = 4
-    mode: str = "dynamic"
-    kappa: float = 6.0
-    e_max: int = 7
-    w_group: int | None = None  # power-of-two group steps (float path only; see quantize_weight_pow2_groups)
+    w_bits: int = _DEFAULT.w_bits
+    a_bits: int | None = _DEFAULT.a_bits
+    input_step: str = _DEFAULT.input_step
+    kappa: float = _DEFAULT.kappa
+    e_max: int = _DEFAULT.shift_max
     out_bits: int | None = None
-    exponent_headroom: int = 2   # with pow2 steps: a token's step may exceed the calibrated largest by 2^H
+    exponent_headroom: int = _DEFAULT.exponent_headroom  # pow2 steps: a token's may exceed the calibrated largest by 2^H
+    frac_bits: int = _DEFAULT.frac_bits
+    outlier_bits: int = KIRIN_MODE["outlier_bits"]
+    weights: str = _DEFAULT.weight_rounding
+    # golden-only
+    w_group: int | None = None  # power-of-two group steps (float path only; see quantize_weight_pow2_groups)
     out_policy: str = "channel"
     out_clip: int = 0
     out_margin: float = 1 / 16   # headroom of a calibrated output range, a fraction of its span per side
     out_floor: float | None = None  # lowest output the range must cover (e.g. where SiLU is already ~0)
-    frac_bits: int = 16
-    input_step: str = "any"
-    outlier_bits: int = 8
-    weights: str = "rtn"
 
     def __post_init__(self):
         if self.method not in METHODS:
             raise ValueError(f"method must be one of {METHODS}, got {self.method!r}")
         if self.weights not in WEIGHT_ROUNDINGS:
             raise ValueError(f"weights must be one of {list(WEIGHT_ROUNDINGS)}, got {self.weights!r}")
-        if self.mode not in ("dynamic", "static"):
-            raise ValueError(f"mode must be 'dynamic' or 'static', got {self.mode!r}")
-        if not (isinstance(self.outlier_bits, int) and 2 <= self.outlier_bits <= 16):
-            raise ValueError(f"outlier_bits must be an integer in 2..16, got {self.outlier_bits!r}")
-        if self.input_step not in INPUT_STEPS:
-            raise ValueError(f"input_step must be one of {list(INPUT_STEPS)}, got {self.input_step!r}")
+        step_grid(self.input_step)   # one of the configuration's steps, or the golden-only "any"
+        if self.method == "kirin":
+            check_outlier_bits(self.outlier_bits, self.a_bits or _DEFAULT.a_bits)
         if self.out_bits is not None:
             check_out_bits(self.out_bits)
             check_policy(self.out_policy)
@@ -83,37 +90,39 @@ class QuantSpec:
                 raise ValueError("hardware-faithful outputs need quantized weights and activations")
 
     @property
+    def mode(self) -> str:
+        """``static`` (one activation step per tensor, calibrated) or ``dynamic`` (a step per token)."""
+        return "static" if self.input_step == "static" else "dynamic"
+
+    @property
     def hardware_faithful(self) -> bool:
         return self.out_bits is not None
 
     @property
     def step_grid(self) -> int | None:
-        """R when dynamic input steps lie on the grid ``2^(−j/R)``; None otherwise."""
-        return step_grid(self.input_step) if self.mode == "dynamic" else None
+        """R when per-token input steps lie on the grid ``2^(−j/R)``; None for static or any steps."""
+        return step_grid(self.input_step)
 
     def replace(self, **changes) -> "QuantSpec":
         return dataclasses.replace(self, **changes)
 
     @classmethod
-    def from_config(cls, cfg: SpikeConfig, *, hardware_faithful: bool = True, mode: str | None = None,
-                    input_step: str | None = None, out_policy: str = "channel", **evaluation) -> "QuantSpec":
+    def from_config(cls, cfg: SpikeConfig, *, hardware_faithful: bool = True, input_step: str | None = None,
+                    **golden_only) -> "QuantSpec":
         """How the golden model quantizes a projection that a tile of configuration ``cfg`` computes.
 
-        Every width, the salient rule and the input steps come from ``cfg``
-        (SpikeQuant or Kirin by its ``outlier_bits``, static or a power-of-two
-        grid by its ``input_step``); only what the configuration does not say is
-        chosen here: the output-range policy (default per channel), float
-        outputs with ``hardware_faithful=False`` (the input-only rows), and
-        ``mode``/``input_step`` to evaluate a step policy the tile does not
-        implement (labelled golden-only rows).
+        Every width, the salient rule, the weight rounding and the step policy
+        come from ``cfg`` (SpikeQuant or Kirin by its ``outlier_bits``); only
+        what the configuration does not say is chosen here: float outputs with
+        ``hardware_faithful=False`` (the input-only rows), ``input_step`` to
+        evaluate a step policy the tile does not implement (``any``: labelled
+        golden-only rows), and the golden-only output-range fields.
         """
-        if mode is None:
-            mode, input_step = ("static", "any") if cfg.input_step == "static" else ("dynamic", cfg.input_step)
-        return cls(method=cfg.mode, w_bits=cfg.w_bits, a_bits=cfg.a_bits, mode=mode, kappa=cfg.kappa,
-                   e_max=cfg.shift_max, frac_bits=cfg.frac_bits, input_step=input_step, out_policy=out_policy,
+        return cls(method=cfg.mode, w_bits=cfg.w_bits, a_bits=cfg.a_bits, input_step=input_step or cfg.input_step,
+                   kappa=cfg.kappa, e_max=cfg.shift_max, frac_bits=cfg.frac_bits,
                    out_bits=cfg.out_bits if hardware_faithful else None, exponent_headroom=cfg.exponent_headroom,
                    outlier_bits=cfg.outlier_bits if cfg.kirin else cls.outlier_bits,
-                   weights=cfg.weight_rounding, **evaluation)
+                   weights=cfg.weight_rounding, **golden_only)
 
     def input_quantizer(self):
         """``x [T, K] -> x̃``: the activations a projection of this spec computes with, dequantized.

@@ -28,7 +28,7 @@ meta       str      []      JSON: model, layer, token positions, config, scales,
 :func:`load_vectors` checks every one of these and explains a violation, and
 recomputes ``acc`` and ``expected`` from the inputs. A file with no spikeacc
 ``config`` in ``meta`` (another quantizer's) is accepted and its configuration
-derived from the arrays (:func:`derive_config`); such a file may leave out
+derived from the arrays (:func:`~spikeacc.golden.third_party.derive_config`); such a file may leave out
 ``exponent`` when its ``theta``/``phi`` are one row, or one row per token that
 repeats the same constant per neuron (a static step).
 
@@ -48,12 +48,11 @@ from pathlib import Path
 import numpy as np
 
 from spikeacc import workdirs
-from spikeacc.config import PRESETS, SpikeConfig
+from spikeacc.config import SpikeConfig
+from spikeacc.errors import VectorFileError
 from spikeacc.golden.integer import accumulate, check_codes, fire_count, thresholds_for_tokens
 
-__all__ = ["LayerVectors", "crop_vectors", "load_vectors", "save_vectors", "export_vectors", "export_layers", "derive_config",
-           "VectorFileError",
-           "vectors_from_hardware", "random_vectors"]
+__all__ = ["LayerVectors", "load_vectors", "save_vectors", "VectorFileError"]
 
 SCHEMA = {
     "w": (np.int8, 2), "mant": (np.int8, 2), "shift": (np.uint8, 2), "theta": (np.int64, 2),
@@ -61,10 +60,6 @@ SCHEMA = {
     "acc": (np.int64, 2), "expected": (np.int64, 2), "meta": (None, 0),
 }
 OPTIONAL = {"meta", "exponent"}   # a third-party file without them: see load_vectors
-
-
-class VectorFileError(ValueError):
-    """A vector file breaks the contract; the message says which array and how."""
 
 
 @dataclass
@@ -122,10 +117,12 @@ def load_vectors(path: str | Path, config: dict | None = None) -> LayerVectors:
 
     A file whose ``meta`` carries no spikeacc ``config`` (written by another
     quantizer, or with no ``meta`` at all) is accepted: its configuration is
-    derived from the arrays (see :func:`derive_config`), with ``config`` (a
+    derived from the arrays (see :func:`~spikeacc.golden.third_party.derive_config`), with ``config`` (a
     dict of SpikeConfig fields) for what the arrays cannot say. A file that
     carries its own configuration refuses a second one.
     """
+    from spikeacc.golden.third_party import constant_thresholds, derive_config
+
     path = Path(path)
     if path.is_dir():
         raise VectorFileError(f"vector file {path} is a directory")
@@ -168,7 +165,7 @@ def load_vectors(path: str | Path, config: dict | None = None) -> LayerVectors:
         raise VectorFileError(f"{path}: no tokens ('mant' has shape {arrays['mant'].shape}); a regression of "
                               f"nothing proves nothing")
     if "exponent" not in arrays:
-        arrays.update(_constant_thresholds(path, arrays["theta"], arrays["phi"], arrays["mant"].shape[0]))
+        arrays.update(constant_thresholds(path, arrays["theta"], arrays["phi"], arrays["mant"].shape[0]))
     v = LayerVectors(meta=meta, frac_bits=int(arrays.pop("frac_bits")), out_bits=int(arrays.pop("out_bits")),
                      **arrays)
     try:
@@ -194,55 +191,6 @@ def load_vectors(path: str | Path, config: dict | None = None) -> LayerVectors:
         raise VectorFileError(f"{path}: 'meta' must hold a valid 'config': {exc}") from None
     _validate(path, v, cfg)
     return v
-
-
-def _constant_thresholds(path, theta: np.ndarray, phi: np.ndarray, tokens: int) -> dict:
-    """A file without ``exponent``: one row of constants, or per-token rows that repeat one (a static step)."""
-    if theta.shape != phi.shape:
-        raise VectorFileError(f"{path}: 'theta' has shape {theta.shape} but 'phi' has shape {phi.shape}")
-    if theta.shape[0] not in (1, tokens):
-        raise VectorFileError(f"{path}: without an 'exponent' array, 'theta' must be one row [1, N] or one row "
-                              f"per token [{tokens}, N]; it has shape {theta.shape}")
-    varies = np.argwhere((theta != theta[:1]).any(axis=0) | (phi != phi[:1]).any(axis=0))
-    if len(varies):
-        n = int(varies[0][0])
-        raise VectorFileError(
-            f"{path}: 'theta'/'phi' of neuron {n} change from token to token; the tile holds per-neuron constants "
-            f"and takes each token's step as an exponent: give 'theta' and 'phi' as constants [R, N] and an "
-            f"'exponent' array [M] (see the vector format in docs/user-guide.md)")
-    return {"theta": theta[:1].copy(), "phi": phi[:1].copy(), "exponent": np.zeros(tokens, dtype=np.int64)}
-
-
-def derive_config(v: LayerVectors, fields: dict | None = None) -> SpikeConfig:
-    """The narrowest configuration that holds a third-party file's arrays.
-
-    K, N and M come from the shapes, ``frac_bits`` and ``out_bits`` from the
-    file, ``w_bits``/``a_bits`` from the largest code magnitudes (at least 2),
-    salient handling and ``e_max`` from the shifts, the input steps from the
-    threshold rows and exponents (one row and no exponent: static; R rows: the
-    grid 2^(−j/R)); P and L are adapted to the
-    shape from the ``smollm2`` preset. ``fields`` (``--config``: a JSON object of
-    SpikeConfig fields, e.g. ``{"kappa": 5, "pes": 4}``) win over all of it.
-    """
-    from spikeacc.config import unsigned_bits_for
-
-    m, k = v.mant.shape
-    n = v.w.shape[0]
-    wmax = int(np.abs(v.w.astype(np.int64)).max(initial=0))
-    mmax = int(np.abs(v.mant.astype(np.int64)).max(initial=0))
-    smax = int(v.shift.max(initial=0)) if v.shift.size else 0
-    base = PRESETS["smollm2"]
-    rows = v.theta.shape[0]
-    steps = {1: "pow2" if v.exponent.any() else "static", 2: "pow2/2", 4: "pow2/4"}
-    if rows not in steps:
-        raise VectorFileError(f"'theta' has {rows} rows of constants; the tile holds 1, 2 or 4 per neuron "
-                              f"(steps per tensor, or on the grids 2^(-j), 2^(-j/2), 2^(-j/4))")
-    derived = base.replace(input_step=steps[rows],
-        w_bits=max(2, unsigned_bits_for(wmax)), a_bits=max(2, unsigned_bits_for(mmax)),
-        salient=smax > 0, e_max=smax if smax > 0 else base.e_max, salient_cap=None,
-        frac_bits=v.frac_bits, out_bits=v.out_bits, max_tokens=max(m, 1),
-    ).for_layer(k, n)
-    return SpikeConfig.from_dict({**derived.to_dict(), **(fields or {})})
 
 
 def _first_difference(a: np.ndarray, b: np.ndarray) -> str | None:
@@ -296,250 +244,3 @@ def _validate(path, v: LayerVectors, cfg: SpikeConfig) -> None:
     if diff:
         raise VectorFileError(f"{path}: 'expected' is not clamp(floor((⌊2^F·acc/2^s⌋ + Φ)/Θ)) {diff}; "
                               f"regress such a file with the golden counts, or fix the exporter")
-
-
-def _pick_positions(available: int, tokens: int) -> list[int]:
-    if tokens > available:
-        raise ValueError(f"asked for {tokens} tokens but only {available} are available")
-    return [int(i) for i in np.linspace(0, available - 1, tokens).round()]
-
-
-def _synthetic_inputs(layer_name: str, tokens: int, seed: int):
-    """Inputs of one projection of the synthetic Llama-2-7B layer, through its norms and MLP."""
-    import torch
-
-    from spikeacc.golden.model import synthetic_activations, synthetic_llama2_layer
-
-    layer, cfg = synthetic_llama2_layer(seed)
-    part = layer_name.split(".")[-1]
-    modules = {"q_proj": layer.self_attn.q_proj, "k_proj": layer.self_attn.k_proj,
-               "v_proj": layer.self_attn.v_proj, "o_proj": layer.self_attn.o_proj,
-               "gate_proj": layer.mlp.gate_proj, "up_proj": layer.mlp.up_proj, "down_proj": layer.mlp.down_proj}
-    if part not in modules:
-        raise ValueError(f"--llama2-shape takes a projection name ending in one of {sorted(modules)}")
-
-    def inputs(n, s):
-        hidden = synthetic_activations(n, cfg.hidden_size, seed=s)
-        with torch.no_grad():
-            if part in ("q_proj", "k_proj", "v_proj", "o_proj"):
-                return layer.input_layernorm(hidden)
-            normed = layer.post_attention_layernorm(hidden)
-            if part == "down_proj":
-                return layer.mlp.act_fn(layer.mlp.gate_proj(normed)) * layer.mlp.up_proj(normed)
-            return normed
-
-    return modules[part], inputs(tokens, seed + 1), inputs(64, seed + 2)
-
-
-def export_vectors(*, layer: str, tokens: int, out: str | Path, model: str | None = None,
-                   llama2_shape: bool = False, seed: int = 0, base: SpikeConfig | None = None,
-                   out_policy: str = "channel", out_bits: int | None = None) -> Path:
-    """Quantize one layer on real (or synthetic 7B-shaped) activations and write its vectors.
-
-    See :func:`export_layers`; ``llama2_shape`` takes a projection of the
-    seeded synthetic Llama-2-7B decoder layer instead of the model's.
-    """
-    if not llama2_shape:
-        return export_layers(layers=[layer], tokens=tokens, outs=[out], model=model, base=base,
-                             out_policy=out_policy, out_bits=out_bits)[0]
-    _check_export_args(tokens, out_policy)
-    linear, x, calib_x = _synthetic_inputs(layer, tokens, seed)
-    source = f"synthetic Llama-2-7B decoder layer (seed {seed})"
-    return _export_one(layer, linear, x, [calib_x], list(range(tokens)), source, out,
-                       _export_base(base, out_bits), out_policy)
-
-
-def export_layers(*, layers: list[str], tokens: int, outs: list, model: str | None = None,
-                  base: SpikeConfig | None = None, out_policy: str = "channel",
-                  out_bits: int | None = None) -> list[Path]:
-    """Quantize several projections of one model on real activations; one model load, one pass.
-
-    Each layer is calibrated alone on the calibration tokens (its inputs taken
-    from the float network), then run through
-    :meth:`SpikeQuantLinear.hardware_forward`, the same path the
-    hardware-faithful perplexity uses: the file's ``expected`` is what that
-    model feeds the rest of the network, including its per-projection choices
-    (:data:`~spikeacc.golden.network.HARDWARE_OVERRIDES`). The configuration
-    ``base`` (default: the ``smollm2`` preset) says the arithmetic, the input
-    steps included (default: per-token steps on the grid 2^(−j/4), so each
-    neuron holds 4 threshold constants and a token's exponent picks one and a
-    scale shift); ``out_policy`` the output ranges (default per channel).
-    """
-    from spikeacc.golden.network import gptq_codes, layer_inputs
-    from spikeacc.golden.perplexity import default_text, token_splits
-    from spikeacc.golden.spiking_linear import QuantSpec
-    from spikeacc.golden.stream import streamed_model
-
-    _check_export_args(tokens, out_policy)
-    base = _export_base(base, out_bits)
-    net = streamed_model(model)
-    source = net.name
-    calib_windows, eval_windows = token_splits(net.tokenizer, default_text(), 512)
-    inputs = layer_inputs(net, layers, [eval_windows[:1], calib_windows])
-    evaluated = {name: (linear, sets[0]) for name, (linear, sets) in inputs.items()}
-    calibration = {name: (linear, sets[1]) for name, (linear, sets) in inputs.items()}
-    # GPTQ codes of the blocks up to the highest named (cached per block); the layer's inputs stay the float network's
-    top = max(int(name.split(".")[2]) for name in layers)
-    codes = gptq_codes(net, QuantSpec.from_config(base), calib_windows, top)
-    paths = []
-    for layer, out in zip(layers, outs, strict=True):
-        linear, (xs,) = evaluated[layer]
-        positions = _pick_positions(xs.shape[0], tokens)
-        paths.append(_export_one(layer, linear, xs[positions], calibration[layer][1], positions, source, out,
-                                 base, out_policy, codes.get(layer)))
-    return paths
-
-
-def _check_export_args(tokens, out_policy) -> None:
-    from spikeacc.golden.output_quant import check_policy
-
-    if isinstance(tokens, bool) or not isinstance(tokens, int) or tokens < 1:
-        raise ValueError(f"--tokens must be a positive integer, got {tokens!r}")
-    if check_policy(out_policy) == "oracle":
-        raise ValueError("--out-policy oracle takes each token's output range from the output itself, which no "
-                         "tile can know before it fires: it is a golden-only bound (spikeacc ppl), not exported")
-
-
-def _export_base(base, out_bits) -> SpikeConfig:
-    from spikeacc.config import check_out_bits
-
-    base = base or PRESETS["smollm2"]
-    return base if out_bits is None else base.replace(out_bits=check_out_bits(out_bits))
-
-
-def _export_one(layer, linear, x, calib, positions, source, out, base, out_policy, codes=None) -> Path:
-    import torch
-
-    from spikeacc.golden.network import HARDWARE_OVERRIDES
-    from spikeacc.golden.spiking_linear import QuantSpec, SpikeQuantLinear
-
-    if linear.bias is not None:
-        raise ValueError(f"{layer} has a bias; the vector contract covers bias-free Llama projections")
-    n_out, k_in = linear.weight.shape
-    cfg = base.replace(max_tokens=max(len(positions), 1)).for_layer(k_in, n_out)
-    projection = ".".join(layer.split(".")[-2:])
-    spec = QuantSpec.from_config(cfg, out_policy=out_policy).replace(**HARDWARE_OVERRIDES.get(projection, {}))
-    if codes is None:   # a layer outside the network GPTQ saw (the synthetic 7B layer): round to nearest
-        spec = spec.replace(weights="rtn")
-    q = SpikeQuantLinear(linear, spec, codes)
-    q.calibrate_on(calib)
-    with torch.no_grad():
-        hw = q.hardware_forward(x)
-    meta = {"model": source, "layer": layer, "token_positions": positions, "input_step": cfg.input_step,
-            "out_policy": out_policy, "out_floor": spec.out_floor, "pow2_j0": q.out_quant.j0,
-            "reference_exponent": q.out_quant.reference_exponent, "weights": spec.weights}
-    path = save_vectors(out, vectors_from_hardware(cfg, q, hw, meta))
-    load_vectors(path)  # what we write must pass our own contract
-    return path
-
-
-def vectors_from_hardware(cfg: SpikeConfig, q, hw, meta: dict) -> LayerVectors:
-    """The contract arrays of one :class:`~spikeacc.golden.spiking_linear.HardwareResult`."""
-    held = hw.thresholds
-    theta, phi, exponent = held.theta.numpy().copy(), held.phi.numpy().copy(), held.exponent.numpy().copy()
-    if theta.shape[0] != cfg.threshold_grid:
-        raise ValueError(f"these thresholds have {theta.shape[0]} rows per neuron, the tile holds "
-                         f"{cfg.threshold_grid} (input_step {cfg.input_step!r}): a per-token threshold is a "
-                         f"golden-only evaluation")
-    if theta.max() > cfg.theta_max:
-        raise ValueError(f"threshold Θ = {int(theta.max())} exceeds {cfg.theta_bits} bits: lower frac_bits")
-    acc = hw.acc.numpy()
-    w = q.w_code.numpy()
-    mant, shift = hw.act.mantissa.numpy(), hw.act.shift.numpy()
-    if not np.array_equal(acc, accumulate(w, mant, shift)):
-        raise AssertionError("torch and numpy accumulators disagree")  # golden self-check, never a user error
-    x_step = hw.act.step.double().numpy()
-    meta = {**meta, "config": cfg.to_dict(), "salient_ratio": float(hw.act.salient.float().mean()),
-            "zero_ratio": float((hw.act.mantissa == 0).float().mean()),
-            "scales": {"w_scale": q.w_scale.double().numpy().tolist(), "x_step": np.ravel(x_step).tolist(),
-                       "out_step": np.ravel(hw.out_step.numpy()).tolist(),
-                       "out_zero": np.ravel(hw.out_zero.numpy()).tolist()}}
-    v = LayerVectors(w=w.astype(np.int8), mant=mant.astype(np.int8), shift=shift.astype(np.uint8),
-                     theta=theta, phi=phi, exponent=exponent, frac_bits=cfg.frac_bits, out_bits=cfg.out_bits,
-                     acc=acc, expected=np.zeros_like(acc), meta=meta)
-    v.expected = v.golden_counts()
-    if not np.array_equal(v.expected, hw.counts.numpy()):
-        raise AssertionError("torch and numpy fire counts disagree")
-    return v
-
-
-def _range_thresholds(cfg: SpikeConfig, acc: np.ndarray) -> dict:
-    """Constants [R, N] and exponents [M] that spread each token's accumulators over the output range.
-
-    The per-token output step Δ/(s_w·s_x) a token needs is its accumulator
-    spread over 2^b_out − 1; the tile offers the steps ``ref·2^(d/R)``, so each
-    token takes the smallest that covers it (d = R·s + r, clamped to the
-    configuration's range; static steps: one step for all tokens). Neurons get
-    slightly different constants and the zero point sits mid-range.
-    """
-    import torch
-
-    from spikeacc.golden.output_quant import threshold_pair
-
-    rows, n = cfg.threshold_grid, acc.shape[1]
-    spread = np.maximum(acc.max(axis=1) - acc.min(axis=1), 1).astype(np.float64)
-    need = spread / cfg.max_count                                    # Δ/(s_w·s_x) per token
-    if cfg.input_step == "static":
-        ref, exponent = float(need.max()), np.zeros(len(need), dtype=np.int64)
-    else:
-        ref = float(np.median(need))
-        exponent = np.clip(np.ceil(rows * np.log2(need / ref) - 1e-9), cfg.exponent_min,
-                           min(cfg.exponent_max, rows * cfg.frac_bits)).astype(np.int64)
-    jitter = 1 + 0.05 * (np.arange(n) % 7) / 7                      # per-neuron constants differ a little
-    ratio = ref * np.power(2.0, np.arange(rows) / rows)[:, None] * jitter[None, :]
-    zero = np.full((1, n), float(cfg.max_count // 2))
-    theta, phi = threshold_pair(torch.from_numpy(ratio), torch.from_numpy(zero), cfg.frac_bits)
-    return {"theta": theta.numpy(), "phi": phi.numpy(), "exponent": exponent}
-
-
-def crop_vectors(v: LayerVectors, cfg: SpikeConfig) -> LayerVectors:
-    """The first K inputs and N outputs of a real layer, for a tile of ``cfg``'s shape.
-
-    Weights, mantissas and shifts are the real layer's (its zero and salient
-    statistics carry over); the thresholds are recomputed over the cropped
-    layer's own per-token range, so the counts use the whole output range, and
-    ``acc``/``expected`` come from the golden formula. Gate-level simulation of
-    a full 576 × 576 layer is out of reach on a small machine; this is what
-    ``spikeacc power`` measures by default.
-    """
-    m, k, n = v.shape
-    if cfg.in_features > k or cfg.out_features > n:
-        raise ValueError(f"cannot crop a {k}×{n} layer to {cfg.in_features}×{cfg.out_features}")
-    w = v.w[:cfg.out_features, :cfg.in_features]
-    mant, shift = v.mant[:, :cfg.in_features], v.shift[:, :cfg.in_features]
-    check_codes(cfg, w, mant, shift)
-    acc = accumulate(w, mant, shift)
-    meta = {**v.meta, "layer": f"{v.meta.get('layer')} [:{cfg.out_features}, :{cfg.in_features}]",
-            "cropped_from": [k, n], "thresholds": "recomputed over the cropped layer's per-token range",
-            "config": cfg.replace(max_tokens=max(cfg.max_tokens, m)).to_dict()}
-    return _with_counts(LayerVectors(w=w.copy(), mant=mant.copy(), shift=shift.copy(), **_range_thresholds(cfg, acc),
-                                     frac_bits=cfg.frac_bits, out_bits=cfg.out_bits, acc=acc,
-                                     expected=np.zeros_like(acc), meta=meta))
-
-
-def random_vectors(cfg: SpikeConfig, tokens: int, seed: int = 0, zero_fraction: float = 0.22,
-                   salient_fraction: float = 0.025) -> LayerVectors:
-    """Seeded random layer vectors in the contract, with SmolLM2-like zero and salient ratios.
-
-    In Kirin mode the salient elements are integer outliers up to ±(2^(B−1) − 1).
-    """
-    rng = np.random.default_rng(seed)
-    k, n = cfg.in_features, cfg.out_features
-    w = rng.integers(-cfg.weight_max, cfg.weight_max + 1, size=(n, k))
-    mant = rng.integers(-cfg.spike_max, cfg.spike_max + 1, size=(tokens, k))
-    mant[rng.random((tokens, k)) < zero_fraction] = 0
-    salient = rng.random((tokens, k)) < salient_fraction
-    shift = np.where(salient, rng.integers(1, cfg.shift_max + 1, size=(tokens, k)) if cfg.shift_max else 0, 0)
-    if cfg.kirin:  # salient values as integer outliers (most too large to spike), with their shifts
-        mant = np.where(salient, rng.integers(-cfg.outlier_max, cfg.outlier_max + 1, size=(tokens, k)), mant)
-    acc = accumulate(w, mant, shift)
-    meta = {"model": f"random (seed {seed})", "layer": "random", "token_positions": list(range(tokens)),
-            "input_step": cfg.input_step, "config": cfg.replace(max_tokens=max(cfg.max_tokens, tokens)).to_dict()}
-    return _with_counts(LayerVectors(w=w.astype(np.int8), mant=mant.astype(np.int8), shift=shift.astype(np.uint8),
-                                     **_range_thresholds(cfg, acc), frac_bits=cfg.frac_bits, out_bits=cfg.out_bits,
-                                     acc=acc, expected=np.zeros_like(acc), meta=meta))
-
-
-def _with_counts(v: LayerVectors) -> LayerVectors:
-    v.expected = v.golden_counts()
-    return v

@@ -15,7 +15,8 @@ from amaranth.lib import data
 
 from spikeacc.config import SpikeConfig
 
-__all__ = ["timing_manifest", "symbols", "tile_cycles_closed_form", "describe_shape", "port_facts", "datasheet_facts", "datasheet_markdown", "example_word"]
+__all__ = ["tile_timing_manifest", "symbols", "tile_cycles_closed_form", "describe_shape", "port_facts", "contract",
+           "datasheet_facts", "datasheet_markdown", "example_word", "tile_example", "PE_RESET", "RESET", "HANDSHAKE"]
 
 
 def describe_shape(shape) -> dict:
@@ -83,7 +84,7 @@ def example_word(desc: dict, value) -> int:
     return int(value) & ((1 << desc["width"]) - 1)
 
 
-def _contract(cfg: SpikeConfig, fields, checked: bool = True) -> dict:
+def contract(cfg: SpikeConfig, fields, checked: bool = True) -> dict:
     """Legal values of ``fields``, and what happens outside them.
 
     ``checked``: the design raises ``error`` on them (the tiles); a bare PE
@@ -122,14 +123,9 @@ PE_RESET = ("`rst` is synchronous and active high; hold it high for at least one
             "runs it with all of them removed, X-initial under Icarus).")
 
 
-def _buffers(cfg: SpikeConfig, design: str) -> dict:
+def _buffers(cfg: SpikeConfig, d) -> dict:
     K, L, P, B, M, R = cfg.in_features, cfg.lanes, cfg.pes, cfg.blocks, cfg.max_tokens, cfg.threshold_grid
     thresh_fields = "theta, phi: constants of the neuron, row r of its R = " + str(R)
-    reads = {"tile": "read only for inputs whose mantissa is nonzero (a Kirin outlier: once per set bit of |q|), "
-                     "once per block",
-             "mac": "every word is read for every block, zeros included",
-             "mac_skip": "read only for inputs whose mantissa is nonzero, once per block, a cycle after their "
-                         "activation word"}[design]
     buffers = {
         "act": {"ports": ["act"], "depth": M * cfg.k_words, "address": f"token·{cfg.k_words} + word",
                 "element": f"array element l of word `word` is input k = word·{L} + l",
@@ -139,12 +135,11 @@ def _buffers(cfg: SpikeConfig, design: str) -> dict:
         "weight": {"ports": [f"weight__{j}" for j in range(L)], "depth": B * K, "address": f"block·{K} + k",
                    "element": f"array element p is the weight code of output neuron block·{P} + p for input k",
                    "fields": "weight code w (signed); every lane port reads the same contents",
-                   "reads": reads + "; a −2^b_w weight raises `error` only when it is read"},
+                   "reads": d.datasheet.weight_reads + "; a −2^b_w weight raises `error` only when it is read"},
         "thresh": {"ports": ["thresh"], "depth": cfg.threshold_words, "address": f"block·{R} + r, r = exponent mod {R}",
                    "element": f"array element p belongs to output neuron block·{P} + p",
                    "fields": thresh_fields,
-                   "reads": ("one word per block and token, as the block opens" if design == "tile" else
-                             "one word per block and token, with the block's last weights")},
+                   "reads": d.datasheet.threshold_reads},
         "out": {"ports": ["out"], "depth": M * B, "address": f"token·{B} + block",
                 "element": f"array element p is the spike count of output neuron block·{P} + p",
                 "fields": "count (unsigned)"},
@@ -199,67 +194,11 @@ def tile_cycles_closed_form(cfg: SpikeConfig, nonzero_per_magnitude, outliers: i
             + gap + 1 + SpikingTile.PIPELINE)
 
 
-FIRING_PROTOCOL = {
-    "division": ("`firing = division`: the count is found by restoring division, one bit per cycle; it is final "
-                 "at most {fire_cycles} cycles after `fire` (2 when it saturates), and `done` strobes the "
-                 "cycle after; `spike_out` strobes with `done` when the count is nonzero."),
-    "serial": ("`firing = serial`: the neuron fires while V ≥ Θ, subtracting Θ, one spike per cycle on "
-               "`spike_out`, at most 2^b_out − 1 times; `done` strobes n + 1 cycles after `fire` for n spikes."),
-    "silence": ("`firing = silence` (Kirin): an output window of steps k = 1..{steps}, one per cycle after `fire`; "
-                "the threshold falls as (2^b_out − k)·Θ and the neuron fires once, at the first k with V ≥ θ_k: "
-                "`spike_out` strobes in that cycle, `fire_step` = k and `count` = 2^b_out − k (a neuron that "
-                "stays silent: both 0). `done` strobes {fire_cycles} cycles after `fire`, always."),
-}
-
-
-def _tile_timing(cfg: SpikeConfig, design: str, component) -> dict:
-    if design in MAC_TILES:
-        cycles = component.timing()["cycles_per_token"]
-        return {"cycles_formula": f"cycles = (N/P)·(K/L) + {component.output_delay + 2} = {cycles}",
-                "cycles_exact": cycles,
-                "scope": "for every token: the MAC streams every word whatever its value"}
-    gap = component.fire_gap
-    return {
-        "cycles_formula": (f"cycles = (K/L + {component.ENCODE_TAIL}) + (1 + E) + (N/P − 1)·max(1 + E, {gap}) "
-                           f"+ {gap + 1 + component.PIPELINE}, "
-                           "E (rows of events per block) = Σ_{t=1}^{T−1} max(1, ⌈n_t/L⌉)"
-                           + (f" + {cfg.outlier_planes}·⌈n_q/L⌉" if cfg.kirin else "")
-                           + ", n_t = number of inputs with |mantissa| = T − t"
-                           + (f", n_q = number of integer outliers (|mantissa| > {cfg.spike_max})"
-                              if cfg.kirin else "")),
-        "encode_cycles": cfg.k_words + component.ENCODE_TAIL,
-        "fire_gap": gap,
-        "scope": ("for tokens inside the input ranges; a token that raises `error` may take a different number "
-                  "of cycles" + (f" (a mantissa of −{cfg.outlier_max + 1} is no outlier to the hardware, though "
-                                 f"|−{cfg.outlier_max + 1}| > {cfg.spike_max})" if cfg.kirin else "")),
-    }
-
-
-TIMING_MEANING = {
-    "tile": {"pipeline": "stages from the sequencer to the PEs (sequencer → queue read → weight read)",
-             "fire_capture_delay": "from a fire to the capture of that block's counts",
-             "fire_gap": "fewest cycles between two fires",
-             "write_delay": ("from the cycle with `thresh__en` high that opens block b + 1 (for the last block: "
-                             "the cycle after its last row of events, which fires it) to the cycle with `out__en` "
-                             "high for block b"),
-             "encode_cycles": "from the cycle after `start` to the end of the encode pass (K/L reads + 2)",
-             "lanes": "L (not a time)", "pes": "P (not a time)"},
-    "mac": {"cycles_per_token": "from the cycle after `start` to the cycle before `done`, as `cycles` reports",
-            "output_delay": "from the cycle after a block's last `act__en` to its `out__en`: the shared "
-                            "requantizer takes one output per cycle",
-            "write_delay": "from the cycle with `act__en` high for a block's last word to that block's `out__en`"},
-}
-TIMING_MEANING["mac_skip"] = TIMING_MEANING["mac"]
-MAC_TILES = ("mac", "mac_skip")
-
-
-def timing_manifest(design: str, component) -> dict:
+def tile_timing_manifest(d, component) -> dict:
     """The component's timing constants with their units and reference points (the manifest's ``timing``)."""
-    values = dict(component.timing())
-    if design in MAC_TILES:
-        values["write_delay"] = values["output_delay"] + 1
+    values = d.datasheet.timing(component) if d.datasheet.timing else dict(component.timing())
     return {"units": "cycles of clk (rising edges)", "values": values,
-            "meaning": {k: TIMING_MEANING[design][k] for k in values}}
+            "meaning": {k: d.datasheet.timing_meaning[k] for k in values}}
 
 
 HANDSHAKE = [
@@ -286,46 +225,20 @@ RESET = ("`rst` is synchronous and active high. Hold it high for at least one ri
          "testbench's reset sequence.")
 
 
-def _tile_diagram(cfg: SpikeConfig, design: str) -> str:
-    from spikeacc.hw.mac import mac_output_delay
-    from spikeacc.hw.tile import SpikingTile
+def datasheet_facts(d, cfg: SpikeConfig, component, top: str) -> dict:
+    """Everything an integrator needs, as JSON (the manifest's ``datasheet`` key).
 
-    if design in MAC_TILES:
-        delay = mac_output_delay(cfg, skip_zeros=design == "mac_skip")
-        return "\n".join([
-            "clk        _|‾|_|‾|_|‾|_|‾|_|‾|_ ... _|‾|_|‾|_|‾|_|‾|_",
-            "start      _/‾‾‾\\_________________ ... ______________",
-            "busy       _____/‾‾‾‾‾‾‾‾‾‾‾‾‾‾‾ ... ‾‾‾‾‾‾‾‾‾\\______",
-            "act__en    _____/‾‾‾‾‾‾‾‾‾‾‾‾‾‾‾ ... ‾‾‾\\____________   (K/L words per block, every block)",
-            "thresh__en _______________/‾‾‾\\__ ... ______________   (with the last word of each block)",
-            f"out__en    ____________________ .../‾‾‾\\___________   "
-            f"({delay + 1} cycles after the act__en of each block's last word)",
-            "done       ____________________ ... _________/‾‾‾\\_",
-        ])
-    return "\n".join([
-        "           |start| encode (K/L + 2) | block 0: open, E rows | block 1: open+fire 0 ... | last fire | drain |",
-        "start      _/‾‾‾\\_____________________________________________________________________________________",
-        "busy       _____/‾‾‾‾‾‾‾‾‾‾‾‾‾‾‾‾‾‾‾‾‾‾‾‾‾‾‾‾‾‾‾‾‾‾‾‾‾‾‾‾‾‾‾‾‾‾‾‾‾‾‾‾‾‾‾‾‾‾‾‾‾‾‾‾‾‾‾‾‾‾‾‾‾‾‾‾‾‾‾‾‾‾\\____",
-        "act__en    _____/‾‾‾‾‾‾‾‾‾‾‾‾‾‾‾‾\\__________________________________________________________________",
-        "thresh__en ________________________/‾\\____________________/‾\\_________________________________________",
-        "weight__en __________________________/‾‾\\_/‾‾‾\\_‾‾\\____________/‾‾\\_/‾‾\\___________________________   "
-        "(lanes carrying an event)",
-        f"out__en    _______________________________________________________/‾\\_____ ... __________/‾\\______   "
-        f"(block b: {SpikingTile.write_delay_for(cfg)} cycles after the thresh__en opening block b + 1; "
-        "the last block: after the cycle that follows its last row of events)",
-        "done       _____________________________________________________________________________________/‾\\",
-    ])
-
-
-def datasheet_facts(design: str, cfg: SpikeConfig, component, top: str) -> dict:
-    """Everything an integrator needs, as JSON (the manifest's ``datasheet`` key)."""
+    The sections every tile shares are assembled here; the design's own
+    (timing and diagram of a tile, the protocol and ranges of a PE) come from
+    its declaration (:class:`~spikeacc.hw.registry.Datasheet`).
+    """
     facts = {"top": top, "ports": port_facts(component.signature), "clock": "clk, rising edge",
              "reset": RESET}
-    if design in ("tile", *MAC_TILES):
-        facts.update({"handshake": HANDSHAKE, "buffers": _buffers(cfg, design),
-                      "contract": _contract(cfg, ("mantissa", "shift", "weight", "theta", "phi", "token", "exponent")),
-                      "timing": _tile_timing(cfg, design, component), "diagram": _tile_diagram(cfg, design),
-                      "symbols": symbols(cfg), "port_roles": PORT_ROLES,
+    if d.is_tile:
+        facts.update({"handshake": HANDSHAKE, "buffers": _buffers(cfg, d),
+                      "contract": contract(cfg, ("mantissa", "shift", "weight", "theta", "phi", "token", "exponent"))})
+        facts.update(d.datasheet.facts(cfg, component))
+        facts.update({"symbols": symbols(cfg), "port_roles": PORT_ROLES,
                       "computes": ("for every token t and output neuron i: count[t, i] = "
                                    "clamp(floor((floor(2^F·acc / 2^s) + Φ[r, i]) / Θ[r, i]), 0, 2^b_out − 1), "
                                    "acc = Σ_k w[i, k]·mantissa[t, k]·2^shift[t, k], with the token's exponent d: "
@@ -333,59 +246,26 @@ def datasheet_facts(design: str, cfg: SpikeConfig, component, top: str) -> dict:
                                    f"R = {cfg.threshold_grid}. The thresholds are per-neuron constants; the "
                                    "token's step reaches the neurons as the scale shift s, a shift of the "
                                    "accumulator (left by F − s, or arithmetic right by s − F).")})
-    elif design == "pe":
-        facts["protocol"] = [
-            "Assert `start` for one cycle with `theta`, `phi` and `scale_shift` valid: current ← 0, membrane ← 0, "
-            "Θ, Φ and s latched.",
-            f"For each time step t = 1..{cfg.window - 1}, present the spikes of the inputs with |mantissa| = "
-            f"T − t (T = {cfg.window}), up to {cfg.lanes} per cycle on `spikes`, with `step` high on the last "
-            "cycle of the step (a step with no spike still takes one cycle with `step` high).",
-            "Assert `fire` for one cycle (no spikes, no step): `count` becomes clamp(floor(V/Θ), 0, "
-            "2^b_out − 1) for the potential V = floor(2^F·Σ/2^s) + Φ. `fire` may coincide with the next `start`.",
-            FIRING_PROTOCOL[cfg.firing].format(fire_cycles=cfg.fire_cycles, steps=cfg.max_count),
-            "`count` is valid from `done` until the next `fire`.",
-        ]
-        if cfg.kirin:
-            facts["protocol"].insert(2, (
-                f"Kirin integer outliers (|q| in {cfg.spike_max + 1}..{cfg.outlier_max}, shift e): in the cycles of "
-                f"step {cfg.window - 1}, after its spikes and before `step`, present one spike per set bit j of |q| "
-                f"(j = 0..{cfg.outlier_planes - 1}) with shift e + j and the sign of q: the PE adds w·q·2^e once."))
-        facts["contract"] = _contract(cfg, ("shift", "weight", "theta", "phi", "scale_shift"), checked=False)
-        facts["reset"] = PE_RESET
-    elif design == "mac_pe":
-        facts["protocol"] = [
-            f"Each cycle, present up to {cfg.lanes} (weight, mantissa, shift) triples on `inputs` with `valid` set; "
-            "the PE adds Σ (w·m) << e to its accumulator.",
-            "Assert `clear` with the first word of a neuron: the accumulator restarts from that word, and `params` "
-            "(Θ, Φ) and `scale_shift` s are sampled.",
-            "Assert `requant` with the last word: `count` = clamp(floor(y/Θ), 0, 2^b_out − 1) with "
-            "y = floor(2^F·acc/2^s) + Φ, computed by restoring division, is valid from the third cycle after it, "
-            "while the next neuron accumulates.",
-        ]
-        facts["contract"] = _contract(cfg, ("mantissa", "shift", "weight", "theta", "phi", "scale_shift"),
-                                      checked=False)
-        facts["reset"] = PE_RESET
-    facts["example"] = _example(design, cfg, facts["ports"])
+    else:
+        facts.update(d.datasheet.facts(cfg, component))
+    example = (d.datasheet.example or tile_example)(cfg)
+    facts["example"] = _example_words(example, facts["ports"])
     return facts
 
 
-def _example(design: str, cfg: SpikeConfig, ports: list[dict]) -> list[dict]:
+def tile_example(cfg: SpikeConfig) -> dict:
+    """One worked word per buffer port of a tile (every tile has the same buffers)."""
+    P, L = cfg.pes, cfg.lanes
+    neuron = {"theta": 3 << cfg.frac_bits, "phi": -(1 << (cfg.frac_bits - 1))}   # one constant of row r
+    return {"act__data": [{"mantissa": -3 if j == 0 else j + 1, "shift": min(j, cfg.shift_max)} for j in range(L)],
+            "weight__0__data": [(-1) ** p * (p + 1) for p in range(P)],
+            "thresh__data": [neuron] * P,
+            "out__data": [min(p * 3, cfg.max_count) for p in range(P)]}
+
+
+def _example_words(values: dict, ports: list[dict]) -> list[dict]:
     """One worked word per data port: the value, and the hex an integrator's memory file holds."""
     by_name = {p["name"]: p for p in ports}
-    P, L = cfg.pes, cfg.lanes
-    if design in ("tile", *MAC_TILES):
-        neuron = {"theta": 3 << cfg.frac_bits, "phi": -(1 << (cfg.frac_bits - 1))}   # one constant of row r
-        values = {"act__data": [{"mantissa": -3 if j == 0 else j + 1, "shift": min(j, cfg.shift_max)}
-                                for j in range(L)],
-                  "weight__0__data": [(-1) ** p * (p + 1) for p in range(P)],
-                  "thresh__data": [neuron] * P,
-                  "out__data": [min(p * 3, cfg.max_count) for p in range(P)]}
-    elif design == "mac_pe":
-        values = {"inputs": [{"valid": 1, "mantissa": -3 + j, "shift": min(j, cfg.shift_max), "weight": j + 1}
-                             for j in range(L)]}
-    else:
-        values = {"spikes": [{"valid": 1, "negative": j % 2, "shift": min(1, cfg.shift_max), "weight": j - 2}
-                             for j in range(L)]}
     return [{"port": name, "value": value,
              "hex": f"{example_word(by_name[name], value):0{-(-by_name[name]['width'] // 4)}x}"}
             for name, value in values.items()]

@@ -10,39 +10,11 @@ from amaranth.back import verilog
 
 from spikeacc.workdirs import write_atomic
 from spikeacc.config import SpikeConfig
-from spikeacc.hw.datasheet import datasheet_facts, port_facts, timing_manifest
+from spikeacc.hw import registry
+from spikeacc.hw.datasheet import datasheet_facts, port_facts, tile_timing_manifest
 
-__all__ = ["DESIGNS", "GeneratedDesign", "build_component", "generate", "module_name", "port_list",
+__all__ = ["GeneratedDesign", "build_component", "generate", "module_name", "port_list",
            "write_if_changed"]
-
-
-def _pe(cfg):
-    from spikeacc.hw.pe import SpikingPE
-    return SpikingPE(cfg)
-
-
-def _tile(cfg):
-    from spikeacc.hw.tile import SpikingTile
-    return SpikingTile(cfg)
-
-
-def _mac(cfg):
-    from spikeacc.hw.mac import MacTile
-    return MacTile(cfg)
-
-
-def _mac_skip(cfg):
-    from spikeacc.hw.mac import MacTile
-    return MacTile(cfg, skip_zeros=True)
-
-
-def _mac_pe(cfg):
-    from spikeacc.hw.mac import MacPE
-    return MacPE(cfg)
-
-
-# design name -> factory; the factories import lazily so `generate pe` never builds a tile.
-DESIGNS = {"pe": _pe, "tile": _tile, "mac": _mac, "mac_skip": _mac_skip, "mac_pe": _mac_pe}
 
 
 @dataclass(frozen=True)
@@ -59,9 +31,8 @@ def module_name(design: str, cfg: SpikeConfig) -> str:
 
 
 def build_component(design: str, cfg: SpikeConfig):
-    if design not in DESIGNS:
-        raise ValueError(f"unknown design {design!r}; choose one of {sorted(DESIGNS)}")
-    return DESIGNS[design](cfg)
+    """The registered design's component for ``cfg`` (:mod:`spikeacc.hw.registry`)."""
+    return registry.design(design).component(cfg)
 
 
 def port_list(signature) -> list[dict]:
@@ -83,7 +54,8 @@ def write_if_changed(path: Path, text: str) -> Path:
 
 def generate(design: str, cfg: SpikeConfig, out_dir: str | Path) -> GeneratedDesign:
     """Write ``<top>.v`` and ``<top>.json`` (config, derived widths, ports, datasheet) into ``out_dir``."""
-    component = build_component(design, cfg)
+    declared = registry.design(design)
+    component = declared.component(cfg)
     top = module_name(design, cfg)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -99,9 +71,9 @@ def generate(design: str, cfg: SpikeConfig, out_dir: str | Path) -> GeneratedDes
         "clock": "clk",
         "reset": "rst (synchronous, active high)",
     }
-    if hasattr(component, "timing"):
-        manifest["timing"] = timing_manifest(design, component)
-    manifest["datasheet"] = datasheet_facts(design, cfg, component, top)
+    if declared.is_tile:
+        manifest["timing"] = tile_timing_manifest(declared, component)
+    manifest["datasheet"] = datasheet_facts(declared, cfg, component, top)
     j_path = out_dir / f"{top}.json"
     write_if_changed(j_path, json.dumps(manifest, indent=2) + "\n")
     return GeneratedDesign(design, top, v_path, j_path)

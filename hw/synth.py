@@ -16,6 +16,8 @@ import subprocess
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from spikeacc.errors import build_failure
+
 __all__ = ["SynthResult", "synthesize", "ICE40_DEVICE"]
 
 ICE40_DEVICE = ("hx8k", "ct256")  # the largest iCE40 HX part nextpnr knows
@@ -90,8 +92,7 @@ def synthesize(verilog: Path, top: str, work: Path, *, place_and_route: bool = T
     run = subprocess.run([*low, yosys, "-q", "-p", script], capture_output=True, text=True, cwd=work)
     (work / "yosys.log").write_text(run.stdout + run.stderr)
     if run.returncode:
-        raise RuntimeError(f"yosys failed on {top} (latch, undriven net or error); see {work / 'yosys.log'}:\n"
-                           f"{(run.stdout + run.stderr)[-2000:]}")
+        raise build_failure(f"yosys synthesis of {top} (a latch, an undriven net or an error)", work / "yosys.log")
     result = SynthResult(top, _cells(work / "generic.json", top), _cells(work / "ice40.json", top))
     ice = result.ice40_cells
     result.luts = ice.get("SB_LUT4", 0)

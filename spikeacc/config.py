@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 __all__ = ["SpikeConfig", "PRESETS", "KIRIN_MODE", "MODES", "ARITHMETIC_FIELDS", "VECTOR_INT_BITS", "OUT_BITS", "config_from",
-           "code_max", "check_out_bits",
+           "code_max", "check_out_bits", "INPUT_STEPS", "GOLDEN_INPUT_STEPS", "step_grid", "check_outlier_bits",
            "signed_bits_for", "unsigned_bits_for"]
 
 ENCODINGS = ("ttfs",)
@@ -25,6 +25,8 @@ ENCODINGS = ("ttfs",)
 # scale (dequantization-free dynamic mode). Arbitrary per-token steps would need a threshold word per
 # token and neuron, which the tile does not read: the golden model evaluates them, labelled.
 INPUT_STEPS = ("static", "pow2", "pow2/2", "pow2/4")
+# The golden model's one policy beyond the tile's: ``any`` float step per token (evaluated, labelled golden-only).
+GOLDEN_INPUT_STEPS = INPUT_STEPS + ("any",)
 FIRINGS = ("division", "serial", "silence")
 # How the golden model chooses the weight codes the tile is given (never what they mean, SPEC §2):
 # per-channel round to nearest, or GPTQ's error-compensating rounding (golden/gptq.py).
@@ -68,6 +70,24 @@ def signed_bits_for(bound: int) -> int:
     """Bits a two's-complement register needs to hold every value in ``[-bound, bound]``."""
     return int(bound).bit_length() + 1
 
+
+
+def step_grid(input_step: str) -> int | None:
+    """R of a step policy, the one parser of it: per-token steps on the grid 2^(−j/R) (``pow2`` is R = 1);
+    None for ``static`` (one step per tensor) and the golden-only ``any`` (no grid)."""
+    if input_step not in GOLDEN_INPUT_STEPS:
+        raise ValueError(f"input_step must be one of {GOLDEN_INPUT_STEPS}, got {input_step!r}")
+    if input_step in ("static", "any"):
+        return None
+    return int(input_step.partition("/")[2] or 1)
+
+
+def check_outlier_bits(bits, a_bits: int, tail: str = "") -> None:
+    """Kirin's integer outliers: wider than the spiking mantissas, at most what a vector file stores."""
+    if isinstance(bits, bool) or not isinstance(bits, int) or not a_bits + 2 <= bits <= VECTOR_INT_BITS:
+        raise ValueError(f"outlier_bits must be an integer in {a_bits + 2}..{VECTOR_INT_BITS} (wider than the "
+                         f"{a_bits + 1}-bit spiking mantissas, at most {VECTOR_INT_BITS}: vectors store "
+                         f"int{VECTOR_INT_BITS}){tail}, got {bits!r}")
 
 @dataclass(frozen=True)
 class SpikeConfig:
@@ -188,9 +208,7 @@ class SpikeConfig:
             raise ValueError(f"weight_rounding must be one of {list(WEIGHT_ROUNDINGS)}, got {self.weight_rounding!r}")
         integer("exponent_headroom", 0, 8, " (powers of two a token's step may exceed the calibration's largest)")
         if self.outlier_bits is not None:
-            integer("outlier_bits", self.a_bits + 2, VECTOR_INT_BITS,
-                    f" (wider than the {self.a_bits + 1}-bit spiking mantissas, at most {VECTOR_INT_BITS}: "
-                    f"vectors store int{VECTOR_INT_BITS}) or null for SpikeQuant mode")
+            check_outlier_bits(self.outlier_bits, self.a_bits, " or null for SpikeQuant mode")
         if self.membrane_bits > 64:
             raise ValueError(
                 f"the membrane needs {self.membrane_bits} bits (> 64, the int64 vector "
@@ -343,7 +361,7 @@ class SpikeConfig:
     @property
     def threshold_grid(self) -> int:
         """R: threshold constants per neuron (steps on 2^(−j/R)); 1 for static and ``pow2`` steps."""
-        return 1 if self.input_step == "static" else int(self.input_step.partition("/")[2] or 1)
+        return step_grid(self.input_step) or 1
 
     @property
     def threshold_words(self) -> int:

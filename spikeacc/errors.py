@@ -6,6 +6,7 @@ kind                  exit  meaning
 ``VerificationFailed``   1  the hardware disagrees with the golden model
 bad input                2  ``ValueError``, ``FileNotFoundError``, ``OSError`` on a user's path
 ``ToolFailure``          3  a tool is missing or broke (simulator, compiler, yosys)
+internal error          70  a bug of ours: one line, ``SPIKEACC_DEBUG=1`` for the traceback
 Ctrl-C                 130  interrupted; what was finished is kept
 ====================  ====  ==============================================
 """
@@ -14,10 +15,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
-__all__ = ["ToolFailure", "VerificationFailed", "build_failure", "EXIT_VERIFY", "EXIT_INPUT", "EXIT_TOOL",
-           "EXIT_INTERRUPT"]
+__all__ = ["ToolFailure", "VerificationFailed", "VectorFileError", "build_failure", "EXIT_VERIFY", "EXIT_INPUT",
+           "EXIT_TOOL",
+           "EXIT_INTERNAL", "EXIT_INTERRUPT"]
 
-EXIT_VERIFY, EXIT_INPUT, EXIT_TOOL, EXIT_INTERRUPT = 1, 2, 3, 130
+EXIT_VERIFY, EXIT_INPUT, EXIT_TOOL, EXIT_INTERNAL, EXIT_INTERRUPT = 1, 2, 3, 70, 130
+
+
+class VectorFileError(ValueError):
+    """A layer vector file that breaks the contract (:mod:`spikeacc.golden.vectors`); the message says where."""
 
 
 class ToolFailure(RuntimeError):

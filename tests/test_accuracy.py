@@ -12,12 +12,16 @@ from spikeacc.golden.network import PROJECTIONS, convert_block, hardware_network
 from spikeacc.golden.output_quant import OutputCalibration, OutputQuant, fire_counts_torch, pow2_steps, threshold_pair
 from spikeacc.golden.perplexity import default_text, row_label, table_rows, token_splits
 from spikeacc.golden.spiking_linear import QuantSpec, SpikeQuantLinear
-from spikeacc.golden.vectors import load_vectors, save_vectors, vectors_from_hardware
+from spikeacc.golden.vectors import load_vectors, save_vectors
+from spikeacc.golden.vector_export import vectors_from_hardware
 
 pytestmark = [pytest.mark.model]
 
 
 from tiny_models import streamed, tiny_llama_folder
+
+# a lone layer, outside a network: round-to-nearest weights (GPTQ needs the network), any float step
+LONE = dict(weights="rtn", input_step="any")
 
 
 def assert_same_counts(expected, got, what):
@@ -66,7 +70,7 @@ def test_hardware_faithful_counts_equal_exported_vectors_on_real_layers(tmp_path
 def test_network_sees_step_times_count_minus_zero():
     torch.manual_seed(0)
     lin = torch.nn.Linear(64, 24, bias=False)
-    q = SpikeQuantLinear(lin, QuantSpec(out_bits=6))
+    q = SpikeQuantLinear(lin, QuantSpec(out_bits=6, **LONE))
     q.calibrate_on([torch.randn(40, 64) * 3])
     x = torch.randn(5, 64) * 3
     q.record = []
@@ -83,7 +87,7 @@ def test_network_sees_step_times_count_minus_zero():
 def test_pow2_input_thresholds_are_shifts_of_one_constant_per_neuron():
     torch.manual_seed(1)
     lin = torch.nn.Linear(128, 16, bias=False)
-    q = SpikeQuantLinear(lin, QuantSpec(out_bits=8, input_step="pow2"))
+    q = SpikeQuantLinear(lin, QuantSpec(out_bits=8, input_step="pow2", weights="rtn"))
     q.calibrate_on([torch.randn(64, 128) * s for s in (0.5, 2.0)])
     x = torch.randn(6, 128) * torch.tensor([0.3, 0.7, 1.0, 2.0, 5.0, 9.0])[:, None]
     hw = q.hardware_forward(x)
@@ -104,18 +108,18 @@ def test_tiny_llama_hardware_faithful_end_to_end(tmp_path):
     net = streamed(tiny_llama_folder(tmp_path / "tiny"))
     ids = torch.randint(0, 100, (1, 48))
     overrides = {"mlp.down_proj": {"out_bits": 6}}
-    block = convert_block(net.block(0), QuantSpec(out_bits=8), overrides=overrides)
+    block = convert_block(net.block(0), QuantSpec(out_bits=8, **LONE), overrides=overrides)
     assert {m.spec.out_bits for n, m in quantized_layers(block).items() if n.endswith("down_proj")} == {6}
     with pytest.raises(ValueError, match="not calibrated: run calibrate"):
         block(net.embed(ids), **net.context(net.embed(ids)))
-    hardware = hardware_network(net, QuantSpec(out_bits=8), ids, overrides=overrides)
+    hardware = hardware_network(net, QuantSpec(out_bits=8, **LONE), ids, overrides=overrides)
     assert all(m.weight_deq is None for m in quantized_layers(hardware).values()), "float copies released"
     assert torch.isfinite(hardware(ids).logits).all()
 
 
 def test_oracle_needs_no_calibration_and_is_labelled():
     lin = torch.nn.Linear(32, 8, bias=False)
-    q = SpikeQuantLinear(lin, QuantSpec(out_bits=4, out_policy="oracle"))
+    q = SpikeQuantLinear(lin, QuantSpec(out_bits=4, out_policy="oracle", **LONE))
     hw = q.hardware_forward(torch.randn(3, 32))
     assert hw.counts.max() == 15 and hw.counts.min() == 0   # each token spans its own full range
     labels = [row_label(r) for r in table_rows() if r.get("out_policy") == "oracle"]
@@ -139,7 +143,8 @@ def test_kirin_rows_sit_beside_spikequant_through_the_same_thresholds(quick):
     (dict(out_bits=9), r"out_bits \(b_out\) must be an integer in 2..8, got 9"),
     (dict(out_bits=1), r"out_bits \(b_out\) must be an integer in 2..8, got 1"),
     (dict(out_bits=8, out_policy="percentile"), r"output policy must be one of \['channel', 'tensor', 'oracle'\]"),
-    (dict(input_step="pow3"), r"input_step must be one of \['any', 'pow2', 'pow2/2', 'pow2/4'\]"),
+    (dict(input_step="pow3"), r"input_step must be one of \('static', 'pow2', 'pow2/2', 'pow2/4', 'any'\)"),
+    (dict(method="kirin", outlier_bits=9), r"outlier_bits must be an integer in 6..8"),
     (dict(out_bits=8, w_group=64), "need per-channel weights"),
 ])
 def test_bad_quant_specs_are_refused(kwargs, message):
@@ -182,7 +187,7 @@ def test_cli_text_too_short_for_calibration(tmp_path, capsys):
 def test_grid_input_steps_select_one_of_r_constants_and_shift_it(grid):
     torch.manual_seed(2)
     lin = torch.nn.Linear(64, 8, bias=False)
-    q = SpikeQuantLinear(lin, QuantSpec(out_bits=8, input_step=f"pow2/{grid}"))
+    q = SpikeQuantLinear(lin, QuantSpec(out_bits=8, input_step=f"pow2/{grid}", weights="rtn"))
     q.calibrate_on([torch.randn(64, 64) * s for s in (0.5, 3.0)])
     x = torch.randn(12, 64) * torch.linspace(0.2, 8.0, 12)[:, None]
     hw = q.hardware_forward(x)
@@ -199,8 +204,8 @@ def test_grid_input_steps_select_one_of_r_constants_and_shift_it(grid):
 
 
 def test_cli_bad_input_mode(capsys):
-    assert main(["ppl", "--inputs", "dynamic-pow3"]) == 2
-    assert "input mode must be static, dynamic or dynamic-<step>" in capsys.readouterr().err
+    assert main(["ppl", "--inputs", "pow3"]) == 2
+    assert "input_step must be one of ('static', 'pow2', 'pow2/2', 'pow2/4', 'any'), got 'pow3'" in capsys.readouterr().err
 
 
 def test_a_failed_ppl_run_keeps_the_rows_it_finished(tmp_path, monkeypatch):

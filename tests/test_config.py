@@ -41,7 +41,8 @@ def test_every_accepted_width_round_trips_through_the_vector_file(tmp_path, fiel
     import numpy as np
 
     from spikeacc.golden.integer import accumulate
-    from spikeacc.golden.vectors import load_vectors, random_vectors, save_vectors
+    from spikeacc.golden.vectors import load_vectors, save_vectors
+    from spikeacc.golden.synthetic_vectors import random_vectors
     cfg = SpikeConfig(**fields)
     v = random_vectors(cfg, 4, seed=3, salient_fraction=0.1)
     v.w[0, 0] = -cfg.weight_max     # the extremes the configuration allows

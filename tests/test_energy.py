@@ -5,7 +5,8 @@ import pytest
 
 from spikeacc.config import SpikeConfig
 from spikeacc.energy.op_counts import add_pj, mult_pj, op_counts, sram_read_pj
-from spikeacc.golden.vectors import random_vectors, save_vectors
+from spikeacc.golden.synthetic_vectors import random_vectors
+from spikeacc.golden.vectors import save_vectors
 from spikeacc.energy.saif import read_saif
 
 

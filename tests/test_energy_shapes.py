@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from spikeacc.config import SpikeConfig
-from spikeacc.golden.vectors import random_vectors
+from spikeacc.golden.synthetic_vectors import random_vectors
 
 
 @pytest.mark.parametrize("design", ["tile", "mac"])
@@ -57,11 +57,11 @@ def test_shared_modules_give_the_same_netlist_energy_as_separate_copies(tmp_path
     monkeypatch.setattr(shared_modules, "share_identical_modules",
                         lambda text: shared_modules.SharedModules(text, {}))
     copies = run_power(path, designs=("tile",), out=tmp_path / "c", build_root=tmp_path / "b2").designs["tile"]
-    assert shared["cycles"] == copies["cycles"] and shared["weight_reads"] == copies["weight_reads"]
-    assert sum(shared["cells"].values()) == pytest.approx(sum(copies["cells"].values()), rel=0.02)
+    assert shared.cycles == copies.cycles and shared.weight_reads == copies.weight_reads
+    assert sum(shared.cells.values()) == pytest.approx(sum(copies.cells.values()), rel=0.02)
     assert memory_total(shared) == pytest.approx(memory_total(copies), rel=0.02)
-    for role, pj in copies["by_role_pj"].items():
-        assert shared["by_role_pj"][role] == pytest.approx(pj, rel=0.03), role
+    for role, pj in copies.by_role_pj.items():
+        assert shared.by_role_pj[role] == pytest.approx(pj, rel=0.03), role
 
 
 def test_a_recorded_figure_applies_to_its_own_vectors_only(tmp_path):
@@ -82,7 +82,7 @@ def test_a_recorded_figure_applies_to_its_own_vectors_only(tmp_path):
 
 def _synthetic_record(cfg: SpikeConfig, zero: float, costs: dict, noise: float = 0.0, seed: int = 0) -> dict:
     """A record whose energies follow ``costs`` exactly (times 1 + noise)."""
-    from spikeacc.energy.break_even import PARTS, memory_pj, point_events
+    from spikeacc.energy.break_even import memory_pj, parts, point_events
     from spikeacc.hw.mac import mac_cycles
 
     rng = np.random.default_rng(seed)
@@ -93,7 +93,7 @@ def _synthetic_record(cfg: SpikeConfig, zero: float, costs: dict, noise: float =
                   else mac_cycles(cfg, design == "mac_skip"))
         events = point_events(cfg, design, nonzero, cycles)
         split = {}
-        for (d, role, part), names in PARTS.items():
+        for (d, role, part), names in parts().items():
             if d != design:
                 continue
             pj = sum(costs.get(f"{design}:{e}", 0.0) * events[e] for e in names)

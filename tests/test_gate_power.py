@@ -16,7 +16,8 @@ import pytest
 
 from spikeacc.app.cli import main
 from spikeacc.config import SpikeConfig
-from spikeacc.golden.vectors import random_vectors, save_vectors
+from spikeacc.golden.synthetic_vectors import random_vectors
+from spikeacc.golden.vectors import save_vectors
 
 TINY = SpikeConfig(in_features=8, out_features=4, pes=2, lanes=2, out_bits=4, max_tokens=2)
 
@@ -132,28 +133,28 @@ def test_tiny_tile_netlist_is_bit_exact_and_its_clock_energy_is_the_liberty_sum(
     path = save_vectors(tmp_path / "v.npz", v)
     r = run_power(path, designs=("tile",), out=tmp_path / "power", build_root=tmp_path / "build", gated=False)
     d = r.designs["tile"]
-    assert d["unannotated_pins"] == 0 and d["pins"] > 1000
+    assert d.unannotated_pins == 0 and d.pins > 1000
     # the netlist ran the same number of cycles the RTL cycle model predicts
     from spikeacc.hw.tile import token_cycles
-    assert d["cycles"] == sum(token_cycles(TINY, v.mant))
+    assert d.cycles == sum(token_cycles(TINY, v.mant))
     # clock: every flip-flop's CLK pin toggles twice a cycle; ½CV² plus its passive table, per toggle
     dff = library.cells["DFFPOSX1"].pins["CLK"]
     rise, fall = dff.power[""]
     per_toggle = 0.5 * dff.capacitance * library.voltage ** 2 + (rise.at(0, 0.1) + fall.at(0, 0.1)) / 2
     from spikeacc.energy.saif import read_saif
-    header, nets = read_saif(d["saif"])
+    header, nets = read_saif(d.saif)
     clk = next(n for n in nets if n.path and n.path[-1] == "dut" and n.name == "clk")
-    assert set(d["cells"]) >= {"DFFPOSX1"} and not any(k.startswith("DFF") and k != "DFFPOSX1" for k in d["cells"])
-    expected_clock = d["flip_flops"] * clk.toggles * per_toggle / v.shape[0]
-    assert d["by_class_pj"]["clock"] == pytest.approx(expected_clock, rel=1e-9)
+    assert set(d.cells) >= {"DFFPOSX1"} and not any(k.startswith("DFF") and k != "DFFPOSX1" for k in d.cells)
+    expected_clock = d.flip_flops * clk.toggles * per_toggle / v.shape[0]
+    assert d.by_class_pj["clock"] == pytest.approx(expected_clock, rel=1e-9)
     # weight reads counted from the netlist's enables: one lane read per nonzero input and block
-    assert d["weight_reads"] == int((v.mant != 0).sum()) * TINY.blocks
+    assert d.weight_reads == int((v.mant != 0).sum()) * TINY.blocks
     # and threshold reads: one word of constants per block and token
-    assert d["threshold_reads"] == v.shape[0] * TINY.blocks and d["threshold_memory_pj"] > 0
-    assert {"PE arithmetic", "encoder/queues", "control"} <= set(d["by_role_pj"])
+    assert d.threshold_reads == v.shape[0] * TINY.blocks and d.threshold_memory_pj > 0
+    assert {"PE arithmetic", "encoder/queues", "control"} <= set(d.by_role_pj)
     assert (tmp_path / "power" / "power.md").read_text().count("|") > 20
     # the event queues stayed SRAM macros, charged per enabled access
-    assert d["cells"]["$mem_v2"] == (TINY.window - 1) * TINY.lanes and d["by_class_pj"]["memory"] > 0
+    assert d.cells["$mem_v2"] == (TINY.window - 1) * TINY.lanes and d.by_class_pj["memory"] > 0
 
 
 @pytest.mark.slow
@@ -163,9 +164,9 @@ def test_clock_gating_keeps_the_netlist_bit_exact_and_cuts_clock_energy(tmp_path
     path = save_vectors(tmp_path / "v.npz", random_vectors(TINY, 2, seed=1))
     runs = {g: run_power(path, designs=("tile",), out=tmp_path / f"p{g}", build_root=tmp_path / "build", gated=g)
             .designs["tile"] for g in (False, True)}
-    assert runs[True]["enable_flip_flops"] > 0 and runs[False]["enable_flip_flops"] == 0
-    assert runs[True]["cycles"] == runs[False]["cycles"]
-    assert runs[True]["by_class_pj"]["clock"] < 0.8 * runs[False]["by_class_pj"]["clock"]
+    assert runs[True].enable_flip_flops > 0 and runs[False].enable_flip_flops == 0
+    assert runs[True].cycles == runs[False].cycles
+    assert runs[True].by_class_pj["clock"] < 0.8 * runs[False].by_class_pj["clock"]
 
 
 @pytest.mark.slow
@@ -184,7 +185,7 @@ def test_both_tiles_at_gate_level_give_every_ratio(tmp_path):
     assert ratios["against"] == min(totals, key=totals.get)
     assert ratios["tile_with_clock_and_weight_memory"] == ratios["by_design"][ratios["against"]]["tile_with_clock_and_weight_memory"]
     # the zero-skipping MAC reads a weight only for a nonzero activation, as the spiking tile does
-    assert r.designs["mac_skip"]["weight_reads"] == r.designs["tile"]["weight_reads"] < r.designs["mac"]["weight_reads"]
+    assert r.designs["mac_skip"].weight_reads == r.designs["tile"].weight_reads < r.designs["mac"].weight_reads
 
 
 @pytest.mark.slow
@@ -197,7 +198,7 @@ def test_opensta_agrees_with_our_combinational_power(tmp_path):
     from spikeacc.energy.sta_check import cross_check
     path = save_vectors(tmp_path / "v.npz", random_vectors(TINY, 2, seed=3))
     r = run_power(path, designs=("tile",), out=tmp_path / "power", build_root=tmp_path / "build")
-    rows = cross_check(r.designs["tile"], r.tokens, DEFAULT_LIBERTY)
+    rows = cross_check(r.designs["tile"].to_dict(), r.tokens, DEFAULT_LIBERTY)
     assert {"pe0", "queues", "sequencer"} <= set(rows)
     for module in ("pe0", "pe1"):
         assert 0.7 < rows[module]["opensta_w"] / rows[module]["ours_w"] < 1.3, rows[module]
@@ -232,7 +233,9 @@ def test_power_bad_options_are_one_line_exit_2(tmp_path, capsys, argv, message):
 @pytest.mark.model
 def test_cropped_real_vectors_are_valid_for_the_default_tile(tmp_path):
     """What `spikeacc power` measures by default: real SmolLM2 codes on the 64×16 tile, golden-consistent."""
-    from spikeacc.golden.vectors import crop_vectors, export_vectors, load_vectors
+    from spikeacc.golden.synthetic_vectors import crop_vectors
+    from spikeacc.golden.vector_export import export_vectors
+    from spikeacc.golden.vectors import load_vectors
     full = load_vectors(export_vectors(layer="model.layers.0.self_attn.q_proj", tokens=2, out=tmp_path / "q.npz"))
     cfg = SpikeConfig()
     v = load_vectors(save_vectors(tmp_path / "c.npz", crop_vectors(full, cfg)))  # the loader re-checks acc/expected

@@ -113,7 +113,8 @@ def test_silence_threshold_edges():
 @pytest.mark.model
 def test_silence_threshold_counts_equal_real_layer_expected(tmp_path):
     """Real SmolLM2 block-0 vectors (q_proj and down_proj, 8 tokens): the silence neuron gives `expected`."""
-    from spikeacc.golden.vectors import export_layers, load_vectors
+    from spikeacc.golden.vector_export import export_layers
+    from spikeacc.golden.vectors import load_vectors
     names = ["model.layers.0.self_attn.q_proj", "model.layers.0.mlp.down_proj"]
     for path in export_layers(layers=names, tokens=8, outs=[tmp_path / "q.npz", tmp_path / "d.npz"]):
         v = load_vectors(path)

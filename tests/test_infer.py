@@ -104,7 +104,7 @@ def test_perplexity_through_the_rtl_equals_golden(hardware):
 def test_a_scheduler_that_never_speaks_is_a_bounded_wait_that_says_so():
     """A local port that accepts connections and never answers: messages while waiting, then one clear error."""
     import socket
-    from spikeacc.app.infer import connect_scheduler
+    from spikeacc.app.tile_pools import connect_scheduler
     server = socket.socket()
     server.bind(("127.0.0.1", 0))
     server.listen(8)
@@ -118,7 +118,7 @@ def test_a_scheduler_that_never_speaks_is_a_bounded_wait_that_says_so():
 
 
 def test_zero_workers_is_refused():
-    from spikeacc.app.infer import tile_pool
+    from spikeacc.app.tile_pools import tile_pool
     with pytest.raises(ValueError, match="--workers must be a positive integer, got 0"):
         with tile_pool(workers=0):
             pass

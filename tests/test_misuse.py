@@ -17,7 +17,8 @@ import pytest
 from spikeacc import workdirs
 from spikeacc.app.cli import main
 from spikeacc.config import SpikeConfig
-from spikeacc.golden.vectors import random_vectors, save_vectors
+from spikeacc.golden.synthetic_vectors import random_vectors
+from spikeacc.golden.vectors import save_vectors
 
 
 def run_cli(capsys, argv, code):
@@ -641,7 +642,7 @@ def test_a_wait_for_another_runs_build_lock_says_who_holds_it(tmp_path):
 
 def test_the_step_cache_is_keyed_by_the_models_bytes_not_its_folders_stat(tmp_path):
     """A file replaced in place (its folder's size and mtime unchanged) changes the key."""
-    from spikeacc.app.flow import StepCache
+    from spikeacc.app.step_cache import StepCache
     model = tmp_path / "model"
     model.mkdir()
     (model / "config.json").write_text('{"a": 1}')
@@ -655,7 +656,7 @@ def test_the_step_cache_is_keyed_by_the_models_bytes_not_its_folders_stat(tmp_pa
 
 @pytest.mark.parametrize("garbage", [b"", b'{"key": ', b"\xff\xfe", b"[1, 2]", b'{"key": "k", "section": 3}'])
 def test_a_half_written_cache_entry_is_a_miss_not_an_error(tmp_path, garbage):
-    from spikeacc.app.flow import StepCache
+    from spikeacc.app.step_cache import StepCache
     cache = StepCache(tmp_path, None)
     (tmp_path / ".cache" / "verify.json").write_bytes(garbage)
     assert cache.get("verify", {}) is None

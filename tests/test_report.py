@@ -29,7 +29,7 @@ def test_quick_verify_run_writes_a_self_contained_report(tmp_path, capsys):
     report = json.loads((out / "report.json").read_text())
     assert report["passed"] and list(report["sections"]) == ["verify"]
     verify = report["sections"]["verify"]
-    assert verify["pe"]["compared"] >= 200 and verify["pe"]["mismatch_count"] == 0
+    assert verify["pe_regression"]["compared"] >= 200 and verify["pe_regression"]["mismatch_count"] == 0
     assert {t["mode"] for t in verify["tiles"]} == {"spikequant", "kirin"}
     for t in verify["tiles"]:
         assert t["passed"] and t["compared"] == 8 * 16 and t["cycles_per_token_layer"] > 0 and 0 < t["utilization"] <= 1

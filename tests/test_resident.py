@@ -7,10 +7,10 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from spikeacc.app.infer import run_tile_call, simulator, split_config, split_parts, split_projection
+from spikeacc.app.tile_calls import run_tile_call, simulator, split_config, split_parts, split_projection
 from spikeacc.config import PRESETS
 from spikeacc.errors import ToolFailure
-from spikeacc.golden.vectors import random_vectors
+from spikeacc.golden.synthetic_vectors import random_vectors
 from spikeacc.verif.native import call_native
 from spikeacc.verif.resident import ResidentSimulator, bank_key, resident_simulator
 

@@ -7,7 +7,8 @@ import pytest
 
 from spikeacc.app.cli import main
 from spikeacc.config import KIRIN_MODE, PRESETS, SpikeConfig
-from spikeacc.golden.vectors import random_vectors, save_vectors
+from spikeacc.golden.synthetic_vectors import random_vectors
+from spikeacc.golden.vectors import save_vectors
 from spikeacc.hw.generate import generate
 from spikeacc.hw.tile import SpikingTile, token_cycles
 from spikeacc.verif.tile_regress import run_tile_regression
@@ -120,7 +121,7 @@ def test_cli_refuses_a_tile_shape_that_does_not_cover_the_layer(tmp_path, capsys
 def block0_vectors(tmp_path_factory):
     """Real SmolLM2-135M vectors of every projection of decoder block 0, 8 tokens, one pass per mode."""
     from spikeacc.golden.network import PROJECTIONS
-    from spikeacc.golden.vectors import export_layers
+    from spikeacc.golden.vector_export import export_layers
     exported = {}
 
     def vectors(mode: str) -> dict:
@@ -157,7 +158,7 @@ def test_smollm2_layer0_projection_bit_exact(block0_vectors, mode, proj):
 @pytest.mark.parametrize("proj", ["self_attn.q_proj", "mlp.down_proj"])
 def test_llama2_7b_shape_bit_exact(tmp_path, proj):
     """Synthetic Llama-2-7B layer at full size: q_proj 4096x4096, down_proj 11008 -> 4096."""
-    from spikeacc.golden.vectors import export_vectors
+    from spikeacc.golden.vector_export import export_vectors
     path = export_vectors(layer=proj, tokens=1, out=tmp_path / "v.npz", llama2_shape=True)
     _, rep = run_tile_regression(path, progress=False)
     assert rep.passed, rep.mismatches[:10]
@@ -171,7 +172,9 @@ def test_llama2_7b_shape_bit_exact(tmp_path, proj):
 @pytest.mark.parametrize("size", ["cropped-64x16", pytest.param("full", marks=pytest.mark.slow)])
 def test_smollm2_static_mode_vectors_bit_exact(tmp_path, size):
     """Static (calibrated) mode: one threshold per output for every token, fully dequantization-free."""
-    from spikeacc.golden.vectors import crop_vectors, export_vectors, load_vectors, save_vectors
+    from spikeacc.golden.synthetic_vectors import crop_vectors
+    from spikeacc.golden.vector_export import export_vectors
+    from spikeacc.golden.vectors import load_vectors, save_vectors
     path = export_vectors(layer="model.layers.0.self_attn.q_proj", tokens=8, out=tmp_path / "s.npz",
                           base=PRESETS["smollm2"].replace(input_step="static"))
     v = load_vectors(path)
@@ -200,7 +203,9 @@ KIRIN = PRESETS["kirin"]
 @pytest.mark.verilator
 def test_kirin_tile_bit_exact_on_random_and_real_codes(tmp_path):
     """One Kirin build at the default shape: random codes with many outliers, then real q_proj codes cropped."""
-    from spikeacc.golden.vectors import crop_vectors, export_vectors, load_vectors
+    from spikeacc.golden.synthetic_vectors import crop_vectors
+    from spikeacc.golden.vector_export import export_vectors
+    from spikeacc.golden.vectors import load_vectors
     path = write_random(tmp_path, KIRIN, tokens=4, salient_fraction=0.1)
     v = load_vectors(path)
     assert (np.abs(v.mant.astype(int)) > KIRIN.spike_max).sum(axis=1).min() >= 3

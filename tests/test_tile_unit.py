@@ -10,7 +10,7 @@ import pytest
 from amaranth import ClockDomain, Module, unsigned
 from amaranth.lib import data, memory
 from amaranth.sim import Simulator
-from spikeacc.golden.vectors import random_vectors
+from spikeacc.golden.synthetic_vectors import random_vectors
 from spikeacc.hw.mac import MacTile, mac_cycles, mac_output_delay
 from spikeacc.hw.tile import SpikingTile, tile_cycles, token_cycles
 

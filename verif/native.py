@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from spikeacc.config import SpikeConfig
+from spikeacc.hw import registry
 from spikeacc.golden.vectors import load_vectors
 from spikeacc.verif.resident import server_cpp
 from spikeacc.verif.runner import locked_sources
@@ -38,10 +39,11 @@ def build_native(cfg: SpikeConfig, build_root=None) -> Path:
     """The native harness executable for ``cfg``, built once (incrementally, under the build lock)."""
     bin_dir = use_verilator()
     build_dir = (workdirs.build_root(build_root) / f"native_{cfg.tag}_t{cfg.max_tokens}").resolve()
-    top = harness_name(cfg)
+    top = harness_name(cfg, registry.SPIKING_TILE)
     exe = build_dir / "obj" / f"V{top}"
-    extra = {f"rtl/{top}.v": harness_verilog(cfg, resident=True), "main.cpp": server_cpp(cfg, top)}
-    with locked_sources(build_dir, "tile", cfg, extra) as (_, sources):
+    extra = {f"rtl/{top}.v": harness_verilog(cfg, registry.SPIKING_TILE, resident=True),
+             "main.cpp": server_cpp(cfg, top)}
+    with locked_sources(build_dir, registry.SPIKING_TILE, cfg, extra) as (_, sources):
         if not exe.is_file() or any(s.stat().st_mtime > exe.stat().st_mtime for s in sources):
             cmd = [str(bin_dir / "verilator"), "--cc", "--exe", "--build", "-O3", "-j", "2", *BUILD_WAIVERS,
                    "--top-module", top, "--Mdir", str(build_dir / "obj"), *map(str, sources)]
@@ -61,7 +63,7 @@ def call_native(cfg: SpikeConfig, exe: Path, vectors) -> tuple[np.ndarray, int, 
     """
     m = vectors.mant.shape[0]
     with workdirs.run_dir(exe.parent.parent) as work:
-        files = write_buffers(cfg, vectors, work.path)
+        files = write_buffers(cfg, vectors, work.path, registry.SPIKING_TILE)
         out = work / "out.hex"
         t1 = time.perf_counter()
         result = subprocess.run([str(exe), *[f"+{k}={p}" for k, p in files.items()], f"+out={out}",

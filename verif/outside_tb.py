@@ -1,6 +1,6 @@
 """An integrator's testbench, built from a generated package's manifest JSON and nothing else.
 
-This module deliberately imports nothing from spikeacc: it reads the
+This module (and its ``outside_*`` siblings) deliberately imports nothing else from spikeacc: it reads the
 ``datasheet`` facts of ``<top>.json`` (port names, widths, bit layouts,
 buffer address rules), packs the buffer words of a vector file with plain
 integer arithmetic, writes a plain Verilog testbench (no cocotb), runs it
@@ -35,80 +35,10 @@ from pathlib import Path
 
 import numpy as np
 
+from spikeacc.verif.outside_pe import mac_pe_bench, pe_bench
+from spikeacc.verif.outside_words import bench_head, hex_file, leaves, pack, unpack
+
 __all__ = ["leaves", "pack", "run_outside"]
-
-
-def leaves(desc: dict, path=(), base: int = 0):
-    """Yield (path, bit offset, width, signed) for every scalar field of a port's layout description."""
-    if "array" in desc:
-        arr = desc["array"]
-        for i in range(arr["length"]):
-            yield from leaves(arr["element"], path + (i,), base + i * arr["stride"])
-    elif "struct" in desc:
-        for f in desc["struct"]:
-            yield from leaves(f, path + (f["name"],), base + f["offset"])
-    else:
-        yield path, base, desc["width"], desc["signed"]
-
-
-def pack(desc: dict, value) -> int:
-    """The port word holding ``value`` (nested lists/dicts mirroring the layout), two's complement fields."""
-    word = 0
-    for path, offset, width, signed in leaves(desc):
-        v = value
-        for key in path:
-            v = v[key]
-        v = int(v)
-        lo, hi = (-(1 << (width - 1)), (1 << (width - 1)) - 1) if signed else (0, (1 << width) - 1)
-        if not lo <= v <= hi:
-            raise ValueError(f"field {'.'.join(map(str, path))} = {v} does not fit {width} bits")
-        word |= (v & ((1 << width) - 1)) << offset
-    return word
-
-
-def unpack(desc: dict, word: int) -> dict:
-    """path -> value for every scalar field of ``word``."""
-    out = {}
-    for path, offset, width, signed in leaves(desc):
-        v = (word >> offset) & ((1 << width) - 1)
-        out[path] = v - (1 << width) if signed and v >> (width - 1) else v
-    return out
-
-
-def _hex_file(path: Path, words, width: int) -> None:
-    digits = -(-width // 4)
-    path.write_text("".join(f"{w:0{digits}x}\n" for w in words))
-
-
-def _declarations(ports, skip=("clk",)) -> tuple[str, str]:
-    decl, connect = [], []
-    for p in ports:
-        connect.append(f".{p['name']}({p['name']})")
-        if p["name"] in skip:
-            continue
-        kind = "reg" if p["direction"] == "input" else "wire"
-        decl.append(f"  {kind} [{p['width'] - 1}:0] {p['name']};")
-    return "\n".join(decl), ",\n    ".join(connect)
-
-
-def _bench_head(sheet: dict, memories: str) -> str:
-    """``module outside_tb``: the design's ports as regs/wires, ``memories``, the instance and a 100 MHz clock."""
-    decl, connect = _declarations(sheet["ports"])
-    return f"""`timescale 1ns/1ps
-module outside_tb;
-  reg clk;
-{decl}
-{memories}
-
-  {sheet['top']} dut (
-    {connect}
-  );
-
-  initial begin
-    clk = 0;
-    forever #5 clk = ~clk;
-  end
-"""
 
 
 def _tile_bench(manifest: dict, vectors, work: Path, reset_cycles: int) -> tuple[str, dict]:
@@ -145,7 +75,7 @@ def _tile_bench(manifest: dict, vectors, work: Path, reset_cycles: int) -> tuple
                                ("thresh", thresh, ports["thresh__data"]["width"]),
                                ("exponent", [int(e) & ((1 << exp_width) - 1) for e in exponents], exp_width),
                                ("expected", out_words, ports["out__data"]["width"])):
-        _hex_file(work / f"{name}.hex", words, width)
+        hex_file(work / f"{name}.hex", words, width)
     reads = []
     for name in ("act", "thresh") + tuple(f"weight__{j}" for j in range(L)):
         mem = name.split("__")[0] + "_mem"
@@ -160,7 +90,7 @@ def _tile_bench(manifest: dict, vectors, work: Path, reset_cycles: int) -> tuple
 {chr(10).join(reads)}
   always @(posedge clk) if (out__en) out_mem[out__addr] <= out__data;
   integer t, i, log, guard, bad, errors;"""
-    bench = _bench_head(sheet, memories) + f"""  initial begin
+    bench = bench_head(sheet, memories) + f"""  initial begin
     $readmemh("act.hex", act_mem);
     $readmemh("weight.hex", weight_mem);
     $readmemh("thresh.hex", thresh_mem);
@@ -228,151 +158,23 @@ def _tile_results(manifest: dict, work: Path, shape: dict) -> dict:
     return {"got": got, "undefined_words": undefined, "tokens": tokens_log}
 
 
-def _count_check(indent: str) -> str:
-    """Verilog: log case ``c``'s count and compare it with ``expected_mem[c]``, listing the first mismatches."""
-    return "\n".join(indent + line for line in [
-        '$fdisplay(log, "%0d", count);',
-        "if (count !== expected_mem[c]) begin",
-        '  if (bad < 10) $display("MISMATCH case %0d: expected %0d, got %0d", c, expected_mem[c], count);',
-        "  bad = bad + 1;",
-        "end"])
-
-
-def _case_verdict(n_cases: int) -> str:
-    """Verilog: the bench's last line, PASS or FAIL, after every case."""
-    return f"""    $fclose(log);
-    if (bad == 0) $display("PASS: {n_cases} neuron counts equal the expected ones");
-    else $display("FAIL: %0d of {n_cases} counts differ", bad);
-    $finish;"""
-
-
-def _pe_bench(manifest: dict, cases, work: Path, reset_cycles: int) -> tuple[str, dict]:
-    """Stimulus words per cycle, from the datasheet's PE protocol, and a testbench that replays them."""
-    sheet, cfg = manifest["datasheet"], manifest["config"]
-    ports = {p["name"]: p for p in sheet["ports"]}
-    L, T = cfg["lanes"], 1 << cfg["a_bits"]
-    idle = [{"valid": 0, "negative": 0, "shift": 0, "weight": 0}] * L
-    cycles = []  # (start, step, fire, wait, theta, phi, scale, spikes)
-
-    def cycle(start=0, step=0, fire=0, wait=0, theta=0, phi=0, scale=0, spikes=idle):
-        cycles.append((start, step, fire, wait, theta, phi, scale, pack(ports["spikes"], spikes)))
-
-    w, mant, shift = cases["w"], cases["mant"], cases["shift"]
-    scales = cases.get("scale", np.zeros(len(cases["expected"]), dtype=np.int64))
-    for c in range(len(cases["expected"])):
-        cycle(start=1, theta=cases["theta"][c], phi=cases["phi"][c], scale=scales[c])
-        for t in range(1, T):
-            ks = np.flatnonzero(np.abs(mant[c]) == T - t)
-            rows = [ks[i:i + L] for i in range(0, len(ks), L)] or [ks]
-            for r, row in enumerate(rows):
-                spikes = [{"valid": 1, "negative": int(mant[c, k] < 0), "shift": shift[c, k], "weight": w[c, k]}
-                          for k in row] + idle[len(row):]
-                cycle(step=int(r == len(rows) - 1), spikes=spikes)
-        cycle(fire=1, wait=1)
-    tw, pw, cw, sw = (ports[n]["width"] for n in ("theta", "phi", "scale_shift", "spikes"))
-    words = [((((((((s << 1 | st) << 1 | f) << 1 | wt) << tw | int(th)) << pw) | (int(ph) & ((1 << pw) - 1))) << cw
-               | (int(sc) & ((1 << cw) - 1))) << sw) | sp
-             for s, st, f, wt, th, ph, sc, sp in cycles]
-    width = 4 + tw + pw + cw + sw
-    _hex_file(work / "stimulus.hex", words, width)
-    n_cases = len(cases["expected"])
-    _hex_file(work / "expected.hex", [int(e) for e in cases["expected"]], ports["count"]["width"])
-    fields = "{start, step, fire, wait_done, theta, phi, scale_shift, spikes}"
-    memories = f"""  reg [{width - 1}:0] stim [0:{len(words) - 1}];
-  reg [{ports['count']['width'] - 1}:0] expected_mem [0:{n_cases - 1}];
-  reg wait_done;
-  integer i, c, log, guard, bad;"""
-    bench = _bench_head(sheet, memories) + f"""  initial begin
-    $readmemh("stimulus.hex", stim);
-    $readmemh("expected.hex", expected_mem);
-    log = $fopen("counts.txt", "w");
-    bad = 0; c = 0;
-    rst = 1; {fields} = 0;
-    repeat ({reset_cycles}) @(negedge clk);
-    rst = 0;
-    for (i = 0; i < {len(words)}; i = i + 1) begin
-      @(negedge clk);
-      {fields} = stim[i];
-      if (wait_done) begin
-        @(negedge clk);
-        {fields} = 0;
-        guard = 0;
-        while (done !== 1'b1 && guard < {2 * (1 << cfg["out_bits"]) + 10}) begin
-          @(negedge clk);
-          guard = guard + 1;
-        end
-{_count_check("        ")}
-        c = c + 1;
-      end
-    end
-{_case_verdict(n_cases)}
-  end
-endmodule
-"""
-    return bench, {"cases": len(cases["expected"])}
-
-
-def _mac_pe_bench(manifest: dict, cases, work: Path, reset_cycles: int) -> tuple[str, dict]:
-    """The MAC PE's protocol from the datasheet: K/L words per neuron, ``clear`` with the first, ``requant`` with the last."""
-    sheet, cfg = manifest["datasheet"], manifest["config"]
-    ports = {p["name"]: p for p in sheet["ports"]}
-    K, L = cfg["in_features"], cfg["lanes"]
-    w, mant, shift = cases["w"], cases["mant"], cases["shift"]
-    scales = cases.get("scale", np.zeros(len(cases["expected"]), dtype=np.int64))
-    iw, pw, cw = (ports[n]["width"] for n in ("inputs", "params", "scale_shift"))
-    words = []   # {clear, requant, scale_shift, params, inputs} per cycle
-    for c in range(len(cases["expected"])):
-        th, ph = int(cases["theta"][c]), int(cases["phi"][c])
-        params = pack(ports["params"], {"theta": th, "phi": ph})
-        for word in range(K // L):
-            lanes = [{"valid": 1, "mantissa": mant[c, word * L + j], "shift": shift[c, word * L + j],
-                      "weight": w[c, word * L + j]} for j in range(L)]
-            clear, requant = int(word == 0), int(word == K // L - 1)
-            words.append((((((clear << 1 | requant) << cw | (int(scales[c]) & ((1 << cw) - 1))) << pw) | params) << iw)
-                         | pack(ports["inputs"], lanes))
-    width = 2 + cw + pw + iw
-    n_cases = len(cases["expected"])
-    per_case = K // L
-    _hex_file(work / "stimulus.hex", words, width)
-    _hex_file(work / "expected.hex", [int(e) for e in cases["expected"]], ports["count"]["width"])
-    fields = "{clear, requant, scale_shift, params, inputs}"
-    memories = f"""  reg [{width - 1}:0] stim [0:{len(words) - 1}];
-  reg [{ports['count']['width'] - 1}:0] expected_mem [0:{n_cases - 1}];
-  integer i, c, log, bad;"""
-    bench = _bench_head(sheet, memories) + f"""  initial begin
-    $readmemh("stimulus.hex", stim);
-    $readmemh("expected.hex", expected_mem);
-    log = $fopen("counts.txt", "w");
-    bad = 0;
-    rst = 1; {fields} = 0;
-    repeat ({reset_cycles}) @(negedge clk);
-    rst = 0;
-    for (c = 0; c < {n_cases}; c = c + 1) begin
-      for (i = 0; i < {per_case}; i = i + 1) begin
-        @(negedge clk);
-        {fields} = stim[c * {per_case} + i];
-      end
-      @(negedge clk);
-      {fields} = 0;
-      repeat (3) @(negedge clk);   // count is valid from the third cycle after requant
-{_count_check("      ")}
-    end
-{_case_verdict(n_cases)}
-  end
-endmodule
-"""
-    return bench, {"cases": n_cases}
-
-
-BENCHES = {"tile": _tile_bench, "mac": _tile_bench, "pe": _pe_bench, "mac_pe": _mac_pe_bench}
+def bench_for(manifest: dict):
+    """The bench that drives the design, told from its datasheet alone: buffers make a tile; a PE is told
+    by its input port (``spikes`` for the spiking PE, ``inputs`` for the MAC PE)."""
+    sheet = manifest["datasheet"]
+    if "buffers" in sheet:
+        return _tile_bench
+    ports = {p["name"] for p in sheet["ports"]}
+    for port, bench in (("spikes", pe_bench), ("inputs", mac_pe_bench)):
+        if port in ports:
+            return bench
+    raise ValueError(f"no outside testbench for design {manifest['design']!r}: its datasheet has no buffers "
+                     "and no spikes or inputs port")
 
 
 def write_bench(manifest: dict, vectors: dict, work: Path, reset_cycles: int = 2) -> dict:
     """Write the self-checking testbench ``outside_tb.v`` and its hex files into ``work``; returns its shape."""
-    design = manifest["design"]
-    if design not in BENCHES:
-        raise ValueError(f"no outside testbench for design {design!r}")
-    bench, shape = BENCHES[design](manifest, vectors, work, reset_cycles)
+    bench, shape = bench_for(manifest)(manifest, vectors, work, reset_cycles)
     (work / "outside_tb.v").write_text(bench)
     return shape
 
@@ -393,7 +195,6 @@ def run_outside(manifest_path, vectors_path, work=None, no_initial_values=False,
     own_tmp = work is None
     work = Path(tempfile.mkdtemp(prefix="spikeacc-outside-") if own_tmp else work)
     work.mkdir(parents=True, exist_ok=True)
-    design = manifest["design"]
     rtl_path = manifest_path.parent / (f"{manifest['top']}_noinit.v" if no_initial_values else f"{manifest['top']}.v")
     if not rtl_path.is_file():
         raise ValueError(f"{rtl_path} is not in the package; regenerate it with spikeacc generate")
@@ -408,7 +209,7 @@ def run_outside(manifest_path, vectors_path, work=None, no_initial_values=False,
         raise RuntimeError(f"vvp failed in {work}:\n{run.stdout[-2000:]}{run.stderr[-2000:]}")
     verdict = [ln for ln in run.stdout.splitlines() if ln.startswith(("PASS:", "FAIL:"))]
     expected = np.asarray(vectors["expected"], dtype=np.int64)
-    if design in ("pe", "mac_pe"):
+    if "buffers" not in manifest["datasheet"]:    # a PE: one count per case
         lines = (work / "counts.txt").read_text().split()
         got = np.array([int(x) if x.isdigit() else -1 for x in lines], dtype=np.int64)
         result = {"undefined_words": [i for i, x in enumerate(lines) if not x.isdigit()], "tokens": []}

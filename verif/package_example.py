@@ -16,7 +16,9 @@ from pathlib import Path
 import numpy as np
 
 from spikeacc.config import SpikeConfig
-from spikeacc.golden.vectors import random_vectors, save_vectors
+from spikeacc.hw import registry
+from spikeacc.golden.synthetic_vectors import random_vectors
+from spikeacc.golden.vectors import save_vectors
 from spikeacc.verif.outside_tb import write_bench
 from spikeacc.verif.pe_cases import make_cases
 
@@ -32,7 +34,7 @@ def example_command(top: str) -> str:
 
 
 def _vectors(design: str, cfg: SpikeConfig, directory: Path) -> tuple[Path, dict]:
-    if design in ("tile", "mac"):
+    if registry.design(design).is_tile:
         v = random_vectors(cfg, min(EXAMPLE_TOKENS, cfg.max_tokens), seed=0,
                            salient_fraction=0.15 if cfg.kirin else 0.025)
         path = save_vectors(directory / "vectors.npz", v)
@@ -56,7 +58,7 @@ def write_example(manifest_path: Path, design: str, cfg: SpikeConfig) -> list[Pa
     what = (f"{shape['tokens']} tokens of seeded random layer vectors ({source.name})"
             if "tokens" in shape else f"{shape['cases']} neuron cases, corners first ({source.name})")
     regenerate = (f"python -m spikeacc.verif.outside_tb ../{top}.json YOUR_VECTORS.npz --work ."
-                  if design in ("tile", "mac") else
+                  if registry.design(design).is_tile else
                   f"python -m spikeacc.verif.outside_tb ../{top}.json YOUR_CASES.npz --work .")
     (directory / "README.md").write_text(f"""# Example testbench of {top}
 

@@ -36,6 +36,7 @@ from pathlib import Path
 import numpy as np
 
 from spikeacc.config import SpikeConfig
+from spikeacc.hw import registry
 from spikeacc.errors import ToolFailure, VerificationFailed
 from spikeacc.verif.tile_harness import activation_rows, exponent_rows, threshold_rows, weight_rows
 
@@ -234,7 +235,8 @@ class ResidentSimulator:
         """Bank ``key``'s weights and thresholds in the process, once; return the bank number."""
         if key not in self.banks:
             bank = len(self.banks)
-            self._send(LOAD, bank, 0, 0, weight_rows(self.cfg, w), threshold_rows(self.cfg, theta, phi))
+            self._send(LOAD, bank, 0, 0, weight_rows(self.cfg, w),
+                       threshold_rows(self.cfg, theta, phi, registry.SPIKING_TILE))
             self._receive(8)
             self.banks[key] = bank
         return self.banks[key]

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from spikeacc import workdirs
 from spikeacc.config import SpikeConfig
+from spikeacc.hw import registry
 from spikeacc.errors import ToolFailure, build_failure
 from spikeacc.hw.generate import GeneratedDesign, generate, write_if_changed
 from spikeacc.verif.toolchain import BUILD_WAIVERS, use_icarus, use_verilator
@@ -215,7 +216,7 @@ def run_pe_regression(cfg: SpikeConfig, *, n_random: int = 2000, seed: int = 0,
         cases.expected[corrupt] = (cases.expected[corrupt] + 1) % (cfg.max_count + 1)
 
     def build(always=False):
-        with locked_sources(build_dir, "pe", cfg) as (design, sources):
+        with locked_sources(build_dir, registry.SPIKING_PE, cfg) as (design, sources):
             return build_bench(top=design.top, sources=sources, build_dir=build_dir,
                                simulator=simulator, always=always), design
 

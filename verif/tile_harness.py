@@ -28,6 +28,7 @@ from amaranth.lib import data, wiring
 
 from spikeacc import workdirs
 from spikeacc.config import SpikeConfig
+from spikeacc.hw import registry
 from spikeacc.hw.generate import module_name
 from spikeacc.hw.tile import activation_lane_layout
 
@@ -35,18 +36,17 @@ __all__ = ["harness_verilog", "write_buffers", "read_counts", "harness_name", "a
            "threshold_rows", "exponent_rows"]
 
 
-DESIGNS = ("tile", "mac", "mac_skip")
 CLOCK_PERIOD_NS = 10  # the clock the bench drives; activity (SAIF high times) converts to cycles with it
 
 
-def harness_name(cfg: SpikeConfig, design: str = "tile") -> str:
+def harness_name(cfg: SpikeConfig, design: str) -> str:
     return f"harness_{design}_{cfg.tag}"
 
 
 def _thresh_slots(design: str) -> int:
     """64-bit slots per neuron in the threshold file: Φ, Θ (every tile design reads the same words)."""
-    if design not in DESIGNS:
-        raise ValueError(f"design must be one of {DESIGNS}, got {design!r}")
+    if design not in registry.tiles():
+        raise ValueError(f"the buffer harness drives tiles ({', '.join(registry.tiles())}), not {design!r}")
     return 2
 
 
@@ -63,7 +63,7 @@ def _pack(layout: data.StructLayout, source: dict[str, str]) -> str:
     return "{" + ", ".join(parts) + "}"
 
 
-def harness_verilog(cfg: SpikeConfig, design: str = "tile", resident: bool = False) -> str:
+def harness_verilog(cfg: SpikeConfig, design: str, resident: bool = False) -> str:
     """Verilog of the harness around the generated tile (module names carry the config).
 
     Port names, widths and every bit slice come from the component's
@@ -168,7 +168,7 @@ def weight_rows(cfg: SpikeConfig, w: np.ndarray) -> np.ndarray:
     return rows.reshape(B * k, P)[:, ::-1]
 
 
-def threshold_rows(cfg: SpikeConfig, theta: np.ndarray, phi: np.ndarray, design: str = "tile") -> np.ndarray:
+def threshold_rows(cfg: SpikeConfig, theta: np.ndarray, phi: np.ndarray, design: str) -> np.ndarray:
     """``thresh_mem`` rows [B·R, P·16]: address block·R + r holds the block's P neurons' ``[Φ, Θ]`` (64 bits each)."""
     R, B, P = cfg.threshold_grid, cfg.blocks, cfg.pes
     columns = [np.asarray(phi).astype(np.int64).view(np.uint64), np.asarray(theta).astype(np.int64).view(np.uint64)]
@@ -184,7 +184,7 @@ def exponent_rows(exponent: np.ndarray) -> np.ndarray:
     return e.reshape(-1, 4)
 
 
-def write_buffers(cfg: SpikeConfig, vectors, directory: Path, design: str = "tile") -> dict[str, Path]:
+def write_buffers(cfg: SpikeConfig, vectors, directory: Path, design: str) -> dict[str, Path]:
     """Write the harness's hex files for a vector file; returns plusarg name -> path."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)

@@ -14,8 +14,8 @@ from tqdm import tqdm
 
 from spikeacc import workdirs
 from spikeacc.config import SpikeConfig
+from spikeacc.hw import registry
 from spikeacc.golden.vectors import load_vectors
-from spikeacc.hw.mac import mac_cycles
 from spikeacc.hw.tile import spike_histogram, tile_cycles
 from spikeacc.verif.results import VectorFileRun
 from spikeacc.verif.runner import BenchRun, build_bench, locked_sources, run_bench
@@ -30,7 +30,7 @@ __all__ = ["TileRegression", "tile_config_for", "tile_build_dir", "tile_is_built
 class TileRegression(VectorFileRun):
     """One vector file through a tile: the bench's verdict and counts, and the cycle model beside them."""
 
-    design: str                  # "tile" (spiking), "mac" or "mac_skip" (the zero-skipping MAC)
+    design: str                  # a tile of the registry (spikeacc.hw.registry.tiles())
     passed: bool                 # every output integer equal, none missing, the bench's own checks clean
     compared: int
     mismatch_count: int
@@ -42,7 +42,7 @@ class TileRegression(VectorFileRun):
     wall_seconds: float
     ideal_cycles: int            # the spiking tile's cycle floor: every PE busy on a spike every cycle
     dense_bound_cycles: int
-    predicted_cycles: int        # hw.tile.tile_cycles (or hw.mac.mac_cycles): must equal ``cycles``
+    predicted_cycles: int        # the design's declared cycle model: must equal ``cycles``
     predicted_cycles_per_token: list
     utilization: float
     zero_fraction: float
@@ -68,15 +68,15 @@ def tile_config_for(vectors, pes: int | None = None, lanes: int | None = None,
                        firing=cfg.firing if firing is None else firing, max_tokens=max(cfg.max_tokens, m))
 
 
-def tile_build_dir(cfg: SpikeConfig, *, build_root=None, design: str = "tile", saif: bool = False,
-                   gates=None) -> Path:
+def tile_build_dir(cfg: SpikeConfig, *, build_root=None, design: str = registry.SPIKING_TILE,
+                   saif: bool = False, gates=None) -> Path:
     """Where :func:`build_tile` builds ``design`` for ``cfg`` (one directory per configuration and kind)."""
     suffix = ("_saif" if saif else "") + (f"_gates_{gates.tag}" if gates is not None else "")
     return (workdirs.build_root(build_root) / f"{design}_{cfg.tag}_t{cfg.max_tokens}{suffix}").resolve()
 
 
-def tile_is_built(cfg: SpikeConfig, *, build_root=None, design: str = "tile", saif: bool = False,
-                  gates=None) -> bool:
+def tile_is_built(cfg: SpikeConfig, *, build_root=None, design: str = registry.SPIKING_TILE,
+                  saif: bool = False, gates=None) -> bool:
     """True when a :func:`build_tile` of the current RTL finished there: running it costs no build."""
     import tempfile
 
@@ -92,8 +92,8 @@ def tile_is_built(cfg: SpikeConfig, *, build_root=None, design: str = "tile", sa
     return built.read_text() == fresh and (gates is None or gates.is_synthesized(built, build_dir / "gates"))
 
 
-def build_tile(cfg: SpikeConfig, *, build_root=None, design: str = "tile", saif: bool = False,
-               gates=None):
+def build_tile(cfg: SpikeConfig, *, build_root=None, design: str = registry.SPIKING_TILE,
+               saif: bool = False, gates=None):
     """Generate and build the tile harness for ``cfg`` once; every run of that configuration reuses it.
 
     Returns ``(build_dir, top, build_seconds, rebuild)``; generation and build
@@ -117,7 +117,7 @@ def build_tile(cfg: SpikeConfig, *, build_root=None, design: str = "tile", saif:
 
 
 def run_tile_regression(vectors_path, *, build_root=None, pes=None, lanes=None, config=None,
-                        progress: bool = True, design: str = "tile", saif_to: Path | None = None,
+                        progress: bool = True, design: str = registry.SPIKING_TILE, saif_to: Path | None = None,
                         inject_fault: tuple[int, int] | None = None, gates=None,
                         firing: str | None = None) -> tuple[BenchRun, TileRegression]:
     """Build (or reuse) the tile for the vectors' shape, run every token, and return the run and its report.
@@ -166,19 +166,15 @@ def run_tile_regression(vectors_path, *, build_root=None, pes=None, lanes=None, 
             shutil.move(str(work / "dump.saif"), str(saif_to))
     bench = run.report
     mags = np.abs(vectors.mant.astype(np.int64))
-    model = [tile_cycles(cfg, *spike_histogram(cfg, row)) for row in vectors.mant]
-    if design == "tile":
-        ideal, predicted = sum(c["ideal"] for c in model), [c["total"] for c in model]
-    else:  # the MAC streams every word, zeros included
-        ideal = vectors.shape[0] * cfg.blocks * cfg.k_words
-        predicted = [mac_cycles(cfg, skip_zeros=design == "mac_skip")] * vectors.shape[0]
+    predicted, ideal = registry.design(design).cycles(cfg, vectors.mant)
+    dense_bound = sum(tile_cycles(cfg, *spike_histogram(cfg, row))["dense_bound"] for row in vectors.mant)
     cycles, wall = bench.get("cycles", 0), bench.get("wall_seconds", 0.0)
     result = TileRegression(
         design=design, vectors=str(vectors_path), layer=vectors.meta.get("layer"), model=vectors.meta.get("model"),
         shape=tuple(vectors.shape), config=cfg, passed=bool(bench["passed"]), compared=bench["compared"],
         mismatch_count=bench["mismatch_count"], missing=bench["missing"], mismatches=bench["mismatches"],
         failures=bench.get("failures", []), cycles=cycles, cycles_per_token=bench.get("cycles_per_token", []),
-        wall_seconds=wall, ideal_cycles=ideal, dense_bound_cycles=sum(c["dense_bound"] for c in model),
+        wall_seconds=wall, ideal_cycles=ideal, dense_bound_cycles=dense_bound,
         predicted_cycles=sum(predicted), predicted_cycles_per_token=predicted,
         utilization=ideal / cycles if cycles else 0.0, zero_fraction=float((mags == 0).mean()),
         salient_ratio=float(vectors.meta.get("salient_ratio", (vectors.shift > 0).mean())),
@@ -199,7 +195,8 @@ def _fault_env(vectors, fault) -> dict:
 
 
 def regress_tile(vectors_path, *, build_root=None, report=None, pes=None, lanes=None,
-                 design: str = "tile", config: SpikeConfig | None = None, inject_fault=None) -> bool:
+                 design: str = registry.SPIKING_TILE, config: SpikeConfig | None = None,
+                 inject_fault=None) -> bool:
     """CLI entry: print the verdict and numbers, write the JSON report; True when bit-exact."""
     t0 = time.perf_counter()
     _, rep = run_tile_regression(vectors_path, build_root=build_root, pes=pes, lanes=lanes, design=design,

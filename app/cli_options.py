@@ -1,0 +1,89 @@
+"""What every ``spikeacc`` command shares: the configuration options, refusals and default vectors."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from spikeacc.config import PRESETS, SpikeConfig, config_from
+
+__all__ = ["BUILD_DIR_HELP", "config_of", "add_config_args", "refuse_config_beside_vectors", "check_counts",
+           "layer_base", "refuse_options", "int_list", "default_vectors", "add_rtl_path_args"]
+
+BUILD_DIR_HELP = "simulator builds, shared by runs (default: $SPIKEACC_BUILD_DIR or sim_build)"
+
+
+def config_of(args) -> SpikeConfig:
+    """The one configuration of a command: ``--config FILE``, ``--preset NAME`` or the default preset."""
+    return config_from(args.preset, args.config)
+
+
+def add_config_args(p: argparse.ArgumentParser, what: str = "") -> None:
+    """``--config FILE`` / ``--preset NAME``, the same on every command; ``what`` says what it sets there."""
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--config", metavar="FILE", help="JSON file of SpikeConfig fields" + (f" ({what})" if what else ""))
+    g.add_argument("--preset", choices=sorted(PRESETS), help="named configuration (default: default)")
+
+
+def refuse_config_beside_vectors(args) -> None:
+    """A vector file carries its own configuration; a second one would be ignored, so it is refused."""
+    if args.vectors is not None and (args.config or args.preset):
+        raise ValueError("--vectors FILE carries its own configuration; --config/--preset set the arithmetic of "
+                         "the default vectors only: give one or the other")
+
+
+# Options whose meaningless values no later check would catch: refused here, one line, in every command
+MINIMUMS = {"workers": 1}
+
+
+# Options whose meaningless values no later check would catch: refused here, one line, in every command
+MINIMUMS = {"workers": 1}
+
+
+def check_counts(args) -> None:
+    for name, minimum in MINIMUMS.items():
+        value = getattr(args, name, None)
+        if value is not None and value < minimum:
+            raise ValueError(f"--{name} must be at least {minimum}, got {value}")
+
+
+def layer_base(cfg: SpikeConfig) -> SpikeConfig:
+    """Real projections: ``cfg``'s arithmetic on the tile shape the SmolLM2 preset adapts to each layer."""
+    return PRESETS["smollm2"].with_arithmetic_of(cfg)
+
+
+def refuse_options(args, design: str, options: dict[str, object]) -> None:
+    """Options that do not apply to ``design`` are refused, not silently ignored."""
+    for option, default in options.items():
+        if getattr(args, option.lstrip("-").replace("-", "_")) not in (None, default):
+            raise ValueError(f"{option} does not apply to --design {design}")
+
+
+def int_list(text: str, option: str) -> tuple[int, ...]:
+    try:
+        values = tuple(int(v) for v in text.split(",") if v.strip())
+    except ValueError:
+        raise ValueError(f"{option} takes comma-separated integers, got {text!r}") from None
+    if not values:
+        raise ValueError(f"{option} needs at least one value")
+    return values
+
+
+def default_vectors(args) -> str:
+    """``--vectors``, or the embedded default: SmolLM2 block 0 q_proj, 8 tokens, in the configuration's arithmetic."""
+    refuse_config_beside_vectors(args)
+    if args.vectors is not None:
+        return args.vectors
+    from spikeacc.golden.vector_export import export_vectors
+    layer = getattr(args, "layer", None) or "model.layers.0.self_attn.q_proj"
+    return export_vectors(layer=layer, tokens=8, base=layer_base(config_of(args)),
+                          out=Path(args.out) / f"smollm2_{layer.replace('model.layers.', 'l').replace('.', '_')}.npz")
+
+
+def add_rtl_path_args(p) -> None:
+    p.add_argument("--split", type=int, default=1, metavar="S",
+                   help="cut each projection's output blocks into up to S equal parts (the most that divide its "
+                        "blocks), each a call of its own: one projection over S workers")
+    p.add_argument("--per-call", action="store_true",
+                   help="one simulator process and buffer files per call (the fallback and cross-check) "
+                        "instead of resident simulators")
