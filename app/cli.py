@@ -6,7 +6,7 @@ import argparse
 import os
 import sys
 
-from spikeacc.app.cli_options import check_counts
+from spikeacc.app.cli_options import check_counts, refuse_inert
 from spikeacc.app.cmd_energy import add_energy_commands
 from spikeacc.app.cmd_golden import add_infer, add_ppl, add_vectors
 from spikeacc.app.cmd_hardware import add_generate, add_regress, add_synth
@@ -30,12 +30,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> int:
     """Run one command; every failure becomes one line on stderr and an exit code (see spikeacc.errors)."""
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    command = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices[args.command]
     if os.environ.get("SPIKEACC_DEBUG") == "1":
         check_counts(args)
+        refuse_inert(args, command, getattr(args, "modes", ()))
         return args.func(args)
     try:
         check_counts(args)
+        refuse_inert(args, command, getattr(args, "modes", ()))
         return args.func(args)
     except KeyboardInterrupt:
         print("spikeacc: interrupted; finished files are kept", file=sys.stderr)

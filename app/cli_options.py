@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import argparse
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 from spikeacc.config import PRESETS, SpikeConfig, config_from
 
 __all__ = ["BUILD_DIR_HELP", "config_of", "add_config_args", "refuse_config_beside_vectors", "check_counts",
-           "layer_base", "refuse_options", "int_list", "default_vectors", "add_rtl_path_args"]
+           "layer_base", "Mode", "refuse_inert", "int_list", "default_vectors", "add_rtl_path_args"]
 
 BUILD_DIR_HELP = "simulator builds, shared by runs (default: $SPIKEACC_BUILD_DIR or sim_build)"
 
@@ -52,11 +54,31 @@ def layer_base(cfg: SpikeConfig) -> SpikeConfig:
     return PRESETS["smollm2"].with_arithmetic_of(cfg)
 
 
-def refuse_options(args, design: str, options: dict[str, object]) -> None:
-    """Options that do not apply to ``design`` are refused, not silently ignored."""
-    for option, default in options.items():
-        if getattr(args, option.lstrip("-").replace("-", "_")) not in (None, default):
-            raise ValueError(f"{option} does not apply to --design {design}")
+@dataclass(frozen=True)
+class Mode:
+    """A mode of a command in which some options have no effect: giving one there is refused, never dropped.
+
+    ``argv`` selects the mode (the test that walks the parser uses it), ``why``
+    says what the mode does instead.
+    """
+
+    name: str                                  # "with --golden", "without --rtl", ...
+    active: Callable[[argparse.Namespace], bool]
+    inert: tuple[str, ...]
+    why: str
+    argv: tuple[str, ...] = ()
+
+
+def refuse_inert(args: argparse.Namespace, parser: argparse.ArgumentParser, modes: tuple[Mode, ...]) -> None:
+    """Refuse, in one line, an option given a value in a mode where it has no effect."""
+    dests = {opt: a.dest for a in parser._actions for opt in a.option_strings}
+    for mode in modes:
+        if not mode.active(args):
+            continue
+        for option in mode.inert:
+            dest = dests[option]
+            if getattr(args, dest) != parser.get_default(dest):
+                raise ValueError(f"{option} has no effect {mode.name}: {mode.why}")
 
 
 def int_list(text: str, option: str) -> tuple[int, ...]:

@@ -25,9 +25,9 @@ def cmd_power(args) -> int:
         raise ValueError("--layer and --full-size choose the SmolLM2 projection to export; --vectors FILE is "
                          "measured as it is: give one or the other")
     liberty = Path(args.liberty) if args.liberty else DEFAULT_LIBERTY
-    if not liberty.is_file():
-        raise ValueError(f"--liberty {liberty} does not exist"
-                         + (" (Debian: apt-get install qflow-tech-osu018)" if not args.liberty else ""))
+    if not args.liberty and not liberty.is_file():
+        raise ValueError(f"the default Liberty {liberty} is not installed (Debian: apt-get install qflow-tech-osu018)")
+    workdirs.input_file(liberty, "--liberty")
     workdirs.build_root(args.build_dir)
     workdirs.output_dir(args.out, "--out directory")
     vectors = default_vectors(args)

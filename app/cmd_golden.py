@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 from spikeacc import workdirs
-from spikeacc.app.cli_options import (BUILD_DIR_HELP, add_config_args, add_rtl_path_args, config_of, int_list,
+from spikeacc.app.cli_options import (BUILD_DIR_HELP, Mode, add_config_args, add_rtl_path_args, config_of, int_list,
                                       layer_base)
 from spikeacc.config import GOLDEN_INPUT_STEPS
 from spikeacc.errors import VerificationFailed
@@ -71,8 +71,6 @@ def cmd_infer(args) -> int:
         except ValueError:
             raise ValueError(f"--inject-fault takes LAYER,TOKEN,NEURON, got {args.inject_fault!r}") from None
         fault = (layer, token, neuron)
-        if args.golden:
-            raise ValueError("--inject-fault flips an RTL count; with --golden nothing runs on the RTL")
     rep = run_infer(args.prompt, max_new_tokens=args.max_new_tokens, model=args.model, rtl=not args.golden,
                     layers=args.layers, workers=args.workers, scheduler=args.scheduler, out=args.out,
                     build_root=args.build_dir, config=cfg.in_mode("kirin") if args.kirin else cfg, inject_fault=fault,
@@ -88,6 +86,26 @@ def cmd_infer(args) -> int:
         print(f"golden text identical: {rep['identical']}; wall {rep['wall_seconds']} s")
     print(f"wrote {Path(args.out) / 'infer.json'}")
     return 0
+
+
+RTL_ONLY = ("--layers", "--workers", "--scheduler", "--split", "--per-call", "--build-dir")   # how the RTL is reached
+PPL_MODES = (
+    Mode("with --rtl", lambda a: a.rtl, ("--text", "--eval-text", "--quick", "--full", "--out-bits", "--out-policy",
+                                         "--inputs"),
+         "--rtl measures one held-out window of the shipped text in the configuration's arithmetic, beside golden",
+         ("--rtl",)),
+    Mode("without --rtl", lambda a: not a.rtl, RTL_ONLY, "the table is the golden model's; nothing runs on the RTL"),
+)
+INFER_MODES = (
+    Mode("with --golden", lambda a: a.golden, RTL_ONLY + ("--inject-fault",), "nothing runs on the RTL",
+         ("--golden",)),
+)
+VECTORS_MODES = (
+    Mode("with --llama2-shape", lambda a: a.llama2_shape, ("--model",),
+         "the layer is the seeded synthetic Llama-2-7B one", ("--llama2-shape",)),
+    Mode("without --llama2-shape", lambda a: not a.llama2_shape, ("--seed",),
+         "only the synthetic layer is seeded; a model's layer is what it is"),
+)
 
 
 def add_ppl(sub) -> None:
@@ -117,7 +135,7 @@ def add_ppl(sub) -> None:
                    help="activation steps of the rows, as a configuration's input_step: static (one per tensor), "
                         "pow2, pow2/2, pow2/4 (per token on the grid 2^(-j/R)), or any (a float step per token: "
                         "golden-only); default: static, any, pow2 and pow2/4")
-    p.set_defaults(func=cmd_ppl)
+    p.set_defaults(func=cmd_ppl, modes=PPL_MODES)
 
 
 def add_infer(sub) -> None:
@@ -138,7 +156,7 @@ def add_infer(sub) -> None:
     p.add_argument("--out", default="out/infer", help="where infer.json goes")
     p.add_argument("--build-dir", default=None, help=BUILD_DIR_HELP)
     add_config_args(p, "the arithmetic of every projection's tile")
-    p.set_defaults(func=cmd_infer)
+    p.set_defaults(func=cmd_infer, modes=INFER_MODES)
 
 
 def add_vectors(sub) -> None:
@@ -164,4 +182,4 @@ def add_vectors(sub) -> None:
                    help="synthetic Llama-2-7B decoder layer (hidden 4096, intermediate 11008), seeded")
     p.add_argument("--seed", type=int, default=0, help="--llama2-shape: seed of the synthetic layer")
     add_config_args(p, "the arithmetic of the exported layer; P and L adapt to its shape")
-    p.set_defaults(func=cmd_vectors)
+    p.set_defaults(func=cmd_vectors, modes=VECTORS_MODES)

@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 from spikeacc import workdirs
-from spikeacc.app.cli_options import (BUILD_DIR_HELP, add_config_args, config_of, int_list, refuse_options)
+from spikeacc.app.cli_options import BUILD_DIR_HELP, Mode, add_config_args, config_of, int_list
 from spikeacc.config import PRESETS, SpikeConfig
 from spikeacc.hw import registry
 
@@ -59,7 +59,6 @@ def cmd_regress(args) -> int:
     if args.report:
         workdirs.output_file(args.report, "--report file", inputs=[args.vectors, args.config])
     if args.design == registry.SPIKING_PE:
-        refuse_options(args, args.design, {"--vectors": None, "--pes": None, "--lanes": None, "--inject-fault": None})
         from spikeacc.verif.runner import run_pe_regression
         cfg = config_of(args)
         run = run_pe_regression(cfg, n_random=2000 if args.cases is None else args.cases,
@@ -68,7 +67,6 @@ def cmd_regress(args) -> int:
         if args.report:
             Path(args.report).write_text(json.dumps(run.report, indent=2))
     else:
-        refuse_options(args, args.design, {"--cases": None, "--seed": None})
         from spikeacc.verif.tile_regress import regress_tile
         if not args.vectors:
             raise ValueError(f"--design {args.design} needs --vectors FILE.npz (make one with `spikeacc vectors`)")
@@ -126,6 +124,15 @@ def add_generate(sub) -> None:
     p.set_defaults(func=cmd_generate)
 
 
+REGRESS_MODES = (
+    Mode(f"with --design {registry.SPIKING_PE}", lambda a: a.design == registry.SPIKING_PE,
+         ("--vectors", "--pes", "--lanes", "--inject-fault"),
+         "the PE regression runs corner and random neurons, not a vector file", ("--design", registry.SPIKING_PE)),
+    Mode("with a tile design", lambda a: a.design != registry.SPIKING_PE, ("--cases", "--seed"),
+         "a tile runs the vector file given with --vectors", ("--design", registry.SPIKING_TILE)),
+)
+
+
 def add_regress(sub) -> None:
     p = sub.add_parser("regress", help="run a bit-exact regression under Verilator")
     p.add_argument("--design", choices=(registry.SPIKING_PE, *registry.tiles()), default=registry.SPIKING_PE,
@@ -144,7 +151,7 @@ def add_regress(sub) -> None:
                    "a third-party vector file cannot say (kappa, pes, lanes, ...)")
     g.add_argument("--preset", choices=sorted(PRESETS), help="pe: named configuration (default: default); "
                    "tile/mac: its arithmetic, for a vector file that does not carry its own")
-    p.set_defaults(func=cmd_regress)
+    p.set_defaults(func=cmd_regress, modes=REGRESS_MODES)
 
 
 def add_synth(sub) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from spikeacc import workdirs
-from spikeacc.app.cli_options import BUILD_DIR_HELP, add_config_args, config_of
+from spikeacc.app.cli_options import BUILD_DIR_HELP, Mode, add_config_args, config_of
 
 __all__ = ["add_run"]
 
@@ -28,6 +28,13 @@ def cmd_run(args) -> int:
     return 0 if report["passed"] else 1
 
 
+RUN_MODES = (
+    Mode("without the energy step", lambda a: "energy" not in [s.strip() for s in a.steps.split(",")], ("--gate-level",),
+         "--gate-level measures the energy step's gate-level figures; add energy to --steps",
+         ("--steps", "accuracy")),
+)
+
+
 def add_run(sub) -> None:
     p = sub.add_parser("run", help="the main job: embedded model to verified spiking RTL, with a report")
     p.add_argument("--out", default="out", help="report directory (default: out)")
@@ -43,4 +50,4 @@ def add_run(sub) -> None:
                         "netlists are not built yet (the first time: tens of minutes); otherwise they are measured "
                         "when built and shown as recorded when not")
     add_config_args(p, "the arithmetic of every layer; the tile shape of the PE, quick and synthesis steps")
-    p.set_defaults(func=cmd_run)
+    p.set_defaults(func=cmd_run, modes=RUN_MODES)

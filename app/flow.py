@@ -31,8 +31,8 @@ from spikeacc.hw import registry
 from spikeacc import workdirs
 from spikeacc.config import MODES, PRESETS, SpikeConfig
 from spikeacc.app.report import step_time, write_report
-from spikeacc.app.step_cache import StepCache, source_hash
-from spikeacc.errors import VerificationFailed
+from spikeacc.app.step_cache import StepCache
+from spikeacc.errors import ToolFailure, VerificationFailed
 
 __all__ = ["STEPS", "run_main"]
 
@@ -198,10 +198,18 @@ def synth_packages(run: RunContext) -> list[dict]:
         digest = hashlib.sha256(Path(files["verilog"]).read_bytes()).hexdigest()
         # kept beside the simulator builds, so every --out directory reuses it while the Verilog is unchanged
         cached = workdirs.build_root(run.build_root) / "synth" / f"{design}_{digest[:16]}.json"
-        row = json.loads(cached.read_text()) if cached.is_file() else None
         packages.append({"design": design, "verilog": Path(files["verilog"]), "digest": digest, "cache": cached,
-                         "row": row if row and row.get("verilog_sha256") == digest else None})
+                         "row": _cached_synthesis(cached, digest)})
     return packages
+
+
+def _cached_synthesis(path: Path, digest: str) -> dict | None:
+    """A cached synthesis row of exactly this Verilog; missing, torn or foreign is a miss, never an error."""
+    try:
+        row = json.loads(path.read_text())
+        return row if isinstance(row, dict) and row.get("verilog_sha256") == digest else None
+    except (OSError, ValueError):
+        return None
 
 
 def step_synth(run: RunContext, quiet: bool = False, packages: list[dict] | None = None) -> dict:
@@ -229,7 +237,7 @@ def step_synth(run: RunContext, quiet: bool = False, packages: list[dict] | None
                                 place_and_route=False, background=quiet)
             row = {"design": design, "verilog_sha256": p["digest"], **result.to_dict()}
             p["cache"].parent.mkdir(parents=True, exist_ok=True)
-            p["cache"].write_text(json.dumps(row, indent=1) + "\n")
+            workdirs.write_atomic(p["cache"], json.dumps(row, indent=1) + "\n")
         rows.append({k: row[k] for k in ("design", "luts", "flip_flops", "brams", "seconds")}
                     | {"reused": row.get("reused", False)}
                     | {"generic_cells": sum(row["generic_cells"].values())})
@@ -292,7 +300,7 @@ def run_main(out: Path, *, steps=STEPS, quick: bool = False, model: str | None =
               "config": config.to_dict(), "sections": {}, "summary": []}
     t_run = time.perf_counter()
     failure = None
-    input_error = False   # the step failed on the user's input (exit 2), not on a check (exit 1)
+    error = None   # what stopped the run when it was not a check: the user's input or environment, a tool, a bug
     params = {"quick": quick, "config": config.to_dict(), "gate_level": gate_level}
     # Synthesis (Yosys, a process of its own) overlaps the other steps instead of waiting for them,
     # when there is any to do; results cached for every design's Verilog make it a step of seconds.
@@ -326,9 +334,10 @@ def run_main(out: Path, *, steps=STEPS, quick: bool = False, model: str | None =
                 section = exc.section
                 failure = f"{step}: {section['headline']}"
             except Exception as exc:  # the report keeps what earlier steps produced
-                section = {"status": "FAIL", "headline": f"{type(exc).__name__}: {exc}".splitlines()[0][:300]}
+                error = _not_a_verdict(exc)
+                # a check that failed is FAIL; anything else (a full disk, a broken tool, a bug) is no verdict
+                section = {"status": "FAIL" if error is None else "ERROR", "headline": _one_line(exc)}
                 failure = f"{step}: {section['headline']}"
-                input_error = isinstance(exc, (ValueError, FileNotFoundError))
         seconds = time.perf_counter() - t0
         beside = step == "synth" and early is not None and "seconds" in section
         if beside:   # it ran in the background beside the earlier steps: its own time, not the wait
@@ -345,12 +354,31 @@ def run_main(out: Path, *, steps=STEPS, quick: bool = False, model: str | None =
     report["passed"] = failure is None and all(s["status"] == "PASS" for s in report["summary"])
     write_report(out, report)
     print_summary(report, out)
-    if failure and input_error:
-        raise ValueError(f"step {failure.split(': ', 1)[0]}: {failure.split(': ', 2)[-1]} (earlier steps' results "
-                         f"are kept in {out})")
+    if failure and error is not None:
+        raise error(f"step {failure} (earlier steps' results are kept in {out})")
     if failure:
         raise VerificationFailed(f"step {failure} (earlier steps' results are kept in {out})")
     return report
+
+
+def _one_line(exc: BaseException) -> str:
+    """A step's exception as the report's one line; an OS error names its path and its cause."""
+    if isinstance(exc, OSError) and not isinstance(exc, (ToolFailure,)) and exc.strerror:
+        where = f" {exc.filename}" if exc.filename else ""
+        return f"cannot use{where}: {exc.strerror}"
+    return f"{type(exc).__name__}: {exc}".splitlines()[0][:300]
+
+
+def _not_a_verdict(exc: BaseException):
+    """The exception class a failed step is re-raised as when it is not a verification verdict (None when it is):
+    the user's input or environment (exit 2), a tool (exit 3), or a bug of ours (exit 70)."""
+    if isinstance(exc, VerificationFailed):
+        return None
+    if isinstance(exc, ToolFailure):
+        return ToolFailure
+    if isinstance(exc, (ValueError, OSError)):
+        return ValueError
+    return RuntimeError
 
 
 def print_summary(report: dict, out: Path) -> None:

@@ -111,7 +111,7 @@ def _bars_per_layer(tiles: list[dict], series: list[tuple[str, dict]], path, *, 
 
 def _has_results(section: dict) -> bool:
     """A section has tables to show unless its step failed before producing any (then only its one line)."""
-    return section["status"] != "FAIL" or "rows" in section or "tiles" in section
+    return section["status"] == "PASS" or "rows" in section or "tiles" in section
 
 
 def _md_table(header, rows) -> list[str]:
@@ -170,7 +170,7 @@ STYLE = ("body{font-family:system-ui,sans-serif;max-width:1000px;margin:2em auto
          "table{border-collapse:collapse;margin:.8em 0;font-size:14px}td,th{border:1px solid #ccc;padding:4px 8px;"
          "text-align:left;vertical-align:top}th{background:#f3f3f3;min-width:4em}"
          "td:last-child{min-width:16em}.PASS{color:#0a7a22;font-weight:bold}"
-         ".FAIL{color:#b00020;font-weight:bold}img{max-width:100%;margin:.5em 0}p.note{color:#555}")
+         ".FAIL,.ERROR{color:#b00020;font-weight:bold}img{max-width:100%;margin:.5em 0}p.note{color:#555}")
 
 
 def report_html(report: dict) -> str:
@@ -182,7 +182,7 @@ def report_html(report: dict) -> str:
     rows = [[s["step"], s["status"], step_time(s), s["headline"]]
             for s in report["summary"]]
     table = _html_table(["step", "result", "time", "summary"], rows)
-    for status in ("PASS", "FAIL"):
+    for status in ("PASS", "FAIL", "ERROR"):
         table = table.replace(f"<td>{status}</td>", f"<td class='{status}'>{status}</td>")
     parts.append(table)
     cfg = SpikeConfig.from_dict(report["config"])

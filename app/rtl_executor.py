@@ -8,6 +8,7 @@ model's stops the run with the layer, token, neuron, expected and got.
 
 from __future__ import annotations
 
+import sys
 import time
 from dataclasses import dataclass, field, replace
 
@@ -20,10 +21,30 @@ from spikeacc.app.tile_calls import (TILE_TOKENS, layer_config, run_tile_call, s
                                      split_projection)
 from spikeacc.app.tile_pools import TilePool
 
-__all__ = ["SIBLINGS", "LayerStats", "RtlExecutor"]
+__all__ = ["SIBLINGS", "LayerStats", "RtlExecutor", "wait_saying"]
 
 # Projections computed from the same input, submitted at once (the leader is called first).
 SIBLINGS = {"self_attn.q_proj": ("self_attn.k_proj", "self_attn.v_proj"), "mlp.gate_proj": ("mlp.up_proj",)}
+
+
+def wait_saying(futures: dict, what: str, every: float = 10.0, say=None) -> None:
+    """Wait for every future (a thread pool's or Dask's), saying when each is ready and, at most every
+    ``every`` seconds, what is still pending: a build of minutes is never a silent wait."""
+    say = say or (lambda line: print(line, file=sys.stderr, flush=True))
+    start = last = time.monotonic()
+    pending = dict(futures)
+    say(f"spikeacc: {what}: waiting for {', '.join(pending.values())}")
+    while pending:
+        for future in [f for f in pending if f.done()]:
+            future.result()
+            say(f"spikeacc: {what}: {pending.pop(future)} ready ({time.monotonic() - start:.0f} s)")
+            last = time.monotonic()
+        if pending and time.monotonic() - last >= every:
+            say(f"spikeacc: {what}: still waiting for {', '.join(pending.values())} "
+                f"({time.monotonic() - start:.0f} s)")
+            last = time.monotonic()
+        if pending:
+            time.sleep(0.2)
 
 
 @dataclass
@@ -99,9 +120,8 @@ class RtlExecutor:
         """Build every distinct simulator once, at once, before the first call."""
         parts = (split_config(cfg, self.parts[name]) for name, cfg in self.configs.items())
         distinct = {cfg.tag: cfg for cfg in parts}
-        futures = [self.pool.submit(simulator, cfg, self.build_root) for cfg in distinct.values()]
-        for f in futures:
-            f.result()
+        futures = {self.pool.submit(simulator, cfg, self.build_root): tag for tag, cfg in distinct.items()}
+        wait_saying(futures, f"simulators ({len(futures)} configurations, built once with -O3, then reused)")
         return list(distinct.values())
 
     def __call__(self, module, x: torch.Tensor):
@@ -144,7 +164,9 @@ class RtlExecutor:
             held = golden.thresholds
             parts = split_projection(self.configs[name], self.layers[name].w_code.numpy(), held.theta.numpy(),
                                      held.phi.numpy(), self.parts[name])
-            self.banks[name] = [(cfg, self.pool.share(bank)) for cfg, bank in parts]
+            labelled = [(cfg, {**bank, "label": name if len(parts) == 1 else f"{name} part {i + 1}/{len(parts)}"})
+                        for i, (cfg, bank) in enumerate(parts)]
+            self.banks[name] = [(cfg, self.pool.share(bank)) for cfg, bank in labelled]
         return self.banks[name]
 
     def _resolve(self, name: str, entry: _Pending):

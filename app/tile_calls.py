@@ -8,6 +8,7 @@ of its own on a smaller tile, whose counts join in order.
 
 from __future__ import annotations
 
+import sys
 import threading
 import time
 from pathlib import Path
@@ -33,12 +34,18 @@ _SIMULATORS: dict[tuple[str, str], Path] = {}
 _SIMULATORS_LOCK = threading.Lock()
 
 
-def simulator(cfg: SpikeConfig, build_root: str) -> Path:
-    """The built harness for ``cfg``, checked once per process (generating the RTL to compare takes seconds)."""
+def simulator(cfg: SpikeConfig, build_root: str, rebuild: bool = False) -> Path:
+    """The built harness for ``cfg``, checked once per process (generating the RTL to compare takes seconds).
+
+    ``rebuild``: the executable is broken; remove it, so the build makes it again.
+    """
     from spikeacc.verif.native import build_native
 
     key = (f"{cfg.tag}_t{cfg.max_tokens}", str(build_root))
     with _SIMULATORS_LOCK:
+        if rebuild:
+            broken = _SIMULATORS.pop(key, None) or build_native(cfg, build_root)
+            broken.unlink(missing_ok=True)
         if key not in _SIMULATORS:
             _SIMULATORS[key] = build_native(cfg, build_root)
         return _SIMULATORS[key]
@@ -51,12 +58,24 @@ def run_tile_call(cfg_dict: dict, bank: dict, arrays: dict, build_root: str, per
     ``phi``), ``arrays`` the call's tokens (``mant``, ``shift``,
     ``exponent``). A plain module-level function of plain data, so a Dask
     worker can run it; its resident simulators live as long as its process.
+    A harness that cannot start (a truncated or foreign executable) is rebuilt
+    once; a second failure is a one-line tool failure.
     """
+    from spikeacc.verif.resident import SimulatorBroken
+
+    cfg = SpikeConfig.from_dict(cfg_dict)
+    try:
+        return _call(cfg, simulator(cfg, build_root), bank, arrays, per_call)
+    except SimulatorBroken as exc:
+        print(f"spikeacc: {exc}; rebuilding it once", file=sys.stderr, flush=True)
+        exe = simulator(cfg, build_root, rebuild=True)
+        return _call(cfg, exe, bank, arrays, per_call)
+
+
+def _call(cfg: SpikeConfig, exe: Path, bank: dict, arrays: dict, per_call: bool) -> dict:
     from spikeacc.verif.native import call_native
     from spikeacc.verif.resident import resident_simulator
 
-    cfg = SpikeConfig.from_dict(cfg_dict)
-    exe = simulator(cfg, build_root)
     t0 = time.perf_counter()
     if per_call:
         m, k = arrays["mant"].shape
@@ -65,7 +84,7 @@ def run_tile_call(cfg_dict: dict, bank: dict, arrays: dict, build_root: str, per
         counts, cycles, _ = call_native(cfg, exe, vectors)
     else:
         with resident_simulator(cfg, exe) as sim:
-            sim.load(bank["key"], bank["w"], bank["theta"], bank["phi"])
+            sim.load(bank["key"], bank["w"], bank["theta"], bank["phi"], label=bank.get("label"))
             counts, cycles = sim.run(bank["key"], arrays["mant"], arrays["shift"], arrays["exponent"])
     return {"counts": counts, "cycles": cycles, "wall": time.perf_counter() - t0}
 

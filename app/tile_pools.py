@@ -5,9 +5,11 @@ from __future__ import annotations
 import concurrent.futures
 import contextlib
 import os
+import sys
+import time
 from typing import NamedTuple
 
-__all__ = ["connect_scheduler", "TilePool", "tile_pool"]
+__all__ = ["connect_scheduler", "wait_for_workers", "TilePool", "tile_pool"]
 
 
 def connect_scheduler(scheduler, timeout: float = 20.0, say=None):
@@ -49,6 +51,23 @@ def connect_scheduler(scheduler, timeout: float = 20.0, say=None):
     return result["client"]
 
 
+def wait_for_workers(client, scheduler, timeout: float = 30.0, say=None) -> int:
+    """The cluster's worker threads, once it has any; a scheduler with no workers for ``timeout`` seconds is
+    one line, not a wait forever (its tasks would queue with nobody to run them)."""
+    say = say or (lambda line: print(line, file=sys.stderr, flush=True))
+    start = time.monotonic()
+    while True:
+        threads = sum(client.nthreads().values())
+        if threads:
+            return threads
+        waited = time.monotonic() - start
+        if waited >= timeout:
+            raise ValueError(f"the Dask scheduler at {scheduler} has no workers (waited {timeout:.0f} s): "
+                             f"start one with `dask-worker {scheduler}`")
+        say(f"spikeacc: the Dask scheduler at {scheduler} has no workers yet ({waited:.0f} s of {timeout:.0f} s)")
+        time.sleep(min(5.0, timeout - waited))
+
+
 class TilePool(NamedTuple):
     """Where calls run: ``submit(fn, *args) -> future``; ``share(obj)`` hands data sent to many calls
     (a projection's weights) to the workers once, returning what to pass instead."""
@@ -68,8 +87,9 @@ def tile_pool(workers: int | None = None, scheduler: str | None = None):
     if scheduler is not None:
         client = connect_scheduler(scheduler)
         try:
+            threads = wait_for_workers(client, scheduler)
             yield TilePool(lambda fn, *args: client.submit(fn, *args, pure=False),
-                           lambda obj: client.scatter([obj], hash=False)[0], sum(client.nthreads().values()) or 1)
+                           lambda obj: client.scatter([obj], hash=False)[0], threads)
         finally:
             client.close()
         return

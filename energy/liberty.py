@@ -16,6 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
+from spikeacc.workdirs import input_file
+
 __all__ = ["Group", "parse_liberty", "Library", "Cell", "Pin", "load_library", "cell_models", "DEFAULT_LIBERTY"]
 
 DEFAULT_LIBERTY = Path("/usr/share/qflow/tech/osu018/osu018_stdcells.lib")  # Debian qflow-tech-osu018
@@ -161,10 +163,11 @@ def _table(g: Group, templates: dict[str, Group]) -> PowerTable:
 
 def load_library(path: str | Path = DEFAULT_LIBERTY) -> Library:
     """Read a Liberty file; refuses one without cells, with a message naming the file."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"Liberty file {path} not found (Debian: apt-get install qflow-tech-osu018)")
-    lib = parse_liberty(path.read_text(errors="replace"))
+    path = input_file(path, "Liberty file")
+    try:
+        lib = parse_liberty(path.read_text(errors="replace"))
+    except (IndexError, KeyError, ValueError) as exc:
+        raise ValueError(f"Liberty file {path} cannot be read as Liberty ({type(exc).__name__}: {exc})") from None
     templates = {g.args[0]: g for g in lib.groups if g.kind == "power_lut_template" and g.args}
     voltage = float(lib.attrs.get("nom_voltage", "1.8"))
     cells = {}

@@ -22,11 +22,11 @@ from __future__ import annotations
 
 import json
 import shutil
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from tqdm import tqdm
 
 from spikeacc.errors import VerificationFailed
 from spikeacc.hw import registry
@@ -57,6 +57,11 @@ class PowerResult(VectorFileRun):
     opensta: dict | None          # OpenSTA's power of the same netlist and activity, when asked for
 
 SRAM_45NM_PJ_PER_BIT = 10.0 / 64   # Horowitz ISSCC 2014: 8 KB SRAM, 64-bit read, 45 nm, 0.9 V
+
+def _say(line: str) -> None:
+    """A progress line on stderr, wherever it goes (a terminal or a log file)."""
+    print(f"spikeacc: {line}", file=sys.stderr, flush=True)
+
 
 def sram_pj_per_bit(node_nm: float = 180.0, voltage: float = 1.8) -> float:
     """The cited 45 nm SRAM read energy per bit, scaled to ``node_nm`` and ``voltage``."""
@@ -99,8 +104,10 @@ def run_power(vectors_path, *, designs=None, liberty=DEFAULT_LIBERTY, out="out/p
     e_bit = sram_pj_per_bit(node_nm, library.voltage)
     results = {}
     opensta = {} if shutil.which("sta") else None   # the OpenSTA cross-check, where it runs
-    for design in tqdm(designs, desc="power", unit="design", disable=None):
+    for i, design in enumerate(designs):
         t0 = time.perf_counter()
+        _say(f"power: {design} ({i + 1}/{len(designs)}): synthesis to {library.path.name}, netlist build and "
+             f"simulation of {tokens} tokens (minutes at a real shape the first time; built netlists are reused)")
         gates = GateLevel(library, sram=sram, gated=gated)
         saif = out / f"{design}.gates.saif"
         _, rep = run_tile_regression(vectors_path, build_root=build_root, pes=pes, lanes=lanes, design=design,
@@ -139,6 +146,8 @@ def run_power(vectors_path, *, designs=None, liberty=DEFAULT_LIBERTY, out="out/p
             by_module_class_pj={m: {c: v / tokens for c, v in d.items()} for m, d in energy["by_module_class"].items()},
             threshold_reads=thresh_reads, unannotated_pins=energy["unannotated_pins"], pins=energy["pins"],
             saif=str(saif), netlist=str(gates.netlist.json), seconds=time.perf_counter() - t0)
+        _say(f"power: {design}: {results[design].logic_pj:,.1f} pJ logic per token-layer, "
+             f"{time.perf_counter() - t0:.0f} s")
         if opensta is not None:
             opensta[design] = _opensta(results[design].to_dict(), tokens, library.path, (header, nets))
     result = PowerResult(

@@ -15,12 +15,12 @@ from __future__ import annotations
 import dataclasses
 import json
 import re
+import sys
 import time
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
-from tqdm import tqdm
 
 from spikeacc.energy.op_counts import PAPER_RATIO, op_counts, op_energy, sram_read_pj, toggle_pj
 from spikeacc.golden.vectors import load_vectors
@@ -122,8 +122,10 @@ def run_energy(vectors_path, *, out="out/energy", build_root=None, pes=None, lan
     m = vectors.shape[0]
     designs = {}
     spiking, mac = registry.SPIKING_TILE, registry.DENSE_MAC
-    for design in tqdm((spiking, mac), desc="energy", unit="design", disable=None):
+    for i, design in enumerate((spiking, mac)):
         t0 = time.perf_counter()
+        print(f"spikeacc: energy: {design} ({i + 1}/2): RTL simulation with activity recording",
+              file=sys.stderr, flush=True)
         saif = out / f"{design}.saif"
         _, rep = run_tile_regression(vectors_path, build_root=build_root, pes=pes, lanes=lanes,
                                      design=design, saif_to=saif, progress=False, inject_fault=inject_fault)

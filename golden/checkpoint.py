@@ -27,6 +27,8 @@ from pathlib import Path
 
 import torch
 
+from spikeacc.workdirs import current_umask
+
 __all__ = ["Checkpoint", "open_checkpoint", "default_gguf", "cache_root", "check_writable", "first_line"]
 
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -354,6 +356,7 @@ def _convert_gguf(gguf: Path, cache: Path) -> Path:
     del model
     cache.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=cache.parent, prefix=cache.name + ".tmp-"))
+    tmp.chmod(0o777 & ~current_umask())   # mkdtemp's 0700 would hide the cache from the other users of it
     with _bars_off_tty(f"spikeacc: writing the converted model to {cache}"):
         fresh.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)

@@ -225,9 +225,7 @@ def _spec(row) -> QuantSpec:
 
 def read_text(path: str | Path) -> str:
     """A UTF-8 text file's contents, or one clear error naming the file."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"text file {path} does not exist")
+    path = workdirs.input_file(path, "text file")
     try:
         return path.read_text(encoding="utf-8")
     except UnicodeDecodeError as exc:

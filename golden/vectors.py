@@ -123,11 +123,7 @@ def load_vectors(path: str | Path, config: dict | None = None) -> LayerVectors:
     """
     from spikeacc.golden.third_party import constant_thresholds, derive_config
 
-    path = Path(path)
-    if path.is_dir():
-        raise VectorFileError(f"vector file {path} is a directory")
-    if not path.is_file():
-        raise FileNotFoundError(f"vector file {path} does not exist")
+    path = workdirs.input_file(path, "vector file")
     try:
         f = np.load(path, allow_pickle=False)
     except Exception:

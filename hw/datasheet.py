@@ -131,7 +131,9 @@ def _buffers(cfg: SpikeConfig, d) -> dict:
                 "element": f"array element l of word `word` is input k = word·{L} + l",
                 "fields": "mantissa, shift: the activation is mantissa · 2^shift"
                           + (f"; a mantissa of magnitude above {cfg.spike_max} is an integer outlier (Kirin), taken by the "
-                             f"integer path" if cfg.kirin else "")},
+                             f"integer path" if cfg.kirin else ""),
+                "reads": d.datasheet.activation_reads.format(words=cfg.k_words, blocks=B),
+                "words_read_per_token": d.datasheet.activation_words_read(cfg)},
         "weight": {"ports": [f"weight__{j}" for j in range(L)], "depth": B * K, "address": f"block·{K} + k",
                    "element": f"array element p is the weight code of output neuron block·{P} + p for input k",
                    "fields": "weight code w (signed); every lane port reads the same contents",
@@ -171,10 +173,13 @@ PORT_ROLES = {
     "rst": "synchronous reset, active high (see Clock and reset)",
     "start": "begin the token `token`: sampled on a rising edge while `busy` is low",
     "token": "the token to compute: selects its activation and output buffer words; captured with `start`",
-    "exponent": "the token's step exponent d, captured with `start`: threshold row d mod R, scale shift floor(d/R)",
+    "exponent": ("the token's step exponent d (two's complement), captured with `start`: threshold row r = d mod R "
+                 "with 0 ≤ r < R for negative d too (floor modulo; C's `%` gives a negative remainder), scale "
+                 "shift floor(d/R)"),
     "busy": "high while a token is computed, exactly `cycles` cycles",
     "done": "strobes one cycle when the token's last output word has been written",
-    "cycles": "cycles since the last `start`, frozen from `done` until the next `start`",
+    "cycles": ("cycles since the last `start`: counts up by one each cycle while `busy`, frozen from `done` until "
+               "the next `start`"),
     "block": ("progress only: the block of P neurons being read or replayed; its value while output words are "
               "written is not the written block (use `out__addr`) and differs between the spiking, Kirin and "
               "MAC tiles"),
@@ -207,6 +212,8 @@ HANDSHAKE = [
     "`done` is high for one cycle, the cycle after `busy` falls; a `start` in that cycle is accepted.",
     "`cycles` is reset at `start` and holds its final value from `done` until the next `start`.",
     "`error` is cleared at `start`, is valid with `done` and holds its value after `done` until the next `start`.",
+    "A token that raises `error` still runs to the end: it writes every one of its output words (their counts "
+    "are don't-care) and strobes `done`; only its `cycles` may differ from the formula.",
     "Every buffer port reads synchronously: data must appear on `*__data` one cycle after a cycle with "
     "`*__en` high, and hold while `en` is low. `out__data` is valid in cycles with `out__en` high.",
 ]
@@ -217,7 +224,8 @@ RESET = ("`rst` is synchronous and active high. Hold it high for at least one ri
          "after it, the aborted token's output words are don't-care, and the next `start` runs normally. "
          "Memories inside the design (the event queues) need no reset: every word is written before it is "
          "read. The design does not rely on Verilog initial values: `<top>_noinit.v` in the package is the same "
-         "design with every initial value removed (X-initial), and the example testbench runs it too. "
+         "design with every initial value removed (X-initial); the example testbench runs it when given "
+         "`<top>_noinit.v` in place of `<top>.v` (its README says how). "
          "Simulator settings: under Icarus use `-g2005`; with `-g2012` the generated `always @*` blocks wait "
          "for a time-0 event that SystemVerilog semantics never give, so `thresh__en` (and in the Kirin and "
          "MAC tiles more enables) are X from power-up until the first `start`, and a declaration initialiser "
@@ -245,7 +253,12 @@ def datasheet_facts(d, cfg: SpikeConfig, component, top: str) -> dict:
                                    f"r = d mod R, s = floor(d / R); F = {cfg.frac_bits}, b_out = {cfg.out_bits}, "
                                    f"R = {cfg.threshold_grid}. The thresholds are per-neuron constants; the "
                                    "token's step reaches the neurons as the scale shift s, a shift of the "
-                                   "accumulator (left by F − s, or arithmetic right by s − F).")})
+                                   "accumulator (left by F − s, or arithmetic right by s − F)."
+                                   + (f" Kirin (outlier_bits B = {cfg.outlier_bits}): an activation whose "
+                                      f"|mantissa| exceeds {cfg.spike_max} is an integer outlier q, scaled by its "
+                                      "shift like any other (it adds w·q·2^shift to acc); the neurons fire by "
+                                      "silence threshold, one spike at step k = 2^b_out − count, which gives the "
+                                      "same counts as the formula." if cfg.kirin else ""))})
     else:
         facts.update(d.datasheet.facts(cfg, component))
     example = (d.datasheet.example or tile_example)(cfg)
@@ -308,6 +321,7 @@ def datasheet_markdown(facts: dict, cfg: SpikeConfig) -> str:
             out.append(f"| {name} | {', '.join(f'`{p}`' for p in b['ports'])} | {b['depth']} | "
                        f"`{b['address']}` | {b['element']} | {b['fields']} | {b.get('reads', 'each word once')} |")
         out += ["", "## Handshake and timing", ""] + [f"- {line}" for line in facts["handshake"]]
+        out += [f"- {line}" for line in facts.get("schedule", [])]
         t = facts["timing"]
         out += ["", f"Cycles per token, exactly as the `cycles` port reports them ({t['scope']}):", "",
                 f"    {t['cycles_formula']}", "",

@@ -80,7 +80,16 @@ def _facts(skip_zeros: bool):
         f"({delay + 1} cycles after the act__en of each block's last word)",
         "done       ____________________ ... _________/‾‾‾\\_",
         ])
-        return {"timing": {"cycles_formula": f"cycles = (N/P)·(K/L) + {component.output_delay + 2} = {cycles}",
+        schedule = [
+            f"Each block streams the token's K/L = {cfg.k_words} activation words in order, one `act__en` per cycle, "
+            "with no gap between blocks: the words are read N/P times per token.",
+            ("The weights of input k are read on every lane with `weight__j__en` a cycle after its activation word, "
+             "only for a nonzero mantissa" if skip_zeros else
+             "The weights of input k are read on every lane in the same cycle as its activation word, zeros included")
+            + "; `thresh__en` is high " + ("the cycle after the block's last activation word." if skip_zeros
+                                          else "in the cycle of the block's last activation word."),
+        ]
+        return {"schedule": schedule, "timing": {"cycles_formula": f"cycles = (N/P)·(K/L) + {component.output_delay + 2} = {cycles}",
                            "cycles_exact": cycles,
                            "scope": "for every token: the MAC streams every word whatever its value"},
                 "diagram": diagram}
@@ -96,7 +105,11 @@ def _timing(component) -> dict:
 def _datasheet(skip_zeros: bool, weight_reads: str) -> Datasheet:
     return Datasheet(facts=_facts(skip_zeros), timing_meaning=TIMING_MEANING, timing=_timing,
                      weight_reads=weight_reads,
-                     threshold_reads="one word per block and token, with the block's last weights")
+                     threshold_reads="one word per block and token, with the block's last weights",
+                     activation_reads=("every word once per output block: the token's {words} words are read "
+                                       "{blocks} times (N/P), in order, block after block; a FIFO source must "
+                                       "replay them for every block"),
+                     activation_words_read=lambda cfg: cfg.blocks * cfg.k_words)
 
 
 DENSE_MAC = register(Design(

@@ -11,9 +11,11 @@ TIMING_MEANING = {
     "pipeline": "stages from the sequencer to the PEs (sequencer → queue read → weight read)",
     "fire_capture_delay": "from a fire to the capture of that block's counts",
     "fire_gap": "fewest cycles between two fires",
-    "write_delay": ("from the cycle with `thresh__en` high that opens block b + 1 (for the last block: "
-                    "the cycle after its last row of events, which fires it) to the cycle with `out__en` "
-                    "high for block b"),
+    "write_delay": ("from the fire of block b to the cycle with `out__en` high for block b. Block b < N/P − 1 "
+                    "fires in the cycle with `thresh__en` high that opens block b + 1; the last block fires "
+                    "max(1 + E, fire_gap) cycles after the `thresh__en` that opened it (after its E rows of "
+                    "events, and never sooner than fire_gap after the fire before it), so its `out__en` comes "
+                    "max(1 + E, fire_gap) + write_delay cycles after that `thresh__en`"),
     "encode_cycles": "from the cycle after `start` to the end of the encode pass (K/L reads + 2)",
     "lanes": "L (not a time)", "pes": "P (not a time)",
 }
@@ -81,10 +83,21 @@ def _facts(cfg: SpikeConfig, component) -> dict:
         "(lanes carrying an event)",
         f"out__en    _______________________________________________________/‾\\_____ ... __________/‾\\______   "
         f"(block b: {SpikingTile.write_delay_for(cfg)} cycles after the thresh__en opening block b + 1; "
-        "the last block: after the cycle that follows its last row of events)",
+        f"the last block: max(1 + E, {SpikingTile.fire_gap_for(cfg)}) + {SpikingTile.write_delay_for(cfg)} "
+        "cycles after the thresh__en that opened it)",
         "done       _____________________________________________________________________________________/‾\\",
     ])
-    return {"timing": timing, "diagram": diagram}
+    schedule = [
+        f"After `start`: the encode pass reads the token's K/L = {cfg.k_words} activation words, one per cycle, "
+        "then settles for 2 cycles.",
+        "Block b opens with one cycle of `thresh__en` (its threshold word, row r of the token's exponent); its E "
+        "rows of events follow, one per cycle. In a row's cycle `weight__j__en` is high for each lane j that "
+        "carries an event: a lane without an event, or a step with no nonzero input, reads no weight.",
+        f"Block b + 1 opens max(1 + E, fire_gap = {gap}) cycles after block b opened; that `thresh__en` also "
+        "fires block b, whose counts are written write_delay cycles later. The last block fires max(1 + E, "
+        "fire_gap) cycles after it opened.",
+    ]
+    return {"timing": timing, "diagram": diagram, "schedule": schedule}
 
 
 SPIKING_TILE = register(Design(
@@ -94,4 +107,7 @@ SPIKING_TILE = register(Design(
         facts=_facts, timing_meaning=TIMING_MEANING,
         weight_reads=("read only for inputs whose mantissa is nonzero (a Kirin outlier: once per set bit of |q|), "
                       "once per block"),
-        threshold_reads="one word per block and token, as the block opens")))
+        threshold_reads="one word per block and token, as the block opens",
+        activation_reads=("each of the token's {words} words once, in the encode pass after `start`, before the "
+                          "first block opens; the PEs then read the event queues, not `act`"),
+        activation_words_read=lambda cfg: cfg.k_words)))

@@ -30,7 +30,10 @@ def tool_versions() -> dict[str, str]:
     return versions
 
 
-def _core(design: GeneratedDesign, cfg: SpikeConfig, waivers) -> str:
+def _core(design: GeneratedDesign, cfg: SpikeConfig, waivers, example: list[str] | None = None) -> str:
+    """The FuseSoC core. ``example``: the example testbench's files (``example/…``); with them a ``sim``
+    target runs that bench under Icarus (``-g2005``), which is the only simulation the core can run on
+    its own: the design alone has no stimulus."""
     def datatype(value):
         return {bool: "bool", int: "int", float: "real"}.get(type(value), "str")
 
@@ -41,6 +44,13 @@ def _core(design: GeneratedDesign, cfg: SpikeConfig, waivers) -> str:
         f"    paramtype: vlogdefine"
         for name, v in cfg.to_dict().items() if v is not None)
     opts = "\n".join(f"          - {w}" for w in ("-Wall", *waivers))
+    example_fileset = sim_target = ""
+    if example:
+        listed = "\n".join(f"      - {f}: {{file_type: verilogSource}}" if f.endswith(".v") else
+                           f"      - {f}: {{file_type: user, copyto: {Path(f).name}}}" for f in example)
+        example_fileset = f"  example:\n    files:\n{listed}\n"
+        sim_target = ("  sim:\n    default_tool: icarus\n    filesets: [rtl, example]\n    toplevel: outside_tb\n"
+                      "    tools:\n      icarus:\n        iverilog_options: [-g2005]\n")
     return f"""CAPI=2:
 name: spikeacc:{design.design}:{design.top}:0.1.0
 description: spikeacc {design.design} generated for {cfg.tag} (see {design.top}.json)
@@ -54,7 +64,7 @@ filesets:
     files:
       - {design.top}.sdc
     file_type: SDC
-
+{example_fileset}
 targets:
   default: &default
     filesets: [rtl]
@@ -67,10 +77,7 @@ targets:
         mode: lint-only
         verilator_options:
 {opts}
-  sim:
-    <<: *default
-    default_tool: icarus
-  synth:
+{sim_target}  synth:
     <<: *default
     filesets: [rtl, constraints]
     default_tool: yosys
@@ -108,7 +115,7 @@ module name carries it. Regenerate with `spikeacc generate {design.design} --con
 | `{design.top}.v` | the RTL (one file, all submodules) |
 | `{design.top}_noinit.v` | the same RTL with every Verilog initial value removed (registers start as X; `rst` defines them), for ASIC-style simulation |
 | `{design.top}.f` | filelist for simulators and synthesis scripts |
-| `{design.top}.core` | FuseSoC CAPI2 core: targets `lint` (Verilator), `sim` (Icarus), `synth` (Yosys, iCE40) |
+| `{design.top}.core` | FuseSoC CAPI2 core: targets `lint` (Verilator), `synth` (Yosys, iCE40), and `sim` (Icarus, the example testbench) once `example/` is written |
 | `{design.top}.sdc` | clock constraint template |
 | `{design.top}.md` | datasheet: every port bit, reset, handshake, cycle formula, input ranges |
 | `{design.top}.json` | manifest: configuration, derived widths, ports, latency, tool versions, the datasheet's facts |
@@ -139,6 +146,14 @@ def strip_initial_values(verilog: str) -> str:
     # keep a space before ';': an escaped identifier (\$auto$...) ends only at whitespace
     text = re.sub(r"^(\s*reg\b[^=;]*?)\s*=\s*[^;]+;", r"\1 ;", verilog, flags=re.M)
     return re.sub(r"^\s*initial\s+begin\b.*?^\s*end\b", "", text, flags=re.M | re.S)
+
+
+def add_example_to_core(core: Path, design: str, cfg: SpikeConfig, example: list[str]) -> Path:
+    """Rewrite ``core`` with a ``sim`` target running the example testbench (its files, relative to the core)."""
+    from spikeacc.hw.lint_waivers import LINT_WAIVERS
+    top = core.stem
+    generated = GeneratedDesign(design, top, core.with_suffix(".v"), core.with_suffix(".json"))
+    return write_if_changed(core, _core(generated, cfg, LINT_WAIVERS, example))
 
 
 def write_package(design_name: str, cfg: SpikeConfig, out_dir: str | Path) -> dict[str, Path]:

@@ -90,6 +90,8 @@ class Datasheet:
     facts: Callable                  # (cfg, component) -> dict: timing/diagram (tiles) or protocol/contract (PEs)
     timing_meaning: dict[str, str] = field(default_factory=dict)
     weight_reads: str = ""           # tiles: which weight words are read
+    activation_reads: str = ""       # tiles: how often each activation word is read ({words}, {blocks} filled in)
+    activation_words_read: Callable | None = None   # tiles: (cfg) -> activation words read per token
     threshold_reads: str = ""        # tiles: when threshold words are read
     example: Callable | None = None  # (cfg) -> {port: value}: one worked word per data port (tiles share one)
     timing: Callable | None = None   # (component) -> the manifest's timing values; None: component.timing()

@@ -72,6 +72,18 @@ def signed_bits_for(bound: int) -> int:
 
 
 
+
+def _no_duplicate_keys(path):
+    """A JSON object hook refusing a key given twice (JSON would keep the last one without a word)."""
+    def hook(pairs):
+        seen = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise ValueError(f"config file {path} gives {key!r} twice: keep one")
+            seen.add(key)
+        return dict(pairs)
+    return hook
+
 def step_grid(input_step: str) -> int | None:
     """R of a step policy, the one parser of it: per-token steps on the grid 2^(−j/R) (``pow2`` is R = 1);
     None for ``static`` (one step per tensor) and the golden-only ``any`` (no grid)."""
@@ -466,13 +478,10 @@ class SpikeConfig:
     @classmethod
     def read_fields(cls, path: str | Path) -> dict:
         """A JSON file's object of SpikeConfig fields, checked for names only (for partial configs)."""
-        path = Path(path)
-        if path.is_dir():
-            raise ValueError(f"config file {path} is a directory, not a JSON file")
-        if not path.is_file():
-            raise FileNotFoundError(f"config file {path} does not exist")
+        from spikeacc.workdirs import input_file
+        path = input_file(path, "config file")
         try:
-            data = json.loads(path.read_text(encoding="utf-8"))
+            data = json.loads(path.read_text(encoding="utf-8"), object_pairs_hook=_no_duplicate_keys(path))
         except UnicodeDecodeError:
             raise ValueError(f"config file {path} is not UTF-8 text") from None
         except json.JSONDecodeError as exc:

@@ -22,10 +22,23 @@ import shutil
 import tempfile
 from pathlib import Path
 
-__all__ = ["write_atomic", "foreign_files", "output_dir", "output_file", "build_root", "default_build_root", "BUILD_DIR_ENV", "build_lock", "run_dir", "RunDir", "OWNED_MARKER",
+__all__ = ["write_atomic", "current_umask", "input_file", "foreign_files", "output_dir", "output_file", "build_root", "default_build_root", "BUILD_DIR_ENV", "build_lock", "run_dir", "RunDir", "OWNED_MARKER",
            "record_owned"]
 
 OWNED_MARKER = ".spikeacc-outputs.json"  # lists the files spikeacc wrote into a directory
+
+
+def current_umask() -> int:
+    """The process's umask, read without changing it where Linux says it (else set and restored at once)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except OSError:
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def write_atomic(path, content: str | bytes) -> Path:
@@ -38,6 +51,7 @@ def write_atomic(path, content: str | bytes) -> Path:
     data = content.encode("utf-8") if isinstance(content, str) else content
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.fchmod(fd, 0o666 & ~current_umask())   # as open() would create it: mkstemp's 0600 is for secrets
         with os.fdopen(fd, "wb") as f:
             f.write(data)
         os.replace(tmp, path)
@@ -45,6 +59,18 @@ def write_atomic(path, content: str | bytes) -> Path:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise OSError(exc.errno, exc.strerror or str(exc), str(path)) from None
+    return path
+
+
+def input_file(path, what: str) -> Path:
+    """A file the user names as input: a regular file, or one line saying what the path is instead."""
+    path = _name(path)
+    if not path.exists():
+        raise FileNotFoundError(f"{what} {path} does not exist")
+    if path.is_dir():
+        raise ValueError(f"{what} {path} is a directory, not a file")
+    if not path.is_file():
+        raise ValueError(f"{what} {path} is not a regular file (a pipe or a device): give a file")
     return path
 
 
@@ -162,15 +188,22 @@ def default_build_root() -> str:
     return os.environ.get(BUILD_DIR_ENV) or "sim_build"
 
 
+# Characters make (Verilator's generated makefiles, the ccache wrapper) splits or expands in a path.
+MAKE_UNSAFE = set("$#:%;\"'\\*?()[]|&<>`=!{}")
+
+
 def build_root(path=None) -> Path:
-    """The shared build directory, checked: writable, and with no space (Verilator's make flow breaks on one).
+    """The shared build directory, checked: writable, and with no character make cannot take in a path.
 
     ``None`` is :func:`default_build_root`.
     """
     path = _name(default_build_root() if path is None else path)
-    if " " in str(path.resolve()):
-        raise ValueError(f"build directory {path} has a space in its path ({path.resolve()}), which "
-                         f"Verilator's generated makefiles cannot handle; choose --build-dir without spaces")
+    bad = sorted({c for c in str(path.resolve()) if c in MAKE_UNSAFE or c.isspace()})
+    if bad:
+        shown = " ".join(repr(c) for c in bad)
+        raise ValueError(f"build directory {path} has {shown} in its path ({path.resolve()}), which Verilator's "
+                         f"generated makefiles cannot handle; choose a --build-dir (or SPIKEACC_BUILD_DIR) of letters, "
+                         f"digits and - _ . / only")
     return output_dir(path, "build directory")
 
 

@@ -117,6 +117,18 @@ def test_a_scheduler_that_never_speaks_is_a_bounded_wait_that_says_so():
     assert said and "waiting for the Dask scheduler at tcp://127.0.0.1:" in said[0]
 
 
+def test_a_scheduler_with_no_workers_is_a_bounded_wait_that_says_so():
+    """Connected, but no worker ever joins: lines while waiting, then one line naming the scheduler."""
+    from types import SimpleNamespace
+    from spikeacc.app.tile_pools import wait_for_workers
+    said = []
+    empty = SimpleNamespace(nthreads=lambda: {})
+    with pytest.raises(ValueError, match="the Dask scheduler at tcp://h:1 has no workers \\(waited 2 s\\)"):
+        wait_for_workers(empty, "tcp://h:1", timeout=2, say=said.append)
+    assert said and "has no workers yet" in said[0]
+    assert wait_for_workers(SimpleNamespace(nthreads=lambda: {"w1": 2, "w2": 1}), "tcp://h:1") == 3
+
+
 def test_zero_workers_is_refused():
     from spikeacc.app.tile_pools import tile_pool
     with pytest.raises(ValueError, match="--workers must be a positive integer, got 0"):
@@ -148,4 +160,4 @@ def test_a_run_that_would_test_nothing_is_refused_before_it_starts(tmp_path, har
 def test_the_cli_refuses_a_fault_with_golden(capsys):
     from spikeacc.app.cli import main
     assert main(["infer", "--prompt", "x", "--golden", "--inject-fault", "model.layers.0.mlp.up_proj,0,0"]) == 2
-    assert "with --golden nothing runs on the RTL" in capsys.readouterr().err
+    assert "--inject-fault has no effect with --golden: nothing runs on the RTL" in capsys.readouterr().err

@@ -17,6 +17,7 @@ import pytest
 from spikeacc import workdirs
 from spikeacc.app.cli import main
 from spikeacc.config import SpikeConfig
+from spikeacc.errors import ToolFailure, VerificationFailed
 from spikeacc.golden.synthetic_vectors import random_vectors
 from spikeacc.golden.vectors import save_vectors
 
@@ -74,7 +75,7 @@ def test_config_file_missing_or_a_directory(tmp_path, capsys):
     _, err = run_cli(capsys, ["generate", "pe", "--out", str(tmp_path / "g"), "--config", "nope.json"], 2)
     assert "config file nope.json does not exist" in err
     _, err = run_cli(capsys, ["generate", "pe", "--out", str(tmp_path / "g"), "--config", str(tmp_path)], 2)
-    assert "is a directory, not a JSON file" in err
+    assert "is a directory, not a file" in err
 
 
 def test_argparse_mistakes_exit_2(capsys):
@@ -253,7 +254,7 @@ def test_save_vectors_returns_the_path_numpy_wrote(tmp_path):
     (["--pes", "0"], "pes must be an integer in 1..256, got 0"),
     (["--lanes", "3"], "lanes must be a power of two"),
     (["--preset", "llama2-q"], "carries its own spikeacc config; --config/--preset apply to files without one"),
-    (["--cases", "10"], "--cases does not apply to --design tile"),
+    (["--cases", "10"], "--cases has no effect with a tile design"),
     (["--inject-fault", "9,0"], "--inject-fault 9,0 is outside the layer's 3 tokens × 16 outputs"),
 ])
 def test_tile_regress_options(tmp_path, capsys, extra, message):
@@ -262,8 +263,8 @@ def test_tile_regress_options(tmp_path, capsys, extra, message):
 
 
 @pytest.mark.parametrize("extra, message", [
-    (["--vectors", "x.npz"], "--vectors does not apply to --design pe"),
-    (["--pes", "2"], "--pes does not apply to --design pe"),
+    (["--vectors", "x.npz"], "--vectors has no effect with --design pe"),
+    (["--pes", "2"], "--pes has no effect with --design pe"),
     (["--cases", "-5"], "--cases must be a non-negative integer, got -5"),
     (["--seed", "-1"], "--seed must be a non-negative integer, got -1"),
 ])
@@ -290,8 +291,9 @@ def test_build_dir_is_a_file_or_has_a_space(tmp_path, capsys):
     (tmp_path / "afile").write_text("x")
     _, err = run_cli(capsys, ["regress", "--design", "pe", "--cases", "1", "--build-dir", str(tmp_path / "afile")], 2)
     assert "build directory" in err and "exists and is not a directory" in err
-    _, err = run_cli(capsys, ["regress", "--design", "pe", "--cases", "1", "--build-dir", str(tmp_path / "sim b")], 2)
-    assert "has a space in its path" in err
+    for name, shown in (("sim b", "' '"), ("sim$x", "'$'"), ("a:b", "':'"), ("50%", "'%'"), ("x#1", "'#'")):
+        _, err = run_cli(capsys, ["regress", "--design", "pe", "--cases", "1", "--build-dir", str(tmp_path / name)], 2)
+        assert f"has {shown} in its path" in err and "makefiles cannot handle" in err, err
 
 
 # --- vectors / ppl / energy (survey 88-111) -------------------------------------------------------
@@ -708,7 +710,7 @@ def test_a_failed_step_on_the_users_input_is_exit_2_not_a_verification_failure(t
     monkeypatch.setitem(flow.STEP_FUNCTIONS, "verify", unsupported)
     _, err = run_cli(capsys, ["run", "--out", str(tmp_path / "o"), "--steps", "verify"], 2)
     assert "step verify: " in err and "has a bias" in err
-    assert json.loads((tmp_path / "o" / "report.json").read_text())["sections"]["verify"]["status"] == "FAIL"
+    assert json.loads((tmp_path / "o" / "report.json").read_text())["sections"]["verify"]["status"] == "ERROR"   # no verdict: the input, not the check
 
 
 @pytest.mark.parametrize("a_bits, w_bits", [(2, 2), (3, 7), (7, 3)])
@@ -744,3 +746,89 @@ def test_an_archive_member_that_is_no_plain_array_is_one_line(tmp_path, capsys):
 def test_a_worker_count_of_zero_is_one_line_in_every_command(capsys, argv):
     _, err = run_cli(capsys, [*argv, "--workers", "0"], 2)
     assert err == "spikeacc: error: --workers must be at least 1, got 0"
+
+
+@pytest.mark.parametrize("umask, mode", [(0o022, 0o644), (0o077, 0o600), (0o002, 0o664)])
+def test_written_files_honour_the_umask(tmp_path, umask, mode):
+    """A vector file or package handed to a colleague is as readable as the user's umask says, not 0600."""
+    old = os.umask(umask)
+    try:
+        vectors = good(tmp_path)
+        written = workdirs.write_atomic(tmp_path / "report.json", "{}\n")
+    finally:
+        os.umask(old)
+    for path in (vectors, written):
+        assert os.stat(path).st_mode & 0o777 == mode, (path, oct(os.stat(path).st_mode & 0o777))
+
+
+def test_a_torn_or_foreign_synthesis_cache_entry_is_a_miss(tmp_path):
+    from spikeacc.app.flow import _cached_synthesis
+    entry = tmp_path / "tile_0123.json"
+    for text in ('{"design": "x", "luts"', "[1, 2]", '{"verilog_sha256": "other"}', "\x00\x01"):
+        entry.write_text(text)
+        assert _cached_synthesis(entry, "abc") is None, text
+    entry.write_text('{"verilog_sha256": "abc", "luts": 7}')
+    assert _cached_synthesis(entry, "abc") == {"verilog_sha256": "abc", "luts": 7}
+    assert _cached_synthesis(tmp_path / "missing.json", "abc") is None
+
+
+@pytest.mark.parametrize("raised, exit_code, status", [
+    (OSError(28, "No space left on device", "/out/verify/x.npz"), 2, "ERROR"),
+    (ToolFailure("yosys is missing"), 3, "ERROR"),
+    (KeyError("a bug of ours"), 70, "ERROR"),
+    (VerificationFailed("3 mismatches"), 1, "FAIL"),
+])
+def test_a_step_that_cannot_write_is_the_environment_not_a_verdict(tmp_path, monkeypatch, capsys, raised, exit_code,
+                                                                     status):
+    """Only a failed check is FAIL (exit 1); a full disk is exit 2 naming the path, a tool exit 3, a bug 70."""
+    from spikeacc.app import flow
+
+    def step(run):
+        raise raised
+
+    monkeypatch.setitem(flow.STEP_FUNCTIONS, "accuracy", step)
+    _, err = run_cli(capsys, ["run", "--steps", "accuracy", "--out", str(tmp_path)], exit_code)
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert report["sections"]["accuracy"]["status"] == status and not report["passed"]
+    if exit_code == 2:
+        assert "cannot use /out/verify/x.npz: No space left on device" in err
+
+
+def _not_regular(tmp_path, kind):
+    """A path that exists and is not a regular file: a directory or a named pipe."""
+    path = tmp_path / kind
+    if kind == "dir":
+        path.mkdir()
+    else:
+        os.mkfifo(path)
+    return path
+
+
+@pytest.mark.parametrize("kind, message", [("dir", "is a directory, not a file"),
+                                           ("fifo", "is not a regular file (a pipe or a device)")])
+@pytest.mark.parametrize("argv, what", [
+    (["generate", "pe", "--out", "{out}", "--config", "{path}"], "config file"),
+    (["regress", "--design", "tile", "--vectors", "{path}"], "vector file"),
+    (["ppl", "--text", "{path}"], "text file"),
+    (["power", "--vectors", "{vectors}", "--liberty", "{path}"], "--liberty"),
+])
+def test_an_input_that_is_not_a_regular_file_says_what_it_is(tmp_path, capsys, kind, message, argv, what):
+    path = _not_regular(tmp_path, kind)
+    args = [a.format(path=path, out=tmp_path / "o", vectors=good(tmp_path)) for a in argv]
+    _, err = run_cli(capsys, args, 2)
+    assert f"{what} {path} {message}" in err, err
+
+
+def test_a_configuration_file_with_a_key_twice_is_refused(tmp_path, capsys):
+    cfg = tmp_path / "dup.json"
+    cfg.write_text('{"pes": 4, "lanes": 2, "pes": 8}')
+    _, err = run_cli(capsys, ["generate", "pe", "--out", str(tmp_path / "o"), "--config", str(cfg)], 2)
+    assert err == f"spikeacc: error: config file {cfg} gives 'pes' twice: keep one"
+
+
+def test_a_liberty_file_that_is_not_liberty_is_one_line(tmp_path, capsys):
+    lib = tmp_path / "cells.lib"
+    lib.write_text("this is not a liberty file {")
+    _, err = run_cli(capsys, ["power", "--vectors", str(good(tmp_path)), "--liberty", str(lib),
+                              "--out", str(tmp_path / "p")], 2)
+    assert f"Liberty file {lib}" in err and "internal error" not in err, err

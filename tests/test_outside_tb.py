@@ -96,3 +96,23 @@ def test_a_manifest_without_datasheet_is_one_line_exit_2(tmp_path, capsys):
     assert outside_tb.main([str(tmp_path / "old.json"), str(tmp_path / "v.npz")]) == 2
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "no datasheet" in err
+
+
+@pytest.mark.icarus
+@pytest.mark.parametrize("design, fact", [("tile", "write_delay"), ("kirin-tile", "write_delay"),
+                                          ("mac", "write_delay"), ("mac", "words_read_per_token"),
+                                          ("kirin-tile", "fire_gap")])
+def test_the_bench_checks_the_datasheets_read_pattern_and_write_times(tmp_path, design, fact):
+    """The stated facts are checked, not only the counts: a manifest one cycle (or one read) off fails,
+    naming the token and block."""
+    manifest, vectors = _package(tmp_path, design)
+    assert run_outside(manifest, vectors, tmp_path / "good")["passed"]
+    data = json.loads(Path(manifest).read_text())
+    if fact == "words_read_per_token":
+        data["datasheet"]["buffers"]["act"][fact] //= data["config"]["out_features"] // data["config"]["pes"]
+    else:
+        data["timing"]["values"][fact] += 300 if fact == "fire_gap" else 1
+    Path(manifest).write_text(json.dumps(data))
+    result = run_outside(manifest, vectors, tmp_path / "bad")
+    assert not result["passed"] and result["mismatch_count"] == 0
+    assert result["timing_differences"] and result["timing_differences"][0].startswith("TIMING token 0")

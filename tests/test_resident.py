@@ -9,7 +9,7 @@ import pytest
 
 from spikeacc.app.tile_calls import run_tile_call, simulator, split_config, split_parts, split_projection
 from spikeacc.config import PRESETS
-from spikeacc.errors import ToolFailure
+from spikeacc.errors import ToolFailure, VerificationFailed
 from spikeacc.golden.synthetic_vectors import random_vectors
 from spikeacc.verif.native import call_native
 from spikeacc.verif.resident import ResidentSimulator, bank_key, resident_simulator
@@ -130,3 +130,60 @@ def test_an_out_of_contract_word_fails_both_paths(tmp_path):
     for per_call in (False, True):
         with pytest.raises(VerificationFailed, match="error flag .* on 1 of 2 tokens"):
             run_tile_call(CFG.to_dict(), _bank(CFG, v), _arrays(v), str(tmp_path), per_call)
+
+
+def _fake_harness(tmp_path, script: str):
+    exe = tmp_path / "Vfake"
+    exe.write_text("#!/bin/sh\n" + script + "\n")
+    exe.chmod(0o755)
+    return exe
+
+
+def test_a_harness_that_never_answers_is_bounded_and_says_what_it_waits_for(tmp_path, monkeypatch):
+    """A +serve process that reads its calls but never replies: progress lines, then one line and a kill."""
+    from spikeacc.verif import resident
+    monkeypatch.setattr(resident, "REPLY_BASE_S", 1.5)
+    monkeypatch.setattr(resident, "SAY_EVERY_S", 0.5)
+    lines = []
+    sim = ResidentSimulator(CFG, _fake_harness(tmp_path, "exec sleep 600"), say=lines.append)
+    v = random_vectors(CFG, 2, seed=3)
+    with pytest.raises(ToolFailure, match=r"did not answer loading bank 0 within \d+ s \(it was stopped\)"):
+        sim.load("k", v.w, v.theta, v.phi)
+    assert lines and all("waiting for the resident harness Vfake (loading bank 0)" in line for line in lines)
+    assert sim.proc.poll() is not None   # killed, not left behind
+    sim.close()
+
+
+def test_a_harness_that_answers_garbage_is_a_tool_failure_not_a_verdict(tmp_path):
+    """Replies outside the protocol (LOAD must answer 0) are the harness's fault: exit 3, never FAIL."""
+    sim = ResidentSimulator(CFG, _fake_harness(tmp_path, "head -c 16 >/dev/null; printf 'garbage!'; exec sleep 600"))
+    v = random_vectors(CFG, 2, seed=3)
+    with pytest.raises(ToolFailure, match="answered outside its protocol") as err:
+        sim.load("k", v.w, v.theta, v.phi)
+    assert not isinstance(err.value, VerificationFailed)
+    sim.close()
+
+
+def test_a_harness_that_cannot_start_is_rebuilt_once_then_one_line(tmp_path, monkeypatch, capsys):
+    """A truncated executable: removed and rebuilt once; when the rebuild is broken too, a tool failure."""
+    from spikeacc.app import tile_calls
+    from spikeacc.verif import native
+    from spikeacc.verif.resident import SimulatorBroken
+
+    builds = []
+
+    def broken_build(cfg, build_root):
+        exe = tmp_path / f"V{len(builds)}"
+        if not exe.exists():
+            builds.append(exe)
+            exe.write_bytes(b"\x7fELF truncated")
+            exe.chmod(0o755)
+        return exe
+
+    monkeypatch.setattr(native, "build_native", broken_build)
+    monkeypatch.setattr(tile_calls, "_SIMULATORS", {})
+    v = random_vectors(CFG, 2, seed=3)
+    with pytest.raises(SimulatorBroken, match="cannot start"):
+        run_tile_call(CFG.to_dict(), _bank(CFG, v), _arrays(v), str(tmp_path))
+    assert "rebuilding it once" in capsys.readouterr().err
+    assert len(builds) == 2 and not builds[0].exists()   # the broken one was removed before the rebuild

@@ -31,6 +31,7 @@ from spikeacc.verif.toolchain import BUILD_WAIVERS, make_env, use_verilator
 
 from spikeacc import workdirs
 from spikeacc.errors import ToolFailure, VerificationFailed, build_failure
+from spikeacc.verif.resident import SimulatorBroken, reply_bound
 
 __all__ = ["run_native", "build_native", "call_native"]
 
@@ -66,9 +67,18 @@ def call_native(cfg: SpikeConfig, exe: Path, vectors) -> tuple[np.ndarray, int, 
         files = write_buffers(cfg, vectors, work.path, registry.SPIKING_TILE)
         out = work / "out.hex"
         t1 = time.perf_counter()
-        result = subprocess.run([str(exe), *[f"+{k}={p}" for k, p in files.items()], f"+out={out}",
-                                 f"+tokens={m}"], capture_output=True, text=True)
+        try:
+            result = subprocess.run([str(exe), *[f"+{k}={p}" for k, p in files.items()], f"+out={out}",
+                                     f"+tokens={m}"], capture_output=True, text=True, timeout=reply_bound(cfg, m))
+        except OSError as exc:
+            raise SimulatorBroken(f"the native harness {exe} cannot start: {exc.strerror or exc}") from None
+        except subprocess.TimeoutExpired:
+            work.keep = True
+            raise ToolFailure(f"the native harness {exe} did not finish {m} tokens within "
+                              f"{reply_bound(cfg, m):.0f} s (it was stopped); buffers kept in {work.path}") from None
         wall = time.perf_counter() - t1
+        if result.returncode < 0:
+            raise SimulatorBroken(f"the native harness {exe} crashed (signal {-result.returncode})")
         if result.returncode:
             work.keep = True
             raise ToolFailure(f"the native harness {exe} failed (exit {result.returncode}): "

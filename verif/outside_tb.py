@@ -81,6 +81,7 @@ def _tile_bench(manifest: dict, vectors, work: Path, reset_cycles: int) -> tuple
         mem = name.split("__")[0] + "_mem"
         reads.append(f"  always @(posedge clk) if ({name}__en) {name}__data <= {mem}[{name}__addr];")
     guard = _guard(cfg)
+    timing = _timing_checks(manifest, mant, work)
     memories = f"""  reg [{ports['act__data']['width'] - 1}:0] act_mem [0:{depth['act'] - 1}];
   reg [{ports['weight__0__data']['width'] - 1}:0] weight_mem [0:{depth['weight'] - 1}];
   reg [{ports['thresh__data']['width'] - 1}:0] thresh_mem [0:{depth['thresh'] - 1}];
@@ -89,7 +90,8 @@ def _tile_bench(manifest: dict, vectors, work: Path, reset_cycles: int) -> tuple
   reg [{exp_width - 1}:0] exponent_mem [0:{tokens - 1}];
 {chr(10).join(reads)}
   always @(posedge clk) if (out__en) out_mem[out__addr] <= out__data;
-  integer t, i, log, guard, bad, errors;"""
+  integer t, i, log, guard, bad, errors;
+{timing["declarations"]}"""
     bench = bench_head(sheet, memories) + f"""  initial begin
     $readmemh("act.hex", act_mem);
     $readmemh("weight.hex", weight_mem);
@@ -107,12 +109,16 @@ def _tile_bench(manifest: dict, vectors, work: Path, reset_cycles: int) -> tuple
       @(negedge clk);
       start = 0;
       guard = 0;
+      begin_token;
+      sample;
       while (done !== 1'b1 && guard < {guard}) begin
         @(negedge clk);
         guard = guard + 1;
+        sample;
       end
       $fdisplay(log, "%0d %0d %0d %0d", t, cycles, error, guard);
       if (error !== 1'b0) errors = errors + 1;
+      else check_timing;
     end
     @(negedge clk);
     $writememh("out.hex", out_mem, 0, {tokens * B - 1});
@@ -123,13 +129,89 @@ def _tile_bench(manifest: dict, vectors, work: Path, reset_cycles: int) -> tuple
                                expected_mem[i], out_mem[i]);
         bad = bad + 1;
       end
-    if (bad == 0 && errors == 0) $display("PASS: {tokens * B * P} output counts of {tokens} tokens equal the expected ones");
-    else $display("FAIL: %0d of {tokens * B} output words differ, %0d tokens raised error", bad, errors);
+    if (bad == 0 && errors == 0 && late == 0)
+      $display("PASS: {tokens * B * P} output counts of {tokens} tokens equal the expected ones; reads and write times as the datasheet states");
+    else $display("FAIL: %0d of {tokens * B} output words differ, %0d tokens raised error, %0d reads or write times differ from the datasheet",
+                  bad, errors, late);
     $finish;
   end
 endmodule
 """
     return bench, {"tokens": tokens, "blocks": B, "pes": P}
+
+
+def _timing_checks(manifest: dict, mant, work: Path) -> dict:
+    """Verilog that checks, per token, the datasheet's read pattern and write times, from the manifest alone.
+
+    Every token: `act__en` is high for ``words_read_per_token`` cycles. A tile
+    with a fire gap (spiking): block b's `out__en` comes ``write_delay`` cycles
+    after the `thresh__en` that opens block b + 1, the last block's
+    ``max(1 + E, fire_gap) + write_delay`` after the one that opened it (E from
+    the cycle formula's row count, computed here from the token's mantissas).
+    A MAC tile: each block's `out__en` comes ``write_delay`` cycles after the
+    `act__en` of its last word.
+    """
+    sheet, cfg, derived = manifest["datasheet"], manifest["config"], manifest["derived"]
+    values = manifest["timing"]["values"]
+    B, L, k_words = cfg["out_features"] // cfg["pes"], cfg["lanes"], cfg["in_features"] // cfg["lanes"]
+    spiking = "fire_gap" in values
+    last = []
+    if spiking:
+        mags = np.abs(np.asarray(mant, dtype=np.int64))
+        for row in mags:
+            rows = sum(max(1, -(-int((row == m).sum()) // L)) for m in range(1, derived["spike_max"] + 1))
+            if cfg.get("outlier_bits"):
+                rows += derived["outlier_planes"] * -(-int((row > derived["spike_max"]).sum()) // L)
+            last.append(max(1 + rows, values["fire_gap"]) + values["write_delay"])
+        hex_file(work / "last_write.hex", last, 32)
+    reads = sheet["buffers"]["act"]["words_read_per_token"]
+    wd = values["write_delay"]
+    per_block = (f"""        for (b = 0; b < {B - 1}; b = b + 1)
+          if (out_at[b] - th_at[b + 1] !== {wd}) begin
+            late = late + 1;
+            $display("TIMING token %0d block %0d: out__en %0d cycles after the thresh__en opening block %0d, the datasheet says {wd}",
+                     t, b, out_at[b] - th_at[b + 1], b + 1);
+          end
+        if (out_at[{B - 1}] - th_at[{B - 1}] !== last_write[t]) begin
+          late = late + 1;
+          $display("TIMING token %0d last block: out__en %0d cycles after its thresh__en, the datasheet says %0d",
+                   t, out_at[{B - 1}] - th_at[{B - 1}], last_write[t]);
+        end""" if spiking else f"""        for (b = 0; b < {B}; b = b + 1)
+          if (out_at[b] - act_last[b] !== {wd}) begin
+            late = late + 1;
+            $display("TIMING token %0d block %0d: out__en %0d cycles after its last act__en, the datasheet says {wd}",
+                     t, b, out_at[b] - act_last[b]);
+          end""")
+    declarations = f"""  integer b, cyc, n_act, n_th, n_out, late;
+  integer th_at [0:{B - 1}];
+  integer out_at [0:{B - 1}];
+  integer act_last [0:{B - 1}];
+  reg [31:0] last_write [0:{max(len(last), 1) - 1}];
+  initial begin late = 0; {'$readmemh("last_write.hex", last_write);' if spiking else ''} end
+  task begin_token; begin cyc = 0; n_act = 0; n_th = 0; n_out = 0; end endtask
+  // one call per cycle of the token, at its falling edge: what the design drove in that cycle
+  task sample; begin
+    if (act__en === 1'b1) begin
+      n_act = n_act + 1;
+      if (n_act % {k_words} == 0 && n_act / {k_words} <= {B}) act_last[n_act / {k_words} - 1] = cyc;
+    end
+    if (thresh__en === 1'b1) begin if (n_th < {B}) th_at[n_th] = cyc; n_th = n_th + 1; end
+    if (out__en === 1'b1) begin if (n_out < {B}) out_at[n_out] = cyc; n_out = n_out + 1; end
+    cyc = cyc + 1;
+  end endtask
+  task check_timing; begin
+    if (n_act !== {reads}) begin
+      late = late + 1;
+      $display("TIMING token %0d: act__en high in %0d cycles, the datasheet says {reads} reads", t, n_act);
+    end
+    if (n_th !== {B} || n_out !== {B}) begin
+      late = late + 1;
+      $display("TIMING token %0d: %0d thresh__en and %0d out__en cycles, {B} blocks", t, n_th, n_out);
+    end else begin
+{per_block}
+    end
+  end endtask"""
+    return {"declarations": declarations}
 
 
 def _guard(cfg: dict) -> int:
@@ -222,12 +304,13 @@ def run_outside(manifest_path, vectors_path, work=None, no_initial_values=False,
     errors = [row for row in result["tokens"] if row[2] != "0"]
     if own_tmp:
         shutil.rmtree(work, ignore_errors=True)
-    return {"passed": not bad and not errors and not result["undefined_words"] and verdict[-1:] != []
+    timing = [ln for ln in run.stdout.splitlines() if ln.startswith("TIMING")]
+    return {"passed": not bad and not errors and not timing and not result["undefined_words"] and verdict[-1:] != []
             and verdict[-1].startswith("PASS"), "verdict": verdict[-1] if verdict else None,
             "compared": int(expected.size),
             "mismatches": [{"index": idx, "expected": int(expected[idx]), "got": int(got[idx])} for idx in bad[:20]],
             "mismatch_count": len(bad), "undefined_words": result["undefined_words"], "error_tokens": errors,
-            "token_log": result["tokens"]}
+            "token_log": result["tokens"], "timing_differences": timing}
 
 
 def main(argv=None) -> int:

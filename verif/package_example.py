@@ -17,6 +17,7 @@ import numpy as np
 
 from spikeacc.config import SpikeConfig
 from spikeacc.hw import registry
+from spikeacc.hw.package import add_example_to_core
 from spikeacc.golden.synthetic_vectors import random_vectors
 from spikeacc.golden.vectors import save_vectors
 from spikeacc.verif.outside_tb import write_bench
@@ -55,6 +56,8 @@ def write_example(manifest_path: Path, design: str, cfg: SpikeConfig) -> list[Pa
     source, vectors = _vectors(design, cfg, directory)
     shape = write_bench(manifest, vectors, directory)
     top = manifest["top"]
+    bench_files = sorted(p.name for p in directory.iterdir() if p.suffix in (".v", ".hex"))
+    add_example_to_core(manifest_path.with_suffix(".core"), design, cfg, [f"example/{f}" for f in bench_files])
     what = (f"{shape['tokens']} tokens of seeded random layer vectors ({source.name})"
             if "tokens" in shape else f"{shape['cases']} neuron cases, corners first ({source.name})")
     regenerate = (f"python -m spikeacc.verif.outside_tb ../{top}.json YOUR_VECTORS.npz --work ."
@@ -76,6 +79,8 @@ from X-initial registers, as an ASIC does.
 
 Your own vectors (a spikeacc vector file, or any `.npz` with the arrays of
 the vector format): regenerate the hex files and the testbench here with
+spikeacc's generator (it needs spikeacc installed: this repository, `make
+setup`, then its `.venv`)
 
     {regenerate}
 

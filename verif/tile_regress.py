@@ -163,7 +163,11 @@ def run_tile_regression(vectors_path, *, build_root=None, pes=None, lanes=None, 
         work.keep = not run.report.get("passed", False)
         if saif_to is not None:
             Path(saif_to).parent.mkdir(parents=True, exist_ok=True)
-            shutil.move(str(work / "dump.saif"), str(saif_to))
+            try:
+                shutil.move(str(work / "dump.saif"), str(saif_to))
+            except OSError as exc:   # the destination is the user's (a full disk under --out): name it
+                Path(saif_to).unlink(missing_ok=True)
+                raise OSError(exc.errno, exc.strerror or str(exc), str(saif_to)) from None
     bench = run.report
     mags = np.abs(vectors.mant.astype(np.int64))
     predicted, ideal = registry.design(design).cycles(cfg, vectors.mant)
