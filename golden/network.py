@@ -119,13 +119,20 @@ class GptqChain:
             states = run_block(self.model, layer, states)
         return states
 
-    def step(self, index: int, layer: nn.Module, last: bool = False) -> dict:
+    def step(self, index: int, layer: nn.Module, last: bool = False, projections=PROJECTIONS) -> dict:
         """Codes of block ``index`` (computed, or read back from the cache).
 
         ``layer`` keeps the quantized weights, unless ``last`` says no block
-        follows: then its float weights are freed as they are rounded."""
+        follows: then its float weights are freed as they are rounded, and
+        ``projections`` may name only the ones wanted. Every projection's
+        Hessian comes from one float pass through the block, so a subset's
+        codes equal the whole block's; a subset is not cached (an entry is a
+        whole block)."""
         chain = self.model.checkpoint.chain(index + 1)
         codes = self.cache.load(index, chain)
+        whole = tuple(projections) == PROJECTIONS
+        if not whole and not last:
+            raise ValueError("only the last block of a pass may be rounded in part")
         if codes is None:
             if self.states is None:
                 self.states = self._inputs_of(index)
@@ -133,10 +140,11 @@ class GptqChain:
             started = time.perf_counter()
             progress = Throttled(self.say)
             codes = gptq_block(layer, lambda: run_block(self.model, layer, states), self.bits, self.quantizer,
-                               PROJECTIONS, keep=not last,
+                               tuple(projections), keep=not last,
                                done=lambda name: progress(f"GPTQ block {index}: {name} rounded, "
                                                           f"{time.perf_counter() - started:.0f} s into the block"))
-            self.cache.store(index, chain, codes)
+            if whole:
+                self.cache.store(index, chain, codes)
             self.computed += 1
         else:
             if not last:
@@ -296,8 +304,13 @@ def hardware_network(model: StreamedLlama, spec: QuantSpec, calibration: torch.T
     return HardwareNetwork(model, kept)
 
 
-def gptq_codes(model: StreamedLlama, spec: QuantSpec, calibration: torch.Tensor, upto: int, say=None) -> dict:
-    """GPTQ codes of blocks 0..``upto`` by full module name (empty unless ``spec`` rounds with GPTQ)."""
+def gptq_codes(model: StreamedLlama, spec: QuantSpec, calibration: torch.Tensor, upto: int, say=None,
+               only: set[str] | None = None) -> dict:
+    """GPTQ codes of blocks 0..``upto`` by full module name (empty unless ``spec`` rounds with GPTQ).
+
+    ``only``: the projections wanted of block ``upto`` (names inside the block);
+    the others of that block are not rounded (at Llama-2-7B, q_proj's
+    vectors then need no down_proj Hessian, 970 MB)."""
     if spec.method == "fp" or spec.weights != "gptq":
         return {}
     chain = GptqChain(model, spec, calibration, say)
@@ -305,7 +318,8 @@ def gptq_codes(model: StreamedLlama, spec: QuantSpec, calibration: torch.Tensor,
     codes = {}
     for index in range(upto + 1):
         layer = model.block(index)
-        step = chain.step(index, layer, last=index == upto)
+        wanted = PROJECTIONS if index < upto or only is None else tuple(p for p in PROJECTIONS if p in only)
+        step = chain.step(index, layer, last=index == upto, projections=wanted)
         codes.update({f"model.layers.{index}.{name}": q for name, q in step.items()})
         del layer
         release_freed_memory()

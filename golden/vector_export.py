@@ -101,7 +101,8 @@ def export_layers(*, layers: list[str], tokens: int, outs: list, model: str | No
     calibration = {name: (linear, sets[1]) for name, (linear, sets) in inputs.items()}
     # GPTQ codes of the blocks up to the highest named (cached per block); the layer's inputs stay the float network's
     top = max(int(name.split(".")[2]) for name in layers)
-    codes = gptq_codes(net, QuantSpec.from_config(base), calib_windows, top)
+    wanted = {name.split(".", 3)[3] for name in layers if int(name.split(".")[2]) == top}
+    codes = gptq_codes(net, QuantSpec.from_config(base), calib_windows, top, only=wanted)
     paths = []
     for layer, out in zip(layers, outs, strict=True):
         linear, (xs,) = evaluated[layer]

@@ -96,3 +96,19 @@ def test_gptq_without_the_network_is_refused_with_the_fix():
         SpikeQuantLinear(torch.nn.Linear(8, 4, bias=False), QuantSpec(weights="gptq"))
     with pytest.raises(ValueError, match="weight_rounding must be one of"):
         PRESETS["default"].replace(weight_rounding="awq")
+
+
+@pytest.mark.parametrize("wanted", [{"self_attn.q_proj"}, {"self_attn.o_proj"}, {"mlp.down_proj", "self_attn.k_proj"}])
+def test_the_last_block_rounded_in_part_has_the_whole_blocks_codes(tiny_folder, tmp_path, wanted):
+    """Vector export rounds only the named projections of its top block: the same codes, and no partial
+    block in the cache (every Hessian of a block comes from one float pass through it)."""
+    from spikeacc.golden.perplexity import default_text, token_splits
+    net = streamed(tiny_folder)
+    calib, _ = token_splits(net.tokenizer, default_text(), 512)
+    spec = QuantSpec.from_config(PRESETS["default"])
+    part = gptq_codes(net, spec, calib, upto=1, only=wanted)
+    assert set(part) == ({f"model.layers.0.{p}" for p in PROJECTIONS} | {f"model.layers.1.{p}" for p in wanted})
+    assert len(list((tmp_path / "cache" / "gptq").glob("*.pt"))) == 1, "block 0 cached whole, block 1 not at all"
+    whole = gptq_codes(net, spec, calib, upto=1)
+    for name, q in part.items():
+        assert torch.equal(q.code, whole[name].code) and torch.equal(q.scale, whole[name].scale), name
