@@ -363,7 +363,7 @@ def run_main(out: Path, *, steps=STEPS, quick: bool = False, model: str | None =
 
 def _one_line(exc: BaseException) -> str:
     """A step's exception as the report's one line; an OS error names its path and its cause."""
-    if isinstance(exc, OSError) and not isinstance(exc, (ToolFailure,)) and exc.strerror:
+    if isinstance(exc, OSError) and exc.strerror:
         where = f" {exc.filename}" if exc.filename else ""
         return f"cannot use{where}: {exc.strerror}"
     return f"{type(exc).__name__}: {exc}".splitlines()[0][:300]

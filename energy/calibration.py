@@ -84,9 +84,9 @@ def estimate(calibration: dict, design: str, activity: dict, pes: int, tokens: i
 
 def compare(calibrated: dict, raw_ratio: float, power: dict) -> dict:
     """Errors of the calibrated and the raw toggle model against a gate-level run of the same vectors."""
-    from spikeacc.energy.power import memory_total
+    from spikeacc.energy.breakdown import total_pj
     spiking, mac = registry.SPIKING_TILE, registry.DENSE_MAC
-    gate = {d: memory_total(power["designs"][d]) for d in (spiking, mac)}
+    gate = {d: total_pj(power["designs"][d]) for d in (spiking, mac)}
     gate_ratio = gate[mac] / gate[spiking]
     cal_ratio = calibrated[mac]["total_pj"] / calibrated[spiking]["total_pj"]
     return {

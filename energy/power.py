@@ -38,7 +38,7 @@ from spikeacc.energy.saif import read_saif
 from spikeacc.verif.results import VectorFileRun
 from spikeacc.verif.tile_regress import run_tile_regression, tile_config_for
 
-__all__ = ["PowerResult", "run_power", "sram_pj_per_bit", "role_of_module"]
+__all__ = ["PowerResult", "run_power", "sram_pj_per_bit", "role_of_module", "progress_line"]
 
 
 @dataclass(frozen=True)
@@ -58,7 +58,7 @@ class PowerResult(VectorFileRun):
 
 SRAM_45NM_PJ_PER_BIT = 10.0 / 64   # Horowitz ISSCC 2014: 8 KB SRAM, 64-bit read, 45 nm, 0.9 V
 
-def _say(line: str) -> None:
+def progress_line(line: str) -> None:
     """A progress line on stderr, wherever it goes (a terminal or a log file)."""
     print(f"spikeacc: {line}", file=sys.stderr, flush=True)
 
@@ -106,7 +106,7 @@ def run_power(vectors_path, *, designs=None, liberty=DEFAULT_LIBERTY, out="out/p
     opensta = {} if shutil.which("sta") else None   # the OpenSTA cross-check, where it runs
     for i, design in enumerate(designs):
         t0 = time.perf_counter()
-        _say(f"power: {design} ({i + 1}/{len(designs)}): synthesis to {library.path.name}, netlist build and "
+        progress_line(f"power: {design} ({i + 1}/{len(designs)}): synthesis to {library.path.name}, netlist build and "
              f"simulation of {tokens} tokens (minutes at a real shape the first time; built netlists are reused)")
         gates = GateLevel(library, sram=sram, gated=gated)
         saif = out / f"{design}.gates.saif"
@@ -146,7 +146,7 @@ def run_power(vectors_path, *, designs=None, liberty=DEFAULT_LIBERTY, out="out/p
             by_module_class_pj={m: {c: v / tokens for c, v in d.items()} for m, d in energy["by_module_class"].items()},
             threshold_reads=thresh_reads, unannotated_pins=energy["unannotated_pins"], pins=energy["pins"],
             saif=str(saif), netlist=str(gates.netlist.json), seconds=time.perf_counter() - t0)
-        _say(f"power: {design}: {results[design].logic_pj:,.1f} pJ logic per token-layer, "
+        progress_line(f"power: {design}: {results[design].logic_pj:,.1f} pJ logic per token-layer, "
              f"{time.perf_counter() - t0:.0f} s")
         if opensta is not None:
             opensta[design] = _opensta(results[design].to_dict(), tokens, library.path, (header, nets))
@@ -198,11 +198,6 @@ def _ratios(s: GatePower, m: GatePower, s_name: str, m_name: str) -> dict:
     }
 
 
-def memory_total(d) -> float:
-    """A design's logic plus its modelled weight and threshold memory reads, pJ per token-layer."""
-    return total_pj(d)
-
-
 def threshold_word_bits(cfg, design: str) -> int:
     """Bits of one threshold-memory word: P × (Θ, Φ), the same for every tile design."""
     per_neuron = cfg.theta_bits + cfg.phi_bits
@@ -228,7 +223,7 @@ def power_markdown(r: dict) -> str:
     rows += [("**logic total**", lambda d: d["logic_pj"]), ("logic without clock", lambda d: d["logic_without_clock_pj"]),
              ("weight memory (modelled)", lambda d: d["weight_memory_pj"]),
              ("threshold memory (modelled)", lambda d: d.get("threshold_memory_pj", 0.0)),
-             ("**with weight and threshold memory**", memory_total)]
+             ("**with weight and threshold memory**", total_pj)]
     for label, get in rows:
         lines.append(f"| {label} | " + " | ".join(f"{get(r['designs'][d]):,.1f}" for d in designs) + " |")
     lines += ["", "By role (pJ per token-layer):", ""]

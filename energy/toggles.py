@@ -15,7 +15,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import re
-import sys
 import time
 from collections import defaultdict
 from dataclasses import dataclass
@@ -26,7 +25,7 @@ from spikeacc.energy.op_counts import PAPER_RATIO, op_counts, op_energy, sram_re
 from spikeacc.golden.vectors import load_vectors
 from spikeacc.errors import VerificationFailed
 from spikeacc.energy.calibration import compare, estimate, load_calibration
-from spikeacc.energy.power import threshold_word_bits
+from spikeacc.energy.power import progress_line, threshold_word_bits
 from spikeacc.hw import registry
 from spikeacc.energy.saif import read_saif
 from spikeacc.verif.results import VectorFileRun
@@ -124,8 +123,7 @@ def run_energy(vectors_path, *, out="out/energy", build_root=None, pes=None, lan
     spiking, mac = registry.SPIKING_TILE, registry.DENSE_MAC
     for i, design in enumerate((spiking, mac)):
         t0 = time.perf_counter()
-        print(f"spikeacc: energy: {design} ({i + 1}/2): RTL simulation with activity recording",
-              file=sys.stderr, flush=True)
+        progress_line(f"energy: {design} ({i + 1}/2): RTL simulation with activity recording")
         saif = out / f"{design}.saif"
         _, rep = run_tile_regression(vectors_path, build_root=build_root, pes=pes, lanes=lanes,
                                      design=design, saif_to=saif, progress=False, inject_fault=inject_fault)

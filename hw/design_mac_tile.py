@@ -7,6 +7,8 @@ activation. Reports compare the spiking tile with the stronger of the two.
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 
 from spikeacc.config import SpikeConfig
@@ -38,10 +40,10 @@ ENERGY = EnergyRoles(
             ("PE arithmetic", "rest"): ("all_inputs", "neurons"),
             ("control", "all"): ("cycles",)})
 
-SKIPPING_ENERGY = EnergyRoles(**{**ENERGY.__dict__, "events": {
+SKIPPING_ENERGY = dataclasses.replace(ENERGY, events={
     ("PE arithmetic", "clock"): ("pe_cycles",),
     ("PE arithmetic", "rest"): ("nonzero_inputs", "zero_inputs", "neurons"),
-    ("control", "all"): ("cycles",)}})
+    ("control", "all"): ("cycles",)})
 
 
 def _check(cfg: SpikeConfig) -> None:

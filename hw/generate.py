@@ -13,7 +13,7 @@ from spikeacc.config import SpikeConfig
 from spikeacc.hw import registry
 from spikeacc.hw.datasheet import datasheet_facts, port_facts, tile_timing_manifest
 
-__all__ = ["GeneratedDesign", "build_component", "generate", "module_name", "port_list",
+__all__ = ["GeneratedDesign", "generate", "module_name", "port_list",
            "write_if_changed"]
 
 
@@ -28,11 +28,6 @@ class GeneratedDesign:
 def module_name(design: str, cfg: SpikeConfig) -> str:
     """Top-level Verilog module name, e.g. ``spikeacc_pe_w4a4o4s7f16_k64n16p4l2``."""
     return f"spikeacc_{design}_{cfg.tag}"
-
-
-def build_component(design: str, cfg: SpikeConfig):
-    """The registered design's component for ``cfg`` (:mod:`spikeacc.hw.registry`)."""
-    return registry.design(design).component(cfg)
 
 
 def port_list(signature) -> list[dict]:

@@ -48,7 +48,8 @@ def test_shared_modules_give_the_same_netlist_energy_as_separate_copies(tmp_path
     """Synthesizing a PE once for all instances is the same logic: bit-exact, the same cycles, and the same energy
     within 2% (ABC maps each separately synthesized copy a little differently, so exact equality is not expected)."""
     from spikeacc.energy import shared_modules
-    from spikeacc.energy.power import memory_total, run_power
+    from spikeacc.energy.breakdown import total_pj
+    from spikeacc.energy.power import run_power
     from spikeacc.golden.vectors import save_vectors
 
     cfg = SpikeConfig(in_features=16, out_features=8, pes=4, lanes=2, out_bits=4, max_tokens=2)
@@ -59,7 +60,7 @@ def test_shared_modules_give_the_same_netlist_energy_as_separate_copies(tmp_path
     copies = run_power(path, designs=("tile",), out=tmp_path / "c", build_root=tmp_path / "b2").designs["tile"]
     assert shared.cycles == copies.cycles and shared.weight_reads == copies.weight_reads
     assert sum(shared.cells.values()) == pytest.approx(sum(copies.cells.values()), rel=0.02)
-    assert memory_total(shared) == pytest.approx(memory_total(copies), rel=0.02)
+    assert total_pj(shared) == pytest.approx(total_pj(copies), rel=0.02)
     for role, pj in copies.by_role_pj.items():
         assert shared.by_role_pj[role] == pytest.approx(pj, rel=0.03), role
 

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import functools
 import hashlib
 import os
 import select
@@ -69,6 +70,7 @@ def reply_bound(cfg: SpikeConfig, tokens: int = 0, payload_bytes: int = 0) -> fl
     return REPLY_BASE_S + tokens * most_cycles(cfg) / REPLY_CYCLES_PER_S + payload_bytes / REPLY_BYTES_PER_S
 
 
+@functools.lru_cache(maxsize=64)
 def most_cycles(cfg: SpikeConfig) -> int:
     """More cycles than any token can take: every input nonzero in one row set, every step a row, every input
     also a Kirin outlier, twice over (a reply beyond it is not from a working harness)."""
