@@ -7,17 +7,41 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from spikeacc.config import PRESETS, SpikeConfig, config_from
+from spikeacc.config import PRESETS, ROTATIONS, SpikeConfig, config_from
 
-__all__ = ["BUILD_DIR_HELP", "config_of", "add_config_args", "refuse_config_beside_vectors", "check_counts",
+__all__ = ["BUILD_DIR_HELP", "config_of", "add_config_args", "add_calibration_args", "refuse_config_beside_vectors", "check_counts",
            "layer_base", "Mode", "refuse_inert", "int_list", "default_vectors", "add_rtl_path_args"]
 
 BUILD_DIR_HELP = "simulator builds, shared by runs (default: $SPIKEACC_BUILD_DIR or sim_build)"
 
 
 def config_of(args) -> SpikeConfig:
-    """The one configuration of a command: ``--config FILE``, ``--preset NAME`` or the default preset."""
-    return config_from(args.preset, args.config)
+    """The one configuration of a command: ``--config FILE``, ``--preset NAME`` or the default preset.
+
+    The calibration options (:func:`add_calibration_args`), where a command
+    has them, change the fields of the same names.
+    """
+    cfg = config_from(args.preset, args.config)
+    changes = {field: getattr(args, dest) for dest, field in CALIBRATION_OPTIONS.items()
+               if getattr(args, dest, None) is not None}
+    return cfg.replace(**changes) if changes else cfg
+
+
+# option dest -> SpikeConfig field, for the commands that calibrate the golden model
+CALIBRATION_OPTIONS = {"calib_text": "calibration", "calib_tokens": "calibration_tokens", "rotation": "rotation"}
+
+
+def add_calibration_args(p: argparse.ArgumentParser) -> None:
+    """``--calib-text``, ``--calib-tokens``, ``--rotation``: what calibrates the golden model (config fields)."""
+    p.add_argument("--calib-text", metavar="SOURCE",
+                   help="what calibrates GPTQ and the static ranges: shipped-text (the shipped text's first tokens), "
+                        "corpus (the shipped calibration corpus) or a UTF-8 file; default: the configuration's")
+    p.add_argument("--calib-tokens", type=int, metavar="N",
+                   help="calibration tokens (whole 512-token windows drawn from a corpus or file); "
+                        "default: the configuration's (1024)")
+    p.add_argument("--rotation", choices=ROTATIONS,
+                   help="rotations folded into the weights before quantization (hadamard: R1 on the residual "
+                        "stream, R2 per head); default: the configuration's (none)")
 
 
 def add_config_args(p: argparse.ArgumentParser, what: str = "") -> None:
@@ -32,10 +56,6 @@ def refuse_config_beside_vectors(args) -> None:
     if args.vectors is not None and (args.config or args.preset):
         raise ValueError("--vectors FILE carries its own configuration; --config/--preset set the arithmetic of "
                          "the default vectors only: give one or the other")
-
-
-# Options whose meaningless values no later check would catch: refused here, one line, in every command
-MINIMUMS = {"workers": 1}
 
 
 # Options whose meaningless values no later check would catch: refused here, one line, in every command

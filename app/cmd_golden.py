@@ -6,8 +6,8 @@ import json
 from pathlib import Path
 
 from spikeacc import workdirs
-from spikeacc.app.cli_options import (BUILD_DIR_HELP, Mode, add_config_args, add_rtl_path_args, config_of, int_list,
-                                      layer_base)
+from spikeacc.app.cli_options import (BUILD_DIR_HELP, Mode, add_calibration_args, add_config_args, add_rtl_path_args,
+                                      config_of, int_list, layer_base)
 from spikeacc.config import GOLDEN_INPUT_STEPS
 from spikeacc.errors import VerificationFailed
 
@@ -101,7 +101,7 @@ INFER_MODES = (
          ("--golden",)),
 )
 VECTORS_MODES = (
-    Mode("with --llama2-shape", lambda a: a.llama2_shape, ("--model",),
+    Mode("with --llama2-shape", lambda a: a.llama2_shape, ("--model", "--calib-text", "--calib-tokens", "--rotation"),
          "the layer is the seeded synthetic Llama-2-7B one", ("--llama2-shape",)),
     Mode("without --llama2-shape", lambda a: not a.llama2_shape, ("--seed",),
          "only the synthetic layer is seeded; a model's layer is what it is"),
@@ -113,7 +113,7 @@ def add_ppl(sub) -> None:
     p.add_argument("--model", help="local HF folder or .gguf file (default: embedded SmolLM2-135M)")
     p.add_argument("--text", help="UTF-8 text file to calibrate and evaluate on (default: shipped GPL-3 text)")
     p.add_argument("--eval-text", metavar="FILE",
-                   help="UTF-8 text file to evaluate on whole, calibrating on the shipped text (a text never seen)")
+                   help="UTF-8 text file to evaluate on whole, never calibrated on (calibration: --calib-text)")
     p.add_argument("--out", default="out/ppl", help="results: ppl.json and ppl.png (ppl_rtl.json with --rtl)")
     p.add_argument("--tokens", type=int, default=None,
                    help="evaluation tokens (default 2048; with --rtl: the window, default 64)")
@@ -129,6 +129,7 @@ def add_ppl(sub) -> None:
     p.add_argument("--full", action="store_true", help="also the bit sweep and power-of-two weight groups")
     p.add_argument("--out-bits", default="4,6,8", help="tile output widths b_out of the hardware-faithful rows")
     add_config_args(p, "widths and salient rule of the rows; with --rtl, the tiles' arithmetic")
+    add_calibration_args(p)
     p.add_argument("--out-policy", default="channel,tensor",
                    help="output-range policies of the hardware-faithful rows: channel, tensor")
     p.add_argument("--inputs", default=None,
@@ -156,6 +157,7 @@ def add_infer(sub) -> None:
     p.add_argument("--out", default="out/infer", help="where infer.json goes")
     p.add_argument("--build-dir", default=None, help=BUILD_DIR_HELP)
     add_config_args(p, "the arithmetic of every projection's tile")
+    add_calibration_args(p)
     p.set_defaults(func=cmd_infer, modes=INFER_MODES)
 
 
@@ -182,4 +184,5 @@ def add_vectors(sub) -> None:
                    help="synthetic Llama-2-7B decoder layer (hidden 4096, intermediate 11008), seeded")
     p.add_argument("--seed", type=int, default=0, help="--llama2-shape: seed of the synthetic layer")
     add_config_args(p, "the arithmetic of the exported layer; P and L adapt to its shape")
+    add_calibration_args(p)
     p.set_defaults(func=cmd_vectors, modes=VECTORS_MODES)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from spikeacc import workdirs
-from spikeacc.app.cli_options import BUILD_DIR_HELP, Mode, add_config_args, config_of
+from spikeacc.app.cli_options import BUILD_DIR_HELP, Mode, add_calibration_args, add_config_args, config_of
 
 __all__ = ["add_run"]
 
@@ -50,4 +50,5 @@ def add_run(sub) -> None:
                         "netlists are not built yet (the first time: tens of minutes); otherwise they are measured "
                         "when built and shown as recorded when not")
     add_config_args(p, "the arithmetic of every layer; the tile shape of the PE, quick and synthesis steps")
+    add_calibration_args(p)
     p.set_defaults(func=cmd_run, modes=RUN_MODES)

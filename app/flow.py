@@ -77,18 +77,24 @@ def step_accuracy(run: RunContext) -> dict:
     results = run_ppl_table(model=model, out=out / "accuracy", tokens=WINDOW, rows=rows, config=config)
     table = [{"label": r["label"], "ppl": r["ppl"], "method": r["method"], "weights": r.get("weights", "rtn"),
               "hardware_faithful": bool(r.get("out_bits")), "out_bits": r.get("out_bits"),
+              "calibration": r.get("calibration"), "calibration_tokens": r.get("calibration_tokens"),
               "salient_ratio": r["salient_ratio"]} for r in results]
-    # the configuration's own rows; the round-to-nearest rows beside them are the comparison
-    by = {(r["method"], r["hardware_faithful"]): r["ppl"] for r in table
+    # the configuration's own rows; the round-to-nearest and corpus-calibrated rows beside them are comparisons
+    own = [r for r in table if r["calibration"] is None]
+    by = {(r["method"], r["hardware_faithful"]): r["ppl"] for r in own
           if r["method"] == "fp" or r["weights"] == config.weight_rounding}
-    before = {r["method"]: r["ppl"] for r in table if r["hardware_faithful"] and r["weights"] != config.weight_rounding}
+    before = {r["method"]: r["ppl"] for r in own if r["hardware_faithful"] and r["weights"] != config.weight_rounding}
+    corpus = {r["method"]: r for r in table if r["calibration"] is not None}
     plot = str(out / "accuracy" / "perplexity.png")
     plot_accuracy(table, plot)
     return {"status": "PASS", "tokens": results[0]["tokens"], "rows": table,
             "headline": (f"PPL FP {by[('fp', False)]:.2f}; hardware-faithful SpikeQuant {by[('spikequant', True)]:.2f}, "
                          f"Kirin {by[('kirin', True)]:.2f} ({results[0]['tokens']} tokens, "
                          f"{config.weight_rounding.upper()} weights"
-                         + (f"; round-to-nearest {before['spikequant']:.2f} / {before['kirin']:.2f})" if before else ")")),
+                         + (f"; round-to-nearest {before['spikequant']:.2f} / {before['kirin']:.2f}" if before else "")
+                         + (f"; calibrated on {corpus['spikequant']['calibration_tokens']:,} corpus tokens "
+                            f"{corpus['spikequant']['ppl']:.2f} / {corpus['kirin']['ppl']:.2f}" if corpus else "")
+                         + ")"),
             "plots": {"perplexity": plot}, "files": [str(out / "accuracy" / "ppl.json"), plot]}
 
 

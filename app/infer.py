@@ -47,7 +47,7 @@ from spikeacc.config import PRESETS, SpikeConfig
 from spikeacc.errors import VerificationFailed
 from spikeacc.golden.network import HARDWARE_OVERRIDES, hardware_network, quantized_layers
 from spikeacc.golden.progress import Throttled
-from spikeacc.golden.perplexity import WINDOW, default_text, perplexity, token_splits
+from spikeacc.golden.perplexity import WINDOW, config_splits, perplexity
 from spikeacc.golden.spiking_linear import QuantSpec
 from spikeacc.golden.stream import streamed_model
 from spikeacc.app.rtl_executor import RtlExecutor
@@ -68,14 +68,14 @@ class HardwareModel(NamedTuple):
 
 
 def hardware_model(model: str | None = None, config: SpikeConfig = PRESETS["default"]) -> HardwareModel:
-    """The hardware-faithful model of ``config``'s arithmetic, calibrated on the shipped text.
+    """The hardware-faithful model of ``config``'s arithmetic, calibrated as ``config`` says (default: the shipped text).
 
     Built by streaming the checkpoint one block at a time; every calibrated
     block then stays resident with its projections as int8 codes and
     thresholds (about 6.5 GB at Llama-2-7B), so decoding reads no weights.
     """
-    streamed = streamed_model(model)
-    calib, _ = token_splits(streamed.tokenizer, default_text(), WINDOW)
+    streamed = streamed_model(model, config.rotation)
+    calib, _ = config_splits(streamed.tokenizer, config, WINDOW)
     net = hardware_network(streamed, QuantSpec.from_config(config), calib, overrides=HARDWARE_OVERRIDES)
     return HardwareModel(net, streamed.tokenizer, streamed.name, config)
 
@@ -252,7 +252,7 @@ def rtl_perplexity(tokens: int = 64, *, model: str | None = None, layers: str | 
     if isinstance(tokens, bool) or not isinstance(tokens, int) or not 2 <= tokens <= WINDOW:
         raise ValueError(f"--tokens with --rtl must be an integer in 2..{WINDOW} (one window), got {tokens!r}")
     net, tokenizer, name, config = hardware if hardware is not None else hardware_model(model, config)
-    _, windows = token_splits(tokenizer, default_text(), WINDOW)
+    _, windows = config_splits(tokenizer, config, WINDOW)
     window = windows[:1, :tokens]   # the perplexity table's own function, on one window
 
     chosen = select_layers(net, layers)

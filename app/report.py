@@ -40,16 +40,19 @@ def plot_accuracy(rows: list[dict], path) -> None:
     fig, ax = plt.subplots(figsize=(7.5, 3.4))
     # one bar per (outputs, weight rounding) the rows have: input-only, hardware-faithful, and the
     # hardware-faithful row with round-to-nearest weights when the configuration uses GPTQ
-    series = list(dict.fromkeys((r["hardware_faithful"], r.get("weights", "rtn")) for r in rows if r["method"] != "fp"))
+    series = list(dict.fromkeys((r["hardware_faithful"], r.get("weights", "rtn"), r.get("calibration"))
+                                for r in rows if r["method"] != "fp"))
     width = 0.8 / max(len(series), 1)
-    for j, (faithful, weights) in enumerate(series):
+    for j, (faithful, weights, calibration) in enumerate(series):
         widths = sorted({r["out_bits"] for r in rows if r.get("out_bits")})
         counts = "/".join(map(str, widths)) or "its"
         label = (f"hardware-faithful (tile's {counts}-bit counts)" if faithful else "input-only (outputs float)") \
-            + ("" if len({w for _, w in series}) == 1 else
-               ", RTN weights, no margin (before)" if weights == "rtn" else f", {weights.upper()} weights")
+            + ("" if len({w for _, w, _ in series}) == 1 else
+               ", RTN weights, no margin (before)" if weights == "rtn" else f", {weights.upper()} weights") \
+            + (f", calibrated on the {calibration}" if calibration else "")
         values = {r["method"]: r["ppl"] for r in rows
-                  if r["hardware_faithful"] == faithful and r.get("weights", "rtn") == weights}
+                  if (r["hardware_faithful"], r.get("weights", "rtn"), r.get("calibration")) == (faithful, weights,
+                                                                                                 calibration)}
         bars = ax.bar([i + j * width for i in range(len(methods))], [values.get(m, 0) for m in methods], width,
                       label=label)
         ax.bar_label(bars, fmt="%.2f", fontsize=7)

@@ -34,15 +34,20 @@ class Accuracy(Section):
     title = "Accuracy of what the hardware computes"
 
     def explain(self, cfg, section):
-        from spikeacc.golden.perplexity import CALIBRATION_TOKENS
-        weights = ("GPTQ codes (error-compensating rounding, calibrated on the first "
-                   f"{CALIBRATION_TOKENS:,} tokens); the round-to-nearest rows, without output-range margin, are the "
-                   "earlier default" if cfg.weight_rounding == "gptq" else
+        from spikeacc.golden.calibration import calibration_label
+        calibrated = calibration_label(cfg.calibration, cfg.calibration_tokens) + (
+            f", weights rotated ({cfg.rotation})" if cfg.rotation != "none" else "")
+        weights = ("GPTQ codes (error-compensating rounding); the round-to-nearest rows, without output-range "
+                   "margin, are the earlier default" if cfg.weight_rounding == "gptq" else
                    f"{cfg.weight_rounding.upper()} codes")
+        corpus = [r for r in section["rows"] if r.get("calibration")]
         return ("Perplexity on held-out GPL-3 text. Input-only rows quantize activations and weights but return "
                 "float outputs (what fake-quant papers report); hardware-faithful rows return the tile's spike "
                 f"counts through its thresholds ({cfg.out_bits}-bit outputs), as the generated RTL computes them. "
-                f"Weights are {weights}.")
+                f"Weights are {weights}; GPTQ and the ranges are calibrated on the {calibrated}"
+                + (f"; the rows marked calib corpus are calibrated on {corpus[0]['calibration_tokens']:,} tokens of "
+                   "the shipped calibration corpus instead (other kinds of text than the one evaluated: "
+                   "docs/measurements.md has them on unseen texts)" if corpus else "") + ".")
 
     def tables(self, section):
         return [(["configuration", "PPL", "salient"],

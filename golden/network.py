@@ -114,7 +114,7 @@ class GptqChain:
         states = [self.model.embed(w) for w in self.calibration]
         for below in range(index):
             layer = self.model.block(below)
-            for name, quant in self.cache.load(below, self.model.checkpoint.chain(below + 1)).items():
+            for name, quant in self.cache.load(below, self.model.chain(below + 1)).items():
                 apply_codes(layer.get_submodule(name), quant)
             states = run_block(self.model, layer, states)
         return states
@@ -128,7 +128,7 @@ class GptqChain:
         Hessian comes from one float pass through the block, so a subset's
         codes equal the whole block's; a subset is not cached (an entry is a
         whole block)."""
-        chain = self.model.checkpoint.chain(index + 1)
+        chain = self.model.chain(index + 1)
         codes = self.cache.load(index, chain)
         whole = tuple(projections) == PROJECTIONS
         if not whole and not last:

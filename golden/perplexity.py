@@ -18,8 +18,9 @@ import torch
 from tqdm import tqdm
 
 from spikeacc import workdirs
-from spikeacc.config import MODES, PRESETS, SpikeConfig, check_out_bits, step_grid
-from spikeacc.golden.network import HARDWARE_OVERRIDES, evaluate, window_nll
+from spikeacc.config import MODES, PRESETS, ROTATIONS, SpikeConfig, check_out_bits, step_grid
+from spikeacc.golden.calibration import calibration_label, calibration_windows
+from spikeacc.golden.network import HARDWARE_OVERRIDES, PROJECTIONS, evaluate, window_nll
 from spikeacc.golden.output_quant import check_policy
 from spikeacc.golden.spiking_linear import QuantSpec
 from spikeacc.golden.stream import streamed_model
@@ -50,6 +51,22 @@ def token_splits(tokenizer, text: str, eval_tokens: int, window: int = WINDOW,
     return calib, rest[: n * eval_window].reshape(n, eval_window)
 
 
+def config_splits(tokenizer, config: SpikeConfig, eval_tokens: int, text: str | None = None,
+                  window: int = WINDOW) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(calibration windows, evaluation windows)`` of ``config``'s calibration, evaluating ``text`` (default: shipped).
+
+    With ``"shipped-text"`` calibration the text's first ``calibration_tokens``
+    calibrate and the rest is evaluated; with a corpus or file the evaluation
+    windows stay where they are with the default head (the same held-out
+    tokens whatever calibrates), and the calibration windows are drawn from it.
+    """
+    body = default_text() if text is None else text
+    if config.calibration == "shipped-text":
+        return token_splits(tokenizer, body, eval_tokens, window, config.calibration_tokens)
+    _, windows = token_splits(tokenizer, body, eval_tokens, window)
+    return calibration_windows(tokenizer, config.calibration, config.calibration_tokens, window), windows
+
+
 @torch.no_grad()
 def perplexity(model, windows: torch.Tensor, desc: str = "ppl") -> float:
     """Perplexity of ``windows`` through a network called like a causal LM (the resident hardware network)."""
@@ -78,6 +95,9 @@ def step_label(row: dict) -> str:
     step = row.get("input_step") or "any"
     return "static" if row["mode"] == "static" else "dynamic" if step == "any" else f"dynamic-{step}"
 
+
+# Row keys that change what calibrates a row, and the model's rotation (the configuration's fields of the same names)
+CALIBRATION_FIELDS = ("calibration", "calibration_tokens", "rotation")
 
 FLOAT_BITS = 16   # a row's width of 16 means "left in float" (FP16-class), not a quantizer width
 FP_ROW = dict(method="fp", w_bits=FLOAT_BITS, a_bits=FLOAT_BITS, mode="none")
@@ -110,6 +130,28 @@ def hardware_rows(config: SpikeConfig) -> list[dict]:
         if cfg.weight_rounding != "rtn":
             rows.append(spec_row(QuantSpec.from_config(cfg.replace(weight_rounding="rtn"), out_margin=0.0),
                                  overrides="silu-floor"))
+    return rows + corpus_rows(config)
+
+
+# The calibration the corpus rows use (benchmarks/bench_calibration.py measures 1k, 8k and 64k tokens)
+CORPUS_ROW_TOKENS = 8192
+
+
+def corpus_rows(config: SpikeConfig, rotations: tuple[str, ...] = ()) -> list[dict]:
+    """Each mode's hardware-faithful row calibrated on the shipped corpus, unrotated and then with ``rotations``.
+
+    GPTQ's Hessians and the output ranges then come from many windows of
+    varied text instead of the evaluated text's own head: the rows show what
+    a calibration that has not seen the evaluated kind of text gives, and what
+    a rotation folded into the weights adds to it. Rows that would repeat
+    ``config``'s own calibration are left out.
+    """
+    rows = []
+    for rotation in (config.rotation, *rotations):
+        if config.calibration == "corpus" and rotation == config.rotation:
+            continue
+        rows += [spec_row(QuantSpec.from_config(config.in_mode(mode)), overrides="silu-floor", calibration="corpus",
+                          calibration_tokens=CORPUS_ROW_TOKENS, rotation=rotation) for mode in MODES]
     return rows
 
 
@@ -167,7 +209,7 @@ def table_rows(quick: bool = False, full: bool = False, out_bits=(4, 6, 8),
         if "pow2" in modes:                                                                   # widths
             rows += [dict(sq, **modes["pow2"], out_bits=6, out_policy="channel", overrides="mixed")]
     rows += [dict(sq, **i, **hw, out_bits=top, out_policy="oracle") for i in plain]
-    rows += rtn_hw
+    rows += rtn_hw + corpus_rows(config, tuple(r for r in ROTATIONS if r != config.rotation))
     if full:
         rows += [dict(method="rtn", w_bits=config.w_bits, a_bits=FLOAT_BITS, mode="none", w_group=64),
                  dict(sq, **_input("static"), w_group=64), dict(sq, **_input("any"), w_group=64)]
@@ -184,6 +226,13 @@ OVERRIDES = {
 }
 
 
+# Ablations: the hardware-faithful network with one projection kind left in float, weights included
+# (which layer types keep the gap to FP; benchmarks/bench_calibration.py --ablate)
+for _name in PROJECTIONS:
+    OVERRIDES[f"float-{_name.split('.')[1]}"] = {**HARDWARE_OVERRIDES,
+                                                 _name: {"method": "fp", "out_bits": None, "a_bits": None}}
+
+
 def row_label(row: dict) -> str:
     """Short text naming a row's configuration, as printed and plotted."""
     if row["method"] == "fp":
@@ -194,6 +243,10 @@ def row_label(row: dict) -> str:
         text += f" {row['weights'].upper()}"
     if row["mode"] != "none":
         text += f" {step_label(row)}"
+    if row.get("rotation", "none") != "none":
+        text += f" rotated ({row['rotation']})"
+    if "calibration" in row:
+        text += f" calib {row['calibration']}/{row.get('calibration_tokens', '')}"
     if row.get("w_group"):
         text += f" pow2-groups/{row['w_group']}"
     if row.get("out_bits"):
@@ -262,12 +315,16 @@ def run_ppl_table(model: str | None = None, text: str | None = None, out: str | 
     else:
         body, source = default_text(), "GPL-3 (shipped, golden/data/gpl-3.txt)"
     unseen = read_text(eval_text) if eval_text is not None else None
-    net = streamed_model(model)
+    net = streamed_model(model, config.rotation)
     name, tokenizer = net.name, net.tokenizer
-    calib, windows = token_splits(tokenizer, body, tokens)
+    calib, windows = config_splits(tokenizer, config, tokens, body)
     if unseen is not None:
         windows = unseen_windows(tokenizer, unseen, tokens)
-        source = f"{eval_text} (calibrated on the shipped GPL-3 text, never on this one)"
+        source = f"{eval_text} (never calibrated on)"
+
+    def calibration_of(row):   # a row may name its own calibration and rotation (before/after rows)
+        cfg = config.replace(**{k: row[k] for k in CALIBRATION_FIELDS if k in row})
+        return streamed_model(model, cfg.rotation), config_splits(tokenizer, cfg, tokens, body)[0]
     out.mkdir(parents=True, exist_ok=True)
     results = []
     per_layer: dict[str, dict] = {}
@@ -276,7 +333,8 @@ def run_ppl_table(model: str | None = None, text: str | None = None, out: str | 
     for row in bar:
         t0 = time.perf_counter()
         spec = None if row["method"] == "fp" else _spec(row)
-        result = evaluate(net, spec, calib, windows, overrides=OVERRIDES.get(row.get("overrides")), say=say,
+        row_net, row_calib = calibration_of(row) if any(k in row for k in CALIBRATION_FIELDS) else (net, calib)
+        result = evaluate(row_net, spec, row_calib, windows, overrides=OVERRIDES.get(row.get("overrides")), say=say,
                           what=row_label(row))
         ppl = result.ppl
         if row["method"] == "spikequant" and row["w_bits"] == config.w_bits and not row.get("w_group") \
@@ -296,6 +354,7 @@ def run_ppl_table(model: str | None = None, text: str | None = None, out: str | 
         else:
             bar.write(line)
     meta = {"model": name, "text": source, "window": int(windows.shape[1]), "calibration_tokens": int(calib.numel()),
+            "calibration": calibration_label(config.calibration, int(calib.numel())), "rotation": config.rotation,
             "config": config.to_dict(),
             "overrides": OVERRIDES}
     workdirs.write_atomic(out / "ppl.json", json.dumps(results, indent=2) + "\n")
@@ -307,7 +366,8 @@ def run_ppl_table(model: str | None = None, text: str | None = None, out: str | 
 
 
 def _print_table(results, meta) -> None:
-    print(f"\nperplexity: {meta['model']} on {meta['text']}, {results[0]['tokens']} held-out tokens")
+    print(f"\nperplexity: {meta['model']} on {meta['text']}, {results[0]['tokens']} held-out tokens; "
+          f"calibrated on the {meta['calibration']}, rotation {meta['rotation']} (unless a row says otherwise)")
     print("input-only rows return float outputs (fake quantization); 'out Nb' rows return the tile's "
           "spike counts (hardware-faithful); 'oracle' needs the output's own range (not realizable)")
     print(f"{'configuration':<62}{'PPL':>11}{'salient':>9}{'zeros':>8}{'s':>7}")

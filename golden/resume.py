@@ -49,7 +49,7 @@ class PassCheckpoint:
             return None
         try:
             saved = torch.load(self.path, weights_only=True)
-            if saved.get("key") != self.key or saved.get("chain") != self.model.checkpoint.chain(saved["next"]):
+            if saved.get("key") != self.key or saved.get("chain") != self.model.chain(saved["next"]):
                 return None
             return saved
         except Exception:   # noqa: BLE001 - a torn or foreign file is a fresh start, never an error
@@ -63,7 +63,7 @@ class PassCheckpoint:
         from spikeacc import workdirs
 
         buffer = io.BytesIO()
-        torch.save({"key": self.key, "next": next_block, "chain": self.model.checkpoint.chain(next_block), **state()},
+        torch.save({"key": self.key, "next": next_block, "chain": self.model.chain(next_block), **state()},
                    buffer)
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)

@@ -22,6 +22,7 @@ import torch
 from torch import nn
 
 from spikeacc.golden.checkpoint import Checkpoint, open_checkpoint
+from spikeacc.golden.rotation import Rotation, check_rotation
 
 __all__ = ["StreamedLlama", "streamed_model", "run_block", "release_freed_memory"]
 
@@ -31,7 +32,7 @@ HEAD_CHUNK_BYTES = 2 << 30   # an LM head larger than this in float64 is applied
 class StreamedLlama:
     """A Llama checkpoint as the blocks, embedding and head a streamed pass needs, float64."""
 
-    def __init__(self, checkpoint: Checkpoint, dtype: torch.dtype = torch.float64):
+    def __init__(self, checkpoint: Checkpoint, dtype: torch.dtype = torch.float64, rotation: str = "none"):
         from transformers.models.llama.modeling_llama import LlamaRMSNorm, LlamaRotaryEmbedding
 
         self.dtype = dtype   # float64: the codes must not depend on the CPU's float32 kernels (float32: a test's control)
@@ -40,8 +41,19 @@ class StreamedLlama:
         self.name = checkpoint.name
         self.rotary = LlamaRotaryEmbedding(config=self.config).to(dtype)
         self.norm = LlamaRMSNorm(self.config.hidden_size, eps=self.config.rms_norm_eps)
-        self.norm.weight = nn.Parameter(checkpoint.tensor("model.norm.weight").to(dtype), requires_grad=False)
+        self._final_norm = checkpoint.tensor("model.norm.weight").to(dtype)
+        # rotated: the norms' scales live in the projections after them (golden/rotation.py)
+        self.rotation = None if check_rotation(rotation) == "none" else Rotation(
+            self.config.hidden_size, getattr(self.config, "head_dim", None)
+            or self.config.hidden_size // self.config.num_attention_heads)
+        self.norm.weight = nn.Parameter(self._final_norm if self.rotation is None else torch.ones_like(self._final_norm),
+                                        requires_grad=False)
         self._head = None
+
+    def chain(self, blocks: int) -> str:
+        """What the embedding and blocks 0..blocks − 1 compute with: the stored weights' digests and the rotation."""
+        stored = self.checkpoint.chain(blocks)
+        return stored if self.rotation is None else f"{stored}+{self.rotation.key}"
 
     @property
     def tokenizer(self):
@@ -53,7 +65,8 @@ class StreamedLlama:
 
     def embed(self, ids: torch.Tensor) -> torch.Tensor:
         """Token ids [T] or [1, T] -> hidden states [1, T, H], float64 (only those rows are read)."""
-        return self.checkpoint.rows("model.embed_tokens.weight", ids.reshape(1, -1)).to(self.dtype)
+        rows = self.checkpoint.rows("model.embed_tokens.weight", ids.reshape(1, -1)).to(self.dtype)
+        return rows if self.rotation is None else self.rotation.embedding(rows)
 
     def block(self, index: int) -> nn.Module:
         """Decoder block ``index`` with its weights read from the checkpoint, float64, eval mode."""
@@ -66,6 +79,8 @@ class StreamedLlama:
         prefix = f"model.layers.{index}."
         names = self.checkpoint.block_names(index)
         state = {n[len(prefix):]: self.checkpoint.tensor(n).to(self.dtype) for n in names}
+        if self.rotation is not None:
+            state = self.rotation.block(state)
         expected = set(layer.state_dict())
         if set(state) != expected:
             missing, extra = sorted(expected - set(state)), sorted(set(state) - expected)
@@ -101,6 +116,8 @@ class StreamedLlama:
         """The LM head's weight [V, H] in float64 (the embedding's when tied), read once."""
         if self._head is None:
             self._head = self.checkpoint.tensor(self.checkpoint.head_name).to(self.dtype)
+            if self.rotation is not None:
+                self._head = self.rotation.head(self._head, self._final_norm)
         return self._head
 
     def logits(self, hidden: torch.Tensor) -> torch.Tensor:
@@ -145,12 +162,13 @@ def release_freed_memory() -> None:
 
 
 _LIBC = None
-_MODELS: dict[int, StreamedLlama] = {}
+_MODELS: dict[tuple[int, str], StreamedLlama] = {}
 
 
-def streamed_model(path=None) -> StreamedLlama:
-    """The streamed model of the checkpoint at ``path`` (None: the embedded SmolLM2), once per process."""
+def streamed_model(path=None, rotation: str = "none") -> StreamedLlama:
+    """The streamed model of the checkpoint at ``path`` (None: the embedded SmolLM2), rotated or not, once per process."""
     checkpoint = open_checkpoint(path)
-    if id(checkpoint) not in _MODELS:
-        _MODELS[id(checkpoint)] = StreamedLlama(checkpoint)
-    return _MODELS[id(checkpoint)]
+    key = id(checkpoint), check_rotation(rotation)
+    if key not in _MODELS:
+        _MODELS[key] = StreamedLlama(checkpoint, rotation=rotation)
+    return _MODELS[key]

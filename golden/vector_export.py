@@ -87,15 +87,15 @@ def export_layers(*, layers: list[str], tokens: int, outs: list, model: str | No
     scale shift); ``out_policy`` the output ranges (default per channel).
     """
     from spikeacc.golden.network import gptq_codes, layer_inputs
-    from spikeacc.golden.perplexity import WINDOW, default_text, token_splits
+    from spikeacc.golden.perplexity import WINDOW, config_splits
     from spikeacc.golden.spiking_linear import QuantSpec
     from spikeacc.golden.stream import streamed_model
 
     _check_export_args(tokens, out_policy)
     base = _export_base(base, out_bits)
-    net = streamed_model(model)
+    net = streamed_model(model, base.rotation)
     source = net.name
-    calib_windows, eval_windows = token_splits(net.tokenizer, default_text(), WINDOW)
+    calib_windows, eval_windows = config_splits(net.tokenizer, base, WINDOW)
     inputs = layer_inputs(net, layers, [eval_windows[:1], calib_windows])
     evaluated = {name: (linear, sets[0]) for name, (linear, sets) in inputs.items()}
     calibration = {name: (linear, sets[1]) for name, (linear, sets) in inputs.items()}

@@ -31,6 +31,9 @@ FIRINGS = ("division", "serial", "silence")
 # How the golden model chooses the weight codes the tile is given (never what they mean, SPEC §2):
 # per-channel round to nearest, or GPTQ's error-compensating rounding (golden/gptq.py).
 WEIGHT_ROUNDINGS = ("rtn", "gptq")
+# What calibrates the golden model besides a file's path (golden/calibration.py), and its rotations (golden/rotation.py).
+CALIBRATION_SOURCES = ("shipped-text", "corpus")
+ROTATIONS = ("none", "hadamard")
 # Sizes a tile can be generated for in reasonable time (Llama-2-7B's largest is 11008):
 MAX_FEATURES = 16384
 MAX_PES = 256
@@ -41,7 +44,8 @@ MIN_BLOCKS = 24  # blocks that share one encode pass, see SpikeConfig.for_layer
 VECTOR_INT_BITS = 8
 # The fields that decide what a layer computes (every count), as opposed to the tile shape that computes it.
 ARITHMETIC_FIELDS = ("w_bits", "a_bits", "out_bits", "salient", "kappa", "e_max", "salient_cap", "frac_bits",
-                     "encoding", "outlier_bits", "input_step", "exponent_headroom", "weight_rounding")
+                     "encoding", "outlier_bits", "input_step", "exponent_headroom", "weight_rounding",
+                     "calibration", "calibration_tokens", "rotation")
 MODES = ("spikequant", "kirin")
 
 
@@ -152,6 +156,18 @@ class SpikeConfig:
         golden/gptq.py) or ``"rtn"`` (round to nearest). Both give per-channel
         asymmetric ``w_bits`` codes with a zero point, so the hardware is the
         same; only which codes it holds differs (docs/measurements.md).
+    calibration, calibration_tokens:
+        What calibrates the golden model (GPTQ's Hessians, the static input
+        and output ranges) and how many tokens of it: ``"shipped-text"``
+        (default; the first tokens of the shipped text, before its held-out
+        part), ``"corpus"`` (the calibration corpus shipped in
+        golden/data/calibration, windows drawn from it) or a UTF-8 file's
+        path (windows drawn from it). See golden/calibration.py.
+    rotation:
+        ``"none"`` (default) or ``"hadamard"``: orthogonal rotations of the
+        residual stream and of each head's values folded into the weights
+        before quantization (golden/rotation.py). The tile computes the same
+        way; only its weight codes and ranges differ.
     """
 
     w_bits: int = 4
@@ -173,6 +189,9 @@ class SpikeConfig:
     input_step: str = "pow2/4"
     exponent_headroom: int = 2
     weight_rounding: str = "gptq"
+    calibration: str = "shipped-text"
+    calibration_tokens: int = 1024
+    rotation: str = "none"
 
     def __post_init__(self):
         def integer(name, lo, hi, what=None):
@@ -218,6 +237,12 @@ class SpikeConfig:
                                 "does not read: choose a power-of-two grid)" if self.input_step == "any" else ""))
         if self.weight_rounding not in WEIGHT_ROUNDINGS:
             raise ValueError(f"weight_rounding must be one of {list(WEIGHT_ROUNDINGS)}, got {self.weight_rounding!r}")
+        if not isinstance(self.calibration, str) or not self.calibration:
+            raise ValueError(f"calibration must be one of {list(CALIBRATION_SOURCES)} or a UTF-8 text file's path, "
+                             f"got {self.calibration!r}")
+        integer("calibration_tokens", 16, 1 << 20)
+        if self.rotation not in ROTATIONS:
+            raise ValueError(f"rotation must be one of {list(ROTATIONS)}, got {self.rotation!r}")
         integer("exponent_headroom", 0, 8, " (powers of two a token's step may exceed the calibration's largest)")
         if self.outlier_bits is not None:
             check_outlier_bits(self.outlier_bits, self.a_bits, " or null for SpikeQuant mode")

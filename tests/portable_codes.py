@@ -3,13 +3,15 @@
 Run as a script in a fresh process, so that the thread count and the BLAS
 kernels set by the environment apply from the start:
 
-    python tests/portable_codes.py float64 [layers] [tokens]
+    python tests/portable_codes.py float64 [layers] [tokens] [plain|rotated]
 
 It quantizes the first ``layers`` decoder blocks of the embedded SmolLM2
 (GPTQ weights computed here, not read from a cache; output ranges calibrated
 on the shipped text) and runs ``tokens`` held-out tokens through them. The
 digest covers the weight codes, every projection's activation mantissas,
-shifts, exponents and spike counts, and the thresholds.
+shifts, exponents and spike counts, and the thresholds. ``rotated``: the
+Hadamard rotations folded into the weights and windows drawn from the
+calibration corpus instead.
 """
 
 import hashlib
@@ -26,7 +28,7 @@ def main() -> int:
     from spikeacc.config import PRESETS
     from spikeacc.golden.checkpoint import Checkpoint, open_checkpoint
     from spikeacc.golden.network import HARDWARE_OVERRIDES, hardware_network, quantized_layers
-    from spikeacc.golden.perplexity import default_text, token_splits
+    from spikeacc.golden.perplexity import config_splits
     from spikeacc.golden.spiking_linear import QuantSpec
     from spikeacc.golden.stream import StreamedLlama
 
@@ -35,9 +37,11 @@ def main() -> int:
     tokens = int(sys.argv[3]) if len(sys.argv) > 3 else 128
     checkpoint = Checkpoint(open_checkpoint().folder)
     checkpoint.config.num_hidden_layers = blocks
-    net = StreamedLlama(checkpoint, dtype)
-    calib, windows = token_splits(net.tokenizer, default_text(), 512)
-    spec = QuantSpec.from_config(PRESETS["default"])
+    rotated = len(sys.argv) > 4 and sys.argv[4] == "rotated"
+    config = PRESETS["default"].replace(rotation="hadamard", calibration="corpus") if rotated else PRESETS["default"]
+    net = StreamedLlama(checkpoint, dtype, rotation=config.rotation)
+    calib, windows = config_splits(net.tokenizer, config, 512)
+    spec = QuantSpec.from_config(config)
     with tempfile.TemporaryDirectory() as empty:   # GPTQ computed here, never read from a cache
         os.environ["SPIKEACC_CACHE"] = empty
         hardware = hardware_network(net, spec, calib, overrides=HARDWARE_OVERRIDES)

@@ -187,6 +187,27 @@ def test_smollm2_static_mode_vectors_bit_exact(tmp_path, size):
 
 
 @pytest.mark.verilator
+@pytest.mark.model
+@pytest.mark.parametrize("size", ["cropped-64x16", pytest.param("full", marks=pytest.mark.slow)])
+def test_rotated_corpus_calibrated_codes_are_bit_exact_on_the_same_tile(tmp_path, size):
+    """The tile's contract does not change with the rotation or the calibration: other codes, the same checks."""
+    from spikeacc.golden.synthetic_vectors import crop_vectors
+    from spikeacc.golden.vector_export import export_vectors
+    from spikeacc.golden.vectors import load_vectors, save_vectors
+    base = PRESETS["smollm2"].replace(rotation="hadamard", calibration="corpus", calibration_tokens=1024)
+    path = export_vectors(layer="model.layers.0.self_attn.q_proj", tokens=8, out=tmp_path / "r.npz", base=base)
+    plain = export_vectors(layer="model.layers.0.self_attn.q_proj", tokens=8, out=tmp_path / "p.npz",
+                           base=PRESETS["smollm2"])
+    v = load_vectors(path)
+    assert not np.array_equal(v.w, load_vectors(plain).w), "the rotated layer exported the plain codes"
+    if size != "full":
+        path = save_vectors(tmp_path / "r64.npz", crop_vectors(v, SpikeConfig()))
+    _, rep = run_tile_regression(path, progress=False)
+    assert rep.passed, rep.mismatches[:10]
+    assert rep.compared == 8 * load_vectors(path).shape[2]
+
+
+@pytest.mark.verilator
 def test_mac_baseline_bit_exact_and_cycle_model(tmp_path):
     """The MAC tile passes the same regression, and its docstring's cycle count is exact."""
     path = write_random(tmp_path, SpikeConfig(), tokens=3)
