@@ -37,7 +37,7 @@ def plot_accuracy(rows: list[dict], path) -> None:
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     fp = [r["ppl"] for r in rows if r["method"] == "fp"]
     methods = [m for m in dict.fromkeys(r["method"] for r in rows) if m != "fp"]
-    fig, ax = plt.subplots(figsize=(7.5, 3.4))
+    fig, ax = plt.subplots(figsize=(7.5, 4.2))
     # one bar per (outputs, weight rounding) the rows have: input-only, hardware-faithful, and the
     # hardware-faithful row with round-to-nearest weights when the configuration uses GPTQ
     series = list(dict.fromkeys((r["hardware_faithful"], r.get("weights", "rtn"), r.get("calibration"))
@@ -49,7 +49,8 @@ def plot_accuracy(rows: list[dict], path) -> None:
         label = (f"hardware-faithful (tile's {counts}-bit counts)" if faithful else "input-only (outputs float)") \
             + ("" if len({w for _, w, _ in series}) == 1 else
                ", RTN weights, no margin (before)" if weights == "rtn" else f", {weights.upper()} weights") \
-            + (f", calibrated on the {calibration}" if calibration else "")
+            + (f", calibrated on {next(r['calibration_tokens'] for r in rows if r.get('calibration') == calibration):,} "
+               f"{calibration} tokens" if calibration else "")
         values = {r["method"]: r["ppl"] for r in rows
                   if (r["hardware_faithful"], r.get("weights", "rtn"), r.get("calibration")) == (faithful, weights,
                                                                                                  calibration)}
@@ -61,11 +62,11 @@ def plot_accuracy(rows: list[dict], path) -> None:
     ax.set_xticks([i + width * (len(series) - 1) / 2 for i in range(len(methods))],
                   ["SpikeQuant W4A4" if m == "spikequant" else "Kirin W4A4&8" if m == "kirin" else m for m in methods])
     ax.set_ylabel("perplexity")
-    ax.set_ylim(0, 1.5 * max(r["ppl"] for r in rows))
+    ax.set_ylim(0, 1.15 * max(r["ppl"] for r in rows))
     ax.set_title("perplexity of what the hardware computes (lower is better)", fontsize=9)
-    ax.legend(fontsize=7, loc="upper right", ncol=2)
+    ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.1), ncol=2, frameon=False)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    fig.savefig(path, dpi=100, bbox_inches="tight")   # the legend below the axes included
     plt.close(fig)
 
 

@@ -40,7 +40,7 @@ class Accuracy(Section):
         weights = ("GPTQ codes (error-compensating rounding); the round-to-nearest rows, without output-range "
                    "margin, are the earlier default" if cfg.weight_rounding == "gptq" else
                    f"{cfg.weight_rounding.upper()} codes")
-        corpus = [r for r in section["rows"] if r.get("calibration")]
+        corpus = [r for r in section.get("rows", []) if r.get("calibration")]   # none when the step failed
         return ("Perplexity on held-out GPL-3 text. Input-only rows quantize activations and weights but return "
                 "float outputs (what fake-quant papers report); hardware-faithful rows return the tile's spike "
                 f"counts through its thresholds ({cfg.out_bits}-bit outputs), as the generated RTL computes them. "

@@ -20,13 +20,25 @@ from __future__ import annotations
 
 import random
 from importlib import resources
+from pathlib import Path
 
 import torch
 
-__all__ = ["CORPUS_FILES", "corpus_text", "sampled_windows", "calibration_windows", "calibration_label"]
+from spikeacc import workdirs
+
+__all__ = ["CORPUS_FILES", "read_text", "corpus_text", "sampled_windows", "calibration_windows", "calibration_label"]
 
 CORPUS_FILES = ("factbook.txt", "python-reference.txt")
 SEED = 0
+
+
+def read_text(path: str | Path) -> str:
+    """A UTF-8 text file's contents, or one clear error naming the file."""
+    path = workdirs.input_file(path, "text file")
+    try:
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"text file {path} is not UTF-8 text ({exc.reason} at byte {exc.start})") from None
 
 
 def corpus_text() -> list[str]:
@@ -52,11 +64,7 @@ def sampled_windows(tokenizer, texts: list[str], tokens: int, window: int, seed:
 
 def calibration_windows(tokenizer, source: str, tokens: int, window: int) -> torch.Tensor:
     """Windows drawn from the corpus (``source == "corpus"``) or from the UTF-8 file at ``source``."""
-    if source == "corpus":
-        texts = corpus_text()
-    else:
-        from spikeacc.golden.perplexity import read_text
-        texts = [read_text(source)]
+    texts = corpus_text() if source == "corpus" else [read_text(source)]
     return sampled_windows(tokenizer, texts, tokens, min(window, tokens))
 
 

@@ -19,7 +19,7 @@ from tqdm import tqdm
 
 from spikeacc import workdirs
 from spikeacc.config import MODES, PRESETS, ROTATIONS, SpikeConfig, check_out_bits, step_grid
-from spikeacc.golden.calibration import calibration_label, calibration_windows
+from spikeacc.golden.calibration import calibration_label, calibration_windows, read_text
 from spikeacc.golden.network import HARDWARE_OVERRIDES, PROJECTIONS, evaluate, window_nll
 from spikeacc.golden.output_quant import check_policy
 from spikeacc.golden.spiking_linear import QuantSpec
@@ -274,15 +274,6 @@ def _spec(row) -> QuantSpec:
                      out_policy=row.get("out_policy", "channel"), out_clip=row.get("out_clip", 0),
                      outlier_bits=row.get("outlier_bits", QuantSpec.outlier_bits),
                      weights=row.get("weights", "rtn"), out_margin=row.get("out_margin", QuantSpec.out_margin))
-
-
-def read_text(path: str | Path) -> str:
-    """A UTF-8 text file's contents, or one clear error naming the file."""
-    path = workdirs.input_file(path, "text file")
-    try:
-        return path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as exc:
-        raise ValueError(f"text file {path} is not UTF-8 text ({exc.reason} at byte {exc.start})") from None
 
 
 def unseen_windows(tokenizer, text: str, tokens: int, window: int = WINDOW) -> torch.Tensor:
