@@ -313,9 +313,14 @@ def run_ppl_table(model: str | None = None, text: str | None = None, out: str | 
         windows = unseen_windows(tokenizer, unseen, tokens)
         source = f"{eval_text} (never calibrated on)"
 
+    drawn: dict[tuple, torch.Tensor] = {}   # calibration windows per (source, tokens): each corpus tokenized once
+
     def calibration_of(row):   # a row may name its own calibration and rotation (before/after rows)
         cfg = config.replace(**{k: row[k] for k in CALIBRATION_FIELDS if k in row})
-        return streamed_model(model, cfg.rotation), config_splits(tokenizer, cfg, tokens, body)[0]
+        key = cfg.calibration, cfg.calibration_tokens
+        if key not in drawn:
+            drawn[key] = config_splits(tokenizer, cfg, tokens, body)[0]
+        return streamed_model(model, cfg.rotation), drawn[key]
     out.mkdir(parents=True, exist_ok=True)
     results = []
     per_layer: dict[str, dict] = {}

@@ -125,6 +125,8 @@ class Rotation:
 
     def block(self, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """A decoder block's float64 state dict with the norms folded and R1, R2 applied (a new dict)."""
+        if any(k.endswith(".bias") for k in state):
+            raise ValueError("rotation of projections with biases is not supported (Llama's have none)")
         state = dict(state)
         for name in READERS:
             key = f"{name}.weight"
@@ -139,6 +141,4 @@ class Rotation:
         state["self_attn.v_proj.weight"] = (self.r2.T @ v.reshape(-1, d, v.shape[1])).reshape(v.shape)
         o = state["self_attn.o_proj.weight"]                                 # [H, heads·d]
         state["self_attn.o_proj.weight"] = (o.reshape(o.shape[0], -1, d) @ self.r2).reshape(o.shape)
-        if any(k.endswith(".bias") for k in state):
-            raise ValueError("rotation of projections with biases is not supported (Llama's have none)")
         return state
